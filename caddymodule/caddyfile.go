@@ -1,0 +1,150 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+// parseCaddyfile builds a Handler from a registry_cache directive.
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var handler Handler
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return &handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	registry_cache {
+//		storage   <directory>
+//		max_size  <size>
+//		memory    <size>
+//		tag_ttl   <duration>
+//		default   <registry>
+//		upstream  <registry> [<url>] {
+//			url      <url>
+//			username <username>
+//			password <password>
+//		}
+//	}
+//
+// Sizes accept units (50GiB, 256MiB, 10GB) or plain bytes. upstream may be
+// repeated, once per registry; url may be repeated inside its block to list
+// endpoints tried in order. username and password accept placeholders such
+// as {env.HUB_TOKEN}. Without any upstream, the mirror serves Docker Hub
+// and the well-known public registries.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "storage":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Storage = d.Val()
+		case "max_size", "memory":
+			opt := d.Val()
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			size, err := parseSize(d.Val())
+			if err != nil {
+				return d.Errf("%s: %v", opt, err)
+			}
+			if opt == "max_size" {
+				h.MaxSize = size
+			} else {
+				h.Memory = size
+			}
+		case "tag_ttl":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("tag_ttl: %v", err)
+			}
+			h.TagTTL = caddy.Duration(dur)
+		case "default":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Default = d.Val()
+		case "upstream":
+			u, err := unmarshalUpstream(d)
+			if err != nil {
+				return err
+			}
+			h.Upstreams = append(h.Upstreams, u)
+		default:
+			return d.Errf("unrecognized registry_cache option %q", d.Val())
+		}
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	return nil
+}
+
+// unmarshalUpstream reads `upstream <name> [<url>] { … }`.
+func unmarshalUpstream(d *caddyfile.Dispenser) (Upstream, error) {
+	var u Upstream
+	if !d.NextArg() {
+		return u, d.ArgErr()
+	}
+	u.Name = d.Val()
+	if d.NextArg() {
+		u.URLs = append(u.URLs, d.Val())
+	}
+	if d.NextArg() {
+		return u, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if !d.NextArg() {
+			return u, d.ArgErr()
+		}
+		switch opt {
+		case "url":
+			u.URLs = append(u.URLs, d.Val())
+		case "username":
+			u.Username = d.Val()
+		case "password":
+			u.Password = d.Val()
+		default:
+			return u, d.Errf("unrecognized upstream option %q", opt)
+		}
+		if d.NextArg() {
+			return u, d.ArgErr()
+		}
+	}
+	return u, nil
+}
+
+// parseSize reads a byte size such as 50GiB, 256MiB or 1048576.
+func parseSize(s string) (int64, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n < 0 {
+			return 0, strconv.ErrRange
+		}
+		return n, nil
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil {
+		return 0, err
+	}
+	if n > 1<<62 {
+		return 0, strconv.ErrRange
+	}
+	return int64(n), nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

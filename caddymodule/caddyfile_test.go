@@ -1,0 +1,127 @@
+package caddymodule
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	tests := []struct {
+		name    string
+		input   string
+		want    Handler
+		wantErr bool
+	}{
+		{name: "bare directive", input: `registry_cache`, want: Handler{}},
+		{
+			name: "every option",
+			input: `registry_cache {
+				storage /var/lib/regcache
+				max_size 50GiB
+				memory 256MiB
+				tag_ttl 5m
+				default ghcr.io
+				upstream docker.io https://registry-1.docker.io {
+					username {env.HUB_USER}
+					password {env.HUB_TOKEN}
+				}
+				upstream ghcr.io
+			}`,
+			want: Handler{
+				Storage: "/var/lib/regcache",
+				MaxSize: 50 << 30,
+				Memory:  256 << 20,
+				TagTTL:  caddy.Duration(5 * time.Minute),
+				Default: "ghcr.io",
+				Upstreams: []Upstream{
+					{Name: "docker.io", URLs: []string{"https://registry-1.docker.io"}, Username: "{env.HUB_USER}", Password: "{env.HUB_TOKEN}"},
+					{Name: "ghcr.io"},
+				},
+			},
+		},
+		{
+			name: "several endpoints",
+			input: `registry_cache {
+				upstream registry.example.com {
+					url https://relay.example.net
+					url https://registry.example.com
+				}
+			}`,
+			want: Handler{Upstreams: []Upstream{{Name: "registry.example.com",
+				URLs: []string{"https://relay.example.net", "https://registry.example.com"}}}},
+		},
+		{name: "plain byte sizes", input: "registry_cache {\nmax_size 1048576\n}", want: Handler{MaxSize: 1 << 20}},
+		{name: "argument on directive", input: `registry_cache foo`, wantErr: true},
+		{name: "unknown option", input: "registry_cache {\nfrobnicate yes\n}", wantErr: true},
+		{name: "storage without value", input: "registry_cache {\nstorage\n}", wantErr: true},
+		{name: "bad size", input: "registry_cache {\nmax_size lots\n}", wantErr: true},
+		{name: "negative size", input: "registry_cache {\nmemory -5\n}", wantErr: true},
+		{name: "bad duration", input: "registry_cache {\ntag_ttl soon\n}", wantErr: true},
+		{name: "extra argument", input: "registry_cache {\nstorage a b\n}", wantErr: true},
+		{name: "upstream without name", input: "registry_cache {\nupstream\n}", wantErr: true},
+		{name: "upstream with two urls inline", input: "registry_cache {\nupstream a.io https://a https://b\n}", wantErr: true},
+		{name: "unknown upstream option", input: "registry_cache {\nupstream a.io {\ntoken x\n}\n}", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got Handler
+			err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("UnmarshalCaddyfile(%q) error = %v, wantErr %v", tc.input, err, tc.wantErr)
+			}
+			if err == nil && !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("UnmarshalCaddyfile(%q) = %+v, want %+v", tc.input, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		h       Handler
+		wantErr bool
+	}{
+		{"zero value", Handler{}, false},
+		{"negative max size", Handler{MaxSize: -1}, true},
+		{"negative memory", Handler{Memory: -1}, true},
+		{"negative ttl", Handler{TagTTL: -1}, true},
+		{"duplicate upstream", Handler{Upstreams: []Upstream{{Name: "docker.io"}, {Name: "registry-1.docker.io"}}}, true},
+		{"empty upstream name", Handler{Upstreams: []Upstream{{Name: ""}}}, true},
+		{"relative url", Handler{Upstreams: []Upstream{{Name: "a.io", URLs: []string{"a.io/v2"}}}}, true},
+		{"ftp url", Handler{Upstreams: []Upstream{{Name: "a.io", URLs: []string{"ftp://a.io"}}}}, true},
+		{"http url", Handler{Upstreams: []Upstream{{Name: "a.io", URLs: []string{"http://127.0.0.1:5000"}}}}, false},
+		{"default not configured", Handler{Default: "ghcr.io", Upstreams: []Upstream{{Name: "docker.io"}}}, true},
+		{"default configured", Handler{Default: "ghcr.io", Upstreams: []Upstream{{Name: "docker.io"}, {Name: "ghcr.io"}}}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.h.Validate()
+			if (err != nil) != tc.wantErr {
+				t.Errorf("Validate() = %v, wantErr %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestUpstreamURLs(t *testing.T) {
+	tests := []struct {
+		u    Upstream
+		want []string
+	}{
+		{Upstream{Name: "docker.io"}, []string{"https://registry-1.docker.io"}},
+		{Upstream{Name: "index.docker.io"}, []string{"https://registry-1.docker.io"}},
+		{Upstream{Name: "ghcr.io"}, []string{"https://ghcr.io"}},
+		{Upstream{Name: "registry.example.com:5000"}, []string{"https://registry.example.com:5000"}},
+		{Upstream{Name: "docker.io", URLs: []string{"http://127.0.0.1:1"}}, []string{"http://127.0.0.1:1"}},
+	}
+	for _, tc := range tests {
+		if got := upstreamURLs(tc.u); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("upstreamURLs(%+v) = %v, want %v", tc.u, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,250 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/mirror"
+	"github.com/regcache/regcache/upstream"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+	httpcaddyfile.RegisterHandlerDirective("registry_cache", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("registry_cache", httpcaddyfile.Before, "reverse_proxy")
+}
+
+// Defaults of the Handler's fields.
+const (
+	// DefaultMaxSize is the disk budget when max_size is not set.
+	DefaultMaxSize int64 = 10 << 30
+	// DefaultMemory is the hot index budget when memory is not set.
+	DefaultMemory int64 = 64 << 20
+	// DefaultTagTTL is how long a tag is trusted when tag_ttl is not set.
+	DefaultTagTTL = 5 * time.Minute
+)
+
+// Handler turns a Caddy site into a pull-through cache of container
+// registries. It answers every request under /v2/ (the registry API) and
+// passes any other request to the next handler.
+//
+// Blobs and manifests are cached by digest on disk, with a hot index in
+// memory; tags are trusted for TagTTL, then revalidated with a HEAD. With
+// no upstream configured, it mirrors Docker Hub and the well-known public
+// registries (ghcr.io, quay.io, registry.k8s.io, gcr.io,
+// mcr.microsoft.com, public.ecr.aws, nvcr.io).
+type Handler struct {
+	// Storage is the cache directory. Default: "registry_cache" under
+	// Caddy's data directory. Two handlers naming the same directory share
+	// one open cache.
+	Storage string `json:"storage,omitempty"`
+
+	// MaxSize is the disk budget of the cache in bytes. Default: 10 GiB.
+	MaxSize int64 `json:"max_size,omitempty"`
+
+	// Memory is the budget of the in-memory hot index in bytes, which holds
+	// manifests and blob metadata. Default: 64 MiB.
+	Memory int64 `json:"memory,omitempty"`
+
+	// TagTTL is how long a tag -> digest answer is trusted before it is
+	// revalidated with the upstream (with a HEAD, which Docker Hub does not
+	// count against its pull limit). Default: 5m.
+	TagTTL caddy.Duration `json:"tag_ttl,omitempty"`
+
+	// Default names the upstream that serves requests naming no registry
+	// (neither by containerd's ns parameter nor by a leading registry host
+	// in the path). Default: docker.io when it is configured, else the
+	// first upstream.
+	Default string `json:"default,omitempty"`
+
+	// Upstreams are the registries this mirror serves; no other registry
+	// is reachable through it. Default: docker.io and the well-known public
+	// registries, each at its public endpoint.
+	Upstreams []Upstream `json:"upstreams,omitempty"`
+
+	mirror *mirror.Mirror
+	store  *cache.Store
+	dir    string
+	logger *zap.Logger
+}
+
+// Upstream is one registry the mirror serves.
+type Upstream struct {
+	// Name is the registry's name as clients know it: "docker.io",
+	// "ghcr.io", "registry.example.com:5000". Required.
+	Name string `json:"name"`
+
+	// URLs are the endpoints that serve this registry's API, tried in
+	// order: a dead endpoint is skipped for a while. Default: the
+	// registry's well-known endpoint (https://registry-1.docker.io for
+	// docker.io), or https://<name> for any other registry. http:// is
+	// allowed for private registries and tests.
+	URLs []string `json:"urls,omitempty"`
+
+	// Username for the upstream (its token realm, or Basic auth). Accepts
+	// placeholders such as {env.HUB_USER}. Default: anonymous.
+	Username string `json:"username,omitempty"`
+
+	// Password or access token for the upstream. Accepts placeholders such
+	// as {env.HUB_TOKEN}; never logged. Default: none.
+	Password string `json:"password,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.registry_cache",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision fills defaults, resolves placeholders, builds the upstream
+// clients and opens (or reuses) the cache of the storage directory.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+	if h.Storage == "" {
+		h.Storage = filepath.Join(caddy.AppDataDir(), "registry_cache")
+	}
+	dir, err := filepath.Abs(repl.ReplaceAll(h.Storage, ""))
+	if err != nil {
+		return fmt.Errorf("resolving storage directory %q: %w", h.Storage, err)
+	}
+	h.dir = dir
+	if h.MaxSize == 0 {
+		h.MaxSize = DefaultMaxSize
+	}
+	if h.Memory == 0 {
+		h.Memory = DefaultMemory
+	}
+	if h.TagTTL == 0 {
+		h.TagTTL = caddy.Duration(DefaultTagTTL)
+	}
+	ups := h.Upstreams
+	if len(ups) == 0 {
+		for _, name := range mirror.KnownRegistries() {
+			ups = append(ups, Upstream{Name: name})
+		}
+	}
+	clients := make([]*upstream.Client, 0, len(ups))
+	for _, u := range ups {
+		cfg := upstream.Config{
+			Name:      mirror.CanonicalRegistry(u.Name),
+			Endpoints: upstreamURLs(u),
+			Username:  repl.ReplaceAll(u.Username, ""),
+			Password:  repl.ReplaceAll(u.Password, ""),
+		}
+		c, err := upstream.New(cfg, upstream.Options{Logger: h.logger.Named("upstream")})
+		if err != nil {
+			return fmt.Errorf("upstream %s: %w", u.Name, err)
+		}
+		clients = append(clients, c)
+	}
+	store, err := openStore(dir, cache.Options{
+		Dir:         dir,
+		MemoryBytes: h.Memory,
+		Logger:      h.logger.Named("cache"),
+	})
+	if err != nil {
+		return err
+	}
+	m, err := mirror.New(mirror.Config{
+		Upstreams: clients,
+		Default:   h.Default,
+		Store:     store,
+		TagTTL:    time.Duration(h.TagTTL),
+		Logger:    h.logger,
+	})
+	if err != nil {
+		_ = releaseStore(dir)
+		return err
+	}
+	h.mirror = m
+	h.store = store
+	h.logger.Info("registry cache ready", zap.String("storage", dir),
+		zap.Int("upstreams", len(clients)), zap.Duration("tag_ttl", time.Duration(h.TagTTL)))
+	return nil
+}
+
+// upstreamURLs returns an upstream's endpoints, defaulting to the
+// registry's well-known endpoint.
+func upstreamURLs(u Upstream) []string {
+	if len(u.URLs) > 0 {
+		return u.URLs
+	}
+	if known, ok := mirror.KnownEndpoint(u.Name); ok {
+		return []string{known}
+	}
+	return []string{"https://" + mirror.CanonicalRegistry(u.Name)}
+}
+
+// Validate checks the configuration without any I/O.
+func (h *Handler) Validate() error {
+	if h.MaxSize < 0 {
+		return fmt.Errorf("max_size must not be negative, got %d", h.MaxSize)
+	}
+	if h.Memory < 0 {
+		return fmt.Errorf("memory must not be negative, got %d", h.Memory)
+	}
+	if h.TagTTL < 0 {
+		return fmt.Errorf("tag_ttl must not be negative, got %s", time.Duration(h.TagTTL))
+	}
+	seen := make(map[string]bool, len(h.Upstreams))
+	for _, u := range h.Upstreams {
+		name := mirror.CanonicalRegistry(u.Name)
+		if name == "" || strings.ContainsAny(name, "/ ") {
+			return fmt.Errorf("upstream name %q is not a registry name", u.Name)
+		}
+		if seen[name] {
+			return fmt.Errorf("upstream %s is configured twice", name)
+		}
+		seen[name] = true
+		for _, raw := range u.URLs {
+			p, err := url.Parse(raw)
+			if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+				return fmt.Errorf("upstream %s: URL %q must be an absolute http or https URL", name, raw)
+			}
+		}
+	}
+	if h.Default != "" && len(h.Upstreams) > 0 && !seen[mirror.CanonicalRegistry(h.Default)] {
+		return fmt.Errorf("default upstream %q is not among the configured upstreams", h.Default)
+	}
+	return nil
+}
+
+// Cleanup releases this handler's use of the shared cache; the cache
+// closes when the last configuration using its directory is unloaded.
+func (h *Handler) Cleanup() error {
+	if h.dir == "" {
+		return nil
+	}
+	return releaseStore(h.dir)
+}
+
+// ServeHTTP hands registry API requests (/v2 and below) to the mirror and
+// anything else to the next handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.URL.Path != "/v2" && !strings.HasPrefix(r.URL.Path, "/v2/") {
+		return next.ServeHTTP(w, r)
+	}
+	h.mirror.ServeHTTP(w, r)
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,86 @@
+package caddymodule
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// provision provisions h in a fresh Caddy context and cleans it up when
+// the test ends.
+func provision(t *testing.T, h *Handler) {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
+	t.Cleanup(cancel)
+	if err := h.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if err := h.Provision(ctx); err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := h.Cleanup(); err != nil {
+			t.Errorf("Cleanup: %v", err)
+		}
+	})
+}
+
+func TestProvisionDefaults(t *testing.T) {
+	h := &Handler{Storage: filepath.Join(t.TempDir(), "cache")}
+	provision(t, h)
+	if h.MaxSize != DefaultMaxSize || h.Memory != DefaultMemory || h.TagTTL != caddy.Duration(DefaultTagTTL) {
+		t.Errorf("defaults not filled: max_size %d, memory %d, tag_ttl %v", h.MaxSize, h.Memory, h.TagTTL)
+	}
+}
+
+func TestServeHTTPRoutesOnlyRegistryPaths(t *testing.T) {
+	h := &Handler{Storage: filepath.Join(t.TempDir(), "cache")}
+	provision(t, h)
+	tests := []struct {
+		path     string
+		wantNext bool
+		status   int
+	}{
+		{"/v2/", false, http.StatusOK},
+		{"/v2", false, http.StatusOK},
+		{"/v2/library/x/blobs/uploads/", false, http.StatusMethodNotAllowed},
+		{"/", true, http.StatusTeapot},
+		{"/v2x", true, http.StatusTeapot},
+		{"/metrics", true, http.StatusTeapot},
+	}
+	for _, tc := range tests {
+		t.Run(tc.path, func(t *testing.T) {
+			calledNext := false
+			next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+				calledNext = true
+				w.WriteHeader(http.StatusTeapot)
+				return nil
+			})
+			w := httptest.NewRecorder()
+			if err := h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, tc.path, nil), next); err != nil {
+				t.Fatalf("ServeHTTP(%s) = %v", tc.path, err)
+			}
+			if calledNext != tc.wantNext || w.Code != tc.status {
+				t.Errorf("ServeHTTP(%s): next called %v, status %d; want %v, %d", tc.path, calledNext, w.Code, tc.wantNext, tc.status)
+			}
+		})
+	}
+}
+
+func TestReloadReusesOpenCache(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	first := &Handler{Storage: dir}
+	provision(t, first)
+	second := &Handler{Storage: dir}
+	provision(t, second)
+	if first.store == nil || first.store != second.store {
+		t.Errorf("the second handler opened another cache for the same directory")
+	}
+	if refs, ok := stores.References(dir); !ok || refs != 2 {
+		t.Errorf("cache references = %d, %v; want 2", refs, ok)
+	}
+}

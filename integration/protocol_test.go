@@ -1,0 +1,172 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// ociErrorBody is the OCI error body.
+type ociErrorBody struct {
+	Errors []struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"errors"`
+}
+
+func TestErrorsAreOCIJSON(t *testing.T) {
+	_, manifest, err := hub.PushImage("library/errs", "ok", 1, 1024, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startMirror(t, siteOptions{})
+	missing := "sha256:" + strings.Repeat("ab", 32)
+	tests := []struct {
+		name, method, path string
+		status             int
+		code               string
+		upstreamAllowed    bool
+	}{
+		{"put manifest", http.MethodPut, "/v2/errs/manifests/ok", 405, "UNSUPPORTED", false},
+		{"start upload", http.MethodPost, "/v2/errs/blobs/uploads/", 405, "UNSUPPORTED", false},
+		{"patch upload", http.MethodPatch, "/v2/errs/blobs/uploads/abc", 405, "UNSUPPORTED", false},
+		{"delete manifest", http.MethodDelete, "/v2/errs/manifests/" + manifest, 405, "UNSUPPORTED", false},
+		{"uppercase name", http.MethodGet, "/v2/Errs/manifests/ok", 400, "NAME_INVALID", false},
+		{"empty component", http.MethodGet, "/v2/a//b/manifests/ok", 400, "NAME_INVALID", false},
+		{"dot-dot component", http.MethodGet, "/v2/a/../b/manifests/ok", 400, "NAME_INVALID", false},
+		{"encoded dot-dot", http.MethodGet, "/v2/a/%2e%2e/b/manifests/ok", 400, "NAME_INVALID", false},
+		{"encoded slash", http.MethodGet, "/v2/a%2fb/manifests/ok", 400, "NAME_INVALID", false},
+		{"short digest", http.MethodGet, "/v2/errs/blobs/sha256:abc", 400, "DIGEST_INVALID", false},
+		{"unknown algorithm", http.MethodGet, "/v2/errs/blobs/md5:" + strings.Repeat("a", 32), 400, "DIGEST_INVALID", false},
+		{"bad tag", http.MethodGet, "/v2/errs/manifests/-bad", 400, "TAG_INVALID", false},
+		{"unconfigured ns", http.MethodGet, "/v2/x/manifests/ok?ns=evil.example", 404, "NAME_UNKNOWN", false},
+		{"unconfigured path prefix", http.MethodGet, "/v2/evil.example/x/manifests/ok", 404, "NAME_UNKNOWN", false},
+		{"unknown tag", http.MethodGet, "/v2/errs/manifests/nope", 404, "MANIFEST_UNKNOWN", true},
+		{"unknown blob", http.MethodGet, "/v2/errs/blobs/" + missing, 404, "BLOB_UNKNOWN", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			hub.Counters.Reset()
+			resp := m.do(t, tc.method, tc.path)
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.status {
+				t.Errorf("status %d, want %d; body %s", resp.StatusCode, tc.status, body)
+			}
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+				t.Errorf("Content-Type %q, want application/json", ct)
+			}
+			if v := resp.Header.Get("Docker-Distribution-API-Version"); v != "registry/2.0" {
+				t.Errorf("Docker-Distribution-API-Version %q", v)
+			}
+			var e ociErrorBody
+			if err := json.Unmarshal(body, &e); err != nil || len(e.Errors) == 0 {
+				t.Fatalf("body is not an OCI error: %s (%v)", body, err)
+			}
+			if e.Errors[0].Code != tc.code {
+				t.Errorf("code %s, want %s (%s)", e.Errors[0].Code, tc.code, e.Errors[0].Message)
+			}
+			if !tc.upstreamAllowed {
+				wantCount(t, "upstream requests", hub.Counters.Upstream(), 0)
+			}
+		})
+	}
+}
+
+func TestBaseEndpoint(t *testing.T) {
+	m := startMirror(t, siteOptions{})
+	hub.Counters.Reset()
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		resp := m.do(t, method, "/v2/")
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Distribution-API-Version") != "registry/2.0" {
+			t.Errorf("%s /v2/: status %d, version %q", method, resp.StatusCode, resp.Header.Get("Docker-Distribution-API-Version"))
+		}
+	}
+	// Other paths belong to the rest of the site.
+	resp := m.do(t, http.MethodGet, "/healthz")
+	resp.Body.Close()
+	if resp.Header.Get("Docker-Distribution-API-Version") != "" {
+		t.Errorf("a non-registry path was answered by the registry handler")
+	}
+	wantCount(t, "upstream requests", hub.Counters.Upstream(), 0)
+}
+
+func TestManifestHeadersAndConditional(t *testing.T) {
+	_, want, err := hub.PushImage("library/heads", "1", 1, 1024, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startMirror(t, siteOptions{})
+	accept := "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
+	get := m.do(t, http.MethodGet, "/v2/heads/manifests/1", accept)
+	body, _ := io.ReadAll(get.Body)
+	get.Body.Close()
+	head := m.do(t, http.MethodHead, "/v2/heads/manifests/1", accept)
+	head.Body.Close()
+	for _, resp := range []*http.Response{get, head} {
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d", resp.Request.Method, resp.StatusCode)
+		}
+		if d := resp.Header.Get("Docker-Content-Digest"); d != want {
+			t.Errorf("%s: Docker-Content-Digest %s, want %s", resp.Request.Method, d, want)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/vnd.oci.image.manifest.v1+json" {
+			t.Errorf("%s: Content-Type %q", resp.Request.Method, ct)
+		}
+		if cl := resp.Header.Get("Content-Length"); cl != fmt.Sprint(len(body)) {
+			t.Errorf("%s: Content-Length %s, want %d", resp.Request.Method, cl, len(body))
+		}
+	}
+	cond := m.do(t, http.MethodGet, "/v2/heads/manifests/"+want, `If-None-Match: "`+want+`"`)
+	cond.Body.Close()
+	if cond.StatusCode != http.StatusNotModified {
+		t.Errorf("If-None-Match with the digest: status %d, want 304", cond.StatusCode)
+	}
+}
+
+func TestTagListPagination(t *testing.T) {
+	want := []string{"a", "b", "c", "d", "e"}
+	for _, tag := range want {
+		if _, _, err := hub.PushImage("org/paged", tag, 1, 512, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := startMirror(t, siteOptions{})
+	var got []string
+	next := "/v2/org/paged/tags/list?n=2"
+	for pages := 0; next != ""; pages++ {
+		if pages > 5 {
+			t.Fatalf("pagination does not end; tags so far %v", got)
+		}
+		resp := m.do(t, http.MethodGet, next)
+		var list struct {
+			Tags []string `json:"tags"`
+		}
+		err := json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %v", next, resp.StatusCode, err)
+		}
+		if len(list.Tags) > 2 {
+			t.Errorf("page of %d tags, want at most 2", len(list.Tags))
+		}
+		got = append(got, list.Tags...)
+		next = ""
+		if link := resp.Header.Get("Link"); link != "" {
+			start, end := strings.IndexByte(link, '<'), strings.IndexByte(link, '>')
+			next = link[start+1 : end]
+			if !strings.HasPrefix(next, "/v2/org/paged/tags/list?") {
+				t.Fatalf("Link %q does not point at the mirror's path", link)
+			}
+		}
+	}
+	sort.Strings(got)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("tags %v, want %v", got, want)
+	}
+}

@@ -1,0 +1,137 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/oci"
+	"github.com/regcache/regcache/upstream"
+)
+
+// errBadUpstream marks an upstream answer regcache refuses to pass on: a
+// wrong status, a body over a limit, invalid JSON, a digest mismatch.
+var errBadUpstream = errors.New("bad upstream answer")
+
+// badUpstream returns an error wrapping errBadUpstream.
+func badUpstream(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errBadUpstream, fmt.Sprintf(format, args...))
+}
+
+// writeError maps err to its OCI error and writes it; the one place where
+// internal errors become responses. A client that went away gets nothing.
+func (m *Mirror) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		m.log.Debug("client went away", zap.String("path", r.URL.Path), zap.Error(err))
+		return
+	}
+	oe := toOCI(err)
+	switch {
+	case oe.Status >= 500:
+		m.log.Warn("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+			zap.Int("status", oe.Status), zap.Error(err))
+	default:
+		if ce := m.log.Check(zap.DebugLevel, "request refused"); ce != nil {
+			ce.Write(zap.String("method", r.Method), zap.String("path", r.URL.Path),
+				zap.Int("status", oe.Status), zap.Error(err))
+		}
+	}
+	oe.Write(w, r)
+}
+
+// toOCI maps an internal error to the OCI error a client receives: the
+// upstream's own answer for its 4xx, 429 with Retry-After, 504 for a
+// timeout, 502 for any other upstream failure, 500 for the rest. Messages
+// never carry credentials (upstream errors never contain them).
+func toOCI(err error) *oci.Error {
+	var oe *oci.Error
+	if errors.As(err, &oe) {
+		return oe
+	}
+	var ue *upstream.Error
+	if errors.As(err, &ue) {
+		return fromUpstream(ue)
+	}
+	switch {
+	case errors.Is(err, cache.ErrDigestMismatch), errors.Is(err, cache.ErrSizeMismatch):
+		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "the upstream sent content that does not match its digest or size")
+	case errors.Is(err, errBadUpstream):
+		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "%s", err.Error())
+	case isTimeout(err):
+		return oci.Errorf(http.StatusGatewayTimeout, oci.CodeUnavailable, "the upstream registry did not answer in time")
+	case errors.Is(err, upstream.ErrUnavailable):
+		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "the upstream registry is unreachable")
+	case errors.Is(err, cache.ErrClosed):
+		return oci.Errorf(http.StatusServiceUnavailable, oci.CodeUnavailable, "the cache is shutting down")
+	}
+	return oci.Errorf(http.StatusInternalServerError, oci.CodeUnknown, "internal error")
+}
+
+// fromUpstream maps an upstream's error answer.
+func fromUpstream(ue *upstream.Error) *oci.Error {
+	items := ue.Items
+	switch {
+	case ue.Status == http.StatusTooManyRequests:
+		e := &oci.Error{Status: http.StatusTooManyRequests, Items: items, RetryAfter: ue.RetryAfter}
+		if len(e.Items) == 0 {
+			e.Items = []oci.ErrorItem{{Code: oci.CodeTooManyRequests, Message: "the upstream registry's rate limit is exhausted"}}
+		}
+		return e
+	case ue.Status == http.StatusUnauthorized:
+		return oci.Errorf(http.StatusUnauthorized, oci.CodeUnauthorized,
+			"the upstream registry %s refused access to this repository", ue.Upstream)
+	case ue.Status == http.StatusForbidden:
+		return oci.Errorf(http.StatusForbidden, oci.CodeDenied,
+			"the upstream registry %s denied access to this repository", ue.Upstream)
+	case ue.Status >= 400 && ue.Status < 500:
+		if len(items) == 0 {
+			items = []oci.ErrorItem{{Code: codeForStatus(ue.Status), Message: fmt.Sprintf("the upstream registry %s answered %d", ue.Upstream, ue.Status)}}
+		}
+		return &oci.Error{Status: ue.Status, Items: items}
+	case ue.Status == http.StatusGatewayTimeout:
+		return oci.Errorf(http.StatusGatewayTimeout, oci.CodeUnavailable, "the upstream registry %s timed out", ue.Upstream)
+	default:
+		e := oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "the upstream registry %s answered %d", ue.Upstream, ue.Status)
+		e.RetryAfter = ue.RetryAfter
+		return e
+	}
+}
+
+// codeForStatus picks a code for an upstream 4xx that carried none.
+func codeForStatus(status int) oci.Code {
+	switch status {
+	case http.StatusNotFound:
+		return oci.CodeNameUnknown
+	case http.StatusBadRequest:
+		return oci.CodeNameInvalid
+	case http.StatusMethodNotAllowed:
+		return oci.CodeUnsupported
+	}
+	return oci.CodeUnknown
+}
+
+// isTimeout reports whether err is a timeout of the upstream.
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, upstream.ErrStalled) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// staleAllowed reports whether a failed revalidation may be answered with
+// the last known digest: the upstream was unreachable, timed out, failed
+// (5xx) or rate-limited us (429). A 404, 401 or 403 is an answer, not a
+// failure, and is passed on.
+func staleAllowed(err error) bool {
+	var ue *upstream.Error
+	if errors.As(err, &ue) {
+		return ue.Status >= 500 || ue.Status == http.StatusTooManyRequests
+	}
+	return errors.Is(err, upstream.ErrUnavailable) || isTimeout(err) || errors.Is(err, errBadUpstream)
+}

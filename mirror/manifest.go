@@ -1,0 +1,312 @@
+package mirror
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/oci"
+	"github.com/regcache/regcache/upstream"
+)
+
+// manifestContent is one manifest: its exact upstream bytes, digest and
+// media type.
+type manifestContent struct {
+	digest    digest.Digest
+	mediaType string
+	data      []byte
+}
+
+// tagKey identifies one tag resolution; accept is the media types asked of
+// the upstream, since an upstream may answer a tag differently per Accept.
+type tagKey struct {
+	registry, repo, tag, accept string
+}
+
+// resolvedTag is what a tag points at. content.data is nil when only the
+// digest is known and the bytes come from the cache by digest.
+type resolvedTag struct {
+	content manifestContent
+	stale   bool
+}
+
+// serveManifest answers GET and HEAD of /v2/<name>/manifests/<reference>.
+func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, t target, ref string) error {
+	clientAccept := r.Header.Values("Accept")
+	var (
+		mc  manifestContent
+		err error
+	)
+	if strings.Contains(ref, ":") {
+		d, perr := oci.ParseDigest(ref)
+		if perr != nil {
+			return perr
+		}
+		mc, err = m.manifestByDigest(r.Context(), t, d)
+	} else {
+		mc, err = m.manifestByTag(r.Context(), t, ref, clientAccept)
+	}
+	if err != nil {
+		return err
+	}
+	writeManifest(w, r, mc)
+	return nil
+}
+
+// writeManifest sends a manifest's exact bytes with its digest and media
+// type; Range, HEAD and If-None-Match are handled by http.ServeContent.
+func writeManifest(w http.ResponseWriter, r *http.Request, mc manifestContent) {
+	h := w.Header()
+	mediaType := mc.mediaType
+	if mediaType == "" {
+		mediaType = oci.DetectMediaType(mc.data)
+	}
+	if mediaType == "" {
+		mediaType = oci.MediaTypeOCIManifest
+	}
+	h.Set("Content-Type", mediaType)
+	h.Set(oci.ContentDigestHeader, mc.digest.String())
+	h.Set("Etag", `"`+mc.digest.String()+`"`)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(mc.data))
+}
+
+// manifestByDigest returns a manifest by digest: from the cache when
+// present (no upstream request at all), else fetched once from the
+// upstream, verified against d and stored.
+func (m *Mirror) manifestByDigest(ctx context.Context, t target, d digest.Digest) (manifestContent, error) {
+	data, obj, err := m.store.ReadAll(d, MaxManifestSize)
+	if err == nil {
+		if ce := m.log.Check(zapcore.DebugLevel, "manifest hit"); ce != nil {
+			ce.Write(zap.String("repository", t.repo), zap.String("digest", d.String()))
+		}
+		return manifestContent{digest: d, mediaType: obj.MediaType, data: data}, nil
+	}
+	if !errors.Is(err, cache.ErrNotFound) {
+		m.log.Error("reading cached manifest", zap.String("digest", d.String()), zap.Error(err))
+	}
+	key := t.registry + "/" + t.repo + "@" + d.String()
+	return m.manifestFlight.do(ctx, key, func(ctx context.Context) (manifestContent, error) {
+		// By digest, the content is fixed: ask for every manifest type.
+		return m.fetchManifest(ctx, t, d.String(), digestAccept, d)
+	})
+}
+
+// manifestByTag resolves a tag remote-first within the TTL: a fresh record
+// is trusted, a stale one is revalidated with a HEAD (served as it is when
+// the upstream cannot answer), and an unknown tag is fetched with a GET.
+func (m *Mirror) manifestByTag(ctx context.Context, t target, tag string, clientAccept []string) (manifestContent, error) {
+	accept := upstreamAccept(clientAccept)
+	// Only an answer to the full set of manifest types is the tag's
+	// canonical record; a client that accepts less may be answered with a
+	// different manifest (a platform's image instead of the index).
+	canonical := coversAllManifestTypes(accept)
+	rec, err := m.store.Tag(t.registry, t.repo, tag)
+	known := err == nil && oci.Accepts(clientAccept, rec.MediaType)
+	if err != nil && !errors.Is(err, cache.ErrNotFound) {
+		m.log.Error("reading tag record", zap.String("upstream", t.registry),
+			zap.String("repository", t.repo), zap.String("tag", tag), zap.Error(err))
+	}
+	if known && m.now().Sub(rec.FetchedAt) < m.tagTTL {
+		if ce := m.log.Check(zapcore.DebugLevel, "tag fresh"); ce != nil {
+			ce.Write(zap.String("repository", t.repo), zap.String("tag", tag), zap.String("digest", rec.Digest.String()))
+		}
+		return m.manifestByDigest(ctx, t, rec.Digest)
+	}
+	key := tagKey{registry: t.registry, repo: t.repo, tag: tag, accept: strings.Join(accept, ",")}
+	res, err := m.tagFlight.do(ctx, key, func(ctx context.Context) (resolvedTag, error) {
+		if known {
+			return m.revalidateTag(ctx, t, tag, accept, rec, canonical)
+		}
+		mc, err := m.fetchManifest(ctx, t, tag, accept, "")
+		if err != nil {
+			return resolvedTag{}, err
+		}
+		if canonical {
+			m.recordTag(t, tag, mc.digest, mc.mediaType, int64(len(mc.data)))
+		}
+		return resolvedTag{content: mc}, nil
+	})
+	if err != nil {
+		return manifestContent{}, err
+	}
+	if res.content.data != nil {
+		return res.content, nil
+	}
+	return m.manifestByDigest(ctx, t, res.content.digest)
+}
+
+// revalidateTag asks the upstream with a HEAD (which Docker Hub does not
+// count against the pull limit) whether a stale tag still points at the
+// cached digest.
+func (m *Mirror) revalidateTag(ctx context.Context, t target, tag string, accept []string, rec cache.Tag, canonical bool) (resolvedTag, error) {
+	resp, err := t.upstream.Do(ctx, upstream.Request{
+		Method: http.MethodHead, Repository: t.repo, Path: "manifests/" + tag,
+		Header: http.Header{"Accept": {strings.Join(accept, ", ")}},
+	})
+	if err != nil {
+		if staleAllowed(err) {
+			m.log.Warn("serving stale tag: upstream failed to revalidate it",
+				zap.String("upstream", t.registry), zap.String("repository", t.repo),
+				zap.String("tag", tag), zap.String("digest", rec.Digest.String()), zap.Error(err))
+			return resolvedTag{content: manifestContent{digest: rec.Digest, mediaType: rec.MediaType}, stale: true}, nil
+		}
+		return resolvedTag{}, err
+	}
+	_ = resp.Body.Close()
+	current, perr := digest.Parse(resp.Header.Get(oci.ContentDigestHeader))
+	if perr != nil {
+		// The upstream does not say which digest the tag has: fetch it.
+		mc, err := m.fetchManifest(ctx, t, tag, accept, "")
+		if err != nil {
+			return resolvedTag{}, err
+		}
+		if canonical {
+			m.recordTag(t, tag, mc.digest, mc.mediaType, int64(len(mc.data)))
+		}
+		return resolvedTag{content: mc}, nil
+	}
+	mediaType := contentMediaType(resp.Header.Get("Content-Type"))
+	if current == rec.Digest {
+		m.recordTag(t, tag, rec.Digest, rec.MediaType, rec.Size)
+		return resolvedTag{content: manifestContent{digest: rec.Digest, mediaType: rec.MediaType}}, nil
+	}
+	// The tag moved: the new manifest is addressed by its digest (perhaps
+	// already cached), then the record follows it.
+	mc, err := m.manifestByDigest(ctx, t, current)
+	if err != nil {
+		return resolvedTag{}, err
+	}
+	if mc.mediaType == "" {
+		mc.mediaType = mediaType
+	}
+	if canonical {
+		m.recordTag(t, tag, mc.digest, mc.mediaType, int64(len(mc.data)))
+	}
+	return resolvedTag{content: mc}, nil
+}
+
+// recordTag stores what a tag points at now. A failure to record costs
+// only a later revalidation, so it is logged, not returned.
+func (m *Mirror) recordTag(t target, tag string, d digest.Digest, mediaType string, size int64) {
+	err := m.store.SetTag(t.registry, t.repo, tag, cache.Tag{Digest: d, MediaType: mediaType, Size: size, FetchedAt: m.now()})
+	if err != nil {
+		m.log.Error("recording tag", zap.String("upstream", t.registry), zap.String("repository", t.repo),
+			zap.String("tag", tag), zap.Error(err))
+	}
+}
+
+// fetchManifest GETs a manifest by tag or digest from the upstream, checks
+// its size, JSON and digest (want when fetched by digest, the upstream's
+// Docker-Content-Digest otherwise) and stores it.
+func (m *Mirror) fetchManifest(ctx context.Context, t target, ref string, accept []string, want digest.Digest) (manifestContent, error) {
+	resp, err := t.upstream.Do(ctx, upstream.Request{
+		Method: http.MethodGet, Repository: t.repo, Path: "manifests/" + ref,
+		Header: http.Header{"Accept": {strings.Join(accept, ", ")}},
+	})
+	if err != nil {
+		return manifestContent{}, fmt.Errorf("fetching manifest %s:%s: %w", t.repo, ref, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return manifestContent{}, badUpstream("manifest %s:%s answered status %d", t.repo, ref, resp.StatusCode)
+	}
+	if resp.ContentLength > MaxManifestSize {
+		return manifestContent{}, badUpstream("manifest %s:%s is %d bytes, more than the %d allowed", t.repo, ref, resp.ContentLength, MaxManifestSize)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestSize+1))
+	if err != nil {
+		return manifestContent{}, fmt.Errorf("reading manifest %s:%s: %w", t.repo, ref, err)
+	}
+	if len(data) > MaxManifestSize {
+		return manifestContent{}, badUpstream("manifest %s:%s is more than the %d bytes allowed", t.repo, ref, MaxManifestSize)
+	}
+	if resp.ContentLength >= 0 && int64(len(data)) != resp.ContentLength {
+		return manifestContent{}, badUpstream("manifest %s:%s: got %d bytes of %d", t.repo, ref, len(data), resp.ContentLength)
+	}
+	if !json.Valid(data) {
+		return manifestContent{}, badUpstream("manifest %s:%s is not valid JSON", t.repo, ref)
+	}
+	d := want
+	if d == "" {
+		d = digest.FromBytes(data)
+		if claimed, perr := digest.Parse(resp.Header.Get(oci.ContentDigestHeader)); perr == nil && claimed.Algorithm().Available() {
+			d = claimed
+		}
+	}
+	if d.Algorithm().FromBytes(data) != d {
+		return manifestContent{}, badUpstream("manifest %s:%s does not match its digest %s", t.repo, ref, d)
+	}
+	mediaType := contentMediaType(resp.Header.Get("Content-Type"))
+	if !isManifestMediaType(mediaType) {
+		if detected := oci.DetectMediaType(data); detected != "" {
+			mediaType = detected
+		}
+	}
+	if err := m.store.Put(d, mediaType, data); err != nil {
+		// Serve it anyway: a full or failing disk must not fail pulls.
+		m.log.Error("storing manifest", zap.String("digest", d.String()), zap.Error(err))
+	}
+	if ce := m.log.Check(zapcore.DebugLevel, "manifest fetched"); ce != nil {
+		ce.Write(zap.String("upstream", t.registry), zap.String("repository", t.repo),
+			zap.String("reference", ref), zap.String("digest", d.String()), zap.Int("bytes", len(data)))
+	}
+	return manifestContent{digest: d, mediaType: mediaType, data: data}, nil
+}
+
+// upstreamAccept is the Accept list sent upstream for a client's Accept
+// header: the client's own media types, or every manifest type regcache
+// knows when the client named none or a wildcard.
+func upstreamAccept(clientAccept []string) []string {
+	types := oci.NormalizeAccept(clientAccept)
+	if len(types) == 0 || slices.ContainsFunc(types, func(s string) bool { return strings.HasSuffix(s, "/*") }) {
+		return oci.ManifestMediaTypes
+	}
+	return types
+}
+
+// digestAccept is the Accept list for manifests fetched by digest.
+var digestAccept = append(slices.Clone(oci.ManifestMediaTypes), oci.MediaTypeDockerSchema1Signed, oci.MediaTypeDockerSchema1)
+
+// coversAllManifestTypes reports whether accept names every manifest media
+// type regcache asks for by default.
+func coversAllManifestTypes(accept []string) bool {
+	for _, mt := range oci.ManifestMediaTypes {
+		if !slices.Contains(accept, mt) {
+			return false
+		}
+	}
+	return true
+}
+
+// contentMediaType returns the media type of a Content-Type header without
+// its parameters.
+func contentMediaType(contentType string) string {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return ""
+	}
+	return mt
+}
+
+// isManifestMediaType reports whether mt is one of the manifest media types.
+func isManifestMediaType(mt string) bool {
+	switch mt {
+	case oci.MediaTypeDockerManifest, oci.MediaTypeDockerManifestList, oci.MediaTypeOCIManifest,
+		oci.MediaTypeOCIIndex, oci.MediaTypeDockerSchema1, oci.MediaTypeDockerSchema1Signed:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,171 @@
+package mirror
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/oci"
+	"github.com/regcache/regcache/upstream"
+)
+
+// MaxManifestSize is the largest manifest regcache accepts from an upstream,
+// the same limit as the distribution registry's.
+const MaxManifestSize = 4 << 20
+
+// DefaultTagTTL is how long a tag's digest is trusted without revalidation
+// when Config.TagTTL is zero.
+const DefaultTagTTL = 5 * time.Minute
+
+// Config configures a Mirror.
+type Config struct {
+	// Upstreams are the registries this mirror serves, by their Name().
+	// Only these are reachable.
+	Upstreams []*upstream.Client
+	// Default names the upstream for requests that name none (by ns
+	// parameter or path prefix). Default: docker.io when configured, else
+	// the first upstream.
+	Default string
+	// Store is the cache. Required.
+	Store *cache.Store
+	// TagTTL is how long a tag -> digest answer is trusted before it is
+	// revalidated with a HEAD. Default: DefaultTagTTL.
+	TagTTL time.Duration
+	// Logger receives the mirror's logs. Default: a no-op logger.
+	Logger *zap.Logger
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// Mirror is the pull-through cache as an http.Handler for /v2/ requests.
+type Mirror struct {
+	upstreams   map[string]*upstream.Client
+	defaultName string
+	store       *cache.Store
+	tagTTL      time.Duration
+	log         *zap.Logger
+	now         func() time.Time
+
+	tagFlight      flight[tagKey, resolvedTag]
+	manifestFlight flight[string, manifestContent]
+}
+
+// New returns a Mirror for cfg.
+func New(cfg Config) (*Mirror, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("mirror: a cache store is required")
+	}
+	if len(cfg.Upstreams) == 0 {
+		return nil, errors.New("mirror: at least one upstream is required")
+	}
+	m := &Mirror{
+		upstreams: make(map[string]*upstream.Client, len(cfg.Upstreams)),
+		store:     cfg.Store,
+		tagTTL:    cfg.TagTTL,
+		log:       cfg.Logger,
+		now:       cfg.Now,
+	}
+	for _, c := range cfg.Upstreams {
+		name := CanonicalRegistry(c.Name())
+		if _, dup := m.upstreams[name]; dup {
+			return nil, fmt.Errorf("mirror: upstream %q configured twice", name)
+		}
+		m.upstreams[name] = c
+	}
+	m.defaultName = CanonicalRegistry(cfg.Default)
+	if m.defaultName == "" {
+		if _, ok := m.upstreams[DockerHub]; ok {
+			m.defaultName = DockerHub
+		} else {
+			m.defaultName = CanonicalRegistry(cfg.Upstreams[0].Name())
+		}
+	}
+	if _, ok := m.upstreams[m.defaultName]; !ok {
+		return nil, fmt.Errorf("mirror: default upstream %q is not configured", m.defaultName)
+	}
+	if m.tagTTL <= 0 {
+		m.tagTTL = DefaultTagTTL
+	}
+	if m.log == nil {
+		m.log = zap.NewNop()
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	return m, nil
+}
+
+// ServeHTTP answers one registry API request under /v2/.
+func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(oci.APIVersionHeader, oci.APIVersion)
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		m.writeError(w, r, oci.Errorf(http.StatusMethodNotAllowed, oci.CodeUnsupported,
+			"%s is not supported: this registry is a read-only pull-through cache", r.Method))
+		return
+	}
+	route, err := oci.ParseRoute(r.URL.EscapedPath())
+	if err != nil {
+		m.writeError(w, r, err)
+		return
+	}
+	switch route.Kind {
+	case oci.KindBase:
+		m.serveBase(w, r)
+		return
+	case oci.KindUpload:
+		m.writeError(w, r, oci.Errorf(http.StatusMethodNotAllowed, oci.CodeUnsupported,
+			"uploads are not supported: this registry is a read-only pull-through cache"))
+		return
+	case oci.KindCatalog:
+		m.serveCatalog(w, r)
+		return
+	}
+	target, err := m.resolve(r, route.Name)
+	if err != nil {
+		m.writeError(w, r, err)
+		return
+	}
+	if ce := m.log.Check(zapcore.DebugLevel, "request"); ce != nil {
+		ce.Write(zap.String("method", r.Method), zap.String("kind", route.Kind.String()),
+			zap.String("upstream", target.upstream.Name()), zap.String("repository", target.repo),
+			zap.String("reference", route.Reference))
+	}
+	switch route.Kind {
+	case oci.KindManifest:
+		err = m.serveManifest(w, r, target, route.Reference)
+	case oci.KindBlob:
+		err = m.serveBlob(w, r, target, route.Reference)
+	case oci.KindTags:
+		err = m.serveTags(w, r, target)
+	case oci.KindReferrers:
+		err = m.serveReferrers(w, r, target, route.Reference)
+	default:
+		err = oci.Errorf(http.StatusNotFound, oci.CodeUnsupported, "no such registry API endpoint")
+	}
+	if err != nil {
+		m.writeError(w, r, err)
+	}
+}
+
+// serveBase answers the API version check.
+func (m *Mirror) serveBase(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", "2")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write([]byte("{}"))
+	}
+}
+
+// serveCatalog answers the catalog endpoint. A pull-through cache cannot
+// list its upstreams' repositories, and the spec lets a registry decline.
+func (m *Mirror) serveCatalog(w http.ResponseWriter, r *http.Request) {
+	m.writeError(w, r, oci.Errorf(http.StatusNotFound, oci.CodeUnsupported,
+		"the catalog is not available through this mirror"))
+}

@@ -1,0 +1,68 @@
+package mirror
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/regcache/regcache/oci"
+	"github.com/regcache/regcache/upstream"
+)
+
+// target is where one request goes: an upstream and the repository there.
+type target struct {
+	upstream *upstream.Client
+	// registry is the upstream's canonical name, the key of cached tags.
+	registry string
+	// repo is the repository at the upstream, after library/ normalisation.
+	repo string
+	// clientName is the repository as the client wrote it in the path, for
+	// links that point back at this mirror.
+	clientName string
+}
+
+// resolve picks the upstream and repository for a request: containerd's ns
+// query parameter first, then a leading registry host in the path, then the
+// default upstream. Only configured upstreams are reachable: naming any
+// other registry is refused before any connection is made.
+func (m *Mirror) resolve(r *http.Request, name string) (target, error) {
+	t := target{clientName: name}
+	registry := ""
+	repo := name
+	if ns := r.URL.Query().Get("ns"); ns != "" {
+		registry = CanonicalRegistry(ns)
+		if _, ok := m.upstreams[registry]; !ok {
+			return t, notMirrored(ns)
+		}
+		// A client may still spell the registry in the path as well.
+		if host, rest, ok := oci.SplitHost(name); ok && CanonicalRegistry(host) == registry {
+			repo = rest
+		}
+	} else if host, rest, ok := oci.SplitHost(name); ok {
+		registry = CanonicalRegistry(host)
+		if _, ok := m.upstreams[registry]; !ok {
+			return t, notMirrored(host)
+		}
+		repo = rest
+	} else {
+		registry = m.defaultName
+	}
+	if registry == DockerHub && !strings.Contains(repo, "/") {
+		repo = "library/" + repo
+	}
+	if err := oci.ValidateName(repo); err != nil {
+		return t, err
+	}
+	t.upstream = m.upstreams[registry]
+	t.registry = registry
+	t.repo = repo
+	return t, nil
+}
+
+// notMirrored is the answer for a registry this mirror does not serve.
+func notMirrored(registry string) error {
+	if len(registry) > 64 {
+		registry = registry[:64] + "…"
+	}
+	return oci.Errorf(http.StatusNotFound, oci.CodeNameUnknown,
+		"registry %q is not mirrored here", registry)
+}

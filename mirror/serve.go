@@ -1,0 +1,144 @@
+package mirror
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"go.uber.org/zap"
+
+	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/oci"
+)
+
+// copyBufferSize is the buffer for streaming a fill to a client.
+const copyBufferSize = 256 << 10
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+// setBlobHeaders sets the headers of every blob response.
+func setBlobHeaders(h http.Header, d digest.Digest) {
+	h.Set("Content-Type", blobContentType)
+	h.Set(oci.ContentDigestHeader, d.String())
+	h.Set("Etag", `"`+d.String()+`"`)
+	h.Set("Accept-Ranges", "bytes")
+	// Content addressed by digest never changes.
+	h.Set("Cache-Control", "max-age=31536000, immutable")
+}
+
+// needsServeContent reports whether a request asks for more than the whole
+// object: a range or a condition, which http.ServeContent answers.
+func needsServeContent(r *http.Request) bool {
+	h := r.Header
+	return h.Get("Range") != "" || h.Get("If-None-Match") != "" || h.Get("If-Match") != "" ||
+		h.Get("If-Modified-Since") != "" || h.Get("If-Unmodified-Since") != "" || h.Get("If-Range") != ""
+}
+
+// serveFile sends a verified blob. A plain GET of the whole object hands the
+// bare *os.File to the response's ReadFrom so the kernel can copy it
+// (sendfile); ranges and conditional requests go through http.ServeContent.
+func (m *Mirror) serveFile(w http.ResponseWriter, r *http.Request, f *os.File, d digest.Digest, size int64) {
+	setBlobHeaders(w.Header(), d)
+	if needsServeContent(r) {
+		http.ServeContent(w, r, "", time.Time{}, f)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	var err error
+	if rf, ok := w.(io.ReaderFrom); ok {
+		_, err = rf.ReadFrom(f)
+	} else {
+		_, err = io.Copy(w, f)
+	}
+	if err != nil && r.Context().Err() == nil {
+		m.log.Debug("sending cached blob", zap.String("digest", d.String()), zap.Error(err))
+	}
+}
+
+// serveFill streams a blob that is still being filled. When the fill
+// fails, the response is aborted (the connection or stream is reset), so
+// that no client ever sees a clean end of a bad blob.
+func (m *Mirror) serveFill(w http.ResponseWriter, r *http.Request, rd *cache.Reader, d digest.Digest) {
+	setBlobHeaders(w.Header(), d)
+	if rd.Size() < 0 {
+		// Without a length there is nothing to stream against: wait for the
+		// verdict and serve the verified file.
+		if err := rd.Wait(r.Context()); err != nil {
+			m.abort(r, d, err)
+		}
+		f, obj, err := m.store.Open(d)
+		if err != nil {
+			m.abort(r, d, err)
+		}
+		defer f.Close()
+		m.serveFile(w, r, f, d, obj.Size)
+		return
+	}
+	if needsServeContent(r) {
+		http.ServeContent(w, r, "", time.Time{}, &abortingReader{rs: rd, m: m, r: r, d: d})
+		return
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(rd.Size(), 10))
+	w.WriteHeader(http.StatusOK)
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
+	rc := http.NewResponseController(w)
+	for {
+		n, err := rd.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return // the client left; the fill goes on without it
+			}
+			if n < len(buf) {
+				// Caught up with the fill: push what we have to the client.
+				_ = rc.Flush()
+			}
+		}
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			m.abort(r, d, err)
+		}
+	}
+}
+
+// abort ends the response abnormally. The net/http server (and Caddy's)
+// treats http.ErrAbortHandler as a request to reset the connection or
+// stream without logging a stack trace.
+func (m *Mirror) abort(r *http.Request, d digest.Digest, err error) {
+	if r.Context().Err() == nil {
+		m.log.Warn("aborting blob response: fill failed", zap.String("digest", d.String()), zap.Error(err))
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// abortingReader lets http.ServeContent read a fill and aborts the response
+// when the fill fails, instead of letting ServeContent end it quietly.
+type abortingReader struct {
+	rs io.ReadSeeker
+	m  *Mirror
+	r  *http.Request
+	d  digest.Digest
+}
+
+func (a *abortingReader) Read(p []byte) (int, error) {
+	n, err := a.rs.Read(p)
+	if err != nil && err != io.EOF {
+		a.m.abort(a.r, a.d, err)
+	}
+	return n, err
+}
+
+func (a *abortingReader) Seek(offset int64, whence int) (int64, error) {
+	return a.rs.Seek(offset, whence)
+}

@@ -1,0 +1,95 @@
+package mirror
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/regcache/regcache/oci"
+	"github.com/regcache/regcache/upstream"
+)
+
+// maxListBody caps a tag list or referrers body relayed from an upstream.
+const maxListBody = 16 << 20
+
+// serveTags passes GET /v2/<name>/tags/list through to the upstream, with
+// its n and last pagination and a Link header rewritten to this mirror.
+func (m *Mirror) serveTags(w http.ResponseWriter, r *http.Request, t target) error {
+	q := url.Values{}
+	for _, k := range []string{"n", "last"} {
+		if v := r.URL.Query().Get(k); v != "" {
+			q.Set(k, v)
+		}
+	}
+	if n := q.Get("n"); n != "" {
+		if v, err := strconv.Atoi(n); err != nil || v < 0 {
+			return oci.Errorf(http.StatusBadRequest, oci.CodeUnsupported, "n must be a non-negative integer")
+		}
+	}
+	resp, err := t.upstream.Do(r.Context(), upstream.Request{
+		Method: r.Method, Repository: t.repo, Path: "tags/list", Query: q,
+		Header: http.Header{"Accept": {"application/json"}},
+	})
+	if err != nil {
+		return fmt.Errorf("listing tags of %s: %w", t.repo, err)
+	}
+	defer resp.Body.Close()
+	if link := resp.Header.Get("Link"); link != "" {
+		w.Header().Set("Link", rewriteLink(link, t.clientName, "tags/list", r.URL.Query().Get("ns")))
+	}
+	return relayJSON(w, r, resp)
+}
+
+// relayJSON copies an upstream JSON answer (status, type, length, body)
+// to the client, refusing bodies larger than maxListBody.
+func relayJSON(w http.ResponseWriter, r *http.Request, resp *http.Response) error {
+	if resp.ContentLength > maxListBody {
+		return badUpstream("list of %d bytes is larger than the %d allowed", resp.ContentLength, maxListBody)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxListBody+1))
+	if err != nil {
+		return fmt.Errorf("reading upstream list: %w", err)
+	}
+	if len(body) > maxListBody {
+		return badUpstream("list is larger than the %d bytes allowed", maxListBody)
+	}
+	ct := resp.Header.Get("Content-Type")
+	if ct == "" {
+		ct = "application/json"
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(resp.StatusCode)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+	return nil
+}
+
+// rewriteLink points a pagination Link header (RFC 5988, as registries send
+// it: `</v2/<repo>/tags/list?last=x&n=y>; rel="next"`) at this mirror's
+// path for the repository as the client named it, keeping the query (and
+// the client's ns parameter).
+func rewriteLink(link, clientName, endpoint, ns string) string {
+	start, end := strings.IndexByte(link, '<'), strings.IndexByte(link, '>')
+	if start < 0 || end < start {
+		return ""
+	}
+	u, err := url.Parse(link[start+1 : end])
+	if err != nil {
+		return ""
+	}
+	q := u.Query()
+	q.Del("ns")
+	if ns != "" {
+		q.Set("ns", ns)
+	}
+	next := "/v2/" + clientName + "/" + endpoint
+	if enc := q.Encode(); enc != "" {
+		next += "?" + enc
+	}
+	return "<" + next + ">" + link[end+1:]
+}

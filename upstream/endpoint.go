@@ -1,0 +1,138 @@
+package upstream
+
+import (
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/publicsuffix"
+)
+
+// endpoint is one base URL of an upstream, with its auth challenge and
+// health.
+type endpoint struct {
+	base *url.URL
+
+	mu          sync.Mutex
+	challenge   Challenge
+	hasCh       bool
+	failedUntil time.Time
+	lastErr     string
+	lastSuccess time.Time
+}
+
+// url builds the URL of req on this endpoint.
+func (ep *endpoint) url(req Request) string {
+	u := *ep.base
+	p := strings.TrimRight(u.Path, "/") + "/v2/"
+	if req.Repository != "" {
+		p += req.Repository + "/" + req.Path
+	}
+	u.Path = p
+	u.RawPath = ""
+	if len(req.Query) > 0 {
+		u.RawQuery = req.Query.Encode()
+	}
+	return u.String()
+}
+
+func (ep *endpoint) getChallenge() (Challenge, bool) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	return ep.challenge, ep.hasCh
+}
+
+func (ep *endpoint) setChallenge(ch Challenge) {
+	ep.mu.Lock()
+	ep.challenge, ep.hasCh = ch, true
+	ep.mu.Unlock()
+}
+
+func (ep *endpoint) succeeded(now time.Time) {
+	ep.mu.Lock()
+	ep.failedUntil, ep.lastErr, ep.lastSuccess = time.Time{}, "", now
+	ep.mu.Unlock()
+}
+
+func (ep *endpoint) failed(now time.Time, cooldown time.Duration, err error) {
+	ep.mu.Lock()
+	ep.failedUntil, ep.lastErr = now.Add(cooldown), err.Error()
+	ep.mu.Unlock()
+}
+
+func (ep *endpoint) healthy(now time.Time) bool {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	return !now.Before(ep.failedUntil)
+}
+
+// order returns the endpoints to try: the healthy ones in order, or every
+// one when none is healthy (never fail without trying).
+func (c *Client) order() []*endpoint {
+	now := c.now()
+	var out []*endpoint
+	for _, ep := range c.endpoints {
+		if ep.healthy(now) {
+			out = append(out, ep)
+		}
+	}
+	if len(out) == 0 {
+		return c.endpoints
+	}
+	return out
+}
+
+// EndpointHealth reports one endpoint's state.
+type EndpointHealth struct {
+	URL         string
+	Healthy     bool
+	LastError   string
+	FailedUntil time.Time
+	LastSuccess time.Time
+}
+
+// Health reports every endpoint's state, in order.
+func (c *Client) Health() []EndpointHealth {
+	now := c.now()
+	out := make([]EndpointHealth, 0, len(c.endpoints))
+	for _, ep := range c.endpoints {
+		ep.mu.Lock()
+		out = append(out, EndpointHealth{
+			URL: ep.base.String(), Healthy: !now.Before(ep.failedUntil), LastError: ep.lastErr,
+			FailedUntil: ep.failedUntil, LastSuccess: ep.lastSuccess,
+		})
+		ep.mu.Unlock()
+	}
+	return out
+}
+
+// realmTrusted reports whether credentials may be sent to a token realm:
+// over https (or http when the endpoint itself is http), to the endpoint's
+// own host, a host of its registrable domain, or a configured host. An IP
+// or single-label host is trusted only when it is the endpoint's own.
+func (c *Client) realmTrusted(ep *endpoint, realm string) bool {
+	u, err := url.Parse(realm)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if u.Scheme != "https" && !(u.Scheme == "http" && ep.base.Scheme == "http") {
+		return false
+	}
+	realmHost, epHost := strings.ToLower(u.Hostname()), strings.ToLower(ep.base.Hostname())
+	if realmHost == epHost {
+		return true
+	}
+	for _, h := range c.cfg.TrustedRealmHosts {
+		if strings.EqualFold(h, realmHost) {
+			return true
+		}
+	}
+	if net.ParseIP(realmHost) != nil || net.ParseIP(epHost) != nil || !strings.Contains(epHost, ".") {
+		return false
+	}
+	a, err1 := publicsuffix.EffectiveTLDPlusOne(realmHost)
+	b, err2 := publicsuffix.EffectiveTLDPlusOne(epHost)
+	return err1 == nil && err2 == nil && a == b
+}
