@@ -14,11 +14,13 @@ MODULE="github.com/regcache/regcache"
 # proxies answer an unknown path with 400/403 instead of 404, which Go treats
 # as final after a ','. A '|' falls through to the next entry on any error,
 # and the local replacement then wins.
-proxy="$(go env GOPROXY)"
-case "$proxy" in
-*"|off" | off) ;;
-*) export GOPROXY="${proxy//,/|}|off" ;;
-esac
+# 'direct' is dropped: it would ask git for this module and fail for good.
+proxies=""
+IFS=',|' read -ra entries <<<"$(go env GOPROXY)"
+for p in "${entries[@]}"; do
+	case "$p" in direct | off | "") ;; *) proxies="${proxies:+$proxies|}$p" ;; esac
+done
+export GOPROXY="${proxies:+$proxies|}off"
 
 go tool xcaddy build "$CADDY_VERSION" --with "$MODULE=./" --output ./caddy
 

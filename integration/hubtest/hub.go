@@ -140,13 +140,21 @@ http:
 	if err != nil {
 		return err
 	}
-	h.RealmURL = realm + "/token"
-	if h.CDNURL, err = h.serve(http.HandlerFunc(h.serveCDN)); err != nil {
+	// Front, realm and CDN are named localhost, each on its own port:
+	// clients refuse a realm, or a redirect, to a bare loopback IP other
+	// than the registry's own host:port. Another port is another origin,
+	// so the CDN must still never receive the registry's Authorization.
+	h.RealmURL = strings.Replace(realm, "127.0.0.1", "localhost", 1) + "/token"
+	cdn, err := h.serve(http.HandlerFunc(h.serveCDN))
+	if err != nil {
 		return err
 	}
-	if h.URL, err = h.serve(http.HandlerFunc(h.serveFront)); err != nil {
+	h.CDNURL = strings.Replace(cdn, "127.0.0.1", "localhost", 1)
+	front, err := h.serve(http.HandlerFunc(h.serveFront))
+	if err != nil {
 		return err
 	}
+	h.URL = strings.Replace(front, "127.0.0.1", "localhost", 1)
 	return nil
 }
 

@@ -95,3 +95,8 @@ func (h *Hub) tokenFor(r *http.Request) (tokenInfo, bool, bool) {
 	h.mu.Unlock()
 	return info, true, known && time.Now().Before(info.expires)
 }
+
+// decodeJSON decodes a JSON response body.
+func decodeJSON(resp *http.Response, v any) error {
+	return json.NewDecoder(resp.Body).Decode(v)
+}
