@@ -57,7 +57,7 @@ func ParseChallenges(header string) []Challenge {
 			if !strings.HasPrefix(s, ",") {
 				break
 			}
-			s = s[1:]
+			s = skipSpaceComma(s) // empty list elements are allowed
 		}
 		out = append(out, ch)
 		if s == "" {

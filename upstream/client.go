@@ -2,11 +2,13 @@ package upstream
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,53 +20,69 @@ import (
 // Config describes one upstream registry.
 type Config struct {
 	// Name is the registry's name as clients know it ("docker.io"); used in
-	// logs and errors.
+	// logs and errors. Default: the host of the first endpoint.
 	Name string
-	// Endpoints are base URLs of the registry API, tried in order.
+	// Endpoints are base URLs of the registry API ("https://registry-1.docker.io"),
+	// tried in order. http and https are allowed; a path prefix is kept.
 	Endpoints []string
-	// Username and Password authenticate to the token realm (Bearer) or
-	// the registry itself (Basic). Optional.
+	// Username authenticates to the token realm (Bearer) or to the registry
+	// itself (Basic). Optional.
 	Username string
+	// Password goes with Username. It is never logged nor put in an error.
 	Password string
 	// TrustedRealmHosts are further host names (no port) that may receive
 	// the credentials as a token realm, besides the endpoint's own host and
-	// hosts of its registrable domain.
+	// the hosts of its registrable domain (auth.docker.io for
+	// registry-1.docker.io). An IP or single-label realm host (127.0.0.1,
+	// localhost) is trusted only when it is the endpoint's own host.
 	TrustedRealmHosts []string
 }
 
 // Options tune a Client; zero values mean defaults.
 type Options struct {
-	// Logger receives the client's logs. Default: a no-op logger.
+	// Logger receives the client's logs; the caller names it. Default: a
+	// no-op logger.
 	Logger *zap.Logger
 	// Transport is the base transport. Default: a clone of
-	// http.DefaultTransport that never decompresses bodies.
+	// http.DefaultTransport that never decompresses bodies, with HTTP/2
+	// attempted, 64 idle connections per host, DialTimeout, a 10s TLS
+	// handshake timeout, ResponseHeaderTimeout and a 90s idle timeout.
 	Transport http.RoundTripper
-	// DialTimeout bounds connecting. Default: 10s.
+	// DialTimeout bounds connecting (default transport only). Default: 10s.
 	DialTimeout time.Duration
-	// ResponseHeaderTimeout bounds the wait for response headers.
-	// Default: 30s.
+	// ResponseHeaderTimeout bounds the wait for response headers (default
+	// transport only). Default: 30s.
 	ResponseHeaderTimeout time.Duration
-	// StallTimeout fails a response body that delivers no byte for this
-	// long. Default: 30s.
+	// StallTimeout fails a response body read that waits this long for a
+	// byte, with an error wrapping ErrStalled. Default: 30s.
 	StallTimeout time.Duration
 	// FailureCooldown is how long a failed endpoint is skipped. Default: 30s.
 	FailureCooldown time.Duration
-	// Now is the clock. Default: time.Now.
+	// Now is the clock used for token lifetimes, cooldowns and health.
+	// Default: time.Now.
 	Now func() time.Time
-	// OnResponse, when set, is called once per HTTP exchange.
+	// OnResponse, when set, is called once per HTTP exchange with an
+	// upstream host (registry, token realm or redirect target), from the
+	// goroutine of the request. It must be safe for concurrent use.
 	OnResponse func(Exchange)
 }
 
-// Exchange describes one HTTP exchange with an upstream host.
+// Exchange describes one HTTP exchange with an upstream host, for metrics.
 type Exchange struct {
+	// Upstream is the registry's name.
 	Upstream string
+	// Endpoint is the base URL of the endpoint the exchange served.
 	Endpoint string
-	Method   string
+	// Method is the HTTP method.
+	Method string
 	// Kind is "registry", "token" or "redirect".
-	Kind     string
-	Status   int
+	Kind string
+	// Status is the HTTP status, 0 when no answer came.
+	Status int
+	// Duration is the time until the response headers (or the error).
 	Duration time.Duration
-	Err      error
+	// Err is the transport error, if any.
+	Err error
 }
 
 // Client is a client of one upstream registry, safe for concurrent use.
@@ -84,22 +102,38 @@ type Client struct {
 	rlOK bool
 }
 
-// New returns a client for cfg.
+// New returns a client for cfg. Every endpoint must be an http or https URL
+// with a host and without user info, query or fragment; trailing slashes
+// are dropped.
 func New(cfg Config, opts Options) (*Client, error) {
-	if cfg.Name == "" {
-		return nil, errors.New("upstream: a name is required")
-	}
 	if len(cfg.Endpoints) == 0 {
 		return nil, fmt.Errorf("upstream %s: no endpoint", cfg.Name)
 	}
 	c := &Client{
-		cfg:          cfg,
 		log:          opts.Logger,
 		stallTimeout: opts.StallTimeout,
 		cooldown:     opts.FailureCooldown,
 		now:          opts.Now,
 		onResponse:   opts.OnResponse,
 	}
+	for _, raw := range cfg.Endpoints {
+		u, err := url.Parse(strings.TrimRight(raw, "/"))
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: endpoint: %w", cfg.Name, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" ||
+			u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+			return nil, fmt.Errorf("upstream %s: endpoint %q must be an http(s) URL with a host and without user info, query or fragment",
+				cfg.Name, redactURL(u))
+		}
+		c.endpoints = append(c.endpoints, &endpoint{base: u})
+	}
+	if cfg.Name == "" {
+		cfg.Name = c.endpoints[0].base.Host
+	}
+	cfg.Endpoints = slices.Clone(cfg.Endpoints)
+	cfg.TrustedRealmHosts = slices.Clone(cfg.TrustedRealmHosts)
+	c.cfg = cfg
 	if c.log == nil {
 		c.log = zap.NewNop()
 	}
@@ -112,76 +146,86 @@ func New(cfg Config, opts Options) (*Client, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	for _, raw := range cfg.Endpoints {
-		u, err := url.Parse(strings.TrimRight(raw, "/"))
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("upstream %s: endpoint %q must be an http(s) URL without query", cfg.Name, raw)
-		}
-		c.endpoints = append(c.endpoints, &endpoint{base: u})
-	}
 	base := opts.Transport
 	if base == nil {
-		dial := opts.DialTimeout
-		if dial <= 0 {
-			dial = 10 * time.Second
-		}
-		rht := opts.ResponseHeaderTimeout
-		if rht <= 0 {
-			rht = 30 * time.Second
-		}
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.DialContext = (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext
-		t.DisableCompression = true // bytes must stay exactly as the upstream sent them
-		t.ForceAttemptHTTP2 = true
-		t.MaxIdleConnsPerHost = 64
-		t.TLSHandshakeTimeout = 10 * time.Second
-		t.ResponseHeaderTimeout = rht
-		t.IdleConnTimeout = 90 * time.Second
-		base = t
+		base = defaultTransport(opts.DialTimeout, opts.ResponseHeaderTimeout)
 	}
 	c.http = &http.Client{
 		Transport:     &authTransport{base: base, client: c},
-		CheckRedirect: checkRedirect,
+		CheckRedirect: c.checkRedirect,
 	}
 	return c, nil
+}
+
+// defaultTransport is a clone of http.DefaultTransport tuned for a registry:
+// it never decompresses (bytes must stay exactly as the upstream sent them).
+func defaultTransport(dial, header time.Duration) *http.Transport {
+	if dial <= 0 {
+		dial = 10 * time.Second
+	}
+	if header <= 0 {
+		header = 30 * time.Second
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext
+	t.DisableCompression = true
+	t.ForceAttemptHTTP2 = true
+	t.MaxIdleConnsPerHost = 64
+	t.TLSHandshakeTimeout = 10 * time.Second
+	t.ResponseHeaderTimeout = header
+	t.IdleConnTimeout = 90 * time.Second
+	return t
 }
 
 // Name returns the registry's name.
 func (c *Client) Name() string { return c.cfg.Name }
 
-// Request is one read request to the registry API.
+// Request is one read request to the registry API of the upstream.
 type Request struct {
 	// Method is GET or HEAD.
 	Method string
-	// Repository is the repository at the upstream ("library/alpine");
-	// empty with an empty Path for "/v2/".
+	// Repository is the repository at the upstream ("library/alpine"),
+	// already validated by the caller; empty with an empty Path for "/v2/".
 	Repository string
 	// Path follows "/v2/<repository>/": "manifests/latest",
 	// "blobs/sha256:…", "tags/list", "referrers/sha256:…".
 	Path string
-	// Query is added to the URL (pagination, filters).
+	// Query is added to the URL (tags pagination, referrers filters).
+	// Optional.
 	Query url.Values
-	// Header is forwarded (Accept, Range…); Authorization is not.
+	// Header is forwarded as is (Accept, Range, If-None-Match…), except
+	// Authorization, which the client sets itself.
 	Header http.Header
 }
 
-// credentialsFor returns the request's credentials: the client's own from
-// ctx, else the configured ones.
-func (c *Client) credentialsFor(ctx context.Context) credentials {
-	if cred, ok := ctx.Value(credentialsKey{}).(credentials); ok {
-		return cred
+// check validates the parts of req the client relies on.
+func (req Request) check() error {
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		return fmt.Errorf("method %q is not supported", req.Method)
 	}
-	return credentials{c.cfg.Username, c.cfg.Password}
+	if (req.Repository == "") != (req.Path == "") {
+		return errors.New("repository and path must both be set, or both be empty for /v2/")
+	}
+	return nil
 }
 
-// Do performs req against the first usable endpoint, authenticating and
-// following redirects. It returns the response when the final status is
-// 2xx or 304; any other answer is an *Error. Transport failures of every
-// endpoint are ErrUnavailable.
+// Do performs req against the first usable endpoint with authentication,
+// following redirects. It returns the response when the final status is 2xx
+// or 304; the caller closes its body. Any other status returns a nil
+// response and an *Error. The body fails a read that waits longer than the
+// stall timeout with an error wrapping ErrStalled, and the cancellation of
+// ctx aborts it.
+//
+// Endpoints are tried in order, skipping those in their failure cooldown
+// unless every one is. A transport error or a 5xx or 429 answer marks the
+// endpoint failed and moves on; any other answer is final. When every
+// endpoint failed, Do returns the last *Error if one answered, else an
+// error wrapping ErrUnavailable and the last cause.
 func (c *Client) Do(ctx context.Context, req Request) (*http.Response, error) {
-	if req.Method != http.MethodGet && req.Method != http.MethodHead {
-		return nil, fmt.Errorf("upstream %s: method %s is not supported", c.cfg.Name, req.Method)
+	if err := req.check(); err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", c.cfg.Name, err)
 	}
+	var lastAnswer *Error
 	var lastErr error
 	for _, ep := range c.order() {
 		resp, err := c.doEndpoint(ctx, ep, req)
@@ -190,27 +234,29 @@ func (c *Client) Do(ctx context.Context, req Request) (*http.Response, error) {
 			return resp, nil
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("upstream %s: %w", c.cfg.Name, ctx.Err())
+			return nil, fmt.Errorf("upstream %s: %w", c.cfg.Name, context.Cause(ctx))
 		}
 		var ue *Error
-		if errors.As(err, &ue) && ue.Status < 500 && ue.Status != http.StatusTooManyRequests {
-			ep.succeeded(c.now())
-			return nil, err
+		if errors.As(err, &ue) {
+			if ue.Status < 500 && ue.Status != http.StatusTooManyRequests {
+				ep.succeeded(c.now())
+				return nil, err
+			}
+			lastAnswer = ue
 		}
 		ep.failed(c.now(), c.cooldown, err)
 		c.log.Warn("upstream endpoint failed", zap.String("upstream", c.cfg.Name),
 			zap.String("endpoint", ep.base.String()), zap.Error(err))
 		lastErr = err
 	}
-	var ue *Error
-	if errors.As(lastErr, &ue) {
-		return nil, lastErr
+	if lastAnswer != nil {
+		return nil, lastAnswer
 	}
-	return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, c.cfg.Name, lastErr)
+	return nil, fmt.Errorf("upstream %s: %w: %w", c.cfg.Name, ErrUnavailable, lastErr)
 }
 
-// doEndpoint performs req against one endpoint, with at most one retry
-// after a 401 with a (new) challenge.
+// doEndpoint performs req against one endpoint, retrying once after a 401
+// that carries a usable challenge.
 func (c *Client) doEndpoint(ctx context.Context, ep *endpoint, req Request) (*http.Response, error) {
 	target := ep.url(req)
 	scope := ""
@@ -223,44 +269,49 @@ func (c *Client) doEndpoint(ctx context.Context, ep *endpoint, req Request) (*ht
 		if err != nil {
 			return nil, err
 		}
-		rctx, cancel := context.WithCancel(ctx)
-		rctx = withAuth(withKind(rctx, "registry"), authInfo{scheme: ep.base.Scheme, host: ep.base.Host, header: auth, endpoint: ep.base.String()})
-		hreq, err := http.NewRequestWithContext(rctx, req.Method, target, nil)
+		rctx, cancel := context.WithCancel(withHop(ctx, hop{
+			kind: kindRegistry, endpoint: ep.base.String(), origin: ep.base, auth: auth,
+		}))
+		hreq, err := http.NewRequestWithContext(rctx, req.Method, target.String(), nil)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("upstream %s: building request: %w", c.cfg.Name, err)
 		}
 		for k, vs := range req.Header {
 			if !strings.EqualFold(k, "Authorization") {
-				hreq.Header[k] = vs
+				hreq.Header[k] = slices.Clone(vs)
 			}
 		}
 		if ce := c.log.Check(zapcore.DebugLevel, "upstream request"); ce != nil {
-			ce.Write(zap.String("upstream", c.cfg.Name), zap.String("method", req.Method),
-				zap.String("repository", req.Repository), zap.String("path", req.Path))
+			ce.Write(zap.String("upstream", c.cfg.Name), zap.String("endpoint", ep.base.String()),
+				zap.String("method", req.Method), zap.String("repository", req.Repository),
+				zap.String("path", req.Path), zap.Int("attempt", attempt+1))
 		}
 		resp, err := c.http.Do(hreq)
 		if err != nil {
 			cancel()
-			return nil, fmt.Errorf("upstream %s: %s %s: %w", c.cfg.Name, req.Method, redact(target), unwrapURLError(err))
+			return nil, fmt.Errorf("upstream %s: %s %s: %w", c.cfg.Name, req.Method, redactURL(target), unwrapURLError(err))
 		}
-		c.noteRateLimit(resp.Header)
+		if ce := c.log.Check(zapcore.DebugLevel, "upstream response"); ce != nil {
+			ce.Write(zap.String("upstream", c.cfg.Name), zap.String("endpoint", ep.base.String()),
+				zap.String("method", req.Method), zap.String("repository", req.Repository),
+				zap.String("path", req.Path), zap.Int("status", resp.StatusCode))
+		}
 		switch {
 		case resp.StatusCode == http.StatusUnauthorized && attempt == 0:
 			chs := ParseChallenges(strings.Join(resp.Header.Values("Www-Authenticate"), ", "))
 			e := errorFromResponse(c.cfg.Name, resp)
 			cancel()
 			ch, ok := pickChallenge(chs)
-			if !ok || (ch.Scheme == "basic" && cred.empty()) {
+			if !ok || (ch.Scheme == schemeBasic && cred.empty()) {
 				return nil, e
 			}
 			ep.setChallenge(ch)
-			if s := ch.Params["scope"]; s != "" && ch.Scheme == "bearer" {
+			if s := ch.Params["scope"]; s != "" && ch.Scheme == schemeBearer {
 				scope = s
 			}
-			continue
 		case resp.StatusCode >= 200 && resp.StatusCode < 300, resp.StatusCode == http.StatusNotModified:
-			resp.Body = newStallBody(resp.Body, c.stallTimeout, cancel)
+			resp.Body = newStallBody(resp.Body, c.cfg.Name, c.stallTimeout, cancel)
 			return resp, nil
 		default:
 			e := errorFromResponse(c.cfg.Name, resp)
@@ -270,15 +321,21 @@ func (c *Client) doEndpoint(ctx context.Context, ep *endpoint, req Request) (*ht
 	}
 }
 
+// Challenge schemes the client answers.
+const (
+	schemeBearer = "bearer"
+	schemeBasic  = "basic"
+)
+
 // pickChallenge prefers a Bearer challenge with a realm, then Basic.
 func pickChallenge(chs []Challenge) (Challenge, bool) {
 	for _, ch := range chs {
-		if ch.Scheme == "bearer" && ch.Params["realm"] != "" {
+		if ch.Scheme == schemeBearer && ch.Params["realm"] != "" {
 			return ch, true
 		}
 	}
 	for _, ch := range chs {
-		if ch.Scheme == "basic" {
+		if ch.Scheme == schemeBasic {
 			return ch, true
 		}
 	}
@@ -293,22 +350,21 @@ func (c *Client) authorization(ctx context.Context, ep *endpoint, scope string, 
 		return "", nil
 	}
 	switch ch.Scheme {
-	case "basic":
+	case schemeBasic:
 		if cred.empty() {
 			return "", nil
 		}
-		r := &http.Request{Header: http.Header{}}
-		r.SetBasicAuth(cred.username, cred.password)
-		return r.Header.Get("Authorization"), nil
-	case "bearer":
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(cred.username+":"+cred.password)), nil
+	case schemeBearer:
 		realm, service := ch.Params["realm"], ch.Params["service"]
-		sendCreds := c.realmTrusted(ep, realm)
+		sendCreds := !cred.empty() && c.realmTrusted(ep, realm)
 		key := tokenKey{realm: realm, service: service, scope: scope}
 		if sendCreds {
 			key.cred = cred.id()
 		}
-		token, err := c.tokens.get(ctx, key, c.now(), refresh, func(ctx context.Context) (string, time.Time, error) {
-			return c.fetchToken(ctx, realm, service, scope, cred, sendCreds)
+		token, err := c.tokens.get(ctx, key, c.now, refresh, func(ctx context.Context) (string, time.Time, error) {
+			return c.fetchToken(withHop(ctx, hop{kind: kindToken, endpoint: ep.base.String()}),
+				realm, service, scope, cred, sendCreds)
 		})
 		if err != nil {
 			return "", err
@@ -318,7 +374,7 @@ func (c *Client) authorization(ctx context.Context, ep *endpoint, scope string, 
 	return "", nil
 }
 
-// RateLimit returns the pull budget last reported by the upstream.
+// RateLimit returns the pull budget last reported by any registry answer.
 func (c *Client) RateLimit() (RateLimit, bool) {
 	c.rlMu.Lock()
 	defer c.rlMu.Unlock()
@@ -337,20 +393,12 @@ func (c *Client) noteRateLimit(h http.Header) {
 	c.rlMu.Unlock()
 }
 
-// unwrapURLError drops the *url.Error wrapper, whose text repeats the URL.
+// unwrapURLError drops the *url.Error wrapper, whose text repeats a URL that
+// may be a redirect target with a signed query.
 func unwrapURLError(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		return ue.Err
 	}
 	return err
-}
-
-// redact returns a URL without its query and user info, for messages.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(invalid URL)"
-	}
-	return u.Scheme + "://" + u.Host + u.Path
 }

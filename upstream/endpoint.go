@@ -24,7 +24,7 @@ type endpoint struct {
 }
 
 // url builds the URL of req on this endpoint.
-func (ep *endpoint) url(req Request) string {
+func (ep *endpoint) url(req Request) *url.URL {
 	u := *ep.base
 	p := strings.TrimRight(u.Path, "/") + "/v2/"
 	if req.Repository != "" {
@@ -35,33 +35,38 @@ func (ep *endpoint) url(req Request) string {
 	if len(req.Query) > 0 {
 		u.RawQuery = req.Query.Encode()
 	}
-	return u.String()
+	return &u
 }
 
+// getChallenge returns the endpoint's last challenge, if any.
 func (ep *endpoint) getChallenge() (Challenge, bool) {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
 	return ep.challenge, ep.hasCh
 }
 
+// setChallenge remembers the endpoint's last challenge.
 func (ep *endpoint) setChallenge(ch Challenge) {
 	ep.mu.Lock()
 	ep.challenge, ep.hasCh = ch, true
 	ep.mu.Unlock()
 }
 
+// succeeded records an answer of the endpoint and clears its failure.
 func (ep *endpoint) succeeded(now time.Time) {
 	ep.mu.Lock()
 	ep.failedUntil, ep.lastErr, ep.lastSuccess = time.Time{}, "", now
 	ep.mu.Unlock()
 }
 
+// failed puts the endpoint in cooldown after err.
 func (ep *endpoint) failed(now time.Time, cooldown time.Duration, err error) {
 	ep.mu.Lock()
 	ep.failedUntil, ep.lastErr = now.Add(cooldown), err.Error()
 	ep.mu.Unlock()
 }
 
+// healthy reports whether the endpoint is out of its cooldown.
 func (ep *endpoint) healthy(now time.Time) bool {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
@@ -86,10 +91,16 @@ func (c *Client) order() []*endpoint {
 
 // EndpointHealth reports one endpoint's state.
 type EndpointHealth struct {
-	URL         string
-	Healthy     bool
-	LastError   string
+	// URL is the endpoint's base URL.
+	URL string
+	// Healthy is false while the endpoint is in its failure cooldown.
+	Healthy bool
+	// LastError is the text of the failure that started the cooldown; empty
+	// after a success.
+	LastError string
+	// FailedUntil is the end of the cooldown; zero when none.
 	FailedUntil time.Time
+	// LastSuccess is when the endpoint last answered; zero when never.
 	LastSuccess time.Time
 }
 

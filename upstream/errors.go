@@ -60,3 +60,6 @@ func errorFromResponse(name string, resp *http.Response) *Error {
 	}
 	return e
 }
+
+// Interface guards
+var _ error = (*Error)(nil)

@@ -3,35 +3,55 @@ package upstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
-	"sync"
+	"net/url"
+	"strings"
+	"sync/atomic"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
-type authKey struct{}
-type kindKey struct{}
+// Exchange kinds reported to Options.OnResponse.
+const (
+	kindRegistry = "registry"
+	kindToken    = "token"
+	kindRedirect = "redirect"
+)
 
-// authInfo is the Authorization of one request and the only origin that
-// may receive it.
-type authInfo struct {
-	scheme, host string
-	header       string
-	endpoint     string
+// maxRedirects bounds the redirects followed for one request.
+const maxRedirects = 5
+
+type hopKey struct{}
+
+// hop describes the request a transport hop belongs to: what kind of
+// exchange it is, which endpoint it serves, and the only origin that may
+// receive its Authorization header.
+type hop struct {
+	kind     string
+	endpoint string
+	origin   *url.URL // scheme and host (with port) allowed to see auth; nil for none
+	auth     string   // Authorization value for origin; may be empty
 }
 
-func withAuth(ctx context.Context, a authInfo) context.Context {
-	return context.WithValue(ctx, authKey{}, a)
+func withHop(ctx context.Context, h hop) context.Context {
+	return context.WithValue(ctx, hopKey{}, h)
 }
 
-func withKind(ctx context.Context, kind string) context.Context {
-	return context.WithValue(ctx, kindKey{}, kind)
+// sameOrigin reports whether u has the scheme and host (including the port)
+// of origin.
+func sameOrigin(u, origin *url.URL) bool {
+	return origin != nil && strings.EqualFold(u.Scheme, origin.Scheme) && strings.EqualFold(u.Host, origin.Host)
 }
 
-// authTransport adds the Authorization header to each hop of a request
-// (the first and every redirect) only when the hop goes to the endpoint's
-// own scheme, host and port, so that a redirect to a CDN, even on the same
-// IP with another port, never receives it. It also reports exchanges.
+// authTransport sets the Authorization header on each hop of a registry
+// request (the first one and every redirect) only when the hop goes to the
+// endpoint's own scheme, host and port, so that a redirect to a CDN, even on
+// the same IP with another port, never receives it. It records rate-limit
+// headers of registry answers and reports every exchange.
 type authTransport struct {
 	base   http.RoundTripper
 	client *Client
@@ -39,24 +59,39 @@ type authTransport struct {
 
 // RoundTrip implements http.RoundTripper.
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	kind, _ := req.Context().Value(kindKey{}).(string)
-	ai, hasAuth := req.Context().Value(authKey{}).(authInfo)
-	sameOrigin := hasAuth && req.URL.Scheme == ai.scheme && req.URL.Host == ai.host
-	if hasAuth && !sameOrigin && kind == "registry" {
-		kind = "redirect"
-	}
-	if req.Header.Get("Authorization") != "" && kind != "token" || (hasAuth && sameOrigin && ai.header != "") {
-		req = req.Clone(req.Context())
-		req.Header.Del("Authorization")
-		if sameOrigin && ai.header != "" {
-			req.Header.Set("Authorization", ai.header)
+	h, _ := req.Context().Value(hopKey{}).(hop)
+	kind := h.kind
+	if kind != kindToken {
+		same := sameOrigin(req.URL, h.origin)
+		if !same {
+			kind = kindRedirect
+		}
+		want := ""
+		if same {
+			want = h.auth
+		}
+		if req.Header.Get("Authorization") != want {
+			req = req.Clone(req.Context())
+			req.Header.Del("Authorization")
+			if want != "" {
+				req.Header.Set("Authorization", want)
+			}
 		}
 	}
 	start := time.Now()
 	resp, err := t.base.RoundTrip(req)
+	if err == nil && kind == kindRegistry {
+		t.client.noteRateLimit(resp.Header)
+	}
 	if t.client.onResponse != nil {
-		ex := Exchange{Upstream: t.client.cfg.Name, Endpoint: ai.endpoint, Method: req.Method, Kind: kind,
-			Duration: time.Since(start), Err: err}
+		ex := Exchange{
+			Upstream: t.client.cfg.Name,
+			Endpoint: h.endpoint,
+			Method:   req.Method,
+			Kind:     kind,
+			Duration: time.Since(start),
+			Err:      err,
+		}
 		if resp != nil {
 			ex.Status = resp.StatusCode
 		}
@@ -65,57 +100,69 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// maxRedirects bounds the redirects followed for one request.
-const maxRedirects = 5
-
-// checkRedirect follows at most maxRedirects redirects and never copies
-// an Authorization header (authTransport adds it per hop).
-func checkRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) >= maxRedirects {
-		return errors.New("too many redirects")
+// checkRedirect follows at most maxRedirects redirects. It never copies an
+// Authorization header (authTransport sets it per hop) nor a Referer, and
+// logs only the scheme, host and path of the target: its query may be a
+// signature.
+func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
 	}
 	req.Header.Del("Authorization")
+	req.Header.Del("Referer")
+	if ce := c.log.Check(zapcore.DebugLevel, "following upstream redirect"); ce != nil {
+		ce.Write(zap.String("upstream", c.cfg.Name), zap.String("target", redactURL(req.URL)))
+	}
 	return nil
 }
 
-// stallBody fails a body that delivers no byte for the stall timeout, by
-// cancelling its request, and releases the request when closed.
-type stallBody struct {
-	rc      io.ReadCloser
-	timeout time.Duration
-	timer   *time.Timer
-	cancel  context.CancelFunc
-
-	mu      sync.Mutex
-	stalled bool
+// redactURL returns scheme, host and path of u: no user info, no query.
+func redactURL(u *url.URL) string {
+	return u.Scheme + "://" + u.Host + u.EscapedPath()
 }
 
-func newStallBody(rc io.ReadCloser, timeout time.Duration, cancel context.CancelFunc) *stallBody {
-	b := &stallBody{rc: rc, timeout: timeout, cancel: cancel}
+// stallBody fails a read that waits longer than the stall timeout for a
+// byte, by cancelling the request, and releases the request when closed.
+// The timer runs only while a Read is blocked, so a caller that is slow to
+// read is never mistaken for a stalled upstream.
+type stallBody struct {
+	rc       io.ReadCloser
+	upstream string
+	timeout  time.Duration
+	timer    *time.Timer
+	cancel   context.CancelFunc
+	stalled  atomic.Bool
+}
+
+func newStallBody(rc io.ReadCloser, upstream string, timeout time.Duration, cancel context.CancelFunc) *stallBody {
+	b := &stallBody{rc: rc, upstream: upstream, timeout: timeout, cancel: cancel}
 	b.timer = time.AfterFunc(timeout, func() {
-		b.mu.Lock()
-		b.stalled = true
-		b.mu.Unlock()
+		b.stalled.Store(true)
 		cancel()
 	})
+	b.timer.Stop()
 	return b
 }
 
 // Read implements io.Reader.
 func (b *stallBody) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	if n > 0 {
-		b.timer.Reset(b.timeout)
+	if b.stalled.Load() {
+		return 0, b.stallError()
 	}
-	if err != nil && err != io.EOF {
-		b.mu.Lock()
-		stalled := b.stalled
-		b.mu.Unlock()
-		if stalled {
-			return n, errors.Join(ErrStalled, err)
-		}
+	b.timer.Reset(b.timeout)
+	n, err := b.rc.Read(p)
+	b.timer.Stop()
+	if err != nil && !errors.Is(err, io.EOF) && b.stalled.Load() {
+		return n, b.stallError()
 	}
 	return n, err
+}
+
+// stallError is the error of a stalled body. It deliberately does not wrap
+// the cancellation that aborted the request: callers must not mistake a
+// stall for their own cancellation.
+func (b *stallBody) stallError() error {
+	return fmt.Errorf("upstream %s: %w: no byte for %s", b.upstream, ErrStalled, b.timeout)
 }
 
 // Close implements io.Closer.
@@ -125,3 +172,9 @@ func (b *stallBody) Close() error {
 	b.cancel()
 	return err
 }
+
+// Interface guards
+var (
+	_ http.RoundTripper = (*authTransport)(nil)
+	_ io.ReadCloser     = (*stallBody)(nil)
+)
