@@ -2,6 +2,8 @@ package cache
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -10,13 +12,14 @@ import (
 	"go.uber.org/zap"
 )
 
-// accessLog batches last-access times in memory, so that a cache hit
-// costs no write; they reach meta.db every flush interval and at Close.
+// accessLog batches last-access times in memory, so that a cache hit costs
+// no write; they reach meta.db every flush interval and at Close.
 type accessLog struct {
 	mu      sync.Mutex
 	pending map[digest.Digest]time.Time
 }
 
+// init prepares an empty log.
 func (a *accessLog) init() { a.pending = make(map[digest.Digest]time.Time) }
 
 // touch records an access to d at t.
@@ -24,6 +27,21 @@ func (a *accessLog) touch(d digest.Digest, t time.Time) {
 	a.mu.Lock()
 	a.pending[d] = t
 	a.mu.Unlock()
+}
+
+// forget drops a pending access to d.
+func (a *accessLog) forget(d digest.Digest) {
+	a.mu.Lock()
+	delete(a.pending, d)
+	a.mu.Unlock()
+}
+
+// get returns the pending access to d, if any.
+func (a *accessLog) get(d digest.Digest) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t, ok := a.pending[d]
+	return t, ok
 }
 
 // take returns and clears the pending accesses.
@@ -35,7 +53,8 @@ func (a *accessLog) take() map[digest.Digest]time.Time {
 	return p
 }
 
-// flushAccessLoop writes pending access times until the store closes.
+// flushAccessLoop writes pending access times every interval until the
+// store closes (Close writes the last ones).
 func (s *Store) flushAccessLoop(every time.Duration) {
 	defer s.wg.Done()
 	t := time.NewTicker(every)
@@ -52,46 +71,56 @@ func (s *Store) flushAccessLoop(every time.Duration) {
 	}
 }
 
-// flushAccess writes the pending access times of objects that have a
-// record in one transaction.
+// flushAccess writes the pending access times in one transaction. An
+// object stored without metadata gets a record with the size of its file;
+// an access to an object that is gone is dropped.
 func (s *Store) flushAccess() error {
 	pending := s.access.take()
 	if len(pending) == 0 {
 		return nil
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(objectsBucket)
 		for d, at := range pending {
-			v := b.Get([]byte(d))
-			if v == nil {
-				continue
-			}
 			var m objectMeta
-			if json.Unmarshal(v, &m) != nil {
-				continue
+			if v := b.Get([]byte(d)); v == nil || json.Unmarshal(v, &m) != nil {
+				path, err := s.blobPath(d)
+				if err != nil {
+					continue
+				}
+				fi, err := os.Stat(path)
+				if err != nil {
+					continue
+				}
+				m = objectMeta{Size: fi.Size()}
 			}
 			m.LastAccess = at.Unix()
-			nv, err := json.Marshal(m)
+			v, err := json.Marshal(m)
 			if err != nil {
 				return err
 			}
-			if err := b.Put([]byte(d), nv); err != nil {
+			if err := b.Put([]byte(d), v); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("writing %d last-access times: %w", len(pending), err)
+	}
+	return nil
 }
 
-// LastAccess returns when d was last read, as far as meta.db and the
-// pending accesses know.
+// LastAccess returns when d was last read (to the second), as far as
+// meta.db and the pending accesses know.
 func (s *Store) LastAccess(d digest.Digest) (time.Time, bool) {
-	s.access.mu.Lock()
-	t, ok := s.access.pending[d]
-	s.access.mu.Unlock()
-	if ok {
+	if t, ok := s.access.get(d); ok {
 		return t, true
 	}
+	if !s.enter() {
+		return time.Time{}, false
+	}
+	defer s.leave()
 	if m, ok := s.readObjectMeta(d); ok && m.LastAccess > 0 {
 		return time.Unix(m.LastAccess, 0), true
 	}

@@ -6,5 +6,6 @@
 // reader streams from as bytes arrive.
 //
 // Disk is the truth: an object exists when its file exists under blobs/,
-// and a file gets there only by a rename after its digest verified.
+// and a file gets there only by a rename after its digest verified. The
+// hot index only accelerates; a miss there falls through to the disk.
 package cache

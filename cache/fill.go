@@ -11,10 +11,14 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // fillBufferSize is the copy buffer of a fill.
 const fillBufferSize = 256 << 10
+
+// fillBuffers recycles the copy buffers of fills.
+var fillBuffers = sync.Pool{New: func() any { b := make([]byte, fillBufferSize); return &b }}
 
 // Source is an upstream body being filled into the cache.
 type Source struct {
@@ -49,7 +53,7 @@ type fill struct {
 	readers int
 }
 
-// progress publishes n written bytes.
+// progress publishes n written bytes and wakes the readers.
 func (f *fill) progress(n int64) {
 	f.mu.Lock()
 	f.written = n
@@ -58,7 +62,8 @@ func (f *fill) progress(n int64) {
 	f.mu.Unlock()
 }
 
-// finish publishes the verdict.
+// finish publishes the verdict (nil: verified and stored) and wakes the
+// readers.
 func (f *fill) finish(err error) {
 	f.mu.Lock()
 	f.done, f.err = true, err
@@ -67,51 +72,51 @@ func (f *fill) finish(err error) {
 	f.mu.Unlock()
 }
 
-// state returns what readers need under one lock.
+// state returns what readers need, under one lock: the bytes written, the
+// verdict if done, and a channel closed at the next change.
 func (f *fill) state() (written int64, done bool, err error, notify <-chan struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.written, f.done, f.err, f.notify
 }
 
+// isDone reports whether the verdict is published.
+func (f *fill) isDone() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.done
+}
+
+// addReaders counts readers attached to the fill.
+func (f *fill) addReaders(n int) {
+	f.mu.Lock()
+	f.readers += n
+	f.mu.Unlock()
+}
+
 // Fill returns a reader of d's content: of the stored file when d is
 // present, otherwise of the one fill of d, joining the fill in progress or
 // starting it with fetch. It waits until fetch has returned, so upstream
-// errors come back here unchanged, or until ctx ends. ctx bounds only this
-// caller's waiting and reading, never the fill.
+// errors come back here unchanged (errors.Is and errors.As see them), or
+// until ctx ends. ctx bounds only this caller's waiting and reading, never
+// the fill.
 func (s *Store) Fill(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Reader, error) {
-	if s.closed.Load() {
-		return nil, ErrClosed
+	if err := d.Validate(); err != nil {
+		return nil, fmt.Errorf("filling %q: %w", d, err)
 	}
-	if f, obj, err := s.Open(d); err == nil {
-		return &Reader{ctx: ctx, file: f, size: obj.Size, mediaType: obj.MediaType, complete: true}, nil
+	r, err := s.join(ctx, d, fetch)
+	if err != nil || r.complete {
+		return r, err
 	}
-	s.mu.Lock()
-	fl, ok := s.fills[d]
-	if !ok {
-		var err error
-		fl, err = s.startFill(d, fetch)
-		if err != nil {
-			s.mu.Unlock()
-			return nil, err
-		}
-	}
-	file, err := fl.open(s.blobPath(d))
-	if err == nil {
-		fl.mu.Lock()
-		fl.readers++
-		fl.mu.Unlock()
-	}
-	s.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	r := &Reader{ctx: ctx, fill: fl, file: file}
+	fl := r.fill
 	select {
 	case <-fl.ready:
 	case <-ctx.Done():
 		_ = r.Close()
 		return nil, ctx.Err()
+	case <-s.ctx.Done():
+		_ = r.Close()
+		return nil, ErrClosed
 	}
 	if fl.fetchErr != nil {
 		_ = r.Close()
@@ -121,32 +126,75 @@ func (s *Store) Fill(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Re
 	return r, nil
 }
 
+// join returns a reader of the stored d, or one attached to the fill of d,
+// which it starts when there is none.
+func (s *Store) join(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Reader, error) {
+	if !s.enter() {
+		return nil, ErrClosed
+	}
+	defer s.leave()
+	f, obj, err := s.open(d)
+	if err == nil {
+		return completeReader(ctx, f, obj), nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fl, ok := s.fills[d]
+	if ok && fl.isDone() {
+		// A fill that published its verdict is on its way out: it failed,
+		// and the next Fill fetches again, or it stored d (which may have
+		// been deleted since).
+		ok = false
+	}
+	if !ok {
+		// The fill of d may have been stored and left since the check
+		// above; a new one would download d again.
+		if f, obj, err := s.open(d); err == nil {
+			return completeReader(ctx, f, obj), nil
+		}
+		if fl, err = s.startFill(d, fetch); err != nil {
+			return nil, err
+		}
+	}
+	committed, _ := s.blobPath(d) // d is valid
+	file, err := fl.open(committed)
+	if err != nil {
+		return nil, err
+	}
+	fl.addReaders(1)
+	return &Reader{ctx: ctx, fill: fl, file: file, size: -1}, nil
+}
+
 // open opens the fill's content for a new reader: the temporary file, or
-// the committed one when the fill just renamed it. Called with s.mu held,
-// while the fill is still registered.
+// the stored one when the fill has just renamed it. Called with s.mu held,
+// while the fill is registered. A failed fill removes its temporary file
+// only after publishing its verdict, so a missing temporary file means
+// the fill either stored the content or failed.
 func (f *fill) open(committed string) (*os.File, error) {
 	file, err := os.Open(f.tmpPath)
 	if err == nil {
 		return file, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("joining fill of %s: %w", f.d, err)
+		return nil, fmt.Errorf("joining the fill of %s: %w", f.d, err)
 	}
 	if _, done, ferr, _ := f.state(); done && ferr != nil {
 		return nil, ferr
 	}
+	// Renamed into blobs/ since; the verdict follows.
 	file, err = os.Open(committed)
 	if err != nil {
-		return nil, fmt.Errorf("joining fill of %s: %w", f.d, err)
+		return nil, fmt.Errorf("joining the fill of %s: %w", f.d, err)
 	}
 	return file, nil
 }
 
-// startFill registers and starts the fill of d. Called with s.mu held.
+// startFill registers and starts the fill of d. Called with s.mu held and
+// the store entered, so Close waits for the goroutine it starts.
 func (s *Store) startFill(d digest.Digest, fetch FetchFunc) (*fill, error) {
-	if !d.Algorithm().Available() {
-		return nil, fmt.Errorf("filling %s: %w", d, ErrDigestMismatch)
-	}
 	tmp, err := os.CreateTemp(s.ingestDir, d.Encoded()+"-*")
 	if err != nil {
 		return nil, fmt.Errorf("filling %s: %w", d, err)
@@ -158,60 +206,91 @@ func (s *Store) startFill(d digest.Digest, fetch FetchFunc) (*fill, error) {
 	return fl, nil
 }
 
-// runFill downloads, verifies and commits one fill, then unregisters it.
+// runFill downloads, verifies and stores one fill, publishes the verdict,
+// then unregisters the fill.
 func (s *Store) runFill(fl *fill, tmp *os.File, fetch FetchFunc) {
 	defer s.wg.Done()
-	err := s.download(fl, tmp, fetch)
+	start := s.now()
+	written, err := s.download(fl, tmp, fetch)
 	if err == nil {
-		obj := Object{Digest: fl.d, Size: fl.written, MediaType: fl.mediaType}
+		obj := Object{Digest: fl.d, Size: written, MediaType: fl.mediaType}
 		if err = s.commit(tmp, obj); err == nil {
 			s.setIndex(obj, nil)
 		}
+	}
+	if err != nil && s.ctx.Err() != nil && !errors.Is(err, ErrClosed) {
+		err = fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	// The verdict first, then the file: a reader joining in between finds
+	// the file, then the verdict.
+	fl.finish(err)
+	switch {
+	case err == nil:
+		if c := s.log.Check(zapcore.DebugLevel, "fill stored"); c != nil {
+			c.Write(zap.String("digest", fl.d.String()), zap.Int64("bytes", written), zap.Duration("duration", s.now().Sub(start)))
+		}
+	case fl.fetchErr != nil:
+		// The callers of Fill got this error and report it.
+	case errors.Is(err, ErrClosed):
+		if c := s.log.Check(zapcore.DebugLevel, "fill cancelled by close"); c != nil {
+			c.Write(zap.String("digest", fl.d.String()), zap.Int64("bytes", written))
+		}
+	default:
+		s.log.Warn("fill failed", zap.String("digest", fl.d.String()), zap.Int64("bytes", written), zap.Error(err))
+	}
+	if err != nil {
+		_ = tmp.Close()
+		_ = os.Remove(fl.tmpPath)
+	}
+	s.mu.Lock()
+	if s.fills[fl.d] == fl {
+		delete(s.fills, fl.d)
+	}
+	s.mu.Unlock()
+}
+
+// download fetches the body into tmp, hashing it, and checks its size and
+// digest. It returns the bytes written, and leaves tmp open for commit.
+func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, error) {
+	src, err := fetch(s.ctx)
+	if err == nil && src.Body == nil {
+		err = fmt.Errorf("filling %s: the upstream returned no body", fl.d)
 	}
 	if err != nil {
 		if s.ctx.Err() != nil && !errors.Is(err, ErrClosed) {
 			err = fmt.Errorf("%w: %w", ErrClosed, err)
 		}
-		// The verdict first, then the file: a reader joining in between
-		// sees the verdict instead of a missing file.
-		fl.finish(err)
-		_ = tmp.Close()
-		_ = os.Remove(fl.tmpPath)
-		if fl.fetchErr == nil && !errors.Is(err, ErrClosed) {
-			s.log.Warn("fill failed", zap.String("digest", fl.d.String()), zap.Int64("bytes", fl.written), zap.Error(err))
-		}
-	} else {
-		fl.finish(nil)
-	}
-	s.mu.Lock()
-	delete(s.fills, fl.d)
-	s.mu.Unlock()
-}
-
-// download fetches the body into tmp, hashing it, and checks its size and
-// digest. It leaves tmp open on success for commit.
-func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) error {
-	src, err := fetch(s.ctx)
-	if err != nil {
 		fl.fetchErr = err
 		close(fl.ready)
-		return err
+		return 0, err
+	}
+	if src.Size < 0 {
+		src.Size = -1
 	}
 	fl.size, fl.mediaType = src.Size, src.MediaType
 	close(fl.ready)
-	defer src.Body.Close()
+
+	// Close unblocks a Read that ignores the context.
+	stop := context.AfterFunc(s.ctx, func() { _ = src.Body.Close() })
+	defer func() {
+		if stop() {
+			_ = src.Body.Close()
+		}
+	}()
 
 	h := fl.d.Algorithm().Hash()
-	buf := make([]byte, fillBufferSize)
+	bp := fillBuffers.Get().(*[]byte)
+	defer fillBuffers.Put(bp)
+	buf := *bp
 	var written int64
 	for {
 		n, rerr := src.Body.Read(buf)
 		if n > 0 {
 			if src.Size >= 0 && written+int64(n) > src.Size {
-				return fmt.Errorf("filling %s: more than %d bytes: %w", fl.d, src.Size, ErrSizeMismatch)
+				return written, fmt.Errorf("filling %s: more than the %d bytes announced: %w", fl.d, src.Size, ErrSizeMismatch)
 			}
 			if _, werr := tmp.Write(buf[:n]); werr != nil {
-				return fmt.Errorf("filling %s: writing: %w", fl.d, werr)
+				return written, fmt.Errorf("filling %s: writing: %w", fl.d, werr)
 			}
 			h.Write(buf[:n])
 			written += int64(n)
@@ -221,16 +300,16 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) error {
 			break
 		}
 		if rerr != nil {
-			return fmt.Errorf("filling %s: reading upstream after %d bytes: %w", fl.d, written, rerr)
+			return written, fmt.Errorf("filling %s: reading the upstream body after %d bytes: %w", fl.d, written, rerr)
 		}
 	}
 	if src.Size >= 0 && written != src.Size {
-		return fmt.Errorf("filling %s: got %d of %d bytes: %w", fl.d, written, src.Size, ErrSizeMismatch)
+		return written, fmt.Errorf("filling %s: got %d of %d bytes: %w", fl.d, written, src.Size, ErrSizeMismatch)
 	}
 	if got := digest.NewDigest(fl.d.Algorithm(), h); got != fl.d {
-		return fmt.Errorf("filling %s: content hashes to %s: %w", fl.d, got, ErrDigestMismatch)
+		return written, fmt.Errorf("filling %s: content hashes to %s: %w", fl.d, got, ErrDigestMismatch)
 	}
-	return nil
+	return written, nil
 }
 
 // FillStats reports the fills in flight and the readers attached to them.
@@ -239,8 +318,11 @@ func (s *Store) FillStats() (fills, readers int) {
 	defer s.mu.Unlock()
 	for _, fl := range s.fills {
 		fl.mu.Lock()
-		readers += fl.readers
+		if !fl.done {
+			fills++
+			readers += fl.readers
+		}
 		fl.mu.Unlock()
 	}
-	return len(s.fills), readers
+	return fills, readers
 }

@@ -12,9 +12,14 @@ import (
 
 // Buckets of meta.db.
 var (
+	// objectsBucket maps a digest to its objectMeta.
 	objectsBucket = []byte("objects")
-	tagsBucket    = []byte("tags")
+	// tagsBucket maps tagKey(upstream, repo, tag) to a Tag.
+	tagsBucket = []byte("tags")
 )
+
+// metaOpenTimeout bounds the wait for meta.db's file lock.
+const metaOpenTimeout = time.Second
 
 // objectMeta is an object's record in meta.db.
 type objectMeta struct {
@@ -23,15 +28,16 @@ type objectMeta struct {
 	LastAccess int64  `json:"last_access,omitempty"` // Unix seconds
 }
 
-// openMeta opens meta.db and creates its buckets. A second process on the
-// same directory fails here instead of waiting forever for the lock.
+// openMeta opens meta.db and creates its buckets. While another Store (of
+// this process or another) holds it, it fails after metaOpenTimeout
+// instead of waiting for the lock forever.
 func openMeta(path string) (*bolt.DB, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: metaOpenTimeout})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("opening cache metadata %s: the cache directory is in use by another process or store: %w", path, err)
+	}
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("opening %s: another process has this cache open", path)
-		}
-		return nil, fmt.Errorf("opening %s: %w", path, err)
+		return nil, fmt.Errorf("opening cache metadata %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{objectsBucket, tagsBucket} {
@@ -43,12 +49,12 @@ func openMeta(path string) (*bolt.DB, error) {
 	})
 	if err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("initialising %s: %w", path, err)
+		return nil, fmt.Errorf("initialising cache metadata %s: %w", path, err)
 	}
 	return db, nil
 }
 
-// readObjectMeta returns d's record, if any.
+// readObjectMeta returns d's record, if it has a readable one.
 func (s *Store) readObjectMeta(d digest.Digest) (objectMeta, bool) {
 	var m objectMeta
 	found := false
@@ -61,14 +67,15 @@ func (s *Store) readObjectMeta(d digest.Digest) (objectMeta, bool) {
 	return m, found
 }
 
-// writeObjectMeta records an object's size and media type.
+// writeObjectMeta records an object's size and media type, keeping a
+// media type already recorded when obj has none, and marks it accessed now.
 func (s *Store) writeObjectMeta(obj Object) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(objectsBucket)
 		m := objectMeta{Size: obj.Size, MediaType: obj.MediaType, LastAccess: s.now().Unix()}
-		if v := b.Get([]byte(obj.Digest)); v != nil {
+		if v := b.Get([]byte(obj.Digest)); v != nil && m.MediaType == "" {
 			var old objectMeta
-			if json.Unmarshal(v, &old) == nil && m.MediaType == "" {
+			if json.Unmarshal(v, &old) == nil {
 				m.MediaType = old.MediaType
 			}
 		}
@@ -78,51 +85,8 @@ func (s *Store) writeObjectMeta(obj Object) error {
 		}
 		return b.Put([]byte(obj.Digest), v)
 	})
-}
-
-// Tag is what a tag pointed at when it was last fetched or revalidated.
-type Tag struct {
-	Digest    digest.Digest `json:"digest"`
-	MediaType string        `json:"media_type,omitempty"`
-	Size      int64         `json:"size"`
-	FetchedAt time.Time     `json:"fetched_at"`
-}
-
-// tagKey is the meta.db key of a tag record.
-func tagKey(upstream, repo, tag string) []byte {
-	return []byte(upstream + "\x00" + repo + "\x00" + tag)
-}
-
-// Tag returns the record of upstream/repo:tag, or ErrNotFound.
-func (s *Store) Tag(upstream, repo, tag string) (Tag, error) {
-	var t Tag
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(tagsBucket).Get(tagKey(upstream, repo, tag))
-		if v == nil {
-			return ErrNotFound
-		}
-		return json.Unmarshal(v, &t)
-	})
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return Tag{}, fmt.Errorf("reading tag %s/%s:%s: %w", upstream, repo, tag, err)
-	}
-	return t, err
-}
-
-// SetTag records what upstream/repo:tag points at.
-func (s *Store) SetTag(upstream, repo, tag string, t Tag) error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	v, err := json.Marshal(t)
 	if err != nil {
-		return fmt.Errorf("encoding tag record: %w", err)
-	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(tagsBucket).Put(tagKey(upstream, repo, tag), v)
-	})
-	if err != nil {
-		return fmt.Errorf("writing tag %s/%s:%s: %w", upstream, repo, tag, err)
+		return fmt.Errorf("writing metadata of %s: %w", obj.Digest, err)
 	}
 	return nil
 }

@@ -9,10 +9,11 @@ import (
 )
 
 // Reader reads one object while it is being filled, or after. Each Reader
-// has its own file descriptor and offset.
+// has its own file descriptor and offset; a Reader is not safe for
+// concurrent use.
 type Reader struct {
-	ctx       context.Context
-	fill      *fill // nil when complete
+	ctx       context.Context // bounds waiting for bytes
+	fill      *fill           // nil when complete
 	file      *os.File
 	off       int64
 	size      int64
@@ -21,11 +22,20 @@ type Reader struct {
 	closed    bool
 }
 
+// completeReader reads a stored, verified object.
+func completeReader(ctx context.Context, f *os.File, obj Object) *Reader {
+	return &Reader{ctx: ctx, file: f, size: obj.Size, mediaType: obj.MediaType, complete: true}
+}
+
 // Read reads at the reader's offset. On a fill in progress it blocks until
 // bytes beyond the offset are written, the fill fails (the error wraps the
-// cause), or the reader's context ends. It never returns io.EOF before the
-// fill's digest verified.
+// cause: ErrDigestMismatch, ErrSizeMismatch, the upstream's read error,
+// ErrClosed), or the context of Fill ends. It never returns io.EOF before
+// the fill's digest verified.
 func (r *Reader) Read(p []byte) (int, error) {
+	if r.closed {
+		return 0, os.ErrClosed
+	}
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -36,12 +46,13 @@ func (r *Reader) Read(p []byte) (int, error) {
 		var notify <-chan struct{}
 		if !r.complete {
 			avail, done, ferr, notify = r.fill.state()
+			if ferr != nil {
+				// Bad content: stop now rather than serve more of it.
+				return 0, ferr
+			}
 		}
 		if r.off < avail {
-			n := int64(len(p))
-			if rest := avail - r.off; rest < n {
-				n = rest
-			}
+			n := min(int64(len(p)), avail-r.off)
 			got, err := r.file.ReadAt(p[:n], r.off)
 			r.off += int64(got)
 			if got > 0 {
@@ -50,12 +61,9 @@ func (r *Reader) Read(p []byte) (int, error) {
 			if err == nil || errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			return 0, fmt.Errorf("reading cached content: %w", err)
+			return 0, fmt.Errorf("reading cached content at offset %d: %w", r.off, err)
 		}
 		if r.complete || done {
-			if ferr != nil {
-				return 0, ferr
-			}
 			return 0, io.EOF
 		}
 		select {
@@ -66,7 +74,8 @@ func (r *Reader) Read(p []byte) (int, error) {
 	}
 }
 
-// Seek sets the offset of the next Read. io.SeekEnd needs a known size.
+// Seek sets the offset of the next Read; an offset beyond the bytes
+// written so far makes Read wait for them. io.SeekEnd needs a known size.
 func (r *Reader) Seek(offset int64, whence int) (int64, error) {
 	var base int64
 	switch whence {
@@ -74,12 +83,19 @@ func (r *Reader) Seek(offset int64, whence int) (int64, error) {
 	case io.SeekCurrent:
 		base = r.off
 	case io.SeekEnd:
-		if r.size < 0 {
-			return 0, errors.New("seek from end: size unknown")
+		size := r.size
+		if size < 0 && r.fill != nil {
+			// A verified fill knows its size even if it was not announced.
+			if written, done, err, _ := r.fill.state(); done && err == nil {
+				size = written
+			}
 		}
-		base = r.size
+		if size < 0 {
+			return 0, errors.New("seek from the end: size unknown")
+		}
+		base = size
 	default:
-		return 0, errors.New("seek: invalid whence")
+		return 0, fmt.Errorf("seek: invalid whence %d", whence)
 	}
 	if base+offset < 0 {
 		return 0, errors.New("seek: negative position")
@@ -95,9 +111,7 @@ func (r *Reader) Close() error {
 	}
 	r.closed = true
 	if r.fill != nil {
-		r.fill.mu.Lock()
-		r.fill.readers--
-		r.fill.mu.Unlock()
+		r.fill.addReaders(-1)
 	}
 	return r.file.Close()
 }
@@ -111,8 +125,8 @@ func (r *Reader) MediaType() string { return r.mediaType }
 // Complete reports whether the reader serves an already verified file.
 func (r *Reader) Complete() bool { return r.complete }
 
-// File returns the verified file when Complete, else nil; with it a
-// server can hand the file to the kernel (sendfile).
+// File returns the verified file when Complete, else nil; with it a server
+// can hand the file to the kernel (sendfile). The Reader keeps owning it.
 func (r *Reader) File() *os.File {
 	if r.complete {
 		return r.file
@@ -120,7 +134,8 @@ func (r *Reader) File() *os.File {
 	return nil
 }
 
-// Wait waits for the fill's verdict: nil when the content verified.
+// Wait waits for the fill's verdict: nil when the content verified and
+// was stored. It returns ctx's error if ctx ends first.
 func (r *Reader) Wait(ctx context.Context) error {
 	if r.complete {
 		return nil
@@ -137,3 +152,6 @@ func (r *Reader) Wait(ctx context.Context) error {
 		}
 	}
 }
+
+// Interface guards
+var _ io.ReadSeekCloser = (*Reader)(nil)

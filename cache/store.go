@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -34,14 +32,19 @@ var (
 
 // Defaults of Options.
 const (
-	DefaultMemoryBytes         = 64 << 20
-	DefaultInlineLimit         = 4 << 20
+	// DefaultMemoryBytes is the default hot index budget: 64 MiB.
+	DefaultMemoryBytes = 64 << 20
+	// DefaultInlineLimit is the default largest object whose bytes the hot
+	// index keeps: 4 MiB.
+	DefaultInlineLimit = 4 << 20
+	// DefaultAccessFlushInterval is how often last-access times are written
+	// by default: one minute.
 	DefaultAccessFlushInterval = time.Minute
 )
 
 // Options configure a Store; zero values mean defaults.
 type Options struct {
-	// Dir is the root directory, created if missing.
+	// Dir is the root directory, created if missing. Required.
 	Dir string
 	// MemoryBytes is the hot index budget in bytes. Default: 64 MiB.
 	MemoryBytes int64
@@ -59,22 +62,18 @@ type Options struct {
 
 // Object is the metadata of one verified object.
 type Object struct {
-	Digest    digest.Digest
-	Size      int64
+	// Digest identifies the content.
+	Digest digest.Digest
+	// Size is the content length in bytes.
+	Size int64
+	// MediaType is the media type recorded with the content; empty when
+	// unknown.
 	MediaType string
 }
 
-// entry is a hot index value; it carries its own identity because the
-// index's eviction callback only sees a hash.
-type entry struct {
-	obj  Object
-	data []byte // the content, for objects up to the inline limit
-}
-
-// entryOverhead is the index cost of an entry besides its inline bytes.
-const entryOverhead = 256
-
-// Store is the cache of one directory. It is safe for concurrent use.
+// Store is the cache of one directory: verified content on disk, its
+// metadata in meta.db, a hot index in memory, and the fills in progress.
+// It is safe for concurrent use.
 type Store struct {
 	dir, blobsDir, ingestDir string
 	db                       *bolt.DB
@@ -83,10 +82,15 @@ type Store struct {
 	log                      *zap.Logger
 	now                      func() time.Time
 
+	// life guards the index and meta.db against Close: operations hold
+	// it for reading, Close for writing, so nothing touches them while
+	// they close.
+	life   sync.RWMutex
+	closed bool // under life
+
 	ctx    context.Context // ends at Close; fills run on it
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	closed atomic.Bool
+	wg     sync.WaitGroup // fills and the access flusher
 
 	mu    sync.Mutex
 	fills map[digest.Digest]*fill
@@ -95,10 +99,12 @@ type Store struct {
 }
 
 // Open opens (creating if needed) the cache in opts.Dir, removes leftovers
-// of downloads interrupted by a crash, and starts the access flusher.
+// of downloads interrupted by a crash, and starts the access flusher. A
+// second Open of a directory that is already open, by this process or
+// another, fails after a second.
 func Open(opts Options) (*Store, error) {
 	if opts.Dir == "" {
-		return nil, errors.New("cache: a directory is required")
+		return nil, errors.New("opening cache: a directory is required")
 	}
 	if opts.MemoryBytes <= 0 {
 		opts.MemoryBytes = DefaultMemoryBytes
@@ -125,31 +131,22 @@ func Open(opts Options) (*Store, error) {
 		fills:       make(map[digest.Digest]*fill),
 	}
 	if err := os.MkdirAll(s.blobsDir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating cache directory: %w", err)
+		return nil, fmt.Errorf("opening cache: creating %s: %w", s.blobsDir, err)
 	}
 	db, err := openMeta(filepath.Join(opts.Dir, "meta.db"))
 	if err != nil {
 		return nil, err
 	}
 	s.db = db
-	// Only the process holding meta.db's lock may clean the ingest area.
-	if err := os.RemoveAll(s.ingestDir); err != nil {
+	// Only the holder of meta.db's lock may clean the ingest area.
+	if err := resetDir(s.ingestDir); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("removing interrupted downloads: %w", err)
+		return nil, fmt.Errorf("opening cache: removing interrupted downloads: %w", err)
 	}
-	if err := os.MkdirAll(s.ingestDir, 0o755); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("creating ingest directory: %w", err)
-	}
-	counters := max(opts.MemoryBytes/1024*10, 100_000)
-	s.index, err = ristretto.NewCache(&ristretto.Config[string, *entry]{
-		NumCounters: counters,
-		MaxCost:     opts.MemoryBytes,
-		BufferItems: 64,
-	})
+	s.index, err = newIndex(opts.MemoryBytes)
 	if err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("creating hot index: %w", err)
+		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.access.init()
@@ -161,39 +158,65 @@ func Open(opts Options) (*Store, error) {
 // Dir returns the cache's root directory.
 func (s *Store) Dir() string { return s.dir }
 
+// enter starts an operation that uses the index or meta.db; it reports
+// false once the store is closed. A true result must be paired with leave.
+func (s *Store) enter() bool {
+	s.life.RLock()
+	if s.closed {
+		s.life.RUnlock()
+		return false
+	}
+	return true
+}
+
+// leave ends an operation started by enter.
+func (s *Store) leave() { s.life.RUnlock() }
+
 // Close stops running fills (their readers fail with ErrClosed), writes
 // the pending access times, and closes the metadata store and the index.
+// Closing a closed Store does nothing.
 func (s *Store) Close() error {
-	if s.closed.Swap(true) {
+	s.life.Lock()
+	if s.closed {
+		s.life.Unlock()
 		return nil
 	}
+	s.closed = true
+	s.life.Unlock()
+
 	s.cancel()
 	s.wg.Wait()
 	err := s.flushAccess()
+	if err != nil {
+		err = fmt.Errorf("closing cache: %w", err)
+	}
 	s.index.Close()
 	if cerr := s.db.Close(); cerr != nil && err == nil {
-		err = fmt.Errorf("closing metadata: %w", cerr)
+		err = fmt.Errorf("closing cache: closing metadata: %w", cerr)
 	}
 	return err
 }
 
-// blobPath is where verified content of d lives.
-func (s *Store) blobPath(d digest.Digest) string {
-	return filepath.Join(s.blobsDir, string(d.Algorithm()), d.Encoded())
-}
-
 // Stat returns the metadata of a verified object, or ErrNotFound.
 func (s *Store) Stat(d digest.Digest) (Object, error) {
-	if e, ok := s.index.Get(string(d)); ok {
+	if !s.enter() {
+		return Object{}, ErrClosed
+	}
+	defer s.leave()
+	if e, ok := s.lookup(d); ok {
 		s.access.touch(d, s.now())
 		return e.obj, nil
 	}
-	fi, err := os.Stat(s.blobPath(d))
+	path, err := s.blobPath(d)
 	if err != nil {
-		return Object{}, notFound(err)
+		return Object{}, err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Object{}, notFound(d, err)
 	}
 	obj := s.objectFromDisk(d, fi.Size())
-	s.index.Set(string(d), &entry{obj: obj}, entryOverhead)
+	s.setIndex(obj, nil)
 	s.access.touch(d, s.now())
 	return obj, nil
 }
@@ -201,94 +224,115 @@ func (s *Store) Stat(d digest.Digest) (Object, error) {
 // Open returns the verified file of d and its metadata, or ErrNotFound.
 // The caller closes the file.
 func (s *Store) Open(d digest.Digest) (*os.File, Object, error) {
-	f, err := os.Open(s.blobPath(d))
+	if !s.enter() {
+		return nil, Object{}, ErrClosed
+	}
+	defer s.leave()
+	return s.open(d)
+}
+
+// open is Open for callers that entered already.
+func (s *Store) open(d digest.Digest) (*os.File, Object, error) {
+	path, err := s.blobPath(d)
 	if err != nil {
-		return nil, Object{}, notFound(err)
+		return nil, Object{}, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, Object{}, notFound(d, err)
 	}
 	var obj Object
-	if e, ok := s.index.Get(string(d)); ok {
+	if e, ok := s.lookup(d); ok {
 		obj = e.obj
 	} else {
 		fi, err := f.Stat()
 		if err != nil {
 			_ = f.Close()
-			return nil, Object{}, fmt.Errorf("stat %s: %w", d, err)
+			return nil, Object{}, fmt.Errorf("opening %s: %w", d, err)
 		}
 		obj = s.objectFromDisk(d, fi.Size())
-		s.index.Set(string(d), &entry{obj: obj}, entryOverhead)
+		s.setIndex(obj, nil)
 	}
 	s.access.touch(d, s.now())
 	return f, obj, nil
 }
 
 // ReadAll returns the content of a small object (a manifest) and its
-// metadata: from the hot index when it holds the bytes, else from disk.
-// An object larger than limit is ErrTooLarge.
+// metadata: from the hot index when it holds the bytes, else from disk
+// (and then keeps them in the index). An object larger than limit is
+// ErrTooLarge. The returned bytes are shared: the caller must not modify
+// them.
 func (s *Store) ReadAll(d digest.Digest, limit int64) ([]byte, Object, error) {
-	if e, ok := s.index.Get(string(d)); ok && e.data != nil {
+	if !s.enter() {
+		return nil, Object{}, ErrClosed
+	}
+	defer s.leave()
+	e, hit := s.lookup(d)
+	if hit && e.obj.Size > limit {
+		return nil, Object{}, fmt.Errorf("reading %s: %d bytes: %w", d, e.obj.Size, ErrTooLarge)
+	}
+	if hit && e.data != nil {
 		s.access.touch(d, s.now())
 		return e.data, e.obj, nil
 	}
-	f, err := os.Open(s.blobPath(d))
+	path, err := s.blobPath(d)
 	if err != nil {
-		return nil, Object{}, notFound(err)
+		return nil, Object{}, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, Object{}, notFound(d, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, Object{}, fmt.Errorf("stat %s: %w", d, err)
+		return nil, Object{}, fmt.Errorf("reading %s: %w", d, err)
 	}
 	if fi.Size() > limit {
-		return nil, Object{}, fmt.Errorf("%s is %d bytes: %w", d, fi.Size(), ErrTooLarge)
+		return nil, Object{}, fmt.Errorf("reading %s: %d bytes: %w", d, fi.Size(), ErrTooLarge)
 	}
 	data := make([]byte, fi.Size())
 	if _, err := io.ReadFull(f, data); err != nil {
 		return nil, Object{}, fmt.Errorf("reading %s: %w", d, err)
 	}
-	obj := s.objectFromDisk(d, fi.Size())
+	var obj Object
+	if hit {
+		obj = e.obj
+	} else {
+		obj = s.objectFromDisk(d, fi.Size())
+	}
 	s.setIndex(obj, data)
 	s.access.touch(d, s.now())
 	return data, obj, nil
 }
 
-// setIndex records a verified object in the hot index, with its bytes when
-// they are small enough.
-func (s *Store) setIndex(obj Object, data []byte) {
-	e := &entry{obj: obj}
-	cost := int64(entryOverhead)
-	if data != nil && int64(len(data)) <= s.inlineLimit {
-		e.data = data
-		cost += int64(len(data))
-	}
-	s.index.Set(string(obj.Digest), e, cost)
-}
-
-// objectFromDisk builds an object's metadata from its file size and the
-// metadata store; a file without metadata gets an empty media type.
-func (s *Store) objectFromDisk(d digest.Digest, size int64) Object {
-	obj := Object{Digest: d, Size: size}
-	if m, ok := s.readObjectMeta(d); ok {
-		obj.MediaType = m.MediaType
-	}
-	return obj
-}
-
-// Put stores small content (a manifest) after verifying it against d. It
-// does nothing when d is already stored, but records a media type that was
-// missing.
+// Put stores small content (a manifest) after verifying it against d
+// (ErrDigestMismatch). It does nothing when d is already stored, except
+// record mediaType when the stored one is empty.
 func (s *Store) Put(d digest.Digest, mediaType string, data []byte) error {
-	if s.closed.Load() {
+	if !s.enter() {
 		return ErrClosed
 	}
-	if !d.Algorithm().Available() || d.Algorithm().FromBytes(data) != d {
-		return fmt.Errorf("storing %s: %w", d, ErrDigestMismatch)
+	defer s.leave()
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("storing %q: %w: %w", d, ErrDigestMismatch, err)
+	}
+	if got := d.Algorithm().FromBytes(data); got != d {
+		return fmt.Errorf("storing %s: content hashes to %s: %w", d, got, ErrDigestMismatch)
 	}
 	obj := Object{Digest: d, Size: int64(len(data)), MediaType: mediaType}
-	if _, err := os.Stat(s.blobPath(d)); err == nil {
-		if m, ok := s.readObjectMeta(d); mediaType != "" && (!ok || m.MediaType == "") {
+	path, _ := s.blobPath(d) // d is valid
+	if _, err := os.Stat(path); err == nil {
+		m, ok := s.readObjectMeta(d)
+		if ok && m.MediaType != "" {
+			obj.MediaType = m.MediaType
+		} else if mediaType != "" {
 			if err := s.writeObjectMeta(obj); err != nil {
-				return err
+				return fmt.Errorf("storing %s: %w", d, err)
 			}
+			// The index ignores a Set while an earlier Set of the key is
+			// buffered; a Del first makes the new media type stick.
+			s.index.Del(string(d))
 		}
 		s.setIndex(obj, data)
 		return nil
@@ -300,53 +344,22 @@ func (s *Store) Put(d digest.Digest, mediaType string, data []byte) error {
 	if _, err := tmp.Write(data); err != nil {
 		_ = tmp.Close()
 		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("storing %s: %w", d, err)
+		return fmt.Errorf("storing %s: writing: %w", d, err)
 	}
 	if err := s.commit(tmp, obj); err != nil {
+		_ = os.Remove(tmp.Name())
 		return err
 	}
 	s.setIndex(obj, data)
 	return nil
 }
 
-// commit makes a verified temporary file visible as obj: fsync, metadata
-// first (so a crash leaves at most metadata without a file, which reads as
-// absent), rename into blobs/, fsync the directory. The temporary file is
-// closed, and removed on failure.
-func (s *Store) commit(tmp *os.File, obj Object) error {
-	name := tmp.Name()
-	fail := func(step string, err error) error {
-		_ = tmp.Close()
-		_ = os.Remove(name)
-		return fmt.Errorf("committing %s: %s: %w", obj.Digest, step, err)
+// objectFromDisk builds an object's metadata from its file size and the
+// metadata store; a file without metadata gets an empty media type.
+func (s *Store) objectFromDisk(d digest.Digest, size int64) Object {
+	obj := Object{Digest: d, Size: size}
+	if m, ok := s.readObjectMeta(d); ok {
+		obj.MediaType = m.MediaType
 	}
-	if err := tmp.Sync(); err != nil {
-		return fail("fsync", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fail("close", err)
-	}
-	if err := s.writeObjectMeta(obj); err != nil {
-		return fail("metadata", err)
-	}
-	dst := s.blobPath(obj.Digest)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return fail("mkdir", err)
-	}
-	if err := os.Rename(name, dst); err != nil {
-		return fail("rename", err)
-	}
-	if dir, err := os.Open(filepath.Dir(dst)); err == nil {
-		_ = dir.Sync()
-		_ = dir.Close()
-	}
-	return nil
-}
-
-// notFound maps a missing file to ErrNotFound and wraps other errors.
-func notFound(err error) error {
-	if errors.Is(err, fs.ErrNotExist) {
-		return ErrNotFound
-	}
-	return err
+	return obj
 }

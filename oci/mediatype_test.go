@@ -1,11 +1,79 @@
 package oci
 
 import (
-	"encoding/json"
-	"net/http/httptest"
+	"net/http"
 	"reflect"
 	"testing"
 )
+
+func TestIsIndex(t *testing.T) {
+	tests := []struct {
+		mediaType string
+		want      bool
+	}{
+		{MediaTypeOCIIndex, true}, {MediaTypeDockerManifestList, true},
+		{MediaTypeOCIManifest, false}, {MediaTypeDockerManifest, false}, {MediaTypeDockerSchema1Signed, false}, {"", false},
+	}
+	for _, tc := range tests {
+		if got := IsIndex(tc.mediaType); got != tc.want {
+			t.Errorf("IsIndex(%q) = %v, want %v", tc.mediaType, got, tc.want)
+		}
+	}
+}
+
+func TestManifestMediaTypes(t *testing.T) {
+	want := []string{MediaTypeOCIIndex, MediaTypeDockerManifestList, MediaTypeOCIManifest, MediaTypeDockerManifest}
+	if !reflect.DeepEqual(ManifestMediaTypes, want) {
+		t.Errorf("ManifestMediaTypes = %q, want %q", ManifestMediaTypes, want)
+	}
+}
+
+func TestDetectMediaType(t *testing.T) {
+	tests := []struct {
+		name, body, want string
+	}{
+		{"explicit", `{"mediaType":"` + MediaTypeDockerManifest + `","config":{},"layers":[]}`, MediaTypeDockerManifest},
+		{"explicit index", `{"mediaType":"` + MediaTypeDockerManifestList + `","manifests":[]}`, MediaTypeDockerManifestList},
+		{"index", `{"schemaVersion":2,"manifests":[]}`, MediaTypeOCIIndex},
+		{"image", `{"schemaVersion":2,"config":{},"layers":[]}`, MediaTypeOCIManifest},
+		{"config only", `{"schemaVersion":2,"config":{}}`, ""},
+		{"null manifests", `{"schemaVersion":2,"manifests":null}`, ""},
+		{"schema1 signed", `{"schemaVersion":1,"fsLayers":[],"signatures":[]}`, MediaTypeDockerSchema1Signed},
+		{"schema1", `{"schemaVersion":1,"fsLayers":[]}`, MediaTypeDockerSchema1},
+		{"nothing", `{"schemaVersion":2}`, ""},
+		{"not JSON", `not json`, ""},
+		{"array", `[]`, ""},
+		{"mediaType not a string", `{"mediaType":2,"manifests":[]}`, ""},
+		{"empty", ``, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := DetectMediaType([]byte(tc.body)); got != tc.want {
+				t.Errorf("DetectMediaType(%s) = %q, want %q", tc.body, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAcceptHeader(t *testing.T) {
+	tests := []struct {
+		in   []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{MediaTypeOCIIndex}, MediaTypeOCIIndex},
+		{ManifestMediaTypes, MediaTypeOCIIndex + ", " + MediaTypeDockerManifestList + ", " + MediaTypeOCIManifest + ", " + MediaTypeDockerManifest},
+	}
+	for _, tc := range tests {
+		got := AcceptHeader(tc.in)
+		if got != tc.want {
+			t.Errorf("AcceptHeader(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if back := NormalizeAccept([]string{got}); len(tc.in) > 0 && !reflect.DeepEqual(back, tc.in) {
+			t.Errorf("NormalizeAccept(AcceptHeader(%q)) = %q", tc.in, back)
+		}
+	}
+}
 
 func TestAccepts(t *testing.T) {
 	tests := []struct {
@@ -15,128 +83,132 @@ func TestAccepts(t *testing.T) {
 		want   bool
 	}{
 		{"no header", nil, MediaTypeOCIIndex, true},
+		{"empty values", []string{"", " , "}, MediaTypeOCIIndex, true},
 		{"exact", []string{MediaTypeOCIIndex}, MediaTypeOCIIndex, true},
 		{"other type", []string{MediaTypeDockerManifest}, MediaTypeOCIIndex, false},
 		{"list", []string{MediaTypeDockerManifest + ", " + MediaTypeOCIIndex}, MediaTypeOCIIndex, true},
 		{"second header", []string{MediaTypeDockerManifest, MediaTypeOCIIndex}, MediaTypeOCIIndex, true},
 		{"wildcard", []string{"*/*"}, MediaTypeOCIIndex, true},
-		{"major wildcard", []string{"application/*"}, MediaTypeOCIIndex, true},
+		{"application wildcard", []string{"application/*"}, MediaTypeOCIIndex, true},
+		{"text wildcard", []string{"text/*"}, MediaTypeOCIIndex, false},
+		{"application/json is not a manifest type", []string{"application/json"}, MediaTypeOCIIndex, false},
 		{"q=0 refuses", []string{MediaTypeOCIIndex + ";q=0"}, MediaTypeOCIIndex, false},
+		{"q=0.000 refuses", []string{MediaTypeOCIIndex + "; q=0.000"}, MediaTypeOCIIndex, false},
+		{"Q=0 refuses", []string{MediaTypeOCIIndex + ";Q=0"}, MediaTypeOCIIndex, false},
 		{"q=0.5 accepts", []string{MediaTypeOCIIndex + "; q=0.5"}, MediaTypeOCIIndex, true},
+		{"bad q accepts", []string{MediaTypeOCIIndex + "; q=x"}, MediaTypeOCIIndex, true},
+		{"exact refusal beats wildcard", []string{MediaTypeOCIIndex + ";q=0, */*"}, MediaTypeOCIIndex, false},
+		{"exact beats refused wildcard", []string{"*/*;q=0", MediaTypeOCIIndex}, MediaTypeOCIIndex, true},
+		{"type wildcard beats refused any", []string{"*/*;q=0, application/*"}, MediaTypeOCIIndex, true},
+		{"refused any alone", []string{"*/*;q=0"}, MediaTypeOCIIndex, false},
 		{"case", []string{"Application/VND.OCI.Image.Index.v1+JSON"}, MediaTypeOCIIndex, true},
-	}
-	for _, tc := range tests {
-		if got := Accepts(tc.accept, tc.mt); got != tc.want {
-			t.Errorf("%s: Accepts(%q, %q) = %v, want %v", tc.name, tc.accept, tc.mt, got, tc.want)
-		}
-	}
-}
-
-func TestNormalizeAccept(t *testing.T) {
-	got := NormalizeAccept([]string{
-		MediaTypeOCIIndex + ";q=0.9, " + MediaTypeOCIManifest,
-		MediaTypeOCIIndex + ", application/x;q=0",
-		"",
-	})
-	want := []string{MediaTypeOCIIndex, MediaTypeOCIManifest}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("NormalizeAccept = %q, want %q", got, want)
-	}
-}
-
-func TestDetectMediaType(t *testing.T) {
-	tests := []struct {
-		body, want string
-	}{
-		{`{"mediaType":"` + MediaTypeDockerManifest + `"}`, MediaTypeDockerManifest},
-		{`{"schemaVersion":2,"manifests":[]}`, MediaTypeOCIIndex},
-		{`{"schemaVersion":2,"config":{},"layers":[]}`, MediaTypeOCIManifest},
-		{`{"schemaVersion":1,"fsLayers":[]}`, MediaTypeDockerSchema1Signed},
-		{`{"schemaVersion":2}`, ""},
-		{`not json`, ""},
-	}
-	for _, tc := range tests {
-		if got := DetectMediaType([]byte(tc.body)); got != tc.want {
-			t.Errorf("DetectMediaType(%s) = %q, want %q", tc.body, got, tc.want)
-		}
-	}
-}
-
-func TestManifestRefs(t *testing.T) {
-	index := `{"manifests":[{"mediaType":"` + MediaTypeOCIManifest + `","digest":"sha256:` + hexA + `","size":5,"platform":{"os":"linux","architecture":"arm64"}}]}`
-	children, blobs, subject, err := ManifestRefs([]byte(index))
-	if err != nil || len(children) != 1 || len(blobs) != 0 || subject != nil || children[0].Platform.Architecture != "arm64" {
-		t.Errorf("index: %+v %+v %+v %v", children, blobs, subject, err)
-	}
-	image := `{"config":{"digest":"sha256:c","size":1},"layers":[{"digest":"sha256:l1"},{"digest":"sha256:l2"}],"subject":{"digest":"sha256:s"}}`
-	children, blobs, subject, err = ManifestRefs([]byte(image))
-	if err != nil || len(children) != 0 || len(blobs) != 3 || blobs[0].Digest != "sha256:c" || subject == nil || subject.Digest != "sha256:s" {
-		t.Errorf("image: %+v %+v %+v %v", children, blobs, subject, err)
-	}
-	if _, _, _, err := ManifestRefs([]byte("{")); err == nil {
-		t.Errorf("invalid JSON accepted")
-	}
-}
-
-func TestErrorWrite(t *testing.T) {
-	tests := []struct {
-		name       string
-		err        *Error
-		method     string
-		wantStatus int
-		wantBody   bool
-	}{
-		{"get", Errorf(0, CodeBlobUnknown, "blob %s unknown", "x"), "GET", 404, true},
-		{"head has no body", Errorf(0, CodeManifestUnknown, "m"), "HEAD", 404, false},
-		{"explicit status", Errorf(502, CodeUnavailable, "down"), "GET", 502, true},
-		{"retry after", &Error{Status: 429, Items: []ErrorItem{{Code: CodeTooManyRequests, Message: "slow"}}, RetryAfter: "30"}, "GET", 429, true},
-		{"no items", &Error{Status: 500}, "GET", 500, true},
+		{"parameters on the type", []string{MediaTypeOCIIndex}, MediaTypeOCIIndex + "; charset=utf-8", true},
+		{"other parameters", []string{MediaTypeOCIIndex + "; charset=utf-8; q=1"}, MediaTypeOCIIndex, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			w := httptest.NewRecorder()
-			tc.err.Write(w, httptest.NewRequest(tc.method, "/v2/", nil))
-			if w.Code != tc.wantStatus {
-				t.Errorf("status %d, want %d", w.Code, tc.wantStatus)
-			}
-			if w.Header().Get(APIVersionHeader) != APIVersion || w.Header().Get("Content-Type") != "application/json; charset=utf-8" {
-				t.Errorf("headers %v", w.Header())
-			}
-			if tc.err.RetryAfter != "" && w.Header().Get("Retry-After") != tc.err.RetryAfter {
-				t.Errorf("Retry-After %q", w.Header().Get("Retry-After"))
-			}
-			if !tc.wantBody {
-				if w.Body.Len() != 0 {
-					t.Errorf("HEAD got a body")
-				}
-				return
-			}
-			var body ErrorBody
-			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || len(body.Errors) == 0 || body.Errors[0].Code == "" {
-				t.Errorf("body %s is not an OCI error (%v)", w.Body, err)
+			if got := Accepts(tc.accept, tc.mt); got != tc.want {
+				t.Errorf("Accepts(%q, %q) = %v, want %v", tc.accept, tc.mt, got, tc.want)
 			}
 		})
 	}
 }
 
-func TestCodeStatus(t *testing.T) {
-	for code, want := range map[Code]int{
-		CodeBlobUnknown: 404, CodeManifestUnknown: 404, CodeNameUnknown: 404, CodeDigestInvalid: 400,
-		CodeNameInvalid: 400, CodeTagInvalid: 400, CodeUnauthorized: 401, CodeDenied: 403,
-		CodeUnsupported: 405, CodeTooManyRequests: 429, CodeUnavailable: 503, CodeUnknown: 500,
-	} {
-		if got := code.Status(); got != want {
-			t.Errorf("%s.Status() = %d, want %d", code, got, want)
-		}
+func TestNormalizeAccept(t *testing.T) {
+	tests := []struct {
+		name   string
+		accept []string
+		want   []string
+	}{
+		{"none", nil, nil},
+		{"empty", []string{""}, nil},
+		{"parameters, duplicates and refusals", []string{
+			MediaTypeOCIIndex + ";q=0.9, " + MediaTypeOCIManifest,
+			MediaTypeOCIIndex + ", application/x;q=0",
+			"",
+		}, []string{MediaTypeOCIIndex, MediaTypeOCIManifest}},
+		{"case folded", []string{"Application/VND.OCI.Image.Manifest.v1+JSON, " + MediaTypeOCIManifest}, []string{MediaTypeOCIManifest}},
+		{"wildcard kept", []string{MediaTypeDockerManifest + ", */*;q=0.1"}, []string{MediaTypeDockerManifest, "*/*"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := NormalizeAccept(tc.accept); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("NormalizeAccept(%q) = %q, want %q", tc.accept, got, tc.want)
+			}
+		})
 	}
 }
 
-func TestParseErrorBody(t *testing.T) {
-	items := ParseErrorBody([]byte(`{"errors":[{"code":"DENIED","message":"no"},{"message":"codeless"}]}`))
-	if len(items) != 1 || items[0].Code != CodeDenied {
-		t.Errorf("ParseErrorBody = %+v", items)
+func TestManifestRefs(t *testing.T) {
+	digestB := "sha256:" + "bb" + hexA[2:]
+	digestC := "sha256:" + "cc" + hexA[2:]
+	tests := []struct {
+		name        string
+		body        string
+		children    []Descriptor
+		blobs       []Descriptor
+		subject     *Descriptor
+		invalidJSON bool
+	}{
+		{
+			name: "index",
+			body: `{"schemaVersion":2,"mediaType":"` + MediaTypeOCIIndex + `","manifests":[
+				{"mediaType":"` + MediaTypeOCIManifest + `","digest":"` + digestA + `","size":5,"platform":{"os":"linux","architecture":"arm64","variant":"v8"}},
+				{"mediaType":"` + MediaTypeOCIManifest + `","digest":"` + digestB + `","size":7,"platform":{"os":"linux","architecture":"amd64"},"annotations":{"k":"v"}}]}`,
+			children: []Descriptor{
+				{MediaType: MediaTypeOCIManifest, Digest: digestA, Size: 5, Platform: &Platform{Architecture: "arm64", OS: "linux", Variant: "v8"}},
+				{MediaType: MediaTypeOCIManifest, Digest: digestB, Size: 7, Platform: &Platform{Architecture: "amd64", OS: "linux"}, Annotations: map[string]string{"k": "v"}},
+			},
+		},
+		{
+			name: "image with subject",
+			body: `{"schemaVersion":2,"config":{"mediaType":"c","digest":"` + digestA + `","size":1},
+				"layers":[{"mediaType":"l","digest":"` + digestB + `","size":2}],
+				"subject":{"mediaType":"` + MediaTypeOCIManifest + `","digest":"` + digestC + `","size":3},"artifactType":"x"}`,
+			blobs:   []Descriptor{{MediaType: "c", Digest: digestA, Size: 1}, {MediaType: "l", Digest: digestB, Size: 2}},
+			subject: &Descriptor{MediaType: MediaTypeOCIManifest, Digest: digestC, Size: 3},
+		},
+		{
+			name:  "docker image without layers",
+			body:  `{"schemaVersion":2,"mediaType":"` + MediaTypeDockerManifest + `","config":{"digest":"` + digestA + `","size":1},"layers":[]}`,
+			blobs: []Descriptor{{Digest: digestA, Size: 1}},
+		},
+		{
+			name:     "referrers index with artifact types",
+			body:     `{"manifests":[{"mediaType":"` + MediaTypeOCIManifest + `","digest":"` + digestA + `","size":9,"artifactType":"application/spdx+json"}]}`,
+			children: []Descriptor{{MediaType: MediaTypeOCIManifest, Digest: digestA, Size: 9, ArtifactType: "application/spdx+json"}},
+		},
+		{name: "empty object", body: `{}`},
+		{name: "truncated", body: `{"manifests":[`, invalidJSON: true},
+		{name: "not JSON", body: `<html>`, invalidJSON: true},
+		{name: "array", body: `[]`, invalidJSON: true},
+		{name: "null", body: ` null `, invalidJSON: true},
+		{name: "empty", body: ``, invalidJSON: true},
+		{name: "wrong field type", body: `{"layers":"x"}`, invalidJSON: true},
+		{name: "size not a number", body: `{"manifests":[{"digest":"` + digestA + `","size":"1"}]}`, invalidJSON: true},
 	}
-	if items := ParseErrorBody([]byte("<html>")); items != nil {
-		t.Errorf("ParseErrorBody(html) = %+v, want nil", items)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			children, blobs, subject, err := ManifestRefs([]byte(tc.body))
+			if tc.invalidJSON {
+				checkError(t, "ManifestRefs", err, CodeManifestInvalid, http.StatusBadRequest)
+				if children != nil || blobs != nil || subject != nil {
+					t.Errorf("ManifestRefs returned %v %v %v with its error", children, blobs, subject)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ManifestRefs: %v", err)
+			}
+			if !reflect.DeepEqual(children, tc.children) {
+				t.Errorf("children = %+v, want %+v", children, tc.children)
+			}
+			if !reflect.DeepEqual(blobs, tc.blobs) {
+				t.Errorf("blobs = %+v, want %+v", blobs, tc.blobs)
+			}
+			if !reflect.DeepEqual(subject, tc.subject) {
+				t.Errorf("subject = %+v, want %+v", subject, tc.subject)
+			}
+		})
 	}
 }

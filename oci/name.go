@@ -5,37 +5,119 @@ import (
 	"strings"
 )
 
-// MaxNameLength is the longest repository name accepted, as in the
-// distribution registry.
+// MaxNameLength is the longest repository name accepted, registry host
+// included, as in the distribution registry.
 const MaxNameLength = 255
 
+// MaxTagLength is the longest tag the spec allows.
+const MaxTagLength = 128
+
 // ValidateName checks a repository name against the spec's grammar:
-// components of [a-z0-9]+ joined by '.', '_', '__' or '-'+, separated by
-// '/', at most MaxNameLength characters. A registry host is not allowed.
+// components matching [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)* separated by '/',
+// 1 to MaxNameLength characters. A registry host component ("localhost:5000")
+// is not allowed; split it off with SplitHost first. The error is an *Error
+// with CodeNameInvalid.
 func ValidateName(name string) error {
+	if err := checkNameLength(name); err != nil {
+		return err
+	}
+	return checkComponents(name)
+}
+
+// ValidateTag checks a tag against [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}. The
+// error is an *Error with CodeTagInvalid.
+func ValidateTag(tag string) error {
+	if tag == "" || len(tag) > MaxTagLength {
+		return Errorf(http.StatusBadRequest, CodeTagInvalid, "tag must be 1 to %d characters, got %d", MaxTagLength, len(tag))
+	}
+	for i := 0; i < len(tag); i++ {
+		c := tag[i]
+		if isAlnum(c) || c == '_' || (i > 0 && (c == '.' || c == '-')) {
+			continue
+		}
+		return Errorf(http.StatusBadRequest, CodeTagInvalid,
+			"tag %q is invalid: use letters, digits, '_', '.' and '-', not starting with '.' or '-'", truncate(tag))
+	}
+	return nil
+}
+
+// SplitHost splits a leading registry host from name when the first
+// component looks like one (it contains '.' or ':' or is "localhost") and at
+// least one more component follows: "ghcr.io/owner/app" gives "ghcr.io",
+// "owner/app", true; "library/alpine" gives "", "library/alpine", false. It
+// does not validate the host; ParseRoute has done that for route names.
+func SplitHost(name string) (host, rest string, ok bool) {
+	first, rest, found := strings.Cut(name, "/")
+	if !found || rest == "" || !isHostLike(first) {
+		return "", name, false
+	}
+	return first, rest, true
+}
+
+// isHostLike reports whether a first name component reads as a registry
+// host rather than a repository component.
+func isHostLike(comp string) bool {
+	return comp == "localhost" || strings.ContainsAny(comp, ".:")
+}
+
+// validateClientName checks a repository name as a client writes it in a
+// request path: a spec name whose first component, when at least one more
+// follows, may instead be a registry host.
+func validateClientName(name string) error {
+	if err := checkNameLength(name); err != nil {
+		return err
+	}
+	first, rest, more := strings.Cut(name, "/")
+	if !more {
+		return checkComponents(name)
+	}
+	if !validHost(first) && !validComponent(first) {
+		if isHostLike(first) {
+			return Errorf(http.StatusBadRequest, CodeNameInvalid,
+				"registry host %q is invalid: use lowercase letters, digits, '.' and '-', and an optional :port", truncate(first))
+		}
+		return errComponent(first)
+	}
+	return checkComponents(rest)
+}
+
+// checkNameLength enforces 1 to MaxNameLength characters.
+func checkNameLength(name string) error {
 	if name == "" {
 		return Errorf(http.StatusBadRequest, CodeNameInvalid, "repository name is empty")
 	}
 	if len(name) > MaxNameLength {
-		return Errorf(http.StatusBadRequest, CodeNameInvalid, "repository name is longer than %d characters", MaxNameLength)
+		return Errorf(http.StatusBadRequest, CodeNameInvalid,
+			"repository name is %d characters, longer than %d", len(name), MaxNameLength)
 	}
+	return nil
+}
+
+// checkComponents checks every '/'-separated component of name.
+func checkComponents(name string) error {
 	for comp := range strings.SplitSeq(name, "/") {
 		if !validComponent(comp) {
-			return Errorf(http.StatusBadRequest, CodeNameInvalid,
-				"repository name component %q is invalid: use lowercase letters and digits separated by '.', '_', '__' or '-'", truncate(comp))
+			return errComponent(comp)
 		}
 	}
 	return nil
 }
 
-// validComponent reports whether s matches [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*.
-func validComponent(s string) bool {
-	if s == "" {
-		return false
+// errComponent is the error for a name component outside the grammar.
+func errComponent(comp string) *Error {
+	if comp == "" {
+		return Errorf(http.StatusBadRequest, CodeNameInvalid, "repository name has an empty component")
 	}
+	return Errorf(http.StatusBadRequest, CodeNameInvalid,
+		"repository name component %q is invalid: use lowercase letters and digits separated by '.', '_', '__' or '-'", truncate(comp))
+}
+
+// validComponent reports whether s matches [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*:
+// runs of lowercase alphanumerics, each pair joined by exactly one separator.
+func validComponent(s string) bool {
 	i := 0
 	for {
-		// one run of alphanumerics
+		// A run of at least one lowercase alphanumeric.
 		start := i
 		for i < len(s) && isLowerAlnum(s[i]) {
 			i++
@@ -46,7 +128,7 @@ func validComponent(s string) bool {
 		if i == len(s) {
 			return true
 		}
-		// one separator
+		// One separator, which must be followed by another run.
 		switch s[i] {
 		case '.':
 			i++
@@ -62,93 +144,42 @@ func validComponent(s string) bool {
 		default:
 			return false
 		}
-		if i == len(s) {
-			return false
-		}
 	}
 }
 
-func isLowerAlnum(c byte) bool { return ('a' <= c && c <= 'z') || ('0' <= c && c <= '9') }
-
-// validHost reports whether s looks like a registry host:
-// [a-z0-9]([a-z0-9.-]*[a-z0-9])? with an optional :port of 1 to 5 digits.
+// validHost reports whether s is a registry host:
+// [a-z0-9]([a-z0-9.-]*[a-z0-9])? with an optional :port of 1 to 5 digits,
+// and no empty label (".."), which no DNS name has.
 func validHost(s string) bool {
 	host, port, hasPort := strings.Cut(s, ":")
 	if hasPort {
-		if len(port) == 0 || len(port) > 5 {
+		if port == "" || len(port) > 5 {
 			return false
 		}
 		for i := 0; i < len(port); i++ {
-			if port[i] < '0' || port[i] > '9' {
+			if !isDigit(port[i]) {
 				return false
 			}
 		}
 	}
-	if host == "" || len(host) > 253 {
-		return false
-	}
-	if !isLowerAlnum(host[0]) || !isLowerAlnum(host[len(host)-1]) {
+	if host == "" || !isLowerAlnum(host[0]) || !isLowerAlnum(host[len(host)-1]) {
 		return false
 	}
 	for i := 0; i < len(host); i++ {
 		c := host[i]
+		if c == '.' && host[i-1] == '.' {
+			return false
+		}
 		if !isLowerAlnum(c) && c != '.' && c != '-' {
 			return false
 		}
 	}
-	return !strings.Contains(host, "..")
+	return true
 }
 
-// isHostLike reports whether a first name component names a registry
-// host rather than a repository: it has a '.' or a ':' or is localhost.
-func isHostLike(comp string) bool {
-	return strings.ContainsAny(comp, ".:") || comp == "localhost" || strings.HasPrefix(comp, "localhost:")
-}
-
-// SplitHost splits a leading registry host from name when its first
-// component looks like one (contains '.' or ':' or is "localhost") and
-// more components follow: "ghcr.io/owner/app" is "ghcr.io", "owner/app".
-func SplitHost(name string) (host, rest string, ok bool) {
-	first, rest, found := strings.Cut(name, "/")
-	if !found || rest == "" || !isHostLike(first) {
-		return "", name, false
-	}
-	return first, rest, true
-}
-
-// validateClientName checks a repository name as a client may write it in
-// a path: a spec name, optionally led by a registry host component.
-func validateClientName(name string) error {
-	if host, rest, ok := SplitHost(name); ok {
-		if !validHost(host) {
-			return Errorf(http.StatusBadRequest, CodeNameInvalid, "registry host %q is invalid", truncate(host))
-		}
-		if len(name) > MaxNameLength {
-			return Errorf(http.StatusBadRequest, CodeNameInvalid, "repository name is longer than %d characters", MaxNameLength)
-		}
-		return ValidateName(rest)
-	}
-	return ValidateName(name)
-}
-
-// MaxTagLength is the longest tag the spec allows.
-const MaxTagLength = 128
-
-// ValidateTag checks a tag against [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
-func ValidateTag(tag string) error {
-	if tag == "" || len(tag) > MaxTagLength {
-		return Errorf(http.StatusBadRequest, CodeTagInvalid, "tag must be 1 to %d characters", MaxTagLength)
-	}
-	for i := 0; i < len(tag); i++ {
-		c := tag[i]
-		ok := ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') || c == '_' ||
-			(i > 0 && (c == '.' || c == '-'))
-		if !ok {
-			return Errorf(http.StatusBadRequest, CodeTagInvalid, "tag %q is invalid: use letters, digits, '_', '.' and '-', not starting with '.' or '-'", truncate(tag))
-		}
-	}
-	return nil
-}
+func isDigit(c byte) bool      { return '0' <= c && c <= '9' }
+func isLowerAlnum(c byte) bool { return ('a' <= c && c <= 'z') || isDigit(c) }
+func isAlnum(c byte) bool      { return isLowerAlnum(c) || ('A' <= c && c <= 'Z') }
 
 // truncate shortens client input quoted in an error message.
 func truncate(s string) string {

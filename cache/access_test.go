@@ -1,0 +1,106 @@
+package cache
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// clock is a settable clock for Options.Now.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+func TestLastAccess(t *testing.T) {
+	dir := t.TempDir()
+	clk := &clock{t: time.Unix(1000, 0)}
+	s, err := Open(Options{Dir: dir, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := []byte("stored")
+	ds := digest.FromBytes(stored)
+	if err := s.Put(ds, "", stored); err != nil {
+		t.Fatal(err)
+	}
+	// A file without metadata gets a record when it is accessed.
+	copied := []byte("copied")
+	dc := digest.FromBytes(copied)
+	if err := os.WriteFile(filepath.Join(dir, "blobs", "sha256", dc.Encoded()), copied, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if at, ok := s.LastAccess(ds); !ok || !at.Equal(time.Unix(1000, 0)) {
+		t.Errorf("LastAccess after Put = %v, %v; want the time of the Put", at, ok)
+	}
+
+	tests := []struct {
+		name   string
+		d      digest.Digest
+		at     int64
+		access func(d digest.Digest) error
+	}{
+		{"Stat", ds, 2000, func(d digest.Digest) error { _, err := s.Stat(d); return err }},
+		{"ReadAll", ds, 3000, func(d digest.Digest) error { _, _, err := s.ReadAll(d, 100); return err }},
+		{"Open", ds, 4000, func(d digest.Digest) error {
+			f, _, err := s.Open(d)
+			if err == nil {
+				f.Close()
+			}
+			return err
+		}},
+		{"file without metadata", dc, 5000, func(d digest.Digest) error { _, err := s.Stat(d); return err }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk.Set(time.Unix(tc.at, 0))
+			if err := tc.access(tc.d); err != nil {
+				t.Fatal(err)
+			}
+			if at, ok := s.LastAccess(tc.d); !ok || at.Unix() != tc.at {
+				t.Errorf("pending LastAccess = %v, %v; want %d", at, ok, tc.at)
+			}
+			if err := s.flushAccess(); err != nil {
+				t.Fatal(err)
+			}
+			if _, pending := s.access.get(tc.d); pending {
+				t.Errorf("the access is still pending after a flush")
+			}
+			if m, ok := s.readObjectMeta(tc.d); !ok || m.LastAccess != tc.at {
+				t.Errorf("flushed record = %+v, %v; want last access %d", m, ok, tc.at)
+			}
+		})
+	}
+
+	// Close writes what is pending.
+	clk.Set(time.Unix(9000, 0))
+	if _, err := s.Stat(ds); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir)
+	if at, ok := s.LastAccess(ds); !ok || at.Unix() != 9000 {
+		t.Errorf("LastAccess after restart = %v, %v; want 9000", at, ok)
+	}
+	if m, ok := s.readObjectMeta(dc); !ok || m.Size != int64(len(copied)) {
+		t.Errorf("record of the file without metadata = %+v, %v", m, ok)
+	}
+}

@@ -1,0 +1,58 @@
+package cache
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+func TestTags(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	at := time.Date(2025, 3, 1, 12, 0, 0, 123, time.UTC)
+	a := Tag{Digest: digest.FromString("a"), MediaType: manifestType, Size: 10, FetchedAt: at}
+	b := Tag{Digest: digest.FromString("b"), MediaType: "application/vnd.oci.image.index.v1+json", Size: 20, FetchedAt: at.Add(time.Hour)}
+	sets := []struct{ upstream, repo, tag string }{
+		{"docker.io", "library/alpine", "3"},
+		{"ghcr.io", "library/alpine", "3"},
+		{"docker.io", "library/alpine", "latest"},
+	}
+	for i, k := range sets {
+		v := a
+		if i == 2 {
+			v = b
+		}
+		if err := s.SetTag(k.upstream, k.repo, k.tag, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Overwriting replaces the record.
+	if err := s.SetTag("ghcr.io", "library/alpine", "3", b); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name                string
+		upstream, repo, tag string
+		want                Tag
+		wantErr             error
+	}{
+		{"stored", "docker.io", "library/alpine", "3", a, nil},
+		{"other upstream, overwritten", "ghcr.io", "library/alpine", "3", b, nil},
+		{"other tag", "docker.io", "library/alpine", "latest", b, nil},
+		{"unknown tag", "docker.io", "library/alpine", "edge", Tag{}, ErrNotFound},
+		{"unknown repository", "docker.io", "library/nginx", "3", Tag{}, ErrNotFound},
+		{"parts do not run together", "docker.io", "library", "alpine\x003", Tag{}, ErrNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.Tag(tc.upstream, tc.repo, tc.tag)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Tag(%q, %q, %q) error = %v, want %v", tc.upstream, tc.repo, tc.tag, err, tc.wantErr)
+			}
+			if got.Digest != tc.want.Digest || got.MediaType != tc.want.MediaType || got.Size != tc.want.Size || !got.FetchedAt.Equal(tc.want.FetchedAt) {
+				t.Errorf("Tag(%q, %q, %q) = %+v, want %+v", tc.upstream, tc.repo, tc.tag, got, tc.want)
+			}
+		})
+	}
+}
