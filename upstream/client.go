@@ -46,7 +46,10 @@ type Options struct {
 	// Transport is the base transport. Default: a clone of
 	// http.DefaultTransport that never decompresses bodies, with HTTP/2
 	// attempted, 64 idle connections per host, DialTimeout, a 10s TLS
-	// handshake timeout, ResponseHeaderTimeout and a 90s idle timeout.
+	// handshake timeout, ResponseHeaderTimeout and a 90s idle timeout. A
+	// transport given here must not decompress either (an *http.Transport
+	// needs DisableCompression), or bodies would no longer match their
+	// digests.
 	Transport http.RoundTripper
 	// DialTimeout bounds connecting (default transport only). Default: 10s.
 	DialTimeout time.Duration
@@ -300,10 +303,14 @@ func (c *Client) doEndpoint(ctx context.Context, ep *endpoint, req Request) (*ht
 		switch {
 		case resp.StatusCode == http.StatusUnauthorized && attempt == 0:
 			chs := ParseChallenges(strings.Join(resp.Header.Values("Www-Authenticate"), ", "))
+			// Only the endpoint's own challenge is learned: a redirect target
+			// that asks for credentials gets none (they are the endpoint's),
+			// and must not make the endpoint use another host's realm.
+			fromEndpoint := resp.Request != nil && sameOrigin(resp.Request.URL, ep.base)
 			e := errorFromResponse(c.cfg.Name, resp)
 			cancel()
 			ch, ok := pickChallenge(chs)
-			if !ok || (ch.Scheme == schemeBasic && cred.empty()) {
+			if !ok || !fromEndpoint || (ch.Scheme == schemeBasic && cred.empty()) {
 				return nil, e
 			}
 			ep.setChallenge(ch)

@@ -439,3 +439,44 @@ func TestSecretsStayOutOfErrorsAndLogs(t *testing.T) {
 		}
 	}
 }
+
+func TestRedirectTargetChallengeIsNotLearned(t *testing.T) {
+	var foreignRealmHits atomic.Int64
+	foreignRealm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		foreignRealmHits.Add(1)
+		_, _ = io.WriteString(w, `{"token":"foreign"}`)
+	}))
+	defer foreignRealm.Close()
+	cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			t.Errorf("the redirect target received an Authorization header")
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="`+foreignRealm.URL+`/token",service="cdn"`)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer cdn.Close()
+	var registryHits atomic.Int64
+	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		registryHits.Add(1)
+		if a := r.Header.Get("Authorization"); a != "" {
+			t.Errorf("the registry received Authorization %q it never asked for", a)
+		}
+		http.Redirect(w, r, cdn.URL+"/blob", http.StatusTemporaryRedirect)
+	}))
+	defer reg.Close()
+	c := mustNew(t, Config{Name: "x", Endpoints: []string{reg.URL}, Username: "alice", Password: secret}, Options{})
+	_, err := get(t, c, t.Context(), "blobs/sha256:aa")
+	var ue *Error
+	if !errors.As(err, &ue) || ue.Status != http.StatusUnauthorized {
+		t.Fatalf("got %v, want the redirect target's 401 as an *Error", err)
+	}
+	if n := registryHits.Load(); n != 1 {
+		t.Errorf("registry hits = %d, want 1 (a redirect target's 401 is final)", n)
+	}
+	if n := foreignRealmHits.Load(); n != 0 {
+		t.Errorf("the redirect target's realm was asked %d times, want 0", n)
+	}
+	if _, ok := c.endpoints[0].getChallenge(); ok {
+		t.Errorf("the endpoint adopted the redirect target's challenge")
+	}
+}

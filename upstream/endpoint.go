@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/net/publicsuffix"
 )
 
@@ -21,6 +22,7 @@ type endpoint struct {
 	failedUntil time.Time
 	lastErr     string
 	lastSuccess time.Time
+	skipLogged  bool // the current cooldown's first skip was logged
 }
 
 // url builds the URL of req on this endpoint.
@@ -62,8 +64,19 @@ func (ep *endpoint) succeeded(now time.Time) {
 // failed puts the endpoint in cooldown after err.
 func (ep *endpoint) failed(now time.Time, cooldown time.Duration, err error) {
 	ep.mu.Lock()
-	ep.failedUntil, ep.lastErr = now.Add(cooldown), err.Error()
+	ep.failedUntil, ep.lastErr, ep.skipLogged = now.Add(cooldown), err.Error(), false
 	ep.mu.Unlock()
+}
+
+// noteSkip records that a request skipped the endpoint. It returns the
+// failure that started the cooldown, its end, and whether this is the first
+// skip of the cooldown.
+func (ep *endpoint) noteSkip() (lastErr string, until time.Time, first bool) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	first = !ep.skipLogged
+	ep.skipLogged = true
+	return ep.lastErr, ep.failedUntil, first
 }
 
 // healthy reports whether the endpoint is out of its cooldown.
@@ -74,17 +87,27 @@ func (ep *endpoint) healthy(now time.Time) bool {
 }
 
 // order returns the endpoints to try: the healthy ones in order, or every
-// one when none is healthy (never fail without trying).
+// one when none is healthy (never fail without trying). The first skip of
+// an endpoint in each of its cooldowns is logged at Warn; later skips in the
+// same cooldown are not, so that a dead endpoint does not flood the log.
 func (c *Client) order() []*endpoint {
 	now := c.now()
-	var out []*endpoint
+	var out, skipped []*endpoint
 	for _, ep := range c.endpoints {
 		if ep.healthy(now) {
 			out = append(out, ep)
+		} else {
+			skipped = append(skipped, ep)
 		}
 	}
 	if len(out) == 0 {
 		return c.endpoints
+	}
+	for _, ep := range skipped {
+		if lastErr, until, first := ep.noteSkip(); first {
+			c.log.Warn("skipping upstream endpoint in cooldown", zap.String("upstream", c.cfg.Name),
+				zap.String("endpoint", ep.base.String()), zap.String("error", lastErr), zap.Time("until", until))
+		}
 	}
 	return out
 }

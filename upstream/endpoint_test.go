@@ -243,3 +243,45 @@ func TestEndpointURL(t *testing.T) {
 		}
 	}
 }
+
+func TestSkipLoggedOncePerCooldown(t *testing.T) {
+	failing := fakeEndpoint(t, "503")
+	good := fakeEndpoint(t, "ok")
+	clk := newClock()
+	core, logs := observer.New(zapcore.WarnLevel)
+	c := mustNew(t, Config{Name: "x", Endpoints: []string{failing, good}},
+		Options{Now: clk.Now, FailureCooldown: time.Minute, Logger: zap.New(core)})
+	steps := []struct {
+		advance       time.Duration
+		wantFailures  int
+		wantSkips     int
+		wantSkipUntil time.Duration // end of the logged cooldown, from the start
+	}{
+		{0, 1, 0, 0},                                   // the first endpoint fails
+		{10 * time.Second, 1, 1, time.Minute},          // skipped: logged once
+		{10 * time.Second, 1, 1, time.Minute},          // skipped again: not logged
+		{40 * time.Second, 2, 1, time.Minute},          // cooldown over: tried, fails again
+		{time.Second, 2, 2, time.Minute + time.Minute}, // new cooldown: its first skip is logged
+	}
+	start := clk.Now()
+	for i, s := range steps {
+		clk.Add(s.advance)
+		if body, err := get(t, c, t.Context(), "manifests/a"); err != nil || body != "ok" {
+			t.Fatalf("step %d: %q, %v", i, body, err)
+		}
+		failures := logs.FilterMessage("upstream endpoint failed").Len()
+		skips := logs.FilterMessage("skipping upstream endpoint in cooldown").All()
+		if failures != s.wantFailures || len(skips) != s.wantSkips {
+			t.Fatalf("step %d: %d failure and %d skip warnings, want %d and %d", i, failures, len(skips), s.wantFailures, s.wantSkips)
+		}
+		if len(skips) == 0 {
+			continue
+		}
+		last := skips[len(skips)-1]
+		f := last.ContextMap()
+		if last.Level != zapcore.WarnLevel || f["upstream"] != "x" || f["endpoint"] != failing || f["error"] == "" ||
+			!f["until"].(time.Time).Equal(start.Add(s.wantSkipUntil)) {
+			t.Errorf("step %d: skip warning %s %v, want upstream, endpoint, error and the cooldown's end %v", i, last.Level, f, start.Add(s.wantSkipUntil))
+		}
+	}
+}
