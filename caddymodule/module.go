@@ -50,6 +50,8 @@ type Handler struct {
 	Storage string `json:"storage,omitempty"`
 
 	// MaxSize is the disk budget of the cache in bytes. Default: 10 GiB.
+	// Eviction against this budget is not implemented yet: the value is
+	// validated and kept for it.
 	MaxSize int64 `json:"max_size,omitempty"`
 
 	// Memory is the budget of the in-memory hot index in bytes, which holds
