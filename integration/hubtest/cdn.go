@@ -12,28 +12,36 @@ import (
 	"time"
 )
 
-// cdnLifetime is how long a signed blob URL is valid.
-const cdnLifetime = 10 * time.Minute
+// cdnLifetime is how long a signed blob URL stays valid.
+const cdnLifetime = 20 * time.Minute
 
-// signedBlobURL returns the CDN URL of a front blob path
-// (/v2/<repo>/blobs/<digest>), signed like a CDN's presigned URL.
-func (h *Hub) signedBlobURL(frontPath string) string {
-	rest := strings.TrimPrefix(frontPath, "/v2/")
-	exp := strconv.FormatInt(time.Now().Add(cdnLifetime).Unix(), 10)
-	q := url.Values{"exp": {exp}, "sig": {h.sign(rest, exp)}}
-	return h.CDNURL + "/" + rest + "?" + q.Encode()
+// signedBlobURL returns the CDN URL of a blob, signed and expiring like
+// the presigned URLs Docker Hub redirects blob GETs to:
+// <CDNURL>/blobs/<repo>/<digest>?exp=<unix>&sig=<hmac>.
+func (h *Hub) signedBlobURL(repo, digest string) string {
+	path := repo + "/" + digest
+	exp := strconv.FormatInt(h.now().Add(cdnLifetime).Unix(), 10)
+	q := url.Values{"exp": {exp}, "sig": {h.sign(path, exp)}}
+	return h.CDNURL + "/blobs/" + path + "?" + q.Encode()
 }
 
-// sign returns the HMAC of a blob path and expiry.
-func (h *Hub) sign(rest, exp string) string {
+// sign returns the HMAC of a blob path (<repo>/<digest>) and an expiry.
+func (h *Hub) sign(path, exp string) string {
 	m := hmac.New(sha256.New, h.signKey)
-	m.Write([]byte(rest + "|" + exp))
+	m.Write([]byte(path + "|" + exp))
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// serveCDN serves signed blob URLs from the registry. Like Docker Hub's
-// CDN, which rejects requests that carry a registry token, it refuses any
-// request with an Authorization header.
+// cdnRequestHeaders are passed from a CDN request to the registry.
+var cdnRequestHeaders = []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since"}
+
+// cdnResponseHeaders are passed from the registry to a CDN client.
+var cdnResponseHeaders = []string{"Content-Length", "Content-Range", "Content-Type", "Etag",
+	"Accept-Ranges", "Last-Modified", "Docker-Content-Digest"}
+
+// serveCDN serves signed blob URLs from the registry. Like the CDN behind
+// Docker Hub, which rejects a request that carries a registry token, it
+// refuses any request with an Authorization header.
 func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
 	h.Counters.CDNAll.Add(1)
 	if r.Header.Get("Authorization") != "" {
@@ -41,39 +49,56 @@ func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "requests to the CDN must not carry an Authorization header", http.StatusForbidden)
 		return
 	}
-	rest := strings.TrimPrefix(r.URL.Path, "/")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	path, ok := strings.CutPrefix(r.URL.Path, "/blobs/")
 	exp := r.URL.Query().Get("exp")
 	expUnix, err := strconv.ParseInt(exp, 10, 64)
-	if err != nil || time.Now().Unix() > expUnix ||
-		!hmac.Equal([]byte(r.URL.Query().Get("sig")), []byte(h.sign(rest, exp))) {
+	if !ok || err != nil || h.now().Unix() > expUnix ||
+		!hmac.Equal([]byte(r.URL.Query().Get("sig")), []byte(h.sign(path, exp))) {
 		http.Error(w, "bad or expired signature", http.StatusForbidden)
 		return
 	}
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, h.RegistryURL+"/v2/"+rest, nil)
+	i := strings.LastIndex(path, "/")
+	if i <= 0 {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	get := r.Method == http.MethodGet
+	if get {
+		h.Counters.CDNGET.Add(1)
+		w = &countingWriter{ResponseWriter: w, n: &h.Counters.CDNBytes}
+	}
+	w, answered := h.applyFault(w, r, TargetBlob, get)
+	if answered {
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), r.Method,
+		h.RegistryURL+"/v2/"+path[:i]+"/blobs/"+path[i+1:], nil)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	for _, k := range []string{"Range", "If-None-Match", "If-Range"} {
+	for _, k := range cdnRequestHeaders {
 		if v := r.Header.Get(k); v != "" {
 			req.Header.Set(k, v)
 		}
 	}
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := h.transport.RoundTrip(req)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+		http.Error(w, "origin unreachable: "+err.Error(), http.StatusBadGateway)
 		return
 	}
 	defer resp.Body.Close()
-	for _, k := range []string{"Content-Length", "Content-Range", "Content-Type", "Etag", "Accept-Ranges", "Docker-Content-Digest"} {
+	for _, k := range cdnResponseHeaders {
 		if v := resp.Header.Get(k); v != "" {
 			w.Header().Set(k, v)
 		}
 	}
-	if r.Method == http.MethodGet {
-		h.Counters.CDNGET.Add(1)
-	}
 	w.WriteHeader(resp.StatusCode)
-	n, _ := io.Copy(w, resp.Body)
-	h.Counters.CDNBytes.Add(n)
+	if get {
+		_, _ = io.Copy(w, resp.Body)
+	}
 }

@@ -2,73 +2,121 @@ package hubtest
 
 import (
 	"fmt"
+	"net/http"
+	"strings"
 	"sync/atomic"
 )
 
-// Counters count what the upstream served. Every field is safe for
-// concurrent use.
+// Counters count what the hub served. Every field is safe for concurrent
+// use. Requests of the front are counted by kind only once they are
+// authorised; 401 answers are counted in Unauthorized instead.
 type Counters struct {
-	// Front requests answered after authorisation, by kind and method.
-	ManifestGET, ManifestHEAD, BlobGET, BlobHEAD, TagsList, Referrers, Base, Other atomic.Int64
-	// FrontAll counts every request the front received, 401s included.
+	// ManifestGET counts authorised manifest GETs, 429s included.
+	ManifestGET atomic.Int64
+	// ManifestHEAD counts authorised manifest HEADs.
+	ManifestHEAD atomic.Int64
+	// BlobGET counts authorised blob GETs (answered with a redirect).
+	BlobGET atomic.Int64
+	// BlobHEAD counts authorised blob HEADs.
+	BlobHEAD atomic.Int64
+	// TagsList counts authorised tag list requests.
+	TagsList atomic.Int64
+	// Referrers counts authorised referrers requests.
+	Referrers atomic.Int64
+	// Catalog counts authorised catalog requests.
+	Catalog atomic.Int64
+	// Base counts authorised GET /v2/ requests.
+	Base atomic.Int64
+	// FrontAll counts every request the front received.
 	FrontAll atomic.Int64
 	// Unauthorized counts the front's 401 answers.
 	Unauthorized atomic.Int64
-	// TooMany counts 429 answers.
+	// TooMany counts 429 answers: a spent pull budget or Fault429.
 	TooMany atomic.Int64
+	// Faults counts requests an injected fault was applied to.
+	Faults atomic.Int64
+	// RealmAll counts every request the token realm received.
+	RealmAll atomic.Int64
 	// Tokens counts token requests answered with a token.
 	Tokens atomic.Int64
-	// TokenDenied counts token requests refused (bad credentials).
+	// TokenDenied counts token requests refused for bad credentials.
 	TokenDenied atomic.Int64
 	// CDNAll counts every request the CDN received.
 	CDNAll atomic.Int64
-	// CDNGET counts blob requests the CDN served.
+	// CDNGET counts blob GETs the CDN accepted (a valid signature and no
+	// Authorization header).
 	CDNGET atomic.Int64
-	// CDNBytes counts the bytes of blob bodies the CDN wrote.
+	// CDNBytes counts the blob body bytes the CDN wrote.
 	CDNBytes atomic.Int64
 	// CDNAuthRejected counts CDN requests refused for carrying an
 	// Authorization header.
 	CDNAuthRejected atomic.Int64
 }
 
+// namedCounter is a counter and its name in String.
+type namedCounter struct {
+	name string
+	n    *atomic.Int64
+}
+
+// all lists the counters in a fixed order.
+func (c *Counters) all() []namedCounter {
+	return []namedCounter{
+		{"manifest_get", &c.ManifestGET}, {"manifest_head", &c.ManifestHEAD},
+		{"blob_get", &c.BlobGET}, {"blob_head", &c.BlobHEAD},
+		{"tags_list", &c.TagsList}, {"referrers", &c.Referrers},
+		{"catalog", &c.Catalog}, {"base", &c.Base},
+		{"front_all", &c.FrontAll}, {"unauthorized", &c.Unauthorized},
+		{"too_many", &c.TooMany}, {"faults", &c.Faults},
+		{"realm_all", &c.RealmAll}, {"tokens", &c.Tokens}, {"token_denied", &c.TokenDenied},
+		{"cdn_all", &c.CDNAll}, {"cdn_get", &c.CDNGET}, {"cdn_bytes", &c.CDNBytes},
+		{"cdn_auth_rejected", &c.CDNAuthRejected},
+	}
+}
+
 // Reset sets every counter to zero.
 func (c *Counters) Reset() {
 	for _, v := range c.all() {
-		v.p.Store(0)
+		v.n.Store(0)
 	}
 }
 
-// Upstream counts every request that reached the upstream: front, token
-// realm and CDN.
+// Upstream returns the number of requests the hub received on the front,
+// the token realm and the CDN, whatever their answer: zero after a pull
+// proves the pull was served without the upstream.
 func (c *Counters) Upstream() int64 {
-	return c.FrontAll.Load() + c.Tokens.Load() + c.TokenDenied.Load() + c.CDNAll.Load()
+	return c.FrontAll.Load() + c.RealmAll.Load() + c.CDNAll.Load()
 }
 
-type namedCounter struct {
-	name string
-	p    *atomic.Int64
-}
-
-func (c *Counters) all() []namedCounter {
-	return []namedCounter{
-		{"manifest_get", &c.ManifestGET}, {"manifest_head", &c.ManifestHEAD}, {"blob_get", &c.BlobGET},
-		{"blob_head", &c.BlobHEAD}, {"tags_list", &c.TagsList}, {"referrers", &c.Referrers}, {"base", &c.Base},
-		{"other", &c.Other}, {"front_all", &c.FrontAll}, {"unauthorized", &c.Unauthorized}, {"too_many", &c.TooMany},
-		{"tokens", &c.Tokens}, {"token_denied", &c.TokenDenied}, {"cdn_all", &c.CDNAll}, {"cdn_get", &c.CDNGET},
-		{"cdn_bytes", &c.CDNBytes}, {"cdn_auth_rejected", &c.CDNAuthRejected},
-	}
-}
-
-// String lists the non-zero counters.
+// String lists the non-zero counters as name=value pairs.
 func (c *Counters) String() string {
-	s := ""
+	var parts []string
 	for _, v := range c.all() {
-		if n := v.p.Load(); n != 0 {
-			s += fmt.Sprintf("%s=%d ", v.name, n)
+		if n := v.n.Load(); n != 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", v.name, n))
 		}
 	}
-	if s == "" {
+	if len(parts) == 0 {
 		return "(all zero)"
 	}
-	return s[:len(s)-1]
+	return strings.Join(parts, " ")
 }
+
+// countingWriter adds the body bytes written through it to a counter.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+// Write writes p and counts what was written. It counts before writing,
+// and takes back what could not be written, so that a client that has
+// read the bytes never sees a counter that lags behind them.
+func (cw *countingWriter) Write(p []byte) (int, error) {
+	cw.n.Add(int64(len(p)))
+	n, err := cw.ResponseWriter.Write(p)
+	cw.n.Add(int64(n - len(p)))
+	return n, err
+}
+
+// Unwrap returns the wrapped writer, for http.ResponseController.
+func (cw *countingWriter) Unwrap() http.ResponseWriter { return cw.ResponseWriter }

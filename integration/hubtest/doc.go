@@ -1,9 +1,22 @@
 // Package hubtest runs, on loopback, an upstream registry that behaves
-// like Docker Hub in front of the real distribution registry: a token
-// realm on its own listener issuing short-lived anonymous or Basic-auth
-// pull tokens, a registry front that demands them, answers blob GETs with
-// a 307 to a signed URL on a separate "CDN" listener that refuses any
-// Authorization header, sends rate-limit headers and can enforce a pull
-// budget, and counters of everything it served. Tests and benchmarks use
-// it as the upstream of regcache.
+// like Docker Hub, for regcache's integration tests and benchmarks.
+//
+// A Hub embeds the real distribution registry (filesystem storage in a
+// temporary directory, no auth, reachable at RegistryURL for seeding) and
+// puts three listeners in front of it:
+//
+//   - the front (URL), like registry-1.docker.io: every request needs a
+//     bearer token with the repository's pull scope, else 401 with a
+//     Bearer challenge; manifests carry rate-limit headers and may spend a
+//     pull budget (429 TOOMANYREQUESTS); blob GETs answer 307 with a
+//     signed CDN URL; everything else is proxied to the registry;
+//   - the token realm (RealmURL), like auth.docker.io: anonymous or Basic
+//     auth, opaque short-lived tokens, private repositories left out of
+//     the token of users who may not pull them;
+//   - the CDN (CDNURL): checks the URL signature, refuses any request that
+//     carries an Authorization header, and streams the blob.
+//
+// Counters record what each listener served, and SetFault injects
+// outages, errors, latency, throttling, truncation and corruption. The
+// Push helpers seed the registry with random or large images.
 package hubtest
