@@ -122,7 +122,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("resolving storage directory %q: %w", h.Storage, err)
 	}
-	h.dir = dir
 	if h.MaxSize == 0 {
 		h.MaxSize = DefaultMaxSize
 	}
@@ -160,6 +159,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	// From here on the handler holds one use of the cache, which Cleanup
+	// releases (Caddy calls Cleanup when Provision fails, too).
+	h.dir = dir
 	m, err := mirror.New(mirror.Config{
 		Upstreams: clients,
 		Default:   h.Default,
@@ -168,7 +170,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Logger:    h.logger,
 	})
 	if err != nil {
-		_ = releaseStore(dir)
 		return err
 	}
 	h.mirror = m

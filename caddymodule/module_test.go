@@ -84,3 +84,31 @@ func TestReloadReusesOpenCache(t *testing.T) {
 		t.Errorf("cache references = %d, %v; want 2", refs, ok)
 	}
 }
+
+func TestFailedProvisionKeepsTheLiveCache(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	live := &Handler{Storage: dir}
+	provision(t, live)
+	tests := []struct {
+		name string
+		h    *Handler
+	}{
+		{"mirror refuses the config", &Handler{Storage: dir, Default: "nope.example", Upstreams: []Upstream{{Name: "docker.io"}}}},
+		{"upstream refuses its URL", &Handler{Storage: dir, Upstreams: []Upstream{{Name: "a.io", URLs: []string{"https://u:p@a.io"}}}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
+			defer cancel()
+			if err := tc.h.Provision(ctx); err == nil {
+				t.Fatal("Provision succeeded")
+			}
+			if err := tc.h.Cleanup(); err != nil { // as Caddy does after a failed Provision
+				t.Fatal(err)
+			}
+			if refs, ok := stores.References(dir); !ok || refs != 1 {
+				t.Errorf("cache references = %d, %v; want the live handler's 1", refs, ok)
+			}
+		})
+	}
+}

@@ -55,8 +55,7 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 		m.serveFile(w, r, f, d, rd.Size())
 		return nil
 	}
-	m.serveFill(w, r, rd, d)
-	return nil
+	return m.serveFill(w, r, rd, d)
 }
 
 // blobFetch returns the fill's fetch of blob d from t's upstream. It runs
@@ -73,7 +72,9 @@ func (m *Mirror) blobFetch(t target, d digest.Digest) cache.FetchFunc {
 			_ = resp.Body.Close()
 			return cache.Source{}, badUpstream("blob %s@%s answered status %d", t.repo, d, resp.StatusCode)
 		}
-		return cache.Source{Body: resp.Body, Size: resp.ContentLength}, nil
+		// Blobs are recorded as octet-stream, so that they are never taken
+		// for manifests.
+		return cache.Source{Body: resp.Body, Size: resp.ContentLength, MediaType: blobContentType}, nil
 	}
 }
 

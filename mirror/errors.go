@@ -23,6 +23,28 @@ func badUpstream(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errBadUpstream, fmt.Sprintf(format, args...))
 }
 
+// unknownCode is the code of a 404 for what a route addresses, used when
+// the upstream's 404 carried no code (HEADs, CDN answers).
+func unknownCode(kind oci.Kind) oci.Code {
+	switch kind {
+	case oci.KindManifest:
+		return oci.CodeManifestUnknown
+	case oci.KindBlob:
+		return oci.CodeBlobUnknown
+	}
+	return oci.CodeNameUnknown
+}
+
+// writeRouteError writes err for a request to route: like writeError, but
+// an upstream 404 without a code gets the code of what the route addresses.
+func (m *Mirror) writeRouteError(w http.ResponseWriter, r *http.Request, kind oci.Kind, err error) {
+	var ue *upstream.Error
+	if errors.As(err, &ue) && ue.Status == http.StatusNotFound && len(ue.Items) == 0 {
+		err = oci.Errorf(http.StatusNotFound, unknownCode(kind), "%s unknown to the upstream registry %s", kind, ue.Upstream)
+	}
+	m.writeError(w, r, err)
+}
+
 // writeError maps err to its OCI error and writes it; the one place where
 // internal errors become responses. A client that went away gets nothing.
 func (m *Mirror) writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -83,8 +105,10 @@ func fromUpstream(ue *upstream.Error) *oci.Error {
 		}
 		return e
 	case ue.Status == http.StatusUnauthorized:
-		return oci.Errorf(http.StatusUnauthorized, oci.CodeUnauthorized,
-			"the upstream registry %s refused access to this repository", ue.Upstream)
+		// The mirror's own credentials were refused: a client could not act
+		// on a 401 (there is no challenge it could answer).
+		return oci.Errorf(http.StatusForbidden, oci.CodeDenied,
+			"the upstream registry %s refused access: the repository does not exist or needs credentials", ue.Upstream)
 	case ue.Status == http.StatusForbidden:
 		return oci.Errorf(http.StatusForbidden, oci.CodeDenied,
 			"the upstream registry %s denied access to this repository", ue.Upstream)

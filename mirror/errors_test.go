@@ -29,7 +29,7 @@ func TestToOCI(t *testing.T) {
 		{"wrapped oci error", fmt.Errorf("x: %w", oci.Errorf(0, oci.CodeDigestInvalid, "bad")), 400, oci.CodeDigestInvalid, ""},
 		{"upstream 404 with code", &upstream.Error{Status: 404, Items: []oci.ErrorItem{{Code: oci.CodeManifestUnknown, Message: "m"}}}, 404, oci.CodeManifestUnknown, ""},
 		{"upstream 404 without body", &upstream.Error{Status: 404}, 404, oci.CodeNameUnknown, ""},
-		{"upstream 401", &upstream.Error{Status: 401}, 401, oci.CodeUnauthorized, ""},
+		{"upstream 401: the mirror's credentials", &upstream.Error{Status: 401}, 403, oci.CodeDenied, ""},
 		{"upstream 403", &upstream.Error{Status: 403}, 403, oci.CodeDenied, ""},
 		{"upstream 429", &upstream.Error{Status: 429, RetryAfter: "30"}, 429, oci.CodeTooManyRequests, "30"},
 		{"upstream 500", &upstream.Error{Status: 500}, 502, oci.CodeUnavailable, ""},
@@ -88,6 +88,8 @@ func TestAcceptHelpers(t *testing.T) {
 		{"no accept", nil, all, true},
 		{"wildcard", []string{"*/*"}, all, true},
 		{"docker only", []string{oci.MediaTypeDockerManifest}, []string{oci.MediaTypeDockerManifest}, false},
+		{"wildcard without the index", []string{oci.MediaTypeOCIIndex + ";q=0, */*"},
+			[]string{oci.MediaTypeDockerManifestList, oci.MediaTypeOCIManifest, oci.MediaTypeDockerManifest}, false},
 		{"several headers", []string{oci.MediaTypeOCIIndex + ", " + oci.MediaTypeOCIManifest, oci.MediaTypeDockerManifestList + "," + oci.MediaTypeDockerManifest},
 			[]string{oci.MediaTypeOCIIndex, oci.MediaTypeOCIManifest, oci.MediaTypeDockerManifestList, oci.MediaTypeDockerManifest}, true},
 	}
@@ -113,6 +115,17 @@ func TestContentMediaType(t *testing.T) {
 	} {
 		if got := contentMediaType(in); got != want {
 			t.Errorf("contentMediaType(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestUnknownCode(t *testing.T) {
+	for kind, want := range map[oci.Kind]oci.Code{
+		oci.KindManifest: oci.CodeManifestUnknown, oci.KindBlob: oci.CodeBlobUnknown,
+		oci.KindTags: oci.CodeNameUnknown, oci.KindReferrers: oci.CodeNameUnknown,
+	} {
+		if got := unknownCode(kind); got != want {
+			t.Errorf("unknownCode(%s) = %s, want %s", kind, got, want)
 		}
 	}
 }

@@ -88,13 +88,22 @@ func writeManifest(w http.ResponseWriter, r *http.Request, mc manifestContent) {
 // upstream, verified against d and stored.
 func (m *Mirror) manifestByDigest(ctx context.Context, t target, d digest.Digest) (manifestContent, error) {
 	data, obj, err := m.store.ReadAll(d, MaxManifestSize)
-	if err == nil {
-		if ce := m.log.Check(zapcore.DebugLevel, "manifest hit"); ce != nil {
-			ce.Write(zap.String("repository", t.repo), zap.String("digest", d.String()))
+	switch {
+	case err == nil:
+		// Only manifests are served as manifests: a cached blob of that
+		// digest (a config, a layer) is a miss, which the upstream answers.
+		mediaType := obj.MediaType
+		if mediaType == "" {
+			mediaType = oci.DetectMediaType(data)
 		}
-		return manifestContent{digest: d, mediaType: obj.MediaType, data: data}, nil
-	}
-	if !errors.Is(err, cache.ErrNotFound) {
+		if isManifestMediaType(mediaType) {
+			if ce := m.log.Check(zapcore.DebugLevel, "manifest hit"); ce != nil {
+				ce.Write(zap.String("repository", t.repo), zap.String("digest", d.String()))
+			}
+			return manifestContent{digest: d, mediaType: mediaType, data: data}, nil
+		}
+	case errors.Is(err, cache.ErrNotFound), errors.Is(err, cache.ErrTooLarge):
+	default:
 		m.log.Error("reading cached manifest", zap.String("digest", d.String()), zap.Error(err))
 	}
 	key := t.registry + "/" + t.repo + "@" + d.String()
@@ -180,7 +189,9 @@ func (m *Mirror) revalidateTag(ctx context.Context, t target, tag string, accept
 	}
 	mediaType := contentMediaType(resp.Header.Get("Content-Type"))
 	if current == rec.Digest {
-		m.recordTag(t, tag, rec.Digest, rec.MediaType, rec.Size)
+		if canonical {
+			m.recordTag(t, tag, rec.Digest, rec.MediaType, rec.Size)
+		}
 		return resolvedTag{content: manifestContent{digest: rec.Digest, mediaType: rec.MediaType}}, nil
 	}
 	// The tag moved: the new manifest is addressed by its digest (perhaps
@@ -272,7 +283,15 @@ func (m *Mirror) fetchManifest(ctx context.Context, t target, ref string, accept
 func upstreamAccept(clientAccept []string) []string {
 	types := oci.NormalizeAccept(clientAccept)
 	if len(types) == 0 || slices.ContainsFunc(types, func(s string) bool { return strings.HasSuffix(s, "/*") }) {
-		return oci.ManifestMediaTypes
+		// A wildcard stands for every manifest type the client does not
+		// refuse (index;q=0, */* refuses the index).
+		var out []string
+		for _, mt := range oci.ManifestMediaTypes {
+			if oci.Accepts(clientAccept, mt) {
+				out = append(out, mt)
+			}
+		}
+		return out
 	}
 	return types
 }

@@ -149,7 +149,7 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = oci.Errorf(http.StatusNotFound, oci.CodeUnsupported, "no such registry API endpoint")
 	}
 	if err != nil {
-		m.writeError(w, r, err)
+		m.writeRouteError(w, r, route.Kind, err)
 	}
 }
 

@@ -63,48 +63,61 @@ func (m *Mirror) serveFile(w http.ResponseWriter, r *http.Request, f *os.File, d
 	}
 }
 
-// serveFill streams a blob that is still being filled. When the fill
-// fails, the response is aborted (the connection or stream is reset), so
-// that no client ever sees a clean end of a bad blob.
-func (m *Mirror) serveFill(w http.ResponseWriter, r *http.Request, rd *cache.Reader, d digest.Digest) {
-	setBlobHeaders(w.Header(), d)
-	if rd.Size() < 0 {
-		// Without a length there is nothing to stream against: wait for the
-		// verdict and serve the verified file.
+// serveFill streams a blob that is still being filled. A whole-object GET
+// streams as bytes arrive but holds back the final byte until the digest
+// verified, and is aborted (connection or stream reset) when the fill
+// fails, so that no client ever sees a clean end of a bad blob. Ranges and
+// conditional requests, and fills of unknown size, wait for the verdict
+// and are served from the verified file. It returns an error only while
+// nothing has been sent.
+func (m *Mirror) serveFill(w http.ResponseWriter, r *http.Request, rd *cache.Reader, d digest.Digest) error {
+	if rd.Size() < 0 || needsServeContent(r) {
 		if err := rd.Wait(r.Context()); err != nil {
-			m.abort(r, d, err)
+			return err
 		}
 		f, obj, err := m.store.Open(d)
 		if err != nil {
-			m.abort(r, d, err)
+			return err
 		}
 		defer f.Close()
 		m.serveFile(w, r, f, d, obj.Size)
-		return
+		return nil
 	}
-	if needsServeContent(r) {
-		http.ServeContent(w, r, "", time.Time{}, &abortingReader{rs: rd, m: m, r: r, d: d})
-		return
-	}
-	w.Header().Set("Content-Length", strconv.FormatInt(rd.Size(), 10))
+	size := rd.Size()
+	setBlobHeaders(w.Header(), d)
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	w.WriteHeader(http.StatusOK)
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
 	buf := *bp
 	rc := http.NewResponseController(w)
+	var sent int64
 	for {
 		n, err := rd.Read(buf)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return // the client left; the fill goes on without it
+			chunk := buf[:n]
+			if sent+int64(n) >= size {
+				// The last byte waits for the verdict.
+				if _, werr := w.Write(chunk[:n-1]); werr != nil {
+					return nil // the client left; the fill goes on without it
+				}
+				_ = rc.Flush()
+				if verr := rd.Wait(r.Context()); verr != nil {
+					m.abort(r, d, verr)
+				}
+				chunk = chunk[n-1:]
 			}
-			if n < len(buf) {
+			if _, werr := w.Write(chunk); werr != nil {
+				return nil
+			}
+			sent += int64(len(chunk))
+			if sent < size && n < len(buf) {
 				// Caught up with the fill: push what we have to the client.
 				_ = rc.Flush()
 			}
 		}
 		if err == io.EOF {
-			return
+			return nil
 		}
 		if err != nil {
 			m.abort(r, d, err)
@@ -114,31 +127,11 @@ func (m *Mirror) serveFill(w http.ResponseWriter, r *http.Request, rd *cache.Rea
 
 // abort ends the response abnormally. The net/http server (and Caddy's)
 // treats http.ErrAbortHandler as a request to reset the connection or
-// stream without logging a stack trace.
+// stream without logging a stack trace. It must be called on the
+// handler's goroutine.
 func (m *Mirror) abort(r *http.Request, d digest.Digest, err error) {
 	if r.Context().Err() == nil {
 		m.log.Warn("aborting blob response: fill failed", zap.String("digest", d.String()), zap.Error(err))
 	}
 	panic(http.ErrAbortHandler)
-}
-
-// abortingReader lets http.ServeContent read a fill and aborts the response
-// when the fill fails, instead of letting ServeContent end it quietly.
-type abortingReader struct {
-	rs io.ReadSeeker
-	m  *Mirror
-	r  *http.Request
-	d  digest.Digest
-}
-
-func (a *abortingReader) Read(p []byte) (int, error) {
-	n, err := a.rs.Read(p)
-	if err != nil && err != io.EOF {
-		a.m.abort(a.r, a.d, err)
-	}
-	return n, err
-}
-
-func (a *abortingReader) Seek(offset int64, whence int) (int64, error) {
-	return a.rs.Seek(offset, whence)
 }

@@ -30,7 +30,8 @@ func (m *Mirror) serveTags(w http.ResponseWriter, r *http.Request, t target) err
 		}
 	}
 	resp, err := t.upstream.Do(r.Context(), upstream.Request{
-		Method: r.Method, Repository: t.repo, Path: "tags/list", Query: q,
+		// Always a GET: a HEAD would tell the client no length.
+		Method: http.MethodGet, Repository: t.repo, Path: "tags/list", Query: q,
 		Header: http.Header{"Accept": {"application/json"}},
 	})
 	if err != nil {

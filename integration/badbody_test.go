@@ -1,0 +1,92 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+
+	"github.com/regcache/regcache/integration/hubtest"
+)
+
+// TestBadBlobBodiesNeverEndCleanly injects a corrupted or truncated blob
+// body at the CDN: no client may receive it as a complete response, the
+// process survives (a multi-range request once crashed it), nothing bad is
+// cached, and the next request fetches the blob again and succeeds.
+func TestBadBlobBodiesNeverEndCleanly(t *testing.T) {
+	m := startMirror(t, siteOptions{})
+	tests := []struct {
+		name    string
+		kind    hubtest.FaultKind
+		headers []string
+	}{
+		{"corrupted byte, whole blob", hubtest.FaultCorrupt, nil},
+		{"truncated, whole blob", hubtest.FaultTruncate, nil},
+		{"corrupted byte, open range", hubtest.FaultCorrupt, []string{"Range: bytes=0-"}},
+		{"corrupted byte, last bytes", hubtest.FaultCorrupt, []string{"Range: bytes=-10"}},
+		{"corrupted byte, multi-range", hubtest.FaultCorrupt, []string{"Range: bytes=0-0,100-199"}},
+		{"corrupted byte, conditional", hubtest.FaultCorrupt, []string{`If-None-Match: "x"`}},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := fmt.Sprintf("library/bad%d", i)
+			layer, _, err := hub.PushLargeBlobImage(repo, "latest", 2<<20, int64(100+i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := fmt.Sprintf("/v2/bad%d/blobs/%s", i, layer)
+			hub.SetFault(hubtest.Fault{Kind: tc.kind, Target: hubtest.TargetBlob, Count: 1})
+			defer hub.SetFault(hubtest.Fault{})
+			req, _ := http.NewRequest(http.MethodGet, m.URL+path, nil)
+			for _, h := range tc.headers {
+				k, v, _ := cut(h)
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				_, rerr := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if rerr == nil && resp.StatusCode < 300 {
+					t.Fatalf("a bad body ended cleanly with status %d", resp.StatusCode)
+				}
+			}
+			hub.SetFault(hubtest.Fault{})
+			resp = m.do(t, http.MethodGet, path)
+			got, n, err := hashBody(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || err != nil || got != layer || n != 2<<20 {
+				t.Errorf("refetch after the fault: status %d, %s (%d bytes), %v", resp.StatusCode, got, n, err)
+			}
+		})
+	}
+}
+
+// cut splits a "Name: value" header line.
+func cut(h string) (string, string, bool) {
+	for i := 0; i < len(h); i++ {
+		if h[i] == ':' {
+			v := h[i+1:]
+			for len(v) > 0 && v[0] == ' ' {
+				v = v[1:]
+			}
+			return h[:i], v, true
+		}
+	}
+	return h, "", false
+}
+
+func TestBlobIsNotServedAsManifest(t *testing.T) {
+	layer, _, err := hub.PushLargeBlobImage("library/notmanifest", "latest", 4096, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startMirror(t, siteOptions{})
+	resp := m.do(t, http.MethodGet, "/v2/notmanifest/blobs/"+layer)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	resp = m.do(t, http.MethodGet, "/v2/notmanifest/manifests/"+layer)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a cached blob asked for as a manifest: status %d, want 404", resp.StatusCode)
+	}
+}
