@@ -24,6 +24,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_size  <size>
 //		memory    <size>
 //		tag_ttl   <duration>
+//		stale_if_error <duration>
 //		default   <registry>
 //		upstream  <registry> [<url>] {
 //			url      <url>
@@ -63,15 +64,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				h.Memory = size
 			}
-		case "tag_ttl":
+		case "tag_ttl", "stale_if_error":
+			opt := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
 			dur, err := caddy.ParseDuration(d.Val())
 			if err != nil {
-				return d.Errf("tag_ttl: %v", err)
+				return d.Errf("%s: %v", opt, err)
 			}
-			h.TagTTL = caddy.Duration(dur)
+			if opt == "tag_ttl" {
+				h.TagTTL = caddy.Duration(dur)
+			} else {
+				h.StaleIfError = caddy.Duration(dur)
+			}
 		case "default":
 			if !d.NextArg() {
 				return d.ArgErr()

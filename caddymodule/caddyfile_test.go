@@ -24,6 +24,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				max_size 50GiB
 				memory 256MiB
 				tag_ttl 5m
+				stale_if_error 24h
 				default ghcr.io
 				upstream docker.io https://registry-1.docker.io {
 					username {env.HUB_USER}
@@ -32,11 +33,12 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				upstream ghcr.io
 			}`,
 			want: Handler{
-				Storage: "/var/lib/regcache",
-				MaxSize: 50 << 30,
-				Memory:  256 << 20,
-				TagTTL:  caddy.Duration(5 * time.Minute),
-				Default: "ghcr.io",
+				Storage:      "/var/lib/regcache",
+				MaxSize:      50 << 30,
+				Memory:       256 << 20,
+				TagTTL:       caddy.Duration(5 * time.Minute),
+				StaleIfError: caddy.Duration(24 * time.Hour),
+				Default:      "ghcr.io",
 				Upstreams: []Upstream{
 					{Name: "docker.io", URLs: []string{"https://registry-1.docker.io"}, Username: "{env.HUB_USER}", Password: "{env.HUB_TOKEN}"},
 					{Name: "ghcr.io"},
@@ -61,6 +63,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "bad size", input: "registry_cache {\nmax_size lots\n}", wantErr: true},
 		{name: "negative size", input: "registry_cache {\nmemory -5\n}", wantErr: true},
 		{name: "bad duration", input: "registry_cache {\ntag_ttl soon\n}", wantErr: true},
+		{name: "bad stale duration", input: "registry_cache {\nstale_if_error later\n}", wantErr: true},
 		{name: "extra argument", input: "registry_cache {\nstorage a b\n}", wantErr: true},
 		{name: "upstream without name", input: "registry_cache {\nupstream\n}", wantErr: true},
 		{name: "upstream with two urls inline", input: "registry_cache {\nupstream a.io https://a https://b\n}", wantErr: true},
@@ -90,6 +93,7 @@ func TestValidate(t *testing.T) {
 		{"negative max size", Handler{MaxSize: -1}, true},
 		{"negative memory", Handler{Memory: -1}, true},
 		{"negative ttl", Handler{TagTTL: -1}, true},
+		{"negative stale limit", Handler{StaleIfError: -1}, true},
 		{"duplicate upstream", Handler{Upstreams: []Upstream{{Name: "docker.io"}, {Name: "registry-1.docker.io"}}}, true},
 		{"empty upstream name", Handler{Upstreams: []Upstream{{Name: ""}}}, true},
 		{"relative url", Handler{Upstreams: []Upstream{{Name: "a.io", URLs: []string{"a.io/v2"}}}}, true},

@@ -63,6 +63,13 @@ type Handler struct {
 	// count against its pull limit). Default: 5m.
 	TagTTL caddy.Duration `json:"tag_ttl,omitempty"`
 
+	// StaleIfError is how long past its tag_ttl a tag may still be served
+	// from the cache when the upstream cannot revalidate it (unreachable,
+	// timing out, answering 5xx or 429). Each such answer is logged at
+	// Warn. Default: 0, no limit: cached images keep working through an
+	// outage of any length.
+	StaleIfError caddy.Duration `json:"stale_if_error,omitempty"`
+
 	// Default names the upstream that serves requests naming no registry
 	// (neither by containerd's ns parameter nor by a leading registry host
 	// in the path). Default: docker.io when it is configured, else the
@@ -163,11 +170,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// releases (Caddy calls Cleanup when Provision fails, too).
 	h.dir = dir
 	m, err := mirror.New(mirror.Config{
-		Upstreams: clients,
-		Default:   h.Default,
-		Store:     store,
-		TagTTL:    time.Duration(h.TagTTL),
-		Logger:    h.logger,
+		Upstreams:    clients,
+		Default:      h.Default,
+		Store:        store,
+		TagTTL:       time.Duration(h.TagTTL),
+		StaleIfError: time.Duration(h.StaleIfError),
+		Logger:       h.logger,
 	})
 	if err != nil {
 		return err
@@ -201,6 +209,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.TagTTL < 0 {
 		return fmt.Errorf("tag_ttl must not be negative, got %s", time.Duration(h.TagTTL))
+	}
+	if h.StaleIfError < 0 {
+		return fmt.Errorf("stale_if_error must not be negative, got %s", time.Duration(h.StaleIfError))
 	}
 	seen := make(map[string]bool, len(h.Upstreams))
 	for _, u := range h.Upstreams {

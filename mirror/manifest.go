@@ -166,7 +166,8 @@ func (m *Mirror) revalidateTag(ctx context.Context, t target, tag string, accept
 		Header: http.Header{"Accept": {strings.Join(accept, ", ")}},
 	})
 	if err != nil {
-		if staleAllowed(err) {
+		withinLimit := m.staleLimit <= 0 || m.now().Sub(rec.FetchedAt) < m.tagTTL+m.staleLimit
+		if staleAllowed(err) && withinLimit {
 			m.log.Warn("serving stale tag: upstream failed to revalidate it",
 				zap.String("upstream", t.registry), zap.String("repository", t.repo),
 				zap.String("tag", tag), zap.String("digest", rec.Digest.String()), zap.Error(err))

@@ -36,6 +36,10 @@ type Config struct {
 	// TagTTL is how long a tag -> digest answer is trusted before it is
 	// revalidated with a HEAD. Default: DefaultTagTTL.
 	TagTTL time.Duration
+	// StaleIfError bounds how long past its TTL a tag may still be served
+	// from cache when its revalidation fails (upstream unreachable, timing
+	// out, 5xx or 429). Zero means no limit.
+	StaleIfError time.Duration
 	// Logger receives the mirror's logs. Default: a no-op logger.
 	Logger *zap.Logger
 	// Now is the clock. Default: time.Now.
@@ -48,6 +52,7 @@ type Mirror struct {
 	defaultName string
 	store       *cache.Store
 	tagTTL      time.Duration
+	staleLimit  time.Duration
 	log         *zap.Logger
 	now         func() time.Time
 
@@ -64,11 +69,12 @@ func New(cfg Config) (*Mirror, error) {
 		return nil, errors.New("mirror: at least one upstream is required")
 	}
 	m := &Mirror{
-		upstreams: make(map[string]*upstream.Client, len(cfg.Upstreams)),
-		store:     cfg.Store,
-		tagTTL:    cfg.TagTTL,
-		log:       cfg.Logger,
-		now:       cfg.Now,
+		upstreams:  make(map[string]*upstream.Client, len(cfg.Upstreams)),
+		store:      cfg.Store,
+		tagTTL:     cfg.TagTTL,
+		staleLimit: cfg.StaleIfError,
+		log:        cfg.Logger,
+		now:        cfg.Now,
 	}
 	for _, c := range cfg.Upstreams {
 		name := CanonicalRegistry(c.Name())
