@@ -84,16 +84,21 @@ func (m *Mirror) serveFill(w http.ResponseWriter, r *http.Request, rd *cache.Rea
 		return nil
 	}
 	size := rd.Size()
-	setBlobHeaders(w.Header(), d)
-	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-	w.WriteHeader(http.StatusOK)
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
 	buf := *bp
+	// The headers go out with the first bytes: a fill that fails before
+	// any byte arrived is still answered with a proper error.
+	n, err := rd.Read(buf)
+	if err != nil && err != io.EOF {
+		return err
+	}
+	setBlobHeaders(w.Header(), d)
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	var sent int64
 	for {
-		n, err := rd.Read(buf)
 		if n > 0 {
 			chunk := buf[:n]
 			if sent+int64(n) >= size {
@@ -122,6 +127,7 @@ func (m *Mirror) serveFill(w http.ResponseWriter, r *http.Request, rd *cache.Rea
 		if err != nil {
 			m.abort(r, d, err)
 		}
+		n, err = rd.Read(buf)
 	}
 }
 
