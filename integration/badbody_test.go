@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/regcache/regcache/integration/hubtest"
@@ -91,5 +92,35 @@ func TestBlobIsNotServedAsManifest(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("a cached blob asked for as a manifest: status %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestFillFailingBeforeAnyByteIsAnError: the CDN sends its headers and
+// closes before the first body byte; the mirror has sent nothing yet and
+// answers a proper OCI error, then fetches again on the next request.
+func TestFillFailingBeforeAnyByteIsAnError(t *testing.T) {
+	layer, _, err := hub.PushLargeBlobImage("library/nobody", "latest", 1<<20, 77)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startMirror(t, siteOptions{})
+	hub.SetFault(hubtest.Fault{Kind: hubtest.FaultNoBody, Target: hubtest.TargetBlob, Count: 1})
+	defer hub.SetFault(hubtest.Fault{})
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get(m.URL + "/v2/nobody/blobs/" + layer)
+	if err != nil {
+		t.Fatalf("the mirror reset the connection instead of answering: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), `"UNAVAILABLE"`) {
+		t.Errorf("status %d, body %s; want 502 UNAVAILABLE", resp.StatusCode, body)
+	}
+	hub.SetFault(hubtest.Fault{})
+	resp = m.do(t, http.MethodGet, "/v2/nobody/blobs/"+layer)
+	got, _, err := hashBody(resp.Body)
+	resp.Body.Close()
+	if err != nil || got != layer {
+		t.Errorf("refetch: %s, %v", got, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 
@@ -74,8 +75,20 @@ func (m *Mirror) blobFetch(t target, d digest.Digest) cache.FetchFunc {
 		}
 		// Blobs are recorded as octet-stream, so that they are never taken
 		// for manifests.
-		return cache.Source{Body: resp.Body, Size: resp.ContentLength, MediaType: blobContentType}, nil
+		return cache.Source{Body: upstreamBody{resp.Body}, Size: resp.ContentLength, MediaType: blobContentType}, nil
 	}
+}
+
+// upstreamBody marks the read errors of an upstream body (a connection cut
+// short, a stall) as failures of the upstream, for the error mapping.
+type upstreamBody struct{ io.ReadCloser }
+
+func (b upstreamBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%w: reading the upstream body: %w", errBadUpstream, err)
+	}
+	return n, err
 }
 
 // headBlobUpstream answers a HEAD for an uncached blob from the upstream's

@@ -82,10 +82,10 @@ func toOCI(err error) *oci.Error {
 	switch {
 	case errors.Is(err, cache.ErrDigestMismatch), errors.Is(err, cache.ErrSizeMismatch):
 		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "the upstream sent content that does not match its digest or size")
-	case errors.Is(err, errBadUpstream):
-		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "%s", err.Error())
 	case isTimeout(err):
 		return oci.Errorf(http.StatusGatewayTimeout, oci.CodeUnavailable, "the upstream registry did not answer in time")
+	case errors.Is(err, errBadUpstream):
+		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "%s", err.Error())
 	case errors.Is(err, upstream.ErrUnavailable):
 		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "the upstream registry is unreachable")
 	case errors.Is(err, cache.ErrClosed):

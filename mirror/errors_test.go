@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
 
 	"github.com/regcache/regcache/cache"
@@ -42,6 +43,8 @@ func TestToOCI(t *testing.T) {
 		{"digest mismatch", fmt.Errorf("fill: %w", cache.ErrDigestMismatch), 502, oci.CodeUnavailable, ""},
 		{"size mismatch", cache.ErrSizeMismatch, 502, oci.CodeUnavailable, ""},
 		{"bad upstream", badUpstream("manifest is not JSON"), 502, oci.CodeUnavailable, ""},
+		{"upstream body cut short", fmt.Errorf("fill: %w", upstreamBodyError(io.ErrUnexpectedEOF)), 502, oci.CodeUnavailable, ""},
+		{"upstream body stalled", fmt.Errorf("fill: %w", upstreamBodyError(upstream.ErrStalled)), 504, oci.CodeUnavailable, ""},
 		{"closed", cache.ErrClosed, 503, oci.CodeUnavailable, ""},
 		{"anything else", errors.New("boom"), 500, oci.CodeUnknown, ""},
 	}
@@ -129,3 +132,13 @@ func TestUnknownCode(t *testing.T) {
 		}
 	}
 }
+
+// upstreamBodyError returns the error an upstreamBody reports for err.
+func upstreamBodyError(err error) error {
+	_, got := upstreamBody{io.NopCloser(errReader{err})}.Read(make([]byte, 1))
+	return got
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }

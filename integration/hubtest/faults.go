@@ -32,6 +32,9 @@ const (
 	// FaultCorrupt flips one byte in the middle of the body and keeps
 	// its length.
 	FaultCorrupt
+	// FaultNoBody sends the status and the full Content-Length, then
+	// closes the connection before the first byte of the body.
+	FaultNoBody
 )
 
 // String returns the name of the fault kind.
@@ -53,6 +56,8 @@ func (k FaultKind) String() string {
 		return "truncate"
 	case FaultCorrupt:
 		return "corrupt"
+	case FaultNoBody:
+		return "no-body"
 	default:
 		return "fault(" + strconv.Itoa(int(k)) + ")"
 	}
@@ -61,7 +66,7 @@ func (k FaultKind) String() string {
 // altersBody reports whether the fault acts on a response body, so that it
 // applies only to answers that have one.
 func (k FaultKind) altersBody() bool {
-	return k == FaultBandwidth || k == FaultTruncate || k == FaultCorrupt
+	return k == FaultBandwidth || k == FaultTruncate || k == FaultCorrupt || k == FaultNoBody
 }
 
 // Fault targets: which requests a Fault applies to.
@@ -164,7 +169,7 @@ func (h *Hub) applyFault(w http.ResponseWriter, r *http.Request, target string, 
 			return w, false
 		}
 		return &throttledWriter{ResponseWriter: w, ctx: r.Context(), rate: f.BytesPerSecond, start: time.Now()}, false
-	case FaultTruncate, FaultCorrupt:
+	case FaultTruncate, FaultCorrupt, FaultNoBody:
 		return &bodyFaultWriter{ResponseWriter: w, kind: f.Kind}, false
 	}
 	return w, false
@@ -226,6 +231,9 @@ func (bw *bodyFaultWriter) Write(p []byte) (int, error) {
 	}
 	end := bw.written + int64(len(p))
 	switch bw.kind {
+	case FaultNoBody:
+		_ = http.NewResponseController(bw.ResponseWriter).Flush()
+		panic(http.ErrAbortHandler)
 	case FaultTruncate:
 		if end > mid {
 			n, _ := bw.ResponseWriter.Write(p[:mid-bw.written])
