@@ -38,11 +38,7 @@ func TestBadBlobBodiesNeverEndCleanly(t *testing.T) {
 			path := fmt.Sprintf("/v2/bad%d/blobs/%s", i, layer)
 			hub.SetFault(hubtest.Fault{Kind: tc.kind, Target: hubtest.TargetBlob, Count: 1})
 			defer hub.SetFault(hubtest.Fault{})
-			req, _ := http.NewRequest(http.MethodGet, m.URL+path, nil)
-			for _, h := range tc.headers {
-				k, v, _ := cut(h)
-				req.Header.Set(k, v)
-			}
+			req := m.request(t, http.MethodGet, path, tc.headers...)
 			// Without keep-alive, net/http cannot silently retry the GET on a
 			// new connection when the mirror resets it before any byte.
 			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
@@ -63,20 +59,6 @@ func TestBadBlobBodiesNeverEndCleanly(t *testing.T) {
 			}
 		})
 	}
-}
-
-// cut splits a "Name: value" header line.
-func cut(h string) (string, string, bool) {
-	for i := 0; i < len(h); i++ {
-		if h[i] == ':' {
-			v := h[i+1:]
-			for len(v) > 0 && v[0] == ' ' {
-				v = v[1:]
-			}
-			return h[:i], v, true
-		}
-	}
-	return h, "", false
 }
 
 func TestBlobIsNotServedAsManifest(t *testing.T) {

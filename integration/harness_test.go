@@ -127,9 +127,9 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// get sends a GET (or another method) to the mirror with optional headers
-// given as "Name: value" strings.
-func (s *mirrorSite) do(t *testing.T, method, path string, headers ...string) *http.Response {
+// request builds a request to the mirror with optional headers given as
+// "Name: value" strings.
+func (s *mirrorSite) request(t *testing.T, method, path string, headers ...string) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest(method, s.URL+path, nil)
 	if err != nil {
@@ -139,12 +139,16 @@ func (s *mirrorSite) do(t *testing.T, method, path string, headers ...string) *h
 		k, v, _ := strings.Cut(h, ":")
 		req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
+	return req
+}
+
+// do sends a request to the mirror (see request) and returns its response.
+func (s *mirrorSite) do(t *testing.T, method, path string, headers ...string) *http.Response {
+	t.Helper()
+	req := s.request(t, method, path, headers...)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	return resp
 }
-
-// caddyStop stops the running config, as a process exit would.
-func caddyStop() error { return caddy.Stop() }

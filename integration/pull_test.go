@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -375,7 +376,7 @@ func TestRestartKeepsCache(t *testing.T) {
 	}
 	m := startMirror(t, siteOptions{})
 	pullImage(t, m.Host+"/persist:1")
-	if err := caddyStop(); err != nil {
+	if err := caddy.Stop(); err != nil { // as a process exit would
 		t.Fatal(err)
 	}
 	hub.Counters.Reset()

@@ -40,7 +40,6 @@ type tagKey struct {
 // digest is known and the bytes come from the cache by digest.
 type resolvedTag struct {
 	content manifestContent
-	stale   bool
 }
 
 // serveManifest answers GET and HEAD of /v2/<name>/manifests/<reference>.
@@ -163,7 +162,7 @@ func (m *Mirror) manifestByTag(ctx context.Context, t target, tag string, client
 func (m *Mirror) revalidateTag(ctx context.Context, t target, tag string, accept []string, rec cache.Tag, canonical bool) (resolvedTag, error) {
 	resp, err := t.upstream.Do(ctx, upstream.Request{
 		Method: http.MethodHead, Repository: t.repo, Path: "manifests/" + tag,
-		Header: http.Header{"Accept": {strings.Join(accept, ", ")}},
+		Header: http.Header{"Accept": {oci.AcceptHeader(accept)}},
 	})
 	if err != nil {
 		withinLimit := m.staleLimit <= 0 || m.now().Sub(rec.FetchedAt) < m.tagTTL+m.staleLimit
@@ -171,7 +170,7 @@ func (m *Mirror) revalidateTag(ctx context.Context, t target, tag string, accept
 			m.log.Warn("serving stale tag: upstream failed to revalidate it",
 				zap.String("upstream", t.registry), zap.String("repository", t.repo),
 				zap.String("tag", tag), zap.String("digest", rec.Digest.String()), zap.Error(err))
-			return resolvedTag{content: manifestContent{digest: rec.Digest, mediaType: rec.MediaType}, stale: true}, nil
+			return resolvedTag{content: manifestContent{digest: rec.Digest, mediaType: rec.MediaType}}, nil
 		}
 		return resolvedTag{}, err
 	}
@@ -226,7 +225,7 @@ func (m *Mirror) recordTag(t target, tag string, d digest.Digest, mediaType stri
 func (m *Mirror) fetchManifest(ctx context.Context, t target, ref string, accept []string, want digest.Digest) (manifestContent, error) {
 	resp, err := t.upstream.Do(ctx, upstream.Request{
 		Method: http.MethodGet, Repository: t.repo, Path: "manifests/" + ref,
-		Header: http.Header{"Accept": {strings.Join(accept, ", ")}},
+		Header: http.Header{"Accept": {oci.AcceptHeader(accept)}},
 	})
 	if err != nil {
 		return manifestContent{}, fmt.Errorf("fetching manifest %s:%s: %w", t.repo, ref, err)
