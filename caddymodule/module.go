@@ -146,11 +146,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	clients := make([]*upstream.Client, 0, len(ups))
 	for _, u := range ups {
+		name := mirror.CanonicalRegistry(u.Name)
 		cfg := upstream.Config{
-			Name:      mirror.CanonicalRegistry(u.Name),
+			Name:      name,
 			Endpoints: upstreamURLs(u),
 			Username:  repl.ReplaceAll(u.Username, ""),
 			Password:  repl.ReplaceAll(u.Password, ""),
+		}
+		// An endpoint that is not the registry itself is a mirror of it
+		// (another regcache, say): tell it the registry, as containerd does.
+		if origin, ok := mirror.RegistryOrigin(name); ok {
+			cfg.Namespace, cfg.Origin = name, origin
 		}
 		c, err := upstream.New(cfg, upstream.Options{Logger: h.logger.Named("upstream")})
 		if err != nil {

@@ -133,3 +133,93 @@ func TestReferrersFromTagSchema(t *testing.T) {
 		})
 	}
 }
+
+// TestMirrorOfMirrorKeepsRouting chains an office mirror behind a regional
+// one. The regional mirror reaches ghcr.io at the hub and has no working
+// Docker Hub, so the office mirror's pull of a ghcr.io image succeeds only
+// if the regional mirror sees the request as ghcr.io's (the office mirror
+// sends containerd's ns parameter to an endpoint that is not the registry
+// itself). A second office pull is served by the office cache alone, and
+// an image pulled by one office is served by the regional cache to another.
+func TestMirrorOfMirrorKeepsRouting(t *testing.T) {
+	_, want, err := hub.PushImage("owner/chained", "1", 2, 4096, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + l.Addr().String()
+	l.Close()
+	dir := t.TempDir()
+	regional, office, office2 := freePort(t), freePort(t), freePort(t)
+	loadCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	skip_install_trust
+	storage file_system %[1]s/caddy-data
+	log {
+		level ERROR
+	}
+}
+
+http://127.0.0.1:%[2]d {
+	bind 127.0.0.1
+	registry_cache {
+		storage %[1]s/regional
+		upstream docker.io %[5]s
+		upstream ghcr.io %[6]s
+	}
+}
+
+http://127.0.0.1:%[3]d {
+	bind 127.0.0.1
+	registry_cache {
+		storage %[1]s/office
+		upstream docker.io http://127.0.0.1:%[2]d
+		upstream ghcr.io http://127.0.0.1:%[2]d
+	}
+}
+
+http://127.0.0.1:%[4]d {
+	bind 127.0.0.1
+	registry_cache {
+		storage %[1]s/office2
+		upstream ghcr.io http://127.0.0.1:%[2]d
+	}
+}
+`, dir, regional, office, office2, dead, hub.URL))
+	for _, pass := range []struct {
+		name     string
+		port     int
+		upstream int64 // requests the hub should see
+	}{
+		{"cold", office, -1},
+		{"warm office", office, 0},
+		{"second office", office2, 0},
+	} {
+		hub.Counters.Reset()
+		img := pullImage(t, fmt.Sprintf("127.0.0.1:%d/ghcr.io/owner/chained:1", pass.port))
+		if got, _ := img.Digest(); got.String() != want {
+			t.Errorf("%s: digest %s, want %s", pass.name, got, want)
+		}
+		if pass.upstream < 0 {
+			if hub.Counters.ManifestGET.Load() == 0 {
+				t.Errorf("%s: the hub saw no manifest GET: %s", pass.name, hub.Counters)
+			}
+			continue
+		}
+		wantCount(t, pass.name+": upstream requests", hub.Counters.Upstream(), pass.upstream)
+	}
+	// A Docker Hub name through the office goes to the regional mirror's
+	// Docker Hub, which is down: an error, not ghcr.io's image.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/v2/owner/chained/manifests/1", office))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Errorf("docker.io name answered 200 through a regional mirror whose Docker Hub is down")
+	}
+}

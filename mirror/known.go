@@ -1,6 +1,9 @@
 package mirror
 
-import "strings"
+import (
+	"net/url"
+	"strings"
+)
 
 // DockerHub is the name clients use for Docker Hub.
 const DockerHub = "docker.io"
@@ -48,4 +51,24 @@ func CanonicalRegistry(name string) string {
 		return alias
 	}
 	return name
+}
+
+// RegistryOrigin returns the API host of the registry a name denotes (the
+// host of its well-known endpoint, else the name itself, as in
+// "registry.example:5000"), and false when the name is not a registry host
+// name but a label of the operator's (one without a dot or port, other than
+// localhost).
+func RegistryOrigin(name string) (string, bool) {
+	name = CanonicalRegistry(name)
+	if known, ok := knownRegistries[name]; ok {
+		u, err := url.Parse(known)
+		if err != nil {
+			return "", false
+		}
+		return u.Host, true
+	}
+	if name == "localhost" || strings.ContainsAny(name, ".:") {
+		return name, true
+	}
+	return "", false
 }

@@ -36,6 +36,16 @@ type Config struct {
 	// registry-1.docker.io). An IP or single-label realm host (127.0.0.1,
 	// localhost) is trusted only when it is the endpoint's own host.
 	TrustedRealmHosts []string
+	// Namespace is the registry's name as containerd's ns query parameter
+	// carries it ("ghcr.io"). When set, it is sent with every registry
+	// request to an endpoint whose host is not Origin: such an endpoint is
+	// a mirror of the registry (another regcache, say), and the parameter
+	// tells it which registry the repository belongs to. Empty: never sent.
+	Namespace string
+	// Origin is the registry's own API host, with its port when not the
+	// scheme's default ("registry-1.docker.io"). Endpoints on this host get
+	// no ns parameter. Empty: every endpoint is treated as a mirror.
+	Origin string
 }
 
 // Options tune a Client; zero values mean defaults.
@@ -129,7 +139,11 @@ func New(cfg Config, opts Options) (*Client, error) {
 			return nil, fmt.Errorf("upstream %s: endpoint %q must be an http(s) URL with a host and without user info, query or fragment",
 				cfg.Name, redactURL(u))
 		}
-		c.endpoints = append(c.endpoints, &endpoint{base: u})
+		ep := &endpoint{base: u}
+		if cfg.Namespace != "" && !strings.EqualFold(u.Host, cfg.Origin) {
+			ep.ns = cfg.Namespace
+		}
+		c.endpoints = append(c.endpoints, ep)
 	}
 	if cfg.Name == "" {
 		cfg.Name = c.endpoints[0].base.Host

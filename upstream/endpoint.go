@@ -15,6 +15,9 @@ import (
 // health.
 type endpoint struct {
 	base *url.URL
+	// ns, when set, is sent as the ns query parameter: the endpoint is a
+	// mirror of the registry, not the registry itself.
+	ns string
 
 	mu          sync.Mutex
 	challenge   Challenge
@@ -34,8 +37,16 @@ func (ep *endpoint) url(req Request) *url.URL {
 	}
 	u.Path = p
 	u.RawPath = ""
-	if len(req.Query) > 0 {
-		u.RawQuery = req.Query.Encode()
+	q := req.Query
+	if ep.ns != "" {
+		q = make(url.Values, len(req.Query)+1)
+		for k, vs := range req.Query {
+			q[k] = vs
+		}
+		q.Set("ns", ep.ns)
+	}
+	if len(q) > 0 {
+		u.RawQuery = q.Encode()
 	}
 	return &u
 }

@@ -223,21 +223,33 @@ func TestRealmTrusted(t *testing.T) {
 
 func TestEndpointURL(t *testing.T) {
 	tests := []struct {
-		base string
-		req  Request
-		want string
+		base   string
+		ns     string // Config.Namespace
+		origin string // Config.Origin
+		req    Request
+		want   string
 	}{
-		{"https://registry-1.docker.io", Request{}, "https://registry-1.docker.io/v2/"},
-		{"https://registry-1.docker.io", Request{Repository: "library/alpine", Path: "manifests/latest"},
+		{"https://registry-1.docker.io", "", "", Request{}, "https://registry-1.docker.io/v2/"},
+		{"https://registry-1.docker.io", "", "", Request{Repository: "library/alpine", Path: "manifests/latest"},
 			"https://registry-1.docker.io/v2/library/alpine/manifests/latest"},
-		{"https://h", Request{Repository: "a", Path: "blobs/sha256:0123abcd"}, "https://h/v2/a/blobs/sha256:0123abcd"},
-		{"https://mirror.example/ghcr.io/", Request{Repository: "o/app", Path: "tags/list", Query: url.Values{"n": {"10"}, "last": {"v1"}}},
+		{"https://h", "", "", Request{Repository: "a", Path: "blobs/sha256:0123abcd"}, "https://h/v2/a/blobs/sha256:0123abcd"},
+		{"https://mirror.example/ghcr.io/", "", "", Request{Repository: "o/app", Path: "tags/list", Query: url.Values{"n": {"10"}, "last": {"v1"}}},
 			"https://mirror.example/ghcr.io/v2/o/app/tags/list?last=v1&n=10"},
-		{"http://127.0.0.1:5000", Request{Repository: "a", Path: "referrers/sha256:ff", Query: url.Values{"artifactType": {"application/vnd.example+json"}}},
+		{"http://127.0.0.1:5000", "", "", Request{Repository: "a", Path: "referrers/sha256:ff", Query: url.Values{"artifactType": {"application/vnd.example+json"}}},
 			"http://127.0.0.1:5000/v2/a/referrers/sha256:ff?artifactType=application%2Fvnd.example%2Bjson"},
+		// The registry itself gets no ns parameter, whatever the case of its host.
+		{"https://Registry-1.Docker.io", "docker.io", "registry-1.docker.io", Request{Repository: "library/a", Path: "manifests/1"},
+			"https://Registry-1.Docker.io/v2/library/a/manifests/1"},
+		// A mirror of it does, beside the request's own query.
+		{"http://parent.example:5000", "ghcr.io", "ghcr.io", Request{Repository: "o/app", Path: "tags/list", Query: url.Values{"n": {"2"}}},
+			"http://parent.example:5000/v2/o/app/tags/list?n=2&ns=ghcr.io"},
+		{"http://parent.example:5000", "ghcr.io", "ghcr.io", Request{}, "http://parent.example:5000/v2/?ns=ghcr.io"},
+		// The port is part of the origin.
+		{"https://reg.example:5000", "reg.example", "reg.example", Request{Repository: "a", Path: "manifests/1"},
+			"https://reg.example:5000/v2/a/manifests/1?ns=reg.example"},
 	}
 	for _, tc := range tests {
-		c := mustNew(t, Config{Name: "x", Endpoints: []string{tc.base}}, Options{})
+		c := mustNew(t, Config{Name: "x", Endpoints: []string{tc.base}, Namespace: tc.ns, Origin: tc.origin}, Options{})
 		if got := c.endpoints[0].url(tc.req).String(); got != tc.want {
 			t.Errorf("url(%s, %+v) = %s, want %s", tc.base, tc.req, got, tc.want)
 		}
