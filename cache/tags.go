@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,6 +67,37 @@ func (s *Store) SetTag(upstream, repo, tag string, t Tag) error {
 	})
 	if err != nil {
 		return fmt.Errorf("writing tag %s/%s:%s: %w", upstream, repo, tag, err)
+	}
+	return nil
+}
+
+// EachTag calls fn for every tag record, in the order of upstream,
+// repository and tag, until fn returns false. fn runs inside a read
+// transaction: it must not call the Store.
+func (s *Store) EachTag(fn func(upstream, repo, tag string, t Tag) bool) error {
+	if !s.enter() {
+		return ErrClosed
+	}
+	defer s.leave()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(tagsBucket).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			parts := bytes.SplitN(k, []byte{0}, 3)
+			if len(parts) != 3 {
+				continue
+			}
+			var t Tag
+			if err := json.Unmarshal(v, &t); err != nil {
+				return fmt.Errorf("tag record %q: %w", k, err)
+			}
+			if !fn(string(parts[0]), string(parts[1]), string(parts[2]), t) {
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing tags: %w", err)
 	}
 	return nil
 }

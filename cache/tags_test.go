@@ -2,6 +2,7 @@ package cache
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,6 +53,46 @@ func TestTags(t *testing.T) {
 			}
 			if got.Digest != tc.want.Digest || got.MediaType != tc.want.MediaType || got.Size != tc.want.Size || !got.FetchedAt.Equal(tc.want.FetchedAt) {
 				t.Errorf("Tag(%q, %q, %q) = %+v, want %+v", tc.upstream, tc.repo, tc.tag, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestEachTag(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	rec := Tag{Digest: digest.FromString("a"), MediaType: manifestType, Size: 10}
+	for _, k := range [][3]string{
+		{"ghcr.io", "o/app", "1"},
+		{"docker.io", "library/alpine", "latest"},
+		{"docker.io", "library/alpine", "3"},
+	} {
+		if err := s.SetTag(k[0], k[1], k[2], rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name  string
+		limit int
+		want  []string
+	}{
+		{"all, in order", 10, []string{"docker.io library/alpine 3", "docker.io library/alpine latest", "ghcr.io o/app 1"}},
+		{"stopped early", 1, []string{"docker.io library/alpine 3"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			err := s.EachTag(func(upstream, repo, tag string, got1 Tag) bool {
+				if got1.Digest != rec.Digest {
+					t.Errorf("record of %s/%s:%s = %+v", upstream, repo, tag, got1)
+				}
+				got = append(got, upstream+" "+repo+" "+tag)
+				return len(got) < tc.limit
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("EachTag visited %q, want %q", got, tc.want)
 			}
 		})
 	}

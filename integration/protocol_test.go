@@ -137,36 +137,84 @@ func TestTagListPagination(t *testing.T) {
 		}
 	}
 	m := startMirror(t, siteOptions{})
+	got := listPages(t, m, "/v2/org/paged/tags/list?n=2", "tags", 2)
+	sort.Strings(got)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("tags %v, want %v", got, want)
+	}
+}
+
+// TestCatalogListsCachedRepositories: the catalog lists the repositories
+// the mirror holds tags of, named as clients reach them through it, in
+// order and paginated.
+func TestCatalogListsCachedRepositories(t *testing.T) {
+	for _, repo := range []string{"library/cat-b", "org/cat-a", "owner/cat-c"} {
+		if _, _, err := hub.PushImage(repo, "1", 1, 512, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := startMirror(t, siteOptions{upstreams: fmt.Sprintf("upstream docker.io %s\n\t\tupstream ghcr.io %s", hub.URL, hub.URL)})
+	if got := listPages(t, m, "/v2/_catalog", "repositories", 1000); len(got) != 0 {
+		t.Errorf("empty cache: catalog %v, want none", got)
+	}
+	for _, ref := range []string{"cat-b:1", "org/cat-a:1", "ghcr.io/owner/cat-c:1"} {
+		pullImage(t, m.Host+"/"+ref)
+	}
+	want := []string{"ghcr.io/owner/cat-c", "library/cat-b", "org/cat-a"}
+	for _, first := range []string{"/v2/_catalog", "/v2/_catalog?n=2", "/v2/_catalog?n=1"} {
+		got := listPages(t, m, first, "repositories", 1000)
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%s: catalog %v, want %v", first, got, want)
+		}
+	}
+	if got := listPages(t, m, "/v2/_catalog?last=library/cat-b", "repositories", 1000); strings.Join(got, ",") != "org/cat-a" {
+		t.Errorf("catalog after library/cat-b: %v, want [org/cat-a]", got)
+	}
+	resp := m.do(t, http.MethodGet, "/v2/_catalog?n=-1")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("n=-1: status %d, want 400", resp.StatusCode)
+	}
+}
+
+// listPages follows a paginated list (tags or catalog) from its first
+// page through its Link headers and returns the entries under key. No page
+// may hold more than max entries.
+func listPages(t *testing.T, m *mirrorSite, first, key string, max int) []string {
+	t.Helper()
 	var got []string
-	next := "/v2/org/paged/tags/list?n=2"
+	next := first
+	path, _, _ := strings.Cut(first, "?")
 	for pages := 0; next != ""; pages++ {
-		if pages > 5 {
-			t.Fatalf("pagination does not end; tags so far %v", got)
+		if pages > 10 {
+			t.Fatalf("pagination does not end; entries so far %v", got)
 		}
 		resp := m.do(t, http.MethodGet, next)
-		var list struct {
-			Tags []string `json:"tags"`
-		}
+		var list map[string]json.RawMessage
 		err := json.NewDecoder(resp.Body).Decode(&list)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET %s: %d %v", next, resp.StatusCode, err)
 		}
-		if len(list.Tags) > 2 {
-			t.Errorf("page of %d tags, want at most 2", len(list.Tags))
+		var entries []string
+		if err := json.Unmarshal(list[key], &entries); err != nil {
+			t.Fatalf("GET %s: %q is not a list of strings: %v", next, key, err)
 		}
-		got = append(got, list.Tags...)
+		if len(entries) > max {
+			t.Errorf("page of %d entries, want at most %d", len(entries), max)
+		}
+		got = append(got, entries...)
 		next = ""
 		if link := resp.Header.Get("Link"); link != "" {
 			start, end := strings.IndexByte(link, '<'), strings.IndexByte(link, '>')
+			if start < 0 || end < start {
+				t.Fatalf("malformed Link %q", link)
+			}
 			next = link[start+1 : end]
-			if !strings.HasPrefix(next, "/v2/org/paged/tags/list?") {
-				t.Fatalf("Link %q does not point at the mirror's path", link)
+			if !strings.HasPrefix(next, path+"?") {
+				t.Fatalf("Link %q does not point at the mirror's %s", link, path)
 			}
 		}
 	}
-	sort.Strings(got)
-	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("tags %v, want %v", got, want)
-	}
+	return got
 }

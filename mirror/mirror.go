@@ -168,10 +168,3 @@ func (m *Mirror) serveBase(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("{}"))
 	}
 }
-
-// serveCatalog answers the catalog endpoint. A pull-through cache cannot
-// list its upstreams' repositories, and the spec lets a registry decline.
-func (m *Mirror) serveCatalog(w http.ResponseWriter, r *http.Request) {
-	m.writeError(w, r, oci.Errorf(http.StatusNotFound, oci.CodeUnsupported,
-		"the catalog is not available through this mirror"))
-}
