@@ -79,11 +79,14 @@ func (s *Store) flushAccess() error {
 	if len(pending) == 0 {
 		return nil
 	}
+	var adopted []int64 // sizes of files that had no record
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		adopted = adopted[:0]
 		b := tx.Bucket(objectsBucket)
 		for d, at := range pending {
 			var m objectMeta
-			if v := b.Get([]byte(d)); v == nil || json.Unmarshal(v, &m) != nil {
+			v := b.Get([]byte(d))
+			if v == nil || json.Unmarshal(v, &m) != nil {
 				path, err := s.blobPath(d)
 				if err != nil {
 					continue
@@ -93,6 +96,9 @@ func (s *Store) flushAccess() error {
 					continue
 				}
 				m = objectMeta{Size: fi.Size()}
+				if v == nil {
+					adopted = append(adopted, fi.Size())
+				}
 			}
 			m.LastAccess = at.Unix()
 			v, err := json.Marshal(m)
@@ -107,6 +113,9 @@ func (s *Store) flushAccess() error {
 	})
 	if err != nil {
 		return fmt.Errorf("writing %d last-access times: %w", len(pending), err)
+	}
+	for _, size := range adopted {
+		s.added(size)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"sync"
@@ -59,9 +60,9 @@ func TestLastAccess(t *testing.T) {
 		{"Stat", ds, 2000, func(d digest.Digest) error { _, err := s.Stat(d); return err }},
 		{"ReadAll", ds, 3000, func(d digest.Digest) error { _, _, err := s.ReadAll(d, 100); return err }},
 		{"Open", ds, 4000, func(d digest.Digest) error {
-			f, _, err := s.Open(d)
+			r, err := s.Open(context.Background(), d)
 			if err == nil {
-				f.Close()
+				r.Close()
 			}
 			return err
 		}},

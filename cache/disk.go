@@ -37,13 +37,14 @@ func resetDir(dir string) error {
 // commit makes a verified temporary file in ingest/ visible as obj: fsync
 // the file, write the metadata (first, so that a crash leaves at most
 // metadata without a file, which reads as absent), rename the file into
-// blobs/, fsync the directory. The temporary file is closed; on failure
-// it stays in ingest/ for the caller to remove.
+// blobs/, fsync the directory, and account for it in the budget. The
+// temporary file is closed; on failure it stays in ingest/ for the caller
+// to remove. A full or unwritable disk makes the error wrap ErrUnwritable.
 func (s *Store) commit(tmp *os.File, obj Object) error {
 	name := tmp.Name()
 	fail := func(step string, err error) error {
 		_ = tmp.Close()
-		return fmt.Errorf("committing %s: %s: %w", obj.Digest, step, err)
+		return fmt.Errorf("committing %s: %s: %w", obj.Digest, step, s.noteWriteError(step, err))
 	}
 	dst, err := s.blobPath(obj.Digest)
 	if err != nil {
@@ -62,6 +63,8 @@ func (s *Store) commit(tmp *os.File, obj Object) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fail("creating directory", err)
 	}
+	_, statErr := os.Lstat(dst)
+	replaced := statErr == nil
 	if err := os.Rename(name, dst); err != nil {
 		return fail("rename", err)
 	}
@@ -69,6 +72,10 @@ func (s *Store) commit(tmp *os.File, obj Object) error {
 		// The content is in place and valid; only its durability across
 		// a power loss is in doubt.
 		s.log.Warn("syncing blob directory", zap.String("digest", obj.Digest.String()), zap.Error(err))
+	}
+	s.noteWriteOK()
+	if !replaced {
+		s.added(obj.Size)
 	}
 	return nil
 }
@@ -94,24 +101,36 @@ func (s *Store) Delete(d digest.Digest) error {
 		return ErrClosed
 	}
 	defer s.leave()
+	_, err := s.remove(d)
+	return err
+}
+
+// remove is Delete for callers that entered already; it returns the size
+// of what it removed. The file goes first: once it is gone the object is
+// gone, whatever happens to the rest (a record left behind by a crash is
+// dropped at the next start).
+func (s *Store) remove(d digest.Digest) (int64, error) {
 	path, err := s.blobPath(d)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	// The file first: once it is gone the object is gone, whatever
-	// happens to the rest.
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return 0, notFound(d, err)
+	}
 	if err := os.Remove(path); err != nil {
-		return notFound(d, err)
+		return 0, notFound(d, err)
 	}
+	s.removed(fi.Size())
 	s.index.Del(string(d))
 	s.access.forget(d)
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(objectsBucket).Delete([]byte(d))
 	})
 	if err != nil {
-		return fmt.Errorf("deleting metadata of %s: %w", d, err)
+		return fi.Size(), fmt.Errorf("deleting metadata of %s: %w", d, err)
 	}
-	return nil
+	return fi.Size(), nil
 }
 
 // notFound maps a missing file to ErrNotFound and wraps other errors.

@@ -53,7 +53,7 @@ func TestMetadataWithoutFileIsAbsent(t *testing.T) {
 	if _, err := s.Stat(ghost); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Stat = %v, want ErrNotFound", err)
 	}
-	if _, _, err := s.Open(ghost); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Open(context.Background(), ghost); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Open = %v, want ErrNotFound", err)
 	}
 	if _, _, err := s.ReadAll(ghost, 100); !errors.Is(err, ErrNotFound) {
@@ -69,7 +69,7 @@ func TestDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.index.Wait()
-	f, _, err := s.Open(d)
+	f, err := s.Open(context.Background(), d)
 	if err != nil {
 		t.Fatal(err)
 	}

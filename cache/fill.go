@@ -39,6 +39,9 @@ type FetchFunc func(ctx context.Context) (Source, error)
 type fill struct {
 	d       digest.Digest
 	tmpPath string
+	// reserved is the budget reserved for the announced size; set before
+	// ready closes.
+	reserved int64
 
 	ready     chan struct{} // closed when fetch returned
 	fetchErr  error         // set before ready closes
@@ -135,7 +138,7 @@ func (s *Store) join(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Re
 	defer s.leave()
 	f, obj, err := s.open(d)
 	if err == nil {
-		return completeReader(ctx, f, obj), nil
+		return s.completeReader(ctx, f, obj), nil
 	}
 	if !errors.Is(err, ErrNotFound) {
 		return nil, err
@@ -153,7 +156,7 @@ func (s *Store) join(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Re
 		// The fill of d may have been stored and left since the check
 		// above; a new one would download d again.
 		if f, obj, err := s.open(d); err == nil {
-			return completeReader(ctx, f, obj), nil
+			return s.completeReader(ctx, f, obj), nil
 		}
 		if fl, err = s.startFill(d, fetch); err != nil {
 			return nil, err
@@ -165,14 +168,15 @@ func (s *Store) join(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Re
 		return nil, err
 	}
 	fl.addReaders(1)
-	return &Reader{ctx: ctx, fill: fl, file: file, size: -1}, nil
+	return &Reader{ctx: ctx, fill: fl, file: file, size: -1, release: s.use(d)}, nil
 }
 
 // open opens the fill's content for a new reader: the temporary file, or
 // the stored one when the fill has just renamed it. Called with s.mu held,
-// while the fill is registered. A failed fill removes its temporary file
-// only after publishing its verdict, so a missing temporary file means
-// the fill either stored the content or failed.
+// while the fill is registered. A fill that did not store its content
+// removes its temporary file under s.mu after publishing its verdict, so
+// a missing temporary file here means the fill stored the content or
+// failed.
 func (f *fill) open(committed string) (*os.File, error) {
 	file, err := os.Open(f.tmpPath)
 	if err == nil {
@@ -194,9 +198,19 @@ func (f *fill) open(committed string) (*os.File, error) {
 
 // startFill registers and starts the fill of d. Called with s.mu held and
 // the store entered, so Close waits for the goroutine it starts.
+// While the disk is full or unwritable it returns an error wrapping
+// ErrUnwritable, and the caller serves from the upstream without storing.
 func (s *Store) startFill(d digest.Digest, fetch FetchFunc) (*fill, error) {
+	if !s.writable() {
+		s.notStored.Add(1)
+		return nil, fmt.Errorf("filling %s: %w", d, ErrUnwritable)
+	}
 	tmp, err := os.CreateTemp(s.ingestDir, d.Encoded()+"-*")
 	if err != nil {
+		err = s.noteWriteError("creating a download file", err)
+		if errors.Is(err, ErrUnwritable) {
+			s.notStored.Add(1)
+		}
 		return nil, fmt.Errorf("filling %s: %w", d, err)
 	}
 	fl := &fill{d: d, tmpPath: tmp.Name(), ready: make(chan struct{}), notify: make(chan struct{})}
@@ -206,18 +220,19 @@ func (s *Store) startFill(d digest.Digest, fetch FetchFunc) (*fill, error) {
 	return fl, nil
 }
 
-// runFill downloads, verifies and stores one fill, publishes the verdict,
-// then unregisters the fill.
+// runFill downloads and verifies one fill, stores it when it may, publishes
+// the verdict, then unregisters the fill. The verdict is the content's:
+// verified content that cannot be stored (larger than the budget, disk
+// full) still serves its readers from the download, which is then dropped.
 func (s *Store) runFill(fl *fill, tmp *os.File, fetch FetchFunc) {
 	defer s.wg.Done()
 	start := s.now()
 	written, err := s.download(fl, tmp, fetch)
+	stored := false
 	if err == nil {
-		obj := Object{Digest: fl.d, Size: written, MediaType: fl.mediaType}
-		if err = s.commit(tmp, obj); err == nil {
-			s.setIndex(obj, nil)
-		}
+		stored = s.store(fl, tmp, written)
 	}
+	s.release(fl.reserved)
 	if err != nil && s.ctx.Err() != nil && !errors.Is(err, ErrClosed) {
 		err = fmt.Errorf("%w: %w", ErrClosed, err)
 	}
@@ -226,8 +241,9 @@ func (s *Store) runFill(fl *fill, tmp *os.File, fetch FetchFunc) {
 	fl.finish(err)
 	switch {
 	case err == nil:
-		if c := s.log.Check(zapcore.DebugLevel, "fill stored"); c != nil {
-			c.Write(zap.String("digest", fl.d.String()), zap.Int64("bytes", written), zap.Duration("duration", s.now().Sub(start)))
+		if c := s.log.Check(zapcore.DebugLevel, "fill verified"); c != nil {
+			c.Write(zap.String("digest", fl.d.String()), zap.Int64("bytes", written),
+				zap.Bool("stored", stored), zap.Duration("duration", s.now().Sub(start)))
 		}
 	case fl.fetchErr != nil:
 		// The callers of Fill got this error and report it.
@@ -238,15 +254,41 @@ func (s *Store) runFill(fl *fill, tmp *os.File, fetch FetchFunc) {
 	default:
 		s.log.Warn("fill failed", zap.String("digest", fl.d.String()), zap.Int64("bytes", written), zap.Error(err))
 	}
-	if err != nil {
+	if !stored {
 		_ = tmp.Close()
-		_ = os.Remove(fl.tmpPath)
 	}
 	s.mu.Lock()
+	if !stored {
+		// Under s.mu, so that a reader joining now either opened the file
+		// already or sees the verdict.
+		_ = os.Remove(fl.tmpPath)
+	}
 	if s.fills[fl.d] == fl {
 		delete(s.fills, fl.d)
 	}
 	s.mu.Unlock()
+}
+
+// store commits a verified fill when the budget and the disk allow, and
+// reports whether it did. A failure is logged and counted, not returned:
+// the content is good, only the cache goes without it.
+func (s *Store) store(fl *fill, tmp *os.File, written int64) bool {
+	if !s.fitsBudget(written) {
+		s.notStored.Add(1)
+		s.log.Debug("not storing an object larger than the cache budget", zap.String("digest", fl.d.String()),
+			zap.Int64("bytes", written), zap.Int64("budget_bytes", s.maxBytes.Load()))
+		return false
+	}
+	obj := Object{Digest: fl.d, Size: written, MediaType: fl.mediaType}
+	if err := s.commit(tmp, obj); err != nil {
+		s.notStored.Add(1)
+		if !errors.Is(err, ErrUnwritable) {
+			s.log.Error("storing a verified fill", zap.String("digest", fl.d.String()), zap.Error(err))
+		}
+		return false
+	}
+	s.setIndex(obj, nil)
+	return true
 }
 
 // download fetches the body into tmp, hashing it, and checks its size and
@@ -268,6 +310,10 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, error)
 		src.Size = -1
 	}
 	fl.size, fl.mediaType = src.Size, src.MediaType
+	if src.Size > 0 && s.fitsBudget(src.Size) {
+		fl.reserved = src.Size
+		s.reserve(src.Size)
+	}
 	close(fl.ready)
 
 	// Close unblocks a Read that ignores the context.
@@ -290,7 +336,7 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, error)
 				return written, fmt.Errorf("filling %s: more than the %d bytes announced: %w", fl.d, src.Size, ErrSizeMismatch)
 			}
 			if _, werr := tmp.Write(buf[:n]); werr != nil {
-				return written, fmt.Errorf("filling %s: writing: %w", fl.d, werr)
+				return written, fmt.Errorf("filling %s: writing: %w", fl.d, s.noteWriteError("writing a download", werr))
 			}
 			h.Write(buf[:n])
 			written += int64(n)

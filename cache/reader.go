@@ -20,11 +20,13 @@ type Reader struct {
 	mediaType string
 	complete  bool
 	closed    bool
+	release   func() // ends the object's use, which holds off eviction
 }
 
 // completeReader reads a stored, verified object.
-func completeReader(ctx context.Context, f *os.File, obj Object) *Reader {
-	return &Reader{ctx: ctx, file: f, size: obj.Size, mediaType: obj.MediaType, complete: true}
+func (s *Store) completeReader(ctx context.Context, f *os.File, obj Object) *Reader {
+	return &Reader{ctx: ctx, file: f, size: obj.Size, mediaType: obj.MediaType, complete: true,
+		release: s.use(obj.Digest)}
 }
 
 // Read reads at the reader's offset. On a fill in progress it blocks until
@@ -113,6 +115,9 @@ func (r *Reader) Close() error {
 	if r.fill != nil {
 		r.fill.addReaders(-1)
 	}
+	if r.release != nil {
+		r.release()
+	}
 	return r.file.Close()
 }
 
@@ -125,8 +130,11 @@ func (r *Reader) MediaType() string { return r.mediaType }
 // Complete reports whether the reader serves an already verified file.
 func (r *Reader) Complete() bool { return r.complete }
 
-// File returns the verified file when Complete, else nil; with it a server
-// can hand the file to the kernel (sendfile). The Reader keeps owning it.
+// File returns the verified file when Complete (which a reader of a fill
+// becomes once Wait returned nil), else nil; with it a server can hand the
+// file to the kernel (sendfile). The Reader keeps owning it. The file may
+// not be stored: content larger than the budget, or verified while the
+// disk was full, is served from its download and then dropped.
 func (r *Reader) File() *os.File {
 	if r.complete {
 		return r.file
@@ -134,15 +142,19 @@ func (r *Reader) File() *os.File {
 	return nil
 }
 
-// Wait waits for the fill's verdict: nil when the content verified and
-// was stored. It returns ctx's error if ctx ends first.
+// Wait waits for the fill's verdict: nil when the content verified (the
+// reader is then Complete, with its size known). It returns ctx's error if
+// ctx ends first.
 func (r *Reader) Wait(ctx context.Context) error {
 	if r.complete {
 		return nil
 	}
 	for {
-		_, done, err, notify := r.fill.state()
+		written, done, err, notify := r.fill.state()
 		if done {
+			if err == nil {
+				r.complete, r.size = true, written
+			}
 			return err
 		}
 		select {

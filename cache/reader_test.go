@@ -144,7 +144,8 @@ func verifiedFill(s *Store, d digest.Digest, data []byte) func(t *testing.T) *Re
 		if err := r.Wait(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if r.Size() != -1 || r.Complete() {
+		// Once verified, the reader knows its size and has its file.
+		if r.Size() != int64(len(data)) || !r.Complete() || r.File() == nil {
 			t.Fatalf("a verified fill of unknown size: size %d, complete %v", r.Size(), r.Complete())
 		}
 		return r

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -40,6 +41,9 @@ const (
 	// DefaultAccessFlushInterval is how often last-access times are written
 	// by default: one minute.
 	DefaultAccessFlushInterval = time.Minute
+	// DefaultWriteRetryInterval is how long writes pause after the disk was
+	// found full or unwritable, by default: 30 seconds.
+	DefaultWriteRetryInterval = 30 * time.Second
 )
 
 // Options configure a Store; zero values mean defaults.
@@ -58,6 +62,15 @@ type Options struct {
 	// AccessFlushInterval is how often batched last-access times are
 	// written to the metadata store. Default: 1m.
 	AccessFlushInterval time.Duration
+	// MaxBytes is the disk budget of the stored objects: beyond it, the
+	// least recently used objects that nobody is reading are evicted, and
+	// an object larger than it is served without being stored. Zero or
+	// less: no budget.
+	MaxBytes int64
+	// WriteRetryInterval is how long the store stops writing after the disk
+	// was found full or unwritable; content is served without being stored
+	// meanwhile. Default: 30s.
+	WriteRetryInterval time.Duration
 }
 
 // Object is the metadata of one verified object.
@@ -96,12 +109,29 @@ type Store struct {
 	fills map[digest.Digest]*fill
 
 	access accessLog
+
+	// The budget: see budget.go.
+	maxBytes        atomic.Int64
+	writeRetry      time.Duration
+	objects         atomic.Int64
+	used            atomic.Int64
+	reserved        atomic.Int64
+	evictions       atomic.Int64
+	evictedBytes    atomic.Int64
+	notStored       atomic.Int64
+	writeFailures   atomic.Int64
+	unwritableUntil atomic.Int64 // Unix nanoseconds; 0 when writable
+	evictWake       chan struct{}
+
+	useMu sync.Mutex
+	inUse map[digest.Digest]int // readers per object
 }
 
 // Open opens (creating if needed) the cache in opts.Dir, removes leftovers
-// of downloads interrupted by a crash, and starts the access flusher. A
-// second Open of a directory that is already open, by this process or
-// another, fails after a second.
+// of downloads interrupted by a crash, and starts the background work:
+// the access flusher, the evictor, and the reconciliation of the metadata
+// with the disk (the store serves meanwhile). A second Open of a directory
+// that is already open, by this process or another, fails after a second.
 func Open(opts Options) (*Store, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("opening cache: a directory is required")
@@ -121,6 +151,9 @@ func Open(opts Options) (*Store, error) {
 	if opts.AccessFlushInterval <= 0 {
 		opts.AccessFlushInterval = DefaultAccessFlushInterval
 	}
+	if opts.WriteRetryInterval <= 0 {
+		opts.WriteRetryInterval = DefaultWriteRetryInterval
+	}
 	s := &Store{
 		dir:         opts.Dir,
 		blobsDir:    filepath.Join(opts.Dir, "blobs"),
@@ -129,6 +162,9 @@ func Open(opts Options) (*Store, error) {
 		log:         opts.Logger,
 		now:         opts.Now,
 		fills:       make(map[digest.Digest]*fill),
+		writeRetry:  opts.WriteRetryInterval,
+		evictWake:   make(chan struct{}, 1),
+		inUse:       make(map[digest.Digest]int),
 	}
 	if err := os.MkdirAll(s.blobsDir, 0o755); err != nil {
 		return nil, fmt.Errorf("opening cache: creating %s: %w", s.blobsDir, err)
@@ -143,15 +179,20 @@ func Open(opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("opening cache: removing interrupted downloads: %w", err)
 	}
+	if err := s.loadUsage(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	s.index, err = newIndex(opts.MemoryBytes)
 	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
+	s.maxBytes.Store(opts.MaxBytes)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.access.init()
-	s.wg.Add(1)
-	go s.flushAccessLoop(opts.AccessFlushInterval)
+	s.startBackground(opts.AccessFlushInterval)
+	s.triggerEvictIfOver()
 	return s, nil
 }
 
@@ -221,14 +262,20 @@ func (s *Store) Stat(d digest.Digest) (Object, error) {
 	return obj, nil
 }
 
-// Open returns the verified file of d and its metadata, or ErrNotFound.
-// The caller closes the file.
-func (s *Store) Open(d digest.Digest) (*os.File, Object, error) {
+// Open returns a reader of the verified object d (Complete, with its
+// File), or ErrNotFound. The caller closes the reader; until then the
+// object is not evicted. ctx bounds nothing for a stored object; it is
+// kept for the reader's interface.
+func (s *Store) Open(ctx context.Context, d digest.Digest) (*Reader, error) {
 	if !s.enter() {
-		return nil, Object{}, ErrClosed
+		return nil, ErrClosed
 	}
 	defer s.leave()
-	return s.open(d)
+	f, obj, err := s.open(d)
+	if err != nil {
+		return nil, err
+	}
+	return s.completeReader(ctx, f, obj), nil
 }
 
 // open is Open for callers that entered already.
@@ -308,7 +355,8 @@ func (s *Store) ReadAll(d digest.Digest, limit int64) ([]byte, Object, error) {
 
 // Put stores small content (a manifest) after verifying it against d
 // (ErrDigestMismatch). It does nothing when d is already stored, except
-// record mediaType when the stored one is empty.
+// record mediaType when the stored one is empty. While the disk is full or
+// unwritable it fails with an error wrapping ErrUnwritable.
 func (s *Store) Put(d digest.Digest, mediaType string, data []byte) error {
 	if !s.enter() {
 		return ErrClosed
@@ -337,14 +385,21 @@ func (s *Store) Put(d digest.Digest, mediaType string, data []byte) error {
 		s.setIndex(obj, data)
 		return nil
 	}
+	if !s.writable() {
+		s.notStored.Add(1)
+		return fmt.Errorf("storing %s: %w", d, ErrUnwritable)
+	}
+	// In use while it commits, so that the reconciliation after a start
+	// does not take its record for a crash's leftover.
+	defer s.use(d)()
 	tmp, err := os.CreateTemp(s.ingestDir, d.Encoded()+"-*")
 	if err != nil {
-		return fmt.Errorf("storing %s: %w", d, err)
+		return fmt.Errorf("storing %s: %w", d, s.noteWriteError("creating a file", err))
 	}
 	if _, err := tmp.Write(data); err != nil {
 		_ = tmp.Close()
 		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("storing %s: writing: %w", d, err)
+		return fmt.Errorf("storing %s: writing: %w", d, s.noteWriteError("writing", err))
 	}
 	if err := s.commit(tmp, obj); err != nil {
 		_ = os.Remove(tmp.Name())

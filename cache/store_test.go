@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -89,12 +90,12 @@ func TestPutStatReadAllOpen(t *testing.T) {
 				if err != nil || string(got) != string(tc.data) || obj != want {
 					t.Errorf("ReadAll (index cleared %v) = %d bytes, %+v, %v", fresh, len(got), obj, err)
 				}
-				f, obj, err := s.Open(d)
-				if err != nil || obj != want {
-					t.Fatalf("Open (index cleared %v) = %+v, %v", fresh, obj, err)
+				r, err := s.Open(context.Background(), d)
+				if err != nil || r.Size() != want.Size || r.MediaType() != want.MediaType || !r.Complete() {
+					t.Fatalf("Open (index cleared %v) = %v; want %+v", fresh, err, want)
 				}
-				fi, err := f.Stat()
-				f.Close()
+				fi, err := r.File().Stat()
+				r.Close()
 				if err != nil || fi.Size() != want.Size {
 					t.Errorf("opened file: %v, %v", fi, err)
 				}
@@ -292,8 +293,8 @@ func TestInvalidDigestsNameNoPath(t *testing.T) {
 		if _, err := s.Stat(d); err == nil {
 			t.Errorf("Stat(%q) succeeded", d)
 		}
-		if f, _, err := s.Open(d); err == nil {
-			f.Close()
+		if r, err := s.Open(context.Background(), d); err == nil {
+			r.Close()
 			t.Errorf("Open(%q) succeeded", d)
 		}
 		if _, _, err := s.ReadAll(d, 100); err == nil {
@@ -327,7 +328,7 @@ func TestClosedStore(t *testing.T) {
 	}
 	checks := map[string]error{}
 	_, checks["Stat"] = s.Stat(d)
-	_, _, checks["Open"] = s.Open(d)
+	_, checks["Open"] = s.Open(context.Background(), d)
 	_, _, checks["ReadAll"] = s.ReadAll(d, 10)
 	checks["Put"] = s.Put(d, "", data)
 	checks["SetTag"] = s.SetTag("u", "r", "t", Tag{})

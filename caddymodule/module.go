@@ -50,8 +50,10 @@ type Handler struct {
 	Storage string `json:"storage,omitempty"`
 
 	// MaxSize is the disk budget of the cache in bytes. Default: 10 GiB.
-	// Eviction against this budget is not implemented yet: the value is
-	// validated and kept for it.
+	// Beyond it the least recently used objects that no client is reading
+	// are evicted (blobs before the manifests that name them), down to 95%
+	// of the budget; a blob larger than the budget is served without being
+	// stored. The hot index and metadata are not counted.
 	MaxSize int64 `json:"max_size,omitempty"`
 
 	// Memory is the budget of the in-memory hot index in bytes, which holds
@@ -167,11 +169,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	store, err := openStore(dir, cache.Options{
 		Dir:         dir,
 		MemoryBytes: h.Memory,
+		MaxBytes:    h.MaxSize,
 		Logger:      h.logger.Named("cache"),
 	})
 	if err != nil {
 		return err
 	}
+	// A reload finds the cache open: the new budget applies from now on.
+	store.SetMaxBytes(h.MaxSize)
 	// From here on the handler holds one use of the cache, which Cleanup
 	// releases (Caddy calls Cleanup when Provision fails, too).
 	h.dir = dir

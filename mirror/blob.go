@@ -28,13 +28,13 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 	if err != nil {
 		return err
 	}
-	f, obj, err := m.store.Open(d)
+	cached, err := m.store.Open(r.Context(), d)
 	if err == nil {
-		defer f.Close()
+		defer cached.Close()
 		if ce := m.log.Check(zapcore.DebugLevel, "blob hit"); ce != nil {
-			ce.Write(zap.String("repository", t.repo), zap.String("digest", d.String()), zap.Int64("bytes", obj.Size))
+			ce.Write(zap.String("repository", t.repo), zap.String("digest", d.String()), zap.Int64("bytes", cached.Size()))
 		}
-		m.serveFile(w, r, f, d, obj.Size)
+		m.serveFile(w, r, cached.File(), d, cached.Size())
 		return nil
 	}
 	if !errors.Is(err, cache.ErrNotFound) {
@@ -44,6 +44,9 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 		return m.headBlobUpstream(w, r, t, d)
 	}
 	rd, err := m.store.Fill(r.Context(), d, m.blobFetch(t, d))
+	if errors.Is(err, cache.ErrUnwritable) {
+		return m.serveUncached(w, r, t, d)
+	}
 	if err != nil {
 		return err
 	}
@@ -56,7 +59,80 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 		m.serveFile(w, r, f, d, rd.Size())
 		return nil
 	}
-	return m.serveFill(w, r, rd, d)
+	err = m.serveFill(w, r, rd, d)
+	if errors.Is(err, cache.ErrUnwritable) {
+		// The disk filled up before this client got a byte.
+		return m.serveUncached(w, r, t, d)
+	}
+	return err
+}
+
+// serveUncached streams blob d from the upstream to the client without
+// storing it, while the cache disk is full or unwritable. A whole-object
+// GET is verified on the way: the last byte waits for the digest, and a
+// mismatch aborts the response. A range is relayed as the upstream
+// answers it (a client checks the digest of what it assembles).
+func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target, d digest.Digest) error {
+	hdr := http.Header{}
+	if rg := r.Header.Get("Range"); rg != "" {
+		hdr.Set("Range", rg)
+	}
+	resp, err := t.upstream.Do(r.Context(), upstream.Request{
+		Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Header: hdr,
+	})
+	if err != nil {
+		return fmt.Errorf("fetching blob %s@%s: %w", t.repo, d, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
+		return badUpstream("blob %s@%s answered status %d", t.repo, d, resp.StatusCode)
+	}
+	m.log.Debug("blob streamed without storing", zap.String("upstream", t.registry),
+		zap.String("repository", t.repo), zap.String("digest", d.String()), zap.Int64("bytes", resp.ContentLength))
+	setBlobHeaders(w.Header(), d)
+	if resp.ContentLength >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	if resp.StatusCode == http.StatusPartialContent {
+		w.Header().Set("Content-Range", resp.Header.Get("Content-Range"))
+		w.WriteHeader(http.StatusPartialContent)
+		_, _ = io.Copy(w, upstreamBody{resp.Body})
+		return nil
+	}
+	w.WriteHeader(http.StatusOK)
+	h := d.Algorithm().Hash()
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
+	// One byte is always held back, so that the response can still be
+	// aborted when the digest does not match.
+	var held []byte
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			if len(held) > 0 {
+				if _, werr := w.Write(held); werr != nil {
+					return nil // the client left
+				}
+			}
+			if _, werr := w.Write(buf[:n-1]); werr != nil {
+				return nil
+			}
+			held = append(held[:0], buf[n-1])
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			m.abort(r, d, fmt.Errorf("%w: reading the upstream body: %w", errBadUpstream, rerr))
+		}
+	}
+	if got := digest.NewDigest(d.Algorithm(), h); got != d {
+		m.abort(r, d, fmt.Errorf("%w: %w: content hashes to %s", errBadUpstream, cache.ErrDigestMismatch, got))
+	}
+	_, _ = w.Write(held)
+	return nil
 }
 
 // blobFetch returns the fill's fetch of blob d from t's upstream. It runs

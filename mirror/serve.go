@@ -75,12 +75,9 @@ func (m *Mirror) serveFill(w http.ResponseWriter, r *http.Request, rd *cache.Rea
 		if err := rd.Wait(r.Context()); err != nil {
 			return err
 		}
-		f, obj, err := m.store.Open(d)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		m.serveFile(w, r, f, d, obj.Size)
+		// Verified: served from the reader's own file, which may not be
+		// stored (larger than the budget, or the disk is full).
+		m.serveFile(w, r, rd.File(), d, rd.Size())
 		return nil
 	}
 	size := rd.Size()
