@@ -81,10 +81,27 @@ func isDiskFull(err error) bool {
 		errors.Is(err, syscall.EROFS) || errors.Is(err, fs.ErrPermission)
 }
 
+// resumeFreeBytes is the free space that ends a disk-full pause early.
+const resumeFreeBytes = 1 << 20
+
 // writable reports whether the store may try a write now: it is not in
-// the pause that follows a disk-full error, or the pause is over.
+// the pause that follows a disk-full error, the pause is over, or (looked
+// at once a second at most) the file system has room again.
 func (s *Store) writable() bool {
-	return s.unwritableUntil.Load() <= s.now().UnixNano()
+	until := s.unwritableUntil.Load()
+	if until == 0 {
+		return true
+	}
+	now := s.now().UnixNano()
+	if until <= now {
+		return true
+	}
+	last := s.spaceChecked.Load()
+	if now-last < int64(time.Second) || !s.spaceChecked.CompareAndSwap(last, now) {
+		return false
+	}
+	free, ok := freeBytes(s.dir)
+	return ok && free >= resumeFreeBytes
 }
 
 // noteWriteError records a failed write. When the disk is full or

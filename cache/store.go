@@ -69,7 +69,8 @@ type Options struct {
 	MaxBytes int64
 	// WriteRetryInterval is how long the store stops writing after the disk
 	// was found full or unwritable; content is served without being stored
-	// meanwhile. Default: 30s.
+	// meanwhile. Writing resumes earlier when the file system shows 1 MiB
+	// free again (checked once a second at most). Default: 30s.
 	WriteRetryInterval time.Duration
 }
 
@@ -121,6 +122,7 @@ type Store struct {
 	notStored       atomic.Int64
 	writeFailures   atomic.Int64
 	unwritableUntil atomic.Int64 // Unix nanoseconds; 0 when writable
+	spaceChecked    atomic.Int64 // Unix nanoseconds of the last free-space check
 	evictWake       chan struct{}
 
 	useMu sync.Mutex

@@ -11,6 +11,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
@@ -22,6 +23,11 @@ import (
 var hub *hubtest.Hub
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childCaddyEnv) == "1" {
+		// This test binary was started as a Caddy process (crash tests).
+		caddycmd.Main()
+		return
+	}
 	h, err := hubtest.Start(hubtest.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the test hub:", err)
