@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -77,4 +78,29 @@ func BenchmarkParseDigest(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func FuzzParseDigest(f *testing.F) {
+	for _, seed := range []string{
+		"sha256:" + strings.Repeat("a", 64), "sha512:" + strings.Repeat("0", 128), "sha256:" + strings.Repeat("A", 64),
+		"sha384:" + strings.Repeat("a", 96), "sha256:", ":", "sha256:abc", "sha256:../../etc/passwd",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseDigest(s)
+		if ok := err == nil; ok != digestRE.MatchString(s) {
+			t.Fatalf("ParseDigest(%q) ok=%v, grammar says %v", s, ok, !ok)
+		}
+		if err != nil {
+			var oe *Error
+			if !errors.As(err, &oe) || oe.Status != http.StatusBadRequest || oe.Code() != CodeDigestInvalid {
+				t.Fatalf("ParseDigest(%q) error %v is not a 400 DIGEST_INVALID", s, err)
+			}
+			return
+		}
+		if d.String() != s || d.Validate() != nil {
+			t.Fatalf("ParseDigest(%q) = %q, which go-digest rejects: %v", s, d, d.Validate())
+		}
+	})
 }
