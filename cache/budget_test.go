@@ -2,7 +2,9 @@ package cache
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
 )
 
 // seeded returns n pseudo-random bytes drawn from seed, and their digest.
@@ -332,5 +335,71 @@ func TestDiskFull(t *testing.T) {
 	}
 	if st := s.Stats(); st.Unwritable || st.NotStored < 2 {
 		t.Errorf("stats %+v: want writable again, and the contents not stored counted", st)
+	}
+}
+
+// buildLargeCache writes n small objects straight into a cache directory
+// (files and one metadata transaction, no fsync), as a cache that served
+// for months would hold them, and returns their digests.
+func buildLargeCache(tb testing.TB, dir string, n int) []digest.Digest {
+	tb.Helper()
+	s, err := Open(Options{Dir: dir})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ds := make([]digest.Digest, n)
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(objectsBucket)
+		for i := range n {
+			data := []byte(fmt.Sprintf("object %d", i))
+			d := digest.FromBytes(data)
+			ds[i] = d
+			path, _ := s.blobPath(d)
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				return err
+			}
+			v, _ := json.Marshal(objectMeta{Size: int64(len(data)), MediaType: blobMediaType, LastAccess: int64(i)})
+			if err := b.Put([]byte(d), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return ds
+}
+
+// BenchmarkOpenLargeCache measures a start with 100,000 cached objects:
+// Open until the first object is served. The reconciliation with the disk
+// goes on in the background and is not part of it.
+func BenchmarkOpenLargeCache(b *testing.B) {
+	dir := b.TempDir()
+	ds := buildLargeCache(b, dir, 100_000)
+	for b.Loop() {
+		s, err := Open(Options{Dir: dir, MaxBytes: 1 << 30})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := s.Open(context.Background(), ds[len(ds)/2])
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.Close()
+		b.StopTimer()
+		if st := s.Stats(); st.Objects < 100_000 {
+			b.Fatalf("%d objects counted", st.Objects)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
 	}
 }
