@@ -91,14 +91,25 @@ http://127.0.0.1:%d {
 	registry_cache {
 		storage %s
 		tag_ttl 1h
-		%s
-		%s
+%s
 	}
 }
-`, filepath.Join(filepath.Dir(o.storage), "caddy-data"), o.port, o.storage, o.upstreams, o.block)
+`, filepath.Join(filepath.Dir(o.storage), "caddy-data"), o.port, o.storage, blockLines(o.upstreams, o.block))
 	loadCaddyfile(t, cfg)
 	host := fmt.Sprintf("127.0.0.1:%d", o.port)
 	return &mirrorSite{Host: host, URL: "http://" + host, Storage: o.storage}
+}
+
+// blockLines indents the non-empty parts as lines of a registry_cache
+// block, so that the Caddyfile stays formatted.
+func blockLines(parts ...string) string {
+	var lines []string
+	for _, p := range parts {
+		if strings.TrimSpace(p) != "" {
+			lines = append(lines, "\t\t"+p)
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // loadCaddyfile adapts and loads a Caddyfile into the in-process Caddy.

@@ -40,7 +40,7 @@ func TestStaleLimitSpent(t *testing.T) {
 	if _, _, err := hub.PushImage("library/outage2", "1", 1, 4096, false); err != nil {
 		t.Fatal(err)
 	}
-	m := startMirror(t, siteOptions{block: "tag_ttl 1ns\nstale_if_error 1ns"})
+	m := startMirror(t, siteOptions{block: "tag_ttl 1ns\n\t\tstale_if_error 1ns"})
 	pullImage(t, m.Host+"/outage2:1")
 	hub.SetFault(hubtest.Fault{Kind: hubtest.Fault503, Target: hubtest.TargetAll})
 	defer hub.SetFault(hubtest.Fault{})
