@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -161,7 +162,7 @@ func TestFillsStayWithinBudget(t *testing.T) {
 	}
 }
 
-func TestLargerThanBudgetIsServedNotStored(t *testing.T) {
+func TestLargerThanBudgetIsNotWritten(t *testing.T) {
 	tests := []struct {
 		name string
 		size int64 // announced size; -1: unknown
@@ -174,25 +175,16 @@ func TestLargerThanBudgetIsServedNotStored(t *testing.T) {
 			s := openTestWith(t, Options{Dir: t.TempDir(), MaxBytes: 4096})
 			data, d := seeded(8192, 7)
 			r, err := s.Fill(t.Context(), d, fetchOf(data, tc.size, nil))
-			if err != nil {
-				t.Fatal(err)
+			if err == nil {
+				_, err = io.ReadAll(r)
+				r.Close()
 			}
-			defer r.Close()
-			got, err := io.ReadAll(r)
-			if err != nil || string(got) != string(data) {
-				t.Fatalf("read %d bytes, %v", len(got), err)
-			}
-			if err := r.Wait(t.Context()); err != nil || r.File() == nil {
-				t.Fatalf("Wait = %v, file %v: the content verified", err, r.File())
-			}
-			// Waiting on the verified reader, then seeking, still works
-			// from its own file.
-			if _, err := r.File().Seek(0, io.SeekStart); err != nil {
-				t.Fatal(err)
+			if !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("filling more than the budget: %v, want ErrTooLarge", err)
 			}
 			waitFillsDone(t, s)
 			if _, err := s.Stat(d); !errors.Is(err, ErrNotFound) {
-				t.Errorf("Stat = %v, want ErrNotFound: the object is larger than the budget", err)
+				t.Errorf("Stat = %v, want ErrNotFound", err)
 			}
 			if st := s.Stats(); st.NotStored != 1 || st.UsedBytes != 0 || st.ReservedBytes != 0 {
 				t.Errorf("stats %+v, want 1 not stored and nothing used or reserved", st)
@@ -201,6 +193,46 @@ func TestLargerThanBudgetIsServedNotStored(t *testing.T) {
 				t.Errorf("ingest/ keeps %v", left)
 			}
 		})
+	}
+}
+
+func TestFillSlots(t *testing.T) {
+	s := openTestWith(t, Options{Dir: t.TempDir(), MaxFills: 1, FillQueueTimeout: 100 * time.Millisecond})
+	var calls atomic.Int64
+	fetch, pw := pipeFetch(-1, &calls)
+	_, d1 := seeded(10, 1)
+	r1, err := s.Fill(t.Context(), d1, fetch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r1.Close()
+	// A second digest finds the one slot taken and gives up after the
+	// queue timeout; joining the running fill needs no slot.
+	data2, d2 := seeded(10, 2)
+	if _, err := s.Fill(t.Context(), d2, fetchOf(data2, 10, nil)); !errors.Is(err, ErrBusy) {
+		t.Errorf("Fill with every slot taken = %v, want ErrBusy", err)
+	}
+	r1b, err := s.Fill(t.Context(), d1, fetchOf(nil, 0, nil))
+	if err != nil {
+		t.Fatalf("joining the running fill: %v", err)
+	}
+	r1b.Close()
+	// A waiting fill starts as soon as the slot frees.
+	done := make(chan error, 1)
+	go func() {
+		r, err := s.Fill(context.Background(), d2, fetchOf(data2, 10, nil))
+		if err == nil {
+			_, err = io.ReadAll(r)
+			r.Close()
+		}
+		done <- err
+	}()
+	_ = pw.CloseWithError(errors.New("upstream gone"))
+	if err := <-done; err != nil {
+		t.Errorf("the queued fill: %v", err)
+	}
+	if calls.Load() != 1 {
+		t.Errorf("%d fetches of the first digest, want 1", calls.Load())
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
@@ -107,9 +108,34 @@ func (s *Store) Fill(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Re
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("filling %q: %w", d, err)
 	}
-	r, err := s.join(ctx, d, fetch)
-	if err != nil || r.complete {
-		return r, err
+	var queued <-chan time.Time
+	var r *Reader
+	for {
+		var slotFreed <-chan struct{}
+		var err error
+		r, slotFreed, err = s.join(ctx, d, fetch)
+		if err != nil || r != nil && r.complete {
+			return r, err
+		}
+		if r != nil {
+			break
+		}
+		// Every fill slot is taken: wait for one, then look again (the
+		// object may have been stored or its fill started meanwhile).
+		if queued == nil {
+			t := time.NewTimer(s.fillQueueTimeout)
+			defer t.Stop()
+			queued = t.C
+		}
+		select {
+		case <-slotFreed:
+		case <-queued:
+			return nil, fmt.Errorf("filling %s: %d downloads in progress: %w", d, cap(s.fillSlots), ErrBusy)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.ctx.Done():
+			return nil, ErrClosed
+		}
 	}
 	fl := r.fill
 	select {
@@ -130,18 +156,20 @@ func (s *Store) Fill(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Re
 }
 
 // join returns a reader of the stored d, or one attached to the fill of d,
-// which it starts when there is none.
-func (s *Store) join(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Reader, error) {
+// which it starts when there is none. When a fill must start and every
+// fill slot is taken, it returns no reader and a channel closed when a
+// slot frees.
+func (s *Store) join(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Reader, <-chan struct{}, error) {
 	if !s.enter() {
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	defer s.leave()
 	f, obj, err := s.open(d)
 	if err == nil {
-		return s.completeReader(ctx, f, obj), nil
+		return s.completeReader(ctx, f, obj), nil, nil
 	}
 	if !errors.Is(err, ErrNotFound) {
-		return nil, err
+		return nil, nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -156,19 +184,33 @@ func (s *Store) join(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Re
 		// The fill of d may have been stored and left since the check
 		// above; a new one would download d again.
 		if f, obj, err := s.open(d); err == nil {
-			return s.completeReader(ctx, f, obj), nil
+			return s.completeReader(ctx, f, obj), nil, nil
+		}
+		select {
+		case s.fillSlots <- struct{}{}:
+		default:
+			return nil, s.slotFreed, nil
 		}
 		if fl, err = s.startFill(d, fetch); err != nil {
-			return nil, err
+			s.freeSlot()
+			return nil, nil, err
 		}
 	}
 	committed, _ := s.blobPath(d) // d is valid
 	file, err := fl.open(committed)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fl.addReaders(1)
-	return &Reader{ctx: ctx, fill: fl, file: file, size: -1, release: s.use(d)}, nil
+	return &Reader{ctx: ctx, fill: fl, file: file, size: -1, release: s.use(d)}, nil, nil
+}
+
+// freeSlot gives a fill slot back and wakes the callers waiting for one.
+// Called with s.mu held.
+func (s *Store) freeSlot() {
+	<-s.fillSlots
+	close(s.slotFreed)
+	s.slotFreed = make(chan struct{})
 }
 
 // open opens the fill's content for a new reader: the temporary file, or
@@ -222,8 +264,10 @@ func (s *Store) startFill(d digest.Digest, fetch FetchFunc) (*fill, error) {
 
 // runFill downloads and verifies one fill, stores it when it may, publishes
 // the verdict, then unregisters the fill. The verdict is the content's:
-// verified content that cannot be stored (larger than the budget, disk
-// full) still serves its readers from the download, which is then dropped.
+// verified content that cannot be stored (the disk filled up as it was
+// committed) still serves its readers from the download, which is then
+// dropped. Content larger than the budget fails the fill with ErrTooLarge
+// before any byte is written, or once it outgrows the budget.
 func (s *Store) runFill(fl *fill, tmp *os.File, fetch FetchFunc) {
 	defer s.wg.Done()
 	start := s.now()
@@ -266,19 +310,14 @@ func (s *Store) runFill(fl *fill, tmp *os.File, fetch FetchFunc) {
 	if s.fills[fl.d] == fl {
 		delete(s.fills, fl.d)
 	}
+	s.freeSlot()
 	s.mu.Unlock()
 }
 
-// store commits a verified fill when the budget and the disk allow, and
-// reports whether it did. A failure is logged and counted, not returned:
+// store commits a verified fill when the disk allows, and reports whether
+// it did. A failure is logged and counted, not returned:
 // the content is good, only the cache goes without it.
 func (s *Store) store(fl *fill, tmp *os.File, written int64) bool {
-	if !s.fitsBudget(written) {
-		s.notStored.Add(1)
-		s.log.Debug("not storing an object larger than the cache budget", zap.String("digest", fl.d.String()),
-			zap.Int64("bytes", written), zap.Int64("budget_bytes", s.maxBytes.Load()))
-		return false
-	}
 	obj := Object{Digest: fl.d, Size: written, MediaType: fl.mediaType}
 	if err := s.commit(tmp, obj); err != nil {
 		s.notStored.Add(1)
@@ -309,6 +348,14 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, error)
 	if src.Size < 0 {
 		src.Size = -1
 	}
+	if !s.fitsBudget(src.Size) {
+		// Never written to disk: the caller streams it past the cache.
+		_ = src.Body.Close()
+		s.notStored.Add(1)
+		fl.fetchErr = fmt.Errorf("filling %s: %d bytes exceed the cache budget: %w", fl.d, src.Size, ErrTooLarge)
+		close(fl.ready)
+		return 0, fl.fetchErr
+	}
 	fl.size, fl.mediaType = src.Size, src.MediaType
 	if src.Size > 0 && s.fitsBudget(src.Size) {
 		fl.reserved = src.Size
@@ -334,6 +381,10 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, error)
 		if n > 0 {
 			if src.Size >= 0 && written+int64(n) > src.Size {
 				return written, fmt.Errorf("filling %s: more than the %d bytes announced: %w", fl.d, src.Size, ErrSizeMismatch)
+			}
+			if !s.fitsBudget(written + int64(n)) {
+				s.notStored.Add(1)
+				return written, fmt.Errorf("filling %s: more bytes than the cache budget: %w", fl.d, ErrTooLarge)
 			}
 			if _, werr := tmp.Write(buf[:n]); werr != nil {
 				return written, fmt.Errorf("filling %s: writing: %w", fl.d, s.noteWriteError("writing a download", werr))

@@ -25,10 +25,13 @@ var (
 	ErrDigestMismatch = errors.New("content does not match its digest")
 	// ErrSizeMismatch means content was longer or shorter than announced.
 	ErrSizeMismatch = errors.New("content does not match its expected size")
-	// ErrTooLarge means an object is larger than the caller's limit.
+	// ErrTooLarge means an object is larger than the caller's limit, or a
+	// fill larger than the cache budget.
 	ErrTooLarge = errors.New("object too large")
 	// ErrClosed means the store was closed.
 	ErrClosed = errors.New("cache closed")
+	// ErrBusy means every fill slot stayed taken for the queue timeout.
+	ErrBusy = errors.New("too many downloads in progress")
 )
 
 // Defaults of Options.
@@ -44,6 +47,11 @@ const (
 	// DefaultWriteRetryInterval is how long writes pause after the disk was
 	// found full or unwritable, by default: 30 seconds.
 	DefaultWriteRetryInterval = 30 * time.Second
+	// DefaultMaxFills is the default number of fills that may run at once.
+	DefaultMaxFills = 64
+	// DefaultFillQueueTimeout is how long a new fill waits for a slot by
+	// default: one minute.
+	DefaultFillQueueTimeout = time.Minute
 )
 
 // Options configure a Store; zero values mean defaults.
@@ -64,14 +72,22 @@ type Options struct {
 	AccessFlushInterval time.Duration
 	// MaxBytes is the disk budget of the stored objects: beyond it, the
 	// least recently used objects that nobody is reading are evicted, and
-	// an object larger than it is served without being stored. Zero or
-	// less: no budget.
+	// a fill larger than it fails with ErrTooLarge (the caller streams the
+	// object past the cache). Zero or less: no budget.
 	MaxBytes int64
 	// WriteRetryInterval is how long the store stops writing after the disk
 	// was found full or unwritable; content is served without being stored
 	// meanwhile. Writing resumes earlier when the file system shows 1 MiB
 	// free again (checked once a second at most). Default: 30s.
 	WriteRetryInterval time.Duration
+	// MaxFills bounds the fills (upstream downloads) running at once, and
+	// with them the file descriptors and upstream connections a flood of
+	// distinct cold requests can take. A fill beyond it waits for a slot;
+	// joining a fill in progress needs none. Default: 64.
+	MaxFills int
+	// FillQueueTimeout is how long a new fill waits for a slot before Fill
+	// gives up with ErrBusy. Default: 1m.
+	FillQueueTimeout time.Duration
 }
 
 // Object is the metadata of one verified object.
@@ -106,8 +122,11 @@ type Store struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // fills and the access flusher
 
-	mu    sync.Mutex
-	fills map[digest.Digest]*fill
+	mu               sync.Mutex
+	fills            map[digest.Digest]*fill
+	fillSlots        chan struct{} // one token per running fill
+	slotFreed        chan struct{} // closed and replaced when a slot frees; under mu
+	fillQueueTimeout time.Duration
 
 	access accessLog
 
@@ -156,6 +175,12 @@ func Open(opts Options) (*Store, error) {
 	if opts.WriteRetryInterval <= 0 {
 		opts.WriteRetryInterval = DefaultWriteRetryInterval
 	}
+	if opts.MaxFills <= 0 {
+		opts.MaxFills = DefaultMaxFills
+	}
+	if opts.FillQueueTimeout <= 0 {
+		opts.FillQueueTimeout = DefaultFillQueueTimeout
+	}
 	s := &Store{
 		dir:         opts.Dir,
 		blobsDir:    filepath.Join(opts.Dir, "blobs"),
@@ -166,7 +191,11 @@ func Open(opts Options) (*Store, error) {
 		fills:       make(map[digest.Digest]*fill),
 		writeRetry:  opts.WriteRetryInterval,
 		evictWake:   make(chan struct{}, 1),
-		inUse:       make(map[digest.Digest]int),
+		fillSlots:   make(chan struct{}, opts.MaxFills),
+		slotFreed:   make(chan struct{}),
+
+		fillQueueTimeout: opts.FillQueueTimeout,
+		inUse:            make(map[digest.Digest]int),
 	}
 	if err := os.MkdirAll(s.blobsDir, 0o755); err != nil {
 		return nil, fmt.Errorf("opening cache: creating %s: %w", s.blobsDir, err)

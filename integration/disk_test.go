@@ -39,6 +39,25 @@ func TestMaxSizeEvictsAndPullsStillWork(t *testing.T) {
 	hub.Counters.Reset()
 	pullImage(t, m.Host+"/"+refs[len(refs)-1])
 	wantCount(t, "pull of the most recent image: upstream blob GETs", hub.Counters.BlobGET.Load(), 0)
+
+	// A blob larger than the whole budget is streamed past the cache.
+	layer, _, err := hub.PushLargeBlobImage("library/overbudget", "1", 2<<20, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pass := range 2 {
+		hub.Counters.Reset()
+		resp := m.do(t, http.MethodGet, "/v2/overbudget/blobs/"+layer)
+		got, n, err := hashBody(resp.Body)
+		resp.Body.Close()
+		if err != nil || got != layer || n != 2<<20 {
+			t.Fatalf("blob over the budget, pass %d: %s, %d bytes, %v", pass, got, n, err)
+		}
+		// One GET learns the size (the fill gives up before writing a
+		// byte), the second streams the blob past the cache.
+		wantCount(t, "blob over the budget: CDN GETs", hub.Counters.CDNGET.Load(), 2)
+	}
+	waitForBudget(t, m.Storage, budget)
 }
 
 // waitForBudget waits until the cached files of storage fit budget

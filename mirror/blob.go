@@ -44,8 +44,13 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 		return m.headBlobUpstream(w, r, t, d)
 	}
 	rd, err := m.store.Fill(r.Context(), d, m.blobFetch(t, d))
-	if errors.Is(err, cache.ErrUnwritable) {
+	if passesCache(err) {
 		return m.serveUncached(w, r, t, d)
+	}
+	if errors.Is(err, cache.ErrBusy) {
+		w.Header().Set("Retry-After", "10")
+		return oci.Errorf(http.StatusServiceUnavailable, oci.CodeUnavailable,
+			"too many downloads in progress; retry shortly")
 	}
 	if err != nil {
 		return err
@@ -60,15 +65,24 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 		return nil
 	}
 	err = m.serveFill(w, r, rd, d)
-	if errors.Is(err, cache.ErrUnwritable) {
-		// The disk filled up before this client got a byte.
+	if passesCache(err) {
+		// The disk filled up, or the blob outgrew the budget, before this
+		// client got a byte.
 		return m.serveUncached(w, r, t, d)
 	}
 	return err
 }
 
+// passesCache reports whether a fill's error means the blob must go past
+// the cache, streamed from the upstream without storing: the disk is full
+// or unwritable, or the blob is larger than the cache budget.
+func passesCache(err error) bool {
+	return errors.Is(err, cache.ErrUnwritable) || errors.Is(err, cache.ErrTooLarge)
+}
+
 // serveUncached streams blob d from the upstream to the client without
-// storing it, while the cache disk is full or unwritable. A whole-object
+// storing it, while the cache disk is full or unwritable, or when the blob
+// is larger than the cache budget. A whole-object
 // GET is verified on the way: the last byte waits for the digest, and a
 // mismatch aborts the response. A range is relayed as the upstream
 // answers it (a client checks the digest of what it assembles).
