@@ -2,9 +2,12 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -45,12 +48,19 @@ func TestErrorsAreOCIJSON(t *testing.T) {
 		{"bad tag", http.MethodGet, "/v2/errs/manifests/-bad", 400, "TAG_INVALID", false},
 		{"unconfigured ns", http.MethodGet, "/v2/x/manifests/ok?ns=evil.example", 404, "NAME_UNKNOWN", false},
 		{"unconfigured path prefix", http.MethodGet, "/v2/evil.example/x/manifests/ok", 404, "NAME_UNKNOWN", false},
+		{"oversize name", http.MethodGet, "/v2/" + strings.Repeat("abcdefgh/", 30) + "x/manifests/ok", 400, "NAME_INVALID", false},
+		{"CR LF in a tag", http.MethodGet, "/v2/errs/manifests/ok%0d%0aX-Injected:%201", 400, "NAME_INVALID", false},
+		{"NUL in a name", http.MethodGet, "/v2/errs%00/manifests/ok", 400, "NAME_INVALID", false},
+		{"truncated sha512", http.MethodGet, "/v2/errs/blobs/sha512:" + strings.Repeat("a", 127), 400, "DIGEST_INVALID", false},
+		{"uppercase digest", http.MethodGet, "/v2/errs/blobs/sha256:" + strings.Repeat("AB", 32), 400, "DIGEST_INVALID", false},
+		{"traversal in a digest", http.MethodGet, "/v2/errs/blobs/sha256:..%2f..%2fmeta.db", 400, "NAME_INVALID", false},
 		{"unknown tag", http.MethodGet, "/v2/errs/manifests/nope", 404, "MANIFEST_UNKNOWN", true},
 		{"unknown blob", http.MethodGet, "/v2/errs/blobs/" + missing, 404, "BLOB_UNKNOWN", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			hub.Counters.Reset()
+			before := cacheFiles(t, m.Storage)
 			resp := m.do(t, tc.method, tc.path)
 			defer resp.Body.Close()
 			body, _ := io.ReadAll(resp.Body)
@@ -72,9 +82,31 @@ func TestErrorsAreOCIJSON(t *testing.T) {
 			}
 			if !tc.upstreamAllowed {
 				wantCount(t, "upstream requests", hub.Counters.Upstream(), 0)
+				if after := cacheFiles(t, m.Storage); after != before {
+					t.Errorf("the cache changed: %s, before %s", after, before)
+				}
 			}
 		})
 	}
+}
+
+// cacheFiles lists the content files of a cache (blobs/ and ingest/), as
+// one string to compare.
+func cacheFiles(t *testing.T, storage string) string {
+	t.Helper()
+	var names []string
+	for _, sub := range []string{"blobs", "ingest"} {
+		err := filepath.WalkDir(filepath.Join(storage, sub), func(path string, e fs.DirEntry, err error) error {
+			if err == nil && !e.IsDir() {
+				names = append(names, path)
+			}
+			return err
+		})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	return fmt.Sprint(names)
 }
 
 func TestBaseEndpoint(t *testing.T) {
