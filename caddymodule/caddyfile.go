@@ -25,6 +25,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		memory    <size>
 //		tag_ttl   <duration>
 //		stale_if_error <duration>
+//		connect_timeout  <duration>
+//		response_timeout <duration>
+//		stall_timeout    <duration>
 //		default   <registry>
 //		upstream  <registry> [<url>] {
 //			url      <url>
@@ -77,6 +80,23 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.TagTTL = caddy.Duration(dur)
 			} else {
 				h.StaleIfError = caddy.Duration(dur)
+			}
+		case "connect_timeout", "response_timeout", "stall_timeout":
+			opt := d.Val()
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("%s: %v", opt, err)
+			}
+			switch opt {
+			case "connect_timeout":
+				h.ConnectTimeout = caddy.Duration(dur)
+			case "response_timeout":
+				h.ResponseTimeout = caddy.Duration(dur)
+			default:
+				h.StallTimeout = caddy.Duration(dur)
 			}
 		case "default":
 			if !d.NextArg() {

@@ -72,6 +72,20 @@ type Handler struct {
 	// outage of any length.
 	StaleIfError caddy.Duration `json:"stale_if_error,omitempty"`
 
+	// ConnectTimeout bounds connecting to an upstream endpoint; a failed
+	// endpoint is skipped for a while in favour of the next. Default: 10s.
+	ConnectTimeout caddy.Duration `json:"connect_timeout,omitempty"`
+
+	// ResponseTimeout bounds the wait for an upstream's response headers;
+	// when it passes, a stale tag is served (see stale_if_error), or the
+	// client gets 504. Default: 30s.
+	ResponseTimeout caddy.Duration `json:"response_timeout,omitempty"`
+
+	// StallTimeout fails an upstream body that sends no byte for this long:
+	// the download is dropped, never stored, and its clients' responses are
+	// aborted. A slow body that keeps moving never times out. Default: 30s.
+	StallTimeout caddy.Duration `json:"stall_timeout,omitempty"`
+
 	// Default names the upstream that serves requests naming no registry
 	// (neither by containerd's ns parameter nor by a leading registry host
 	// in the path). Default: docker.io when it is configured, else the
@@ -160,7 +174,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if origin, ok := mirror.RegistryOrigin(name); ok {
 			cfg.Namespace, cfg.Origin = name, origin
 		}
-		c, err := upstream.New(cfg, upstream.Options{Logger: h.logger.Named("upstream")})
+		c, err := upstream.New(cfg, upstream.Options{
+			Logger:                h.logger.Named("upstream"),
+			DialTimeout:           time.Duration(h.ConnectTimeout),
+			ResponseHeaderTimeout: time.Duration(h.ResponseTimeout),
+			StallTimeout:          time.Duration(h.StallTimeout),
+		})
 		if err != nil {
 			return fmt.Errorf("upstream %s: %w", u.Name, err)
 		}
@@ -223,6 +242,13 @@ func (h *Handler) Validate() error {
 	}
 	if h.StaleIfError < 0 {
 		return fmt.Errorf("stale_if_error must not be negative, got %s", time.Duration(h.StaleIfError))
+	}
+	for name, d := range map[string]caddy.Duration{
+		"connect_timeout": h.ConnectTimeout, "response_timeout": h.ResponseTimeout, "stall_timeout": h.StallTimeout,
+	} {
+		if d < 0 {
+			return fmt.Errorf("%s must not be negative, got %s", name, time.Duration(d))
+		}
 	}
 	seen := make(map[string]bool, len(h.Upstreams))
 	for _, u := range h.Upstreams {
