@@ -100,7 +100,7 @@ func (s *Store) flushAccess() error {
 					adopted = append(adopted, fi.Size())
 				}
 			}
-			m.LastAccess = at.Unix()
+			m.LastAccess = at.UnixNano()
 			v, err := json.Marshal(m)
 			if err != nil {
 				return err
@@ -120,7 +120,7 @@ func (s *Store) flushAccess() error {
 	return nil
 }
 
-// LastAccess returns when d was last read (to the second), as far as
+// LastAccess returns when d was last read, as far as
 // meta.db and the pending accesses know.
 func (s *Store) LastAccess(d digest.Digest) (time.Time, bool) {
 	if t, ok := s.access.get(d); ok {
@@ -131,7 +131,7 @@ func (s *Store) LastAccess(d digest.Digest) (time.Time, bool) {
 	}
 	defer s.leave()
 	if m, ok := s.readObjectMeta(d); ok && m.LastAccess > 0 {
-		return time.Unix(m.LastAccess, 0), true
+		return time.Unix(0, m.LastAccess), true
 	}
 	return time.Time{}, false
 }

@@ -83,7 +83,7 @@ func TestLastAccess(t *testing.T) {
 			if _, pending := s.access.get(tc.d); pending {
 				t.Errorf("the access is still pending after a flush")
 			}
-			if m, ok := s.readObjectMeta(tc.d); !ok || m.LastAccess != tc.at {
+			if m, ok := s.readObjectMeta(tc.d); !ok || m.LastAccess != tc.at*int64(time.Second) {
 				t.Errorf("flushed record = %+v, %v; want last access %d", m, ok, tc.at)
 			}
 		})

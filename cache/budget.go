@@ -201,7 +201,7 @@ func (s *Store) evictLoop() {
 type candidate struct {
 	d          digest.Digest
 	size       int64
-	lastAccess int64 // Unix seconds
+	lastAccess int64 // Unix nanoseconds
 	manifest   bool
 }
 
@@ -286,7 +286,7 @@ func (s *Store) candidates() ([]candidate, error) {
 			d := digest.Digest(k)
 			c := candidate{d: d, size: m.Size, lastAccess: m.LastAccess, manifest: isManifestType(m.MediaType)}
 			if at, ok := s.access.get(d); ok {
-				c.lastAccess = at.Unix()
+				c.lastAccess = at.UnixNano()
 			}
 			cands = append(cands, c)
 			return nil
@@ -469,7 +469,7 @@ func (s *Store) reconcileOnce() (dropped, adopted int, err error) {
 			if b.Get([]byte(d)) != nil {
 				return nil
 			}
-			v, merr := json.Marshal(objectMeta{Size: fi.Size(), LastAccess: fi.ModTime().Unix()})
+			v, merr := json.Marshal(objectMeta{Size: fi.Size(), LastAccess: fi.ModTime().UnixNano()})
 			if merr != nil {
 				return merr
 			}

@@ -25,7 +25,7 @@ const metaOpenTimeout = time.Second
 type objectMeta struct {
 	Size       int64  `json:"size"`
 	MediaType  string `json:"media_type,omitempty"`
-	LastAccess int64  `json:"last_access,omitempty"` // Unix seconds
+	LastAccess int64  `json:"last_access_ns,omitempty"` // Unix nanoseconds
 }
 
 // openMeta opens meta.db and creates its buckets. While another Store (of
@@ -72,7 +72,7 @@ func (s *Store) readObjectMeta(d digest.Digest) (objectMeta, bool) {
 func (s *Store) writeObjectMeta(obj Object) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(objectsBucket)
-		m := objectMeta{Size: obj.Size, MediaType: obj.MediaType, LastAccess: s.now().Unix()}
+		m := objectMeta{Size: obj.Size, MediaType: obj.MediaType, LastAccess: s.now().UnixNano()}
 		if v := b.Get([]byte(obj.Digest)); v != nil && m.MediaType == "" {
 			var old objectMeta
 			if json.Unmarshal(v, &old) == nil {
