@@ -37,6 +37,8 @@ type daemon struct {
 	err  error
 	// stopOnce makes stop run once, from a test or its cleanup.
 	stopOnce sync.Once
+	// reported is set once a failure showed the daemon's log.
+	reported bool
 }
 
 // startDaemon starts bin with args, its output in dir/<name>.log, and
@@ -83,10 +85,12 @@ func (d *daemon) waitReady(t *testing.T, ready func(context.Context) error) {
 			return
 		}
 		if time.Now().After(deadline) {
+			d.reported = true
 			t.Fatalf("%s did not answer within %s: %v\n%s", d.name, daemonStartTimeout, err, d.logText())
 		}
 		select {
 		case <-d.done:
+			d.reported = true
 			t.Fatalf("%s exited before it answered: %v\n%s", d.name, d.err, d.logText())
 		case <-tick.C:
 		}
@@ -107,7 +111,9 @@ func (d *daemon) terminate(t *testing.T) {
 	t.Helper()
 	select {
 	case <-d.done:
-		t.Errorf("%s exited during the test: %v", d.name, d.err)
+		if !d.reported {
+			t.Errorf("%s exited during the test: %v", d.name, d.err)
+		}
 	default:
 		_ = d.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -121,7 +127,7 @@ func (d *daemon) terminate(t *testing.T) {
 	if left := killProcessesNaming(t, d.dir); len(left) > 0 {
 		t.Errorf("%s left processes behind: %s", d.name, strings.Join(left, "; "))
 	}
-	if t.Failed() {
+	if t.Failed() && !d.reported {
 		t.Logf("%s log:\n%s", d.name, d.logText())
 	}
 }
@@ -132,9 +138,9 @@ func (d *daemon) logText() string {
 	if err != nil {
 		return fmt.Sprintf("(reading %s: %v)", d.log, err)
 	}
-	const max = 32 << 10
-	if len(b) > max {
-		b = append([]byte("…"), b[len(b)-max:]...)
+	const limit = 32 << 10
+	if len(b) > limit {
+		b = append([]byte("…"), b[len(b)-limit:]...)
 	}
 	return string(b)
 }
