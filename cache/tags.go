@@ -101,3 +101,19 @@ func (s *Store) EachTag(fn func(upstream, repo, tag string, t Tag) bool) error {
 	}
 	return nil
 }
+
+// DeleteTag removes the record of upstream/repo:tag; a missing record is
+// not an error.
+func (s *Store) DeleteTag(upstream, repo, tag string) error {
+	if !s.enter() {
+		return ErrClosed
+	}
+	defer s.leave()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(tagsBucket).Delete(tagKey(upstream, repo, tag))
+	})
+	if err != nil {
+		return fmt.Errorf("deleting tag %s/%s:%s: %w", upstream, repo, tag, err)
+	}
+	return nil
+}

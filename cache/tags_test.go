@@ -32,6 +32,15 @@ func TestTags(t *testing.T) {
 	if err := s.SetTag("ghcr.io", "library/alpine", "3", b); err != nil {
 		t.Fatal(err)
 	}
+	// Deleting removes one record; deleting what is missing is no error.
+	if err := s.SetTag("docker.io", "library/alpine", "gone", a); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := s.DeleteTag("docker.io", "library/alpine", "gone"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tests := []struct {
 		name                string
 		upstream, repo, tag string
@@ -42,6 +51,7 @@ func TestTags(t *testing.T) {
 		{"other upstream, overwritten", "ghcr.io", "library/alpine", "3", b, nil},
 		{"other tag", "docker.io", "library/alpine", "latest", b, nil},
 		{"unknown tag", "docker.io", "library/alpine", "edge", Tag{}, ErrNotFound},
+		{"deleted tag", "docker.io", "library/alpine", "gone", Tag{}, ErrNotFound},
 		{"unknown repository", "docker.io", "library/nginx", "3", Tag{}, ErrNotFound},
 		{"parts do not run together", "docker.io", "library", "alpine\x003", Tag{}, ErrNotFound},
 	}

@@ -83,6 +83,9 @@ type Error struct {
 	Items []ErrorItem
 	// RetryAfter, when set, is sent as the Retry-After header.
 	RetryAfter string
+	// Challenge, when set, is sent as the WWW-Authenticate header of a
+	// 401, such as `Basic realm="regcache"`.
+	Challenge string
 }
 
 // Errorf returns an *Error with one item of code and a formatted message,
@@ -142,6 +145,9 @@ func (e *Error) Write(w http.ResponseWriter, r *http.Request) {
 	h.Del(ContentDigestHeader)
 	if e.RetryAfter != "" {
 		h.Set("Retry-After", e.RetryAfter)
+	}
+	if e.Challenge != "" {
+		h.Set("Www-Authenticate", e.Challenge)
 	}
 	w.WriteHeader(e.Status)
 	if r == nil || r.Method != http.MethodHead {
