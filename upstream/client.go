@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -78,6 +77,16 @@ type Options struct {
 	// upstream host (registry, token realm or redirect target), from the
 	// goroutine of the request. It must be safe for concurrent use.
 	OnResponse func(Exchange)
+	// RateLimitReserve is the part of the pull budget the upstream reports
+	// (ratelimit-remaining) that is never spent: MayGet holds back counted
+	// requests while the last report is at or below it. Default: 0, hold
+	// back only once the budget is spent.
+	RateLimitReserve int
+	// BudgetProbe is how long a spent budget holds back counted requests
+	// before MayGet probes it again with a HEAD, unless a 429 asked for a
+	// longer Retry-After or a newer answer reports budget sooner. Default:
+	// DefaultBudgetProbe.
+	BudgetProbe time.Duration
 }
 
 // Exchange describes one HTTP exchange with an upstream host, for metrics.
@@ -109,10 +118,7 @@ type Client struct {
 	cooldown     time.Duration
 	now          func() time.Time
 	onResponse   func(Exchange)
-
-	rlMu sync.Mutex
-	rl   RateLimit
-	rlOK bool
+	budget       budget
 }
 
 // New returns a client for cfg. Every endpoint must be an http or https URL
@@ -128,6 +134,10 @@ func New(cfg Config, opts Options) (*Client, error) {
 		cooldown:     opts.FailureCooldown,
 		now:          opts.Now,
 		onResponse:   opts.OnResponse,
+		budget:       budget{reserve: max(opts.RateLimitReserve, 0), probe: opts.BudgetProbe},
+	}
+	if c.budget.probe <= 0 {
+		c.budget.probe = DefaultBudgetProbe
 	}
 	for _, raw := range cfg.Endpoints {
 		u, err := url.Parse(strings.TrimRight(raw, "/"))
@@ -393,25 +403,6 @@ func (c *Client) authorization(ctx context.Context, ep *endpoint, scope string, 
 		return "Bearer " + token, nil
 	}
 	return "", nil
-}
-
-// RateLimit returns the pull budget last reported by any registry answer.
-func (c *Client) RateLimit() (RateLimit, bool) {
-	c.rlMu.Lock()
-	defer c.rlMu.Unlock()
-	return c.rl, c.rlOK
-}
-
-// noteRateLimit records the budget of a response, if it reports one.
-func (c *Client) noteRateLimit(h http.Header) {
-	rl, ok := ParseRateLimit(h)
-	if !ok {
-		return
-	}
-	rl.Seen = c.now()
-	c.rlMu.Lock()
-	c.rl, c.rlOK = rl, true
-	c.rlMu.Unlock()
 }
 
 // unwrapURLError drops the *url.Error wrapper, whose text repeats a URL that

@@ -81,7 +81,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	resp, err := t.base.RoundTrip(req)
 	if err == nil && kind == kindRegistry {
-		t.client.noteRateLimit(resp.Header)
+		t.client.noteRateLimit(resp.StatusCode, resp.Header)
 	}
 	if t.client.onResponse != nil {
 		ex := Exchange{

@@ -152,6 +152,11 @@ func (h *Hub) rateLimit(w http.ResponseWriter, spend bool) bool {
 	over := spend && limit > 0 && h.pullsUsed >= limit
 	if spend && !over {
 		h.pullsUsed++
+		if limit <= 0 && h.pullsUsed >= shown {
+			// Unlimited: a budget that reports 0 left would be a lie a
+			// client may act on; start a new window instead.
+			h.pullsUsed = 0
+		}
 	}
 	remaining := max(shown-h.pullsUsed, 0)
 	h.mu.Unlock()

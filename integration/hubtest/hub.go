@@ -35,7 +35,9 @@ type Options struct {
 	// PullLimit, when positive, answers manifest GETs (not HEADs) beyond
 	// this many with 429 TOOMANYREQUESTS. Rate-limit headers are sent on
 	// every manifest answer either way, with a limit of PullLimit, or 100
-	// when PullLimit is 0.
+	// when PullLimit is 0; then the remaining count starts over at 100
+	// instead of reaching 0, as if a new window began, since the budget
+	// never runs out.
 	PullLimit int
 	// RateWindow is the window (w=) of the rate-limit headers.
 	// Default: 21600s.
