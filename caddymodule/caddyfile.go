@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -25,6 +26,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		memory    <size>
 //		tag_ttl   <duration>
 //		stale_if_error <duration>
+//		negative_ttl <duration>|off
+//		rate_limit_reserve <pulls>
 //		connect_timeout  <duration>
 //		response_timeout <duration>
 //		stall_timeout    <duration>
@@ -40,7 +43,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // repeated, once per registry; url may be repeated inside its block to list
 // endpoints tried in order. username and password accept placeholders such
 // as {env.HUB_TOKEN}. Without any upstream, the mirror serves Docker Hub
-// and the well-known public registries.
+// and the well-known public registries. negative_ttl off (or 0) disables
+// the memory of upstream 404s.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
@@ -81,6 +85,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				h.StaleIfError = caddy.Duration(dur)
 			}
+		case "negative_ttl":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			ttl, err := parseNegativeTTL(d.Val())
+			if err != nil {
+				return d.Errf("negative_ttl: %v", err)
+			}
+			h.NegativeTTL = ttl
+		case "rate_limit_reserve":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 0 {
+				return d.Errf("rate_limit_reserve: %q is not a number of pulls", d.Val())
+			}
+			h.RateLimitReserve = n
 		case "connect_timeout", "response_timeout", "stall_timeout":
 			opt := d.Val()
 			if !d.NextArg() {
@@ -152,6 +174,25 @@ func unmarshalUpstream(d *caddyfile.Dispenser) (Upstream, error) {
 		}
 	}
 	return u, nil
+}
+
+// parseNegativeTTL reads negative_ttl's value: a positive duration, or
+// "off" or 0, which disable it (-1 in JSON, where 0 means the default).
+func parseNegativeTTL(s string) (caddy.Duration, error) {
+	if s == "off" {
+		return -1, nil
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	if dur < 0 {
+		return 0, fmt.Errorf("%s is negative: use off to disable", s)
+	}
+	if dur == 0 {
+		return -1, nil
+	}
+	return caddy.Duration(dur), nil
 }
 
 // parseSize reads a byte size such as 50GiB, 256MiB or 1048576.

@@ -25,6 +25,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				memory 256MiB
 				tag_ttl 5m
 				stale_if_error 24h
+				negative_ttl 1m
+				rate_limit_reserve 10
 				default ghcr.io
 				upstream docker.io https://registry-1.docker.io {
 					username {env.HUB_USER}
@@ -33,12 +35,14 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				upstream ghcr.io
 			}`,
 			want: Handler{
-				Storage:      "/var/lib/regcache",
-				MaxSize:      50 << 30,
-				Memory:       256 << 20,
-				TagTTL:       caddy.Duration(5 * time.Minute),
-				StaleIfError: caddy.Duration(24 * time.Hour),
-				Default:      "ghcr.io",
+				Storage:          "/var/lib/regcache",
+				MaxSize:          50 << 30,
+				Memory:           256 << 20,
+				TagTTL:           caddy.Duration(5 * time.Minute),
+				StaleIfError:     caddy.Duration(24 * time.Hour),
+				NegativeTTL:      caddy.Duration(time.Minute),
+				RateLimitReserve: 10,
+				Default:          "ghcr.io",
 				Upstreams: []Upstream{
 					{Name: "docker.io", URLs: []string{"https://registry-1.docker.io"}, Username: "{env.HUB_USER}", Password: "{env.HUB_TOKEN}"},
 					{Name: "ghcr.io"},
@@ -71,6 +75,16 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "negative size", input: "registry_cache {\nmemory -5\n}", wantErr: true},
 		{name: "bad duration", input: "registry_cache {\ntag_ttl soon\n}", wantErr: true},
 		{name: "bad stale duration", input: "registry_cache {\nstale_if_error later\n}", wantErr: true},
+		{name: "negative ttl off", input: "registry_cache {\nnegative_ttl off\n}", want: Handler{NegativeTTL: -1}},
+		{name: "negative ttl zero is off", input: "registry_cache {\nnegative_ttl 0\n}", want: Handler{NegativeTTL: -1}},
+		{name: "negative ttl", input: "registry_cache {\nnegative_ttl 200ms\n}", want: Handler{NegativeTTL: caddy.Duration(200 * time.Millisecond)}},
+		{name: "bad negative ttl", input: "registry_cache {\nnegative_ttl never\n}", wantErr: true},
+		{name: "negative negative ttl", input: "registry_cache {\nnegative_ttl -5s\n}", wantErr: true},
+		{name: "negative ttl without value", input: "registry_cache {\nnegative_ttl\n}", wantErr: true},
+		{name: "reserve zero", input: "registry_cache {\nrate_limit_reserve 0\n}", want: Handler{}},
+		{name: "negative reserve", input: "registry_cache {\nrate_limit_reserve -1\n}", wantErr: true},
+		{name: "bad reserve", input: "registry_cache {\nrate_limit_reserve some\n}", wantErr: true},
+		{name: "reserve without value", input: "registry_cache {\nrate_limit_reserve\n}", wantErr: true},
 		{name: "extra argument", input: "registry_cache {\nstorage a b\n}", wantErr: true},
 		{name: "upstream without name", input: "registry_cache {\nupstream\n}", wantErr: true},
 		{name: "upstream with two urls inline", input: "registry_cache {\nupstream a.io https://a https://b\n}", wantErr: true},
@@ -101,6 +115,9 @@ func TestValidate(t *testing.T) {
 		{"negative memory", Handler{Memory: -1}, true},
 		{"negative ttl", Handler{TagTTL: -1}, true},
 		{"negative stale limit", Handler{StaleIfError: -1}, true},
+		{"negative ttl off", Handler{NegativeTTL: -1}, false},
+		{"negative reserve", Handler{RateLimitReserve: -1}, true},
+		{"reserve", Handler{RateLimitReserve: 20}, false},
 		{"negative stall timeout", Handler{StallTimeout: -1}, true},
 		{"negative connect timeout", Handler{ConnectTimeout: -1}, true},
 		{"duplicate upstream", Handler{Upstreams: []Upstream{{Name: "docker.io"}, {Name: "registry-1.docker.io"}}}, true},

@@ -32,6 +32,9 @@ const (
 	DefaultMemory int64 = 64 << 20
 	// DefaultTagTTL is how long a tag is trusted when tag_ttl is not set.
 	DefaultTagTTL = 5 * time.Minute
+	// DefaultNegativeTTL is how long an upstream's 404 for a manifest is
+	// remembered when negative_ttl is not set.
+	DefaultNegativeTTL = mirror.DefaultNegativeTTL
 )
 
 // Handler turns a Caddy site into a pull-through cache of container
@@ -71,6 +74,31 @@ type Handler struct {
 	// Warn. Default: 0, no limit: cached images keep working through an
 	// outage of any length.
 	StaleIfError caddy.Duration `json:"stale_if_error,omitempty"`
+
+	// NegativeTTL is how long an upstream's "not found" answer for a
+	// manifest (404 with MANIFEST_UNKNOWN, NAME_UNKNOWN or no body), by tag
+	// or by digest, is remembered and answered from memory, so that a
+	// missing image does not hammer the upstream. It is remembered per
+	// upstream, repository, reference and upstream credential; 401, 403,
+	// 429 and 5xx answers never are. Once it passes, the next request asks
+	// the upstream again, so an image pushed meanwhile is served. At most
+	// 10,000 answers are kept, the oldest dropped first. A negative value
+	// (-1; "off" in the Caddyfile) disables it. Default: 30s.
+	NegativeTTL caddy.Duration `json:"negative_ttl,omitempty"`
+
+	// RateLimitReserve is the part of an upstream's pull budget, as its
+	// ratelimit-remaining header reports it (Docker Hub), that is never
+	// spent. While the last report is at or below it, manifest GETs (what
+	// Docker Hub counts) are not sent: a stale tag is served from the cache
+	// instead (within stale_if_error), and a request nothing cached can
+	// answer gets 429 TOOMANYREQUESTS with a Retry-After. HEADs, which
+	// Docker Hub does not count, still revalidate tags, and the first
+	// report of budget above the reserve resumes GETs; without one, a HEAD
+	// probes the budget a minute later (or after the Retry-After of a 429,
+	// which holds GETs back too). The first held-back request of each
+	// exhaustion is logged at Warn. Default: 0, GETs stop only once the
+	// budget is spent.
+	RateLimitReserve int `json:"rate_limit_reserve,omitempty"`
 
 	// ConnectTimeout bounds connecting to an upstream endpoint; a failed
 	// endpoint is skipped for a while in favour of the next. Default: 10s.
@@ -154,6 +182,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.TagTTL == 0 {
 		h.TagTTL = caddy.Duration(DefaultTagTTL)
 	}
+	if h.NegativeTTL == 0 {
+		h.NegativeTTL = caddy.Duration(DefaultNegativeTTL)
+	}
 	ups := h.Upstreams
 	if len(ups) == 0 {
 		for _, name := range mirror.KnownRegistries() {
@@ -179,6 +210,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			DialTimeout:           time.Duration(h.ConnectTimeout),
 			ResponseHeaderTimeout: time.Duration(h.ResponseTimeout),
 			StallTimeout:          time.Duration(h.StallTimeout),
+			RateLimitReserve:      h.RateLimitReserve,
 		})
 		if err != nil {
 			return fmt.Errorf("upstream %s: %w", u.Name, err)
@@ -205,6 +237,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Store:        store,
 		TagTTL:       time.Duration(h.TagTTL),
 		StaleIfError: time.Duration(h.StaleIfError),
+		NegativeTTL:  time.Duration(h.NegativeTTL),
 		Logger:       h.logger,
 	})
 	if err != nil {
@@ -242,6 +275,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.StaleIfError < 0 {
 		return fmt.Errorf("stale_if_error must not be negative, got %s", time.Duration(h.StaleIfError))
+	}
+	if h.RateLimitReserve < 0 {
+		return fmt.Errorf("rate_limit_reserve must not be negative, got %d", h.RateLimitReserve)
 	}
 	for name, d := range map[string]caddy.Duration{
 		"connect_timeout": h.ConnectTimeout, "response_timeout": h.ResponseTimeout, "stall_timeout": h.StallTimeout,

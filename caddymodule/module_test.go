@@ -32,8 +32,10 @@ func provision(t *testing.T, h *Handler) {
 func TestProvisionDefaults(t *testing.T) {
 	h := &Handler{Storage: filepath.Join(t.TempDir(), "cache")}
 	provision(t, h)
-	if h.MaxSize != DefaultMaxSize || h.Memory != DefaultMemory || h.TagTTL != caddy.Duration(DefaultTagTTL) {
-		t.Errorf("defaults not filled: max_size %d, memory %d, tag_ttl %v", h.MaxSize, h.Memory, h.TagTTL)
+	if h.MaxSize != DefaultMaxSize || h.Memory != DefaultMemory || h.TagTTL != caddy.Duration(DefaultTagTTL) ||
+		h.NegativeTTL != caddy.Duration(DefaultNegativeTTL) || h.RateLimitReserve != 0 {
+		t.Errorf("defaults not filled: max_size %d, memory %d, tag_ttl %v, negative_ttl %v, rate_limit_reserve %d",
+			h.MaxSize, h.Memory, h.TagTTL, h.NegativeTTL, h.RateLimitReserve)
 	}
 }
 

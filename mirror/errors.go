@@ -67,8 +67,8 @@ func (m *Mirror) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // toOCI maps an internal error to the OCI error a client receives: the
-// upstream's own answer for its 4xx, 429 with Retry-After, 504 for a
-// timeout, 502 for any other upstream failure, 500 for the rest. Messages
+// upstream's own answer for its 4xx, 429 with Retry-After (also when the
+// pull budget held back the request), 504 for a timeout, 502 for any other upstream failure, 500 for the rest. Messages
 // never carry credentials (upstream errors never contain them).
 func toOCI(err error) *oci.Error {
 	var oe *oci.Error
@@ -78,6 +78,10 @@ func toOCI(err error) *oci.Error {
 	var ue *upstream.Error
 	if errors.As(err, &ue) {
 		return fromUpstream(ue)
+	}
+	var he *upstream.HeldError
+	if errors.As(err, &he) {
+		return heldToOCI(he)
 	}
 	switch {
 	case errors.Is(err, cache.ErrDigestMismatch), errors.Is(err, cache.ErrSizeMismatch):
@@ -150,12 +154,14 @@ func isTimeout(err error) bool {
 
 // staleAllowed reports whether a failed revalidation may be answered with
 // the last known digest: the upstream was unreachable, timed out, failed
-// (5xx) or rate-limited us (429). A 404, 401 or 403 is an answer, not a
-// failure, and is passed on.
+// (5xx) or rate-limited us (429), or the pull budget held back the GET a
+// moved tag needed. A 404, 401 or 403 is an answer, not a failure, and is
+// passed on.
 func staleAllowed(err error) bool {
 	var ue *upstream.Error
 	if errors.As(err, &ue) {
 		return ue.Status >= 500 || ue.Status == http.StatusTooManyRequests
 	}
-	return errors.Is(err, upstream.ErrUnavailable) || isTimeout(err) || errors.Is(err, errBadUpstream)
+	return errors.Is(err, upstream.ErrUnavailable) || isTimeout(err) || errors.Is(err, errBadUpstream) ||
+		errors.Is(err, upstream.ErrBudgetHeld)
 }

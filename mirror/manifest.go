@@ -83,8 +83,9 @@ func writeManifest(w http.ResponseWriter, r *http.Request, mc manifestContent) {
 }
 
 // manifestByDigest returns a manifest by digest: from the cache when
-// present (no upstream request at all), else fetched once from the
-// upstream, verified against d and stored.
+// present (no upstream request at all), else, unless the upstream said 404
+// for it within the negative TTL, fetched once from the upstream, verified
+// against d and stored.
 func (m *Mirror) manifestByDigest(ctx context.Context, t target, d digest.Digest) (manifestContent, error) {
 	data, obj, err := m.store.ReadAll(d, MaxManifestSize)
 	switch {
@@ -105,6 +106,10 @@ func (m *Mirror) manifestByDigest(ctx context.Context, t target, d digest.Digest
 	default:
 		m.log.Error("reading cached manifest", zap.String("digest", d.String()), zap.Error(err))
 	}
+	nkey := m.negativeKey(ctx, t, d.String(), digestAccept)
+	if err := m.rememberedMissing(nkey); err != nil {
+		return manifestContent{}, err
+	}
 	key := t.registry + "/" + t.repo + "@" + d.String()
 	return m.manifestFlight.do(ctx, key, func(ctx context.Context) (manifestContent, error) {
 		// By digest, the content is fixed: ask for every manifest type.
@@ -112,29 +117,50 @@ func (m *Mirror) manifestByDigest(ctx context.Context, t target, d digest.Digest
 	})
 }
 
+// tagRecord returns the cached record of a tag, whether the client accepts
+// its media type (known), and whether it is also within the TTL (fresh).
+func (m *Mirror) tagRecord(t target, tag string, clientAccept []string) (rec cache.Tag, known, fresh bool) {
+	rec, err := m.store.Tag(t.registry, t.repo, tag)
+	if err != nil && !errors.Is(err, cache.ErrNotFound) {
+		m.log.Error("reading tag record", zap.String("upstream", t.registry),
+			zap.String("repository", t.repo), zap.String("tag", tag), zap.Error(err))
+	}
+	known = err == nil && oci.Accepts(clientAccept, rec.MediaType)
+	return rec, known, known && m.now().Sub(rec.FetchedAt) < m.tagTTL
+}
+
 // manifestByTag resolves a tag remote-first within the TTL: a fresh record
 // is trusted, a stale one is revalidated with a HEAD (served as it is when
-// the upstream cannot answer), and an unknown tag is fetched with a GET.
+// the upstream cannot answer), and an unknown tag is fetched with a GET,
+// unless the upstream said 404 for it within the negative TTL. Concurrent
+// resolutions of one tag share one flight, hence one upstream request.
 func (m *Mirror) manifestByTag(ctx context.Context, t target, tag string, clientAccept []string) (manifestContent, error) {
 	accept := upstreamAccept(clientAccept)
 	// Only an answer to the full set of manifest types is the tag's
 	// canonical record; a client that accepts less may be answered with a
 	// different manifest (a platform's image instead of the index).
 	canonical := coversAllManifestTypes(accept)
-	rec, err := m.store.Tag(t.registry, t.repo, tag)
-	known := err == nil && oci.Accepts(clientAccept, rec.MediaType)
-	if err != nil && !errors.Is(err, cache.ErrNotFound) {
-		m.log.Error("reading tag record", zap.String("upstream", t.registry),
-			zap.String("repository", t.repo), zap.String("tag", tag), zap.Error(err))
-	}
-	if known && m.now().Sub(rec.FetchedAt) < m.tagTTL {
+	if rec, _, fresh := m.tagRecord(t, tag, clientAccept); fresh {
 		if ce := m.log.Check(zapcore.DebugLevel, "tag fresh"); ce != nil {
 			ce.Write(zap.String("repository", t.repo), zap.String("tag", tag), zap.String("digest", rec.Digest.String()))
 		}
 		return m.manifestByDigest(ctx, t, rec.Digest)
 	}
+	nkey := m.negativeKey(ctx, t, tag, accept)
+	if err := m.rememberedMissing(nkey); err != nil {
+		return manifestContent{}, err
+	}
 	key := tagKey{registry: t.registry, repo: t.repo, tag: tag, accept: strings.Join(accept, ",")}
 	res, err := m.tagFlight.do(ctx, key, func(ctx context.Context) (resolvedTag, error) {
+		// A flight that ended just before this one began may have settled
+		// the tag: use what it learned rather than ask again.
+		if err := m.rememberedMissing(nkey); err != nil {
+			return resolvedTag{}, err
+		}
+		rec, known, fresh := m.tagRecord(t, tag, clientAccept)
+		if fresh {
+			return resolvedTag{content: manifestContent{digest: rec.Digest, mediaType: rec.MediaType}}, nil
+		}
 		if known {
 			return m.revalidateTag(ctx, t, tag, accept, rec, canonical)
 		}
@@ -156,23 +182,45 @@ func (m *Mirror) manifestByTag(ctx context.Context, t target, tag string, client
 	return m.manifestByDigest(ctx, t, res.content.digest)
 }
 
-// revalidateTag asks the upstream with a HEAD (which Docker Hub does not
-// count against the pull limit) whether a stale tag still points at the
-// cached digest.
+// revalidateTag asks the upstream whether a stale tag still points at the
+// cached digest. When the upstream cannot tell (unreachable, timing out,
+// 5xx, 429, or a moved tag whose new manifest cannot be fetched, the pull
+// budget holding back that GET included), the cached digest is served
+// stale, within the stale_if_error limit, and counted.
 func (m *Mirror) revalidateTag(ctx context.Context, t target, tag string, accept []string, rec cache.Tag, canonical bool) (resolvedTag, error) {
+	res, err := m.revalidate(ctx, t, tag, accept, rec, canonical)
+	if err == nil {
+		return res, nil
+	}
+	withinLimit := m.staleLimit <= 0 || m.now().Sub(rec.FetchedAt) < m.tagTTL+m.staleLimit
+	if !staleAllowed(err) || !withinLimit {
+		return resolvedTag{}, err
+	}
+	m.stats.staleServes.Add(1)
+	fields := []zap.Field{zap.String("upstream", t.registry), zap.String("repository", t.repo),
+		zap.String("tag", tag), zap.String("digest", rec.Digest.String()), zap.Error(err)}
+	if errors.Is(err, upstream.ErrBudgetHeld) {
+		// The hold itself is logged once per exhaustion of the budget.
+		if ce := m.log.Check(zapcore.DebugLevel, "serving stale tag: the pull budget holds back its new manifest"); ce != nil {
+			ce.Write(fields...)
+		}
+	} else {
+		m.log.Warn("serving stale tag: upstream failed to revalidate it", fields...)
+	}
+	return resolvedTag{content: manifestContent{digest: rec.Digest, mediaType: rec.MediaType}}, nil
+}
+
+// revalidate asks the upstream with a HEAD (which Docker Hub does not count
+// against the pull limit) which digest a tag has now, and fetches the
+// manifest when it moved.
+func (m *Mirror) revalidate(ctx context.Context, t target, tag string, accept []string, rec cache.Tag, canonical bool) (resolvedTag, error) {
 	resp, err := t.upstream.Do(ctx, upstream.Request{
 		Method: http.MethodHead, Repository: t.repo, Path: "manifests/" + tag,
 		Header: http.Header{"Accept": {oci.AcceptHeader(accept)}},
 	})
 	if err != nil {
-		withinLimit := m.staleLimit <= 0 || m.now().Sub(rec.FetchedAt) < m.tagTTL+m.staleLimit
-		if staleAllowed(err) && withinLimit {
-			m.log.Warn("serving stale tag: upstream failed to revalidate it",
-				zap.String("upstream", t.registry), zap.String("repository", t.repo),
-				zap.String("tag", tag), zap.String("digest", rec.Digest.String()), zap.Error(err))
-			return resolvedTag{content: manifestContent{digest: rec.Digest, mediaType: rec.MediaType}}, nil
-		}
-		return resolvedTag{}, err
+		m.rememberMissing(m.negativeKey(ctx, t, tag, accept), err)
+		return resolvedTag{}, fmt.Errorf("revalidating tag %s:%s: %w", t.repo, tag, err)
 	}
 	_ = resp.Body.Close()
 	current, perr := digest.Parse(resp.Header.Get(oci.ContentDigestHeader))
@@ -221,16 +269,31 @@ func (m *Mirror) recordTag(t target, tag string, d digest.Digest, mediaType stri
 
 // fetchManifest GETs a manifest by tag or digest from the upstream, checks
 // its size, JSON and digest (want when fetched by digest, the upstream's
-// Docker-Content-Digest otherwise) and stores it.
+// Docker-Content-Digest otherwise) and stores it. The GET is not sent while
+// the upstream's pull budget holds it back (an error wrapping
+// upstream.ErrBudgetHeld), and a 404 is remembered for the negative TTL.
 func (m *Mirror) fetchManifest(ctx context.Context, t target, ref string, accept []string, want digest.Digest) (manifestContent, error) {
-	resp, err := t.upstream.Do(ctx, upstream.Request{
+	req := upstream.Request{
 		Method: http.MethodGet, Repository: t.repo, Path: "manifests/" + ref,
 		Header: http.Header{"Accept": {oci.AcceptHeader(accept)}},
-	})
-	if err != nil {
-		return manifestContent{}, fmt.Errorf("fetching manifest %s:%s: %w", t.repo, ref, err)
 	}
-	defer resp.Body.Close()
+	// A manifest GET is what Docker Hub counts against the pull limit.
+	err := t.upstream.MayGet(ctx, req)
+	if err == nil {
+		var resp *http.Response
+		if resp, err = t.upstream.Do(ctx, req); err == nil {
+			defer resp.Body.Close()
+			return m.readManifest(resp, t, ref, want)
+		}
+	}
+	m.noteHeld(t, ref, err)
+	m.rememberMissing(m.negativeKey(ctx, t, ref, accept), err)
+	return manifestContent{}, fmt.Errorf("fetching manifest %s:%s: %w", t.repo, ref, err)
+}
+
+// readManifest reads, checks and stores the manifest of a successful
+// answer to a GET of ref (see fetchManifest).
+func (m *Mirror) readManifest(resp *http.Response, t target, ref string, want digest.Digest) (manifestContent, error) {
 	if resp.StatusCode != http.StatusOK {
 		return manifestContent{}, badUpstream("manifest %s:%s answered status %d", t.repo, ref, resp.StatusCode)
 	}
@@ -267,8 +330,15 @@ func (m *Mirror) fetchManifest(ctx context.Context, t target, ref string, accept
 		}
 	}
 	if err := m.store.Put(d, mediaType, data); err != nil {
-		// Serve it anyway: a full or failing disk must not fail pulls.
-		m.log.Error("storing manifest", zap.String("digest", d.String()), zap.Error(err))
+		// Serve it anyway: a full or failing disk must not fail pulls. The
+		// cache logs a full disk once, at Error, when it happens.
+		level := zapcore.ErrorLevel
+		if errors.Is(err, cache.ErrUnwritable) {
+			level = zapcore.DebugLevel
+		}
+		if ce := m.log.Check(level, "storing manifest"); ce != nil {
+			ce.Write(zap.String("digest", d.String()), zap.Error(err))
+		}
 	}
 	if ce := m.log.Check(zapcore.DebugLevel, "manifest fetched"); ce != nil {
 		ce.Write(zap.String("upstream", t.registry), zap.String("repository", t.repo),

@@ -40,6 +40,10 @@ type Config struct {
 	// from cache when its revalidation fails (upstream unreachable, timing
 	// out, 5xx or 429). Zero means no limit.
 	StaleIfError time.Duration
+	// NegativeTTL is how long an upstream's 404 for a manifest, by tag or
+	// by digest, is remembered and answered without asking the upstream
+	// again. Zero means DefaultNegativeTTL; negative disables it.
+	NegativeTTL time.Duration
 	// Logger receives the mirror's logs. Default: a no-op logger.
 	Logger *zap.Logger
 	// Now is the clock. Default: time.Now.
@@ -58,6 +62,8 @@ type Mirror struct {
 
 	tagFlight      flight[tagKey, resolvedTag]
 	manifestFlight flight[string, manifestContent]
+	negative       *negativeCache // nil: disabled
+	stats          statCounters
 }
 
 // New returns a Mirror for cfg.
@@ -97,6 +103,11 @@ func New(cfg Config) (*Mirror, error) {
 	if m.tagTTL <= 0 {
 		m.tagTTL = DefaultTagTTL
 	}
+	negativeTTL := cfg.NegativeTTL
+	if negativeTTL == 0 {
+		negativeTTL = DefaultNegativeTTL
+	}
+	m.negative = newNegativeCache(negativeTTL, maxNegativeEntries)
 	if m.log == nil {
 		m.log = zap.NewNop()
 	}
