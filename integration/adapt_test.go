@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
 
@@ -31,5 +32,24 @@ func TestCaddyfileAdapt(t *testing.T) {
 				t.Errorf("%s: the Caddyfile no longer adapts to its JSON", f)
 			}
 		})
+	}
+}
+
+// TestCaddyfileExampleAdapts keeps the shipped example valid: it must adapt
+// without warnings and configure the registry_cache handler.
+func TestCaddyfileExampleAdapts(t *testing.T) {
+	data, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(data, map[string]any{"filename": "Caddyfile.example"})
+	if err != nil {
+		t.Fatalf("adapting Caddyfile.example: %v", err)
+	}
+	if len(warnings) > 0 {
+		t.Errorf("Caddyfile.example warnings: %v", warnings)
+	}
+	if !strings.Contains(string(cfg), `"handler":"registry_cache"`) {
+		t.Errorf("Caddyfile.example does not configure registry_cache: %s", cfg)
 	}
 }
