@@ -36,6 +36,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			url      <url>
 //			username <username>
 //			password <password>
+//			trusted_realm <host>
 //		}
 //	}
 //
@@ -166,6 +167,8 @@ func unmarshalUpstream(d *caddyfile.Dispenser) (Upstream, error) {
 			u.Username = d.Val()
 		case "password":
 			u.Password = d.Val()
+		case "trusted_realm":
+			u.TrustedRealms = append(u.TrustedRealms, d.Val())
 		default:
 			return u, d.Errf("unrecognized upstream option %q", opt)
 		}

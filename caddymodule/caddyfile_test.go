@@ -68,6 +68,12 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				StallTimeout: caddy.Duration(500 * time.Millisecond)},
 		},
 		{name: "bad timeout", input: "registry_cache {\nstall_timeout never\n}", wantErr: true},
+		{
+			name:  "trusted realms",
+			input: "registry_cache {\nupstream reg.example {\ntrusted_realm auth.example.net\ntrusted_realm login.example.org\n}\n}",
+			want: Handler{Upstreams: []Upstream{{Name: "reg.example",
+				TrustedRealms: []string{"auth.example.net", "login.example.org"}}}},
+		},
 		{name: "argument on directive", input: `registry_cache foo`, wantErr: true},
 		{name: "unknown option", input: "registry_cache {\nfrobnicate yes\n}", wantErr: true},
 		{name: "storage without value", input: "registry_cache {\nstorage\n}", wantErr: true},

@@ -151,6 +151,13 @@ type Upstream struct {
 	// Password or access token for the upstream. Accepts placeholders such
 	// as {env.HUB_TOKEN}; never logged. Default: none.
 	Password string `json:"password,omitempty"`
+
+	// TrustedRealms are further host names that may receive the
+	// credentials as the registry's token realm. Without them, credentials
+	// go only to a realm on the endpoint's own host or its registrable
+	// domain (auth.docker.io for registry-1.docker.io); a realm anywhere
+	// else gets an anonymous token request. Default: none.
+	TrustedRealms []string `json:"trusted_realms,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -199,6 +206,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			Endpoints: upstreamURLs(u),
 			Username:  repl.ReplaceAll(u.Username, ""),
 			Password:  repl.ReplaceAll(u.Password, ""),
+
+			TrustedRealmHosts: u.TrustedRealms,
 		}
 		// An endpoint that is not the registry itself is a mirror of it
 		// (another regcache, say): tell it the registry, as containerd does.

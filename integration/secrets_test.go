@@ -1,0 +1,191 @@
+package integration
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/regcache/regcache/integration/hubtest"
+)
+
+// TestUpstreamCredentialsNeverLeak pulls a private repository with
+// credentials configured on the upstream (a service account, its password
+// from an environment placeholder) while everything logs at DEBUG, access
+// log included: the password, its Basic form and any bearer token stay
+// out of the logs, and the CDN the blobs are redirected to never receives
+// an Authorization header.
+func TestUpstreamCredentialsNeverLeak(t *testing.T) {
+	const user, password = "svc", "svc-secret-pw-7f3a"
+	private, err := hubtest.Start(hubtest.Options{
+		Users:   map[string]string{user: password},
+		Private: map[string][]string{"corp/app": {user}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = private.Close() })
+	_, want, err := private.PushImage("corp/app", "1", 2, 8192, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("REGCACHE_TEST_HUB_PASSWORD", password)
+	dir := t.TempDir()
+	port := freePort(t)
+	serverLog, accessLog := filepath.Join(dir, "server.log"), filepath.Join(dir, "access.log")
+	loadCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	skip_install_trust
+	storage file_system %[1]s/caddy-data
+	log {
+		output file %[2]s
+		level DEBUG
+	}
+}
+
+http://127.0.0.1:%[4]d {
+	bind 127.0.0.1
+	log {
+		output file %[3]s
+		level DEBUG
+	}
+	registry_cache {
+		storage %[1]s/cache
+		upstream docker.io {
+			url %[5]s
+			username %[6]s
+			password {env.REGCACHE_TEST_HUB_PASSWORD}
+			trusted_realm localhost
+		}
+	}
+}
+`, dir, serverLog, accessLog, port, private.URL, user))
+	img := pullImage(t, fmt.Sprintf("127.0.0.1:%d/corp/app:1", port))
+	if got, _ := img.Digest(); got.String() != want {
+		t.Errorf("digest %s, want %s", got, want)
+	}
+	if private.Counters.CDNGET.Load() == 0 || private.Counters.CDNAuthRejected.Load() != 0 {
+		t.Errorf("CDN: %d GETs, %d carrying Authorization; want some, none", private.Counters.CDNGET.Load(), private.Counters.CDNAuthRejected.Load())
+	}
+	var logs strings.Builder
+	for _, f := range []string{serverLog, accessLog} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs.Write(b)
+	}
+	if !strings.Contains(logs.String(), `"upstream request"`) {
+		t.Fatalf("the logs hold no DEBUG line of the mirror; the check below would prove nothing:\n%s", logs.String())
+	}
+	basic := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	for _, secret := range []string{password, basic, "Bearer "} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the DEBUG logs contain %q", secret)
+		}
+	}
+}
+
+// TestSiteAccessControlComposes shows the two ways the README gives to
+// keep a mirror whose upstream credentials reach private repositories to
+// the office: Caddy's basic_auth in front of registry_cache (a client
+// without the site's credentials gets 401, one with them pulls), and an
+// allow-list of networks with remote_ip (anyone outside gets 403).
+func TestSiteAccessControlComposes(t *testing.T) {
+	_, want, err := hub.PushImage("library/guarded", "1", 1, 4096, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte("office-pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	authPort, lanPort, outsidePort := freePort(t), freePort(t), freePort(t)
+	loadCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	skip_install_trust
+	storage file_system %[1]s/caddy-data
+	log {
+		level ERROR
+	}
+}
+
+http://127.0.0.1:%[2]d {
+	bind 127.0.0.1
+	basic_auth {
+		office %[5]s
+	}
+	registry_cache {
+		storage %[1]s/cache
+		upstream docker.io %[6]s
+	}
+}
+
+http://127.0.0.1:%[3]d {
+	bind 127.0.0.1
+	@outside not remote_ip 127.0.0.0/8
+	respond @outside "not from the office network" 403
+	registry_cache {
+		storage %[1]s/cache
+		upstream docker.io %[6]s
+	}
+}
+
+http://127.0.0.1:%[4]d {
+	bind 127.0.0.1
+	@outside not remote_ip 10.0.0.0/8
+	respond @outside "not from the office network" 403
+	registry_cache {
+		storage %[1]s/cache
+		upstream docker.io %[6]s
+	}
+}
+`, dir, authPort, lanPort, outsidePort, hash, hub.URL))
+	pull := func(port int, auth authn.Authenticator) (string, error) {
+		ref, err := name.ParseReference(fmt.Sprintf("127.0.0.1:%d/guarded:1", port), name.Insecure)
+		if err != nil {
+			return "", err
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		defer tr.CloseIdleConnections()
+		img, err := remote.Image(ref, remote.WithAuth(auth), remote.WithTransport(tr))
+		if err != nil {
+			return "", err
+		}
+		d, err := img.Digest()
+		return d.String(), err
+	}
+	for _, tc := range []struct {
+		name   string
+		port   int
+		auth   authn.Authenticator
+		wantOK bool
+	}{
+		{"basic_auth, no credentials", authPort, authn.Anonymous, false},
+		{"basic_auth, wrong password", authPort, &authn.Basic{Username: "office", Password: "nope"}, false},
+		{"basic_auth, the site's credentials", authPort, &authn.Basic{Username: "office", Password: "office-pw"}, true},
+		{"remote_ip, inside the allowed network", lanPort, authn.Anonymous, true},
+		{"remote_ip, outside it", outsidePort, authn.Anonymous, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := pull(tc.port, tc.auth)
+			if tc.wantOK && (err != nil || got != want) {
+				t.Errorf("pull: %s, %v; want %s", got, err, want)
+			}
+			if !tc.wantOK && err == nil {
+				t.Errorf("pulled %s; want a refusal", got)
+			}
+		})
+	}
+}
