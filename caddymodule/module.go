@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/regcache/regcache/cache"
@@ -198,6 +200,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			ups = append(ups, Upstream{Name: name})
 		}
 	}
+	// Metrics go into the config's registry, on Caddy's admin /metrics and
+	// on any site's metrics handler.
+	um, err := newUpstreamMetrics(ctx.GetMetricsRegistry())
+	if err != nil {
+		return fmt.Errorf("registering upstream metrics: %w", err)
+	}
 	clients := make([]*upstream.Client, 0, len(ups))
 	for _, u := range ups {
 		name := mirror.CanonicalRegistry(u.Name)
@@ -216,6 +224,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		c, err := upstream.New(cfg, upstream.Options{
 			Logger:                h.logger.Named("upstream"),
+			OnResponse:            um.observe,
 			DialTimeout:           time.Duration(h.ConnectTimeout),
 			ResponseHeaderTimeout: time.Duration(h.ResponseTimeout),
 			StallTimeout:          time.Duration(h.StallTimeout),
@@ -254,6 +263,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.mirror = m
 	h.store = store
+	err = ctx.GetMetricsRegistry().Register(newCacheCollector(dir, store, m, clients))
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		// Another handler of this config serves the same directory and
+		// already reports it.
+		h.logger.Debug("cache metrics already registered for this storage", zap.String("storage", dir))
+	} else if err != nil {
+		return fmt.Errorf("registering cache metrics: %w", err)
+	}
 	h.logger.Info("registry cache ready", zap.String("storage", dir),
 		zap.Int("upstreams", len(clients)), zap.Duration("tag_ttl", time.Duration(h.TagTTL)))
 	return nil

@@ -76,16 +76,7 @@ func startMirror(t *testing.T, o siteOptions) *mirrorSite {
 	if o.upstreams == "" {
 		o.upstreams = "upstream docker.io " + hub.URL
 	}
-	cfg := fmt.Sprintf(`{
-	admin off
-	persist_config off
-	skip_install_trust
-	storage file_system %s
-	log {
-		level ERROR
-	}
-}
-
+	cfg := caddyGlobals(filepath.Join(filepath.Dir(o.storage), "caddy-data")) + fmt.Sprintf(`
 http://127.0.0.1:%d {
 	bind 127.0.0.1
 	registry_cache {
@@ -94,10 +85,26 @@ http://127.0.0.1:%d {
 %s
 	}
 }
-`, filepath.Join(filepath.Dir(o.storage), "caddy-data"), o.port, o.storage, blockLines(o.upstreams, o.block))
+`, o.port, o.storage, blockLines(o.upstreams, o.block))
 	loadCaddyfile(t, cfg)
 	host := fmt.Sprintf("127.0.0.1:%d", o.port)
 	return &mirrorSite{Host: host, URL: "http://" + host, Storage: o.storage}
+}
+
+// caddyGlobals is the global options block of every test config: no
+// admin endpoint, no saved config, no trust store changes, Caddy's own
+// storage in dataDir, and only errors logged.
+func caddyGlobals(dataDir string) string {
+	return fmt.Sprintf(`{
+	admin off
+	persist_config off
+	skip_install_trust
+	storage file_system %s
+	log {
+		level ERROR
+	}
+}
+`, dataDir)
 }
 
 // blockLines indents the non-empty parts as lines of a registry_cache

@@ -40,6 +40,7 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 	if !errors.Is(err, cache.ErrNotFound) {
 		m.log.Error("opening cached blob", zap.String("digest", d.String()), zap.Error(err))
 	}
+	markSource(w, sourceUpstream)
 	if r.Method == http.MethodHead {
 		return m.headBlobUpstream(w, r, t, d)
 	}
@@ -61,6 +62,8 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 			zap.String("digest", d.String()), zap.Int64("bytes", rd.Size()))
 	}
 	if f := rd.File(); f != nil {
+		// Stored meanwhile: answered from the cache after all.
+		markSource(w, sourceCache)
 		m.serveFile(w, r, f, d, rd.Size())
 		return nil
 	}

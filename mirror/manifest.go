@@ -28,6 +28,8 @@ type manifestContent struct {
 	digest    digest.Digest
 	mediaType string
 	data      []byte
+	// source is where the answer came from, for the request counters.
+	source source
 }
 
 // tagKey identifies one tag resolution; accept is the media types asked of
@@ -40,6 +42,9 @@ type tagKey struct {
 // digest is known and the bytes come from the cache by digest.
 type resolvedTag struct {
 	content manifestContent
+	// stale is set when the upstream could not confirm the tag and its
+	// last known digest is served.
+	stale bool
 }
 
 // serveManifest answers GET and HEAD of /v2/<name>/manifests/<reference>.
@@ -61,6 +66,7 @@ func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, t target,
 	if err != nil {
 		return err
 	}
+	markSource(w, mc.source)
 	writeManifest(w, r, mc)
 	return nil
 }
@@ -179,7 +185,11 @@ func (m *Mirror) manifestByTag(ctx context.Context, t target, tag string, client
 	if res.content.data != nil {
 		return res.content, nil
 	}
-	return m.manifestByDigest(ctx, t, res.content.digest)
+	mc, err := m.manifestByDigest(ctx, t, res.content.digest)
+	if res.stale && mc.source == sourceCache {
+		mc.source = sourceStale
+	}
+	return mc, err
 }
 
 // revalidateTag asks the upstream whether a stale tag still points at the
@@ -207,7 +217,7 @@ func (m *Mirror) revalidateTag(ctx context.Context, t target, tag string, accept
 	} else {
 		m.log.Warn("serving stale tag: upstream failed to revalidate it", fields...)
 	}
-	return resolvedTag{content: manifestContent{digest: rec.Digest, mediaType: rec.MediaType}}, nil
+	return resolvedTag{content: manifestContent{digest: rec.Digest, mediaType: rec.MediaType}, stale: true}, nil
 }
 
 // revalidate asks the upstream with a HEAD (which Docker Hub does not count
@@ -344,7 +354,7 @@ func (m *Mirror) readManifest(resp *http.Response, t target, ref string, want di
 		ce.Write(zap.String("upstream", t.registry), zap.String("repository", t.repo),
 			zap.String("reference", ref), zap.String("digest", d.String()), zap.Int("bytes", len(data)))
 	}
-	return manifestContent{digest: d, mediaType: mediaType, data: data}, nil
+	return manifestContent{digest: d, mediaType: mediaType, data: data, source: sourceUpstream}, nil
 }
 
 // upstreamAccept is the Accept list sent upstream for a client's Accept

@@ -143,9 +143,18 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.serveCatalog(w, r)
 		return
 	}
+	// Every named request is counted by kind and result; a response
+	// aborted midway (a bad upstream body) counts as an error.
+	cw := &countingWriter{ResponseWriter: w}
+	w = cw
+	completed := false
+	defer func() {
+		m.stats.requests.count(route.Kind, cw.source, !completed || cw.status >= 400, cw.n)
+	}()
 	target, err := m.resolve(r, route.Name)
 	if err != nil {
 		m.writeError(w, r, err)
+		completed = true
 		return
 	}
 	if ce := m.log.Check(zapcore.DebugLevel, "request"); ce != nil {
@@ -168,6 +177,7 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		m.writeRouteError(w, r, route.Kind, err)
 	}
+	completed = true
 }
 
 // serveBase answers the API version check.

@@ -30,6 +30,7 @@ type referrersIndex struct {
 // schema (the sha256-<hex> tag), as the spec asks of a registry that offers
 // the API, and an empty index when there is no such tag.
 func (m *Mirror) serveReferrers(w http.ResponseWriter, r *http.Request, t target, ref string) error {
+	markSource(w, sourceUpstream) // lists always come from the upstream
 	d, err := oci.ParseDigest(ref)
 	if err != nil {
 		return err

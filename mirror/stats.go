@@ -1,6 +1,12 @@
 package mirror
 
-import "sync/atomic"
+import (
+	"io"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/regcache/regcache/oci"
+)
 
 // Stats are counters of what the mirror did since it was created, for
 // metrics and the admin API.
@@ -16,6 +22,15 @@ type Stats struct {
 	// NegativeHits counts manifest requests answered with a remembered
 	// upstream 404 instead of asking the upstream again.
 	NegativeHits int64
+	// Requests counts the answered requests by kind and result: hit (the
+	// cache answered), miss (the content came from the upstream), stale (a
+	// tag the upstream could not confirm, answered from the cache) and
+	// error.
+	Requests []RequestCount
+	// BytesFromCache and BytesFromUpstream count the response bytes sent
+	// from cached content and from content the upstream sent for the
+	// request.
+	BytesFromCache, BytesFromUpstream int64
 }
 
 // statCounters are the live counters behind Stats.
@@ -23,6 +38,7 @@ type statCounters struct {
 	staleServes    atomic.Int64
 	rateLimitHolds atomic.Int64
 	negativeHits   atomic.Int64
+	requests       requestCounters
 }
 
 // Stats returns the mirror's counters. It is safe for concurrent use.
@@ -31,5 +47,156 @@ func (m *Mirror) Stats() Stats {
 		StaleServes:    m.stats.staleServes.Load(),
 		RateLimitHolds: m.stats.rateLimitHolds.Load(),
 		NegativeHits:   m.stats.negativeHits.Load(),
+
+		Requests:          m.stats.requests.counts(),
+		BytesFromCache:    m.stats.requests.bytesFromCache.Load(),
+		BytesFromUpstream: m.stats.requests.bytesFromUpstream.Load(),
+	}
+}
+
+// source is where the content of an answer came from.
+type source uint8
+
+// The sources of an answer.
+const (
+	// sourceCache: the cache answered without asking the upstream for the
+	// content (a revalidating HEAD may have been sent).
+	sourceCache source = iota
+	// sourceUpstream: the content came from the upstream for this request,
+	// or from a fill or flight it joined.
+	sourceUpstream
+	// sourceStale: a tag the upstream could not confirm was answered from
+	// the cache.
+	sourceStale
+)
+
+// Request kinds and results counted by the mirror; the labels of its
+// request metrics.
+var (
+	// RequestKinds are the kinds of requests counted.
+	RequestKinds = []string{"manifest", "blob", "tags", "referrers"}
+	// RequestResults are the results a request is counted under.
+	RequestResults = []string{"hit", "miss", "stale", "error"}
+)
+
+// RequestCount is the number of requests of one kind and result.
+type RequestCount struct {
+	// Kind is one of RequestKinds.
+	Kind string
+	// Result is one of RequestResults.
+	Result string
+	// Count is the number of requests.
+	Count int64
+}
+
+// requestCounters count requests by kind and result, and the bytes sent.
+type requestCounters struct {
+	byKindResult      [4][4]atomic.Int64
+	bytesFromCache    atomic.Int64
+	bytesFromUpstream atomic.Int64
+}
+
+// kindIndex maps a route kind to its row in requestCounters, or -1.
+func kindIndex(k oci.Kind) int {
+	switch k {
+	case oci.KindManifest:
+		return 0
+	case oci.KindBlob:
+		return 1
+	case oci.KindTags:
+		return 2
+	case oci.KindReferrers:
+		return 3
+	}
+	return -1
+}
+
+// count records one answered request.
+func (c *requestCounters) count(k oci.Kind, src source, failed bool, bytes int64) {
+	row := kindIndex(k)
+	if row < 0 {
+		return
+	}
+	col := 0
+	switch {
+	case failed:
+		col = 3
+	case src == sourceStale:
+		col = 2
+	case src == sourceUpstream:
+		col = 1
+	}
+	c.byKindResult[row][col].Add(1)
+	if failed {
+		return
+	}
+	if src == sourceUpstream {
+		c.bytesFromUpstream.Add(bytes)
+	} else {
+		c.bytesFromCache.Add(bytes)
+	}
+}
+
+// counts returns every kind and result with its count.
+func (c *requestCounters) counts() []RequestCount {
+	out := make([]RequestCount, 0, len(RequestKinds)*len(RequestResults))
+	for i, kind := range RequestKinds {
+		for j, result := range RequestResults {
+			out = append(out, RequestCount{Kind: kind, Result: result, Count: c.byKindResult[i][j].Load()})
+		}
+	}
+	return out
+}
+
+// countingWriter counts the bytes of a response body and carries where
+// its content came from. It keeps the wrapped writer's ReadFrom, so a
+// cached file still goes out with sendfile.
+type countingWriter struct {
+	http.ResponseWriter
+	n      int64
+	status int
+	source source
+}
+
+func (cw *countingWriter) WriteHeader(status int) {
+	if cw.status == 0 {
+		cw.status = status
+	}
+	cw.ResponseWriter.WriteHeader(status)
+}
+
+func (cw *countingWriter) Write(p []byte) (int, error) {
+	if cw.status == 0 {
+		cw.status = http.StatusOK
+	}
+	n, err := cw.ResponseWriter.Write(p)
+	cw.n += int64(n)
+	return n, err
+}
+
+// ReadFrom hands src to the wrapped writer's ReadFrom when it has one.
+func (cw *countingWriter) ReadFrom(src io.Reader) (int64, error) {
+	if cw.status == 0 {
+		cw.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := cw.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(cw.ResponseWriter, src)
+	}
+	cw.n += n
+	return n, err
+}
+
+// Unwrap returns the wrapped writer, for http.ResponseController.
+func (cw *countingWriter) Unwrap() http.ResponseWriter { return cw.ResponseWriter }
+
+// markSource records on w, when it is the mirror's countingWriter, where
+// the answer's content came from.
+func markSource(w http.ResponseWriter, src source) {
+	if cw, ok := w.(*countingWriter); ok {
+		cw.source = src
 	}
 }

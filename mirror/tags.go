@@ -18,6 +18,7 @@ const maxListBody = 16 << 20
 // serveTags passes GET /v2/<name>/tags/list through to the upstream, with
 // its n and last pagination and a Link header rewritten to this mirror.
 func (m *Mirror) serveTags(w http.ResponseWriter, r *http.Request, t target) error {
+	markSource(w, sourceUpstream) // lists always come from the upstream
 	q := url.Values{}
 	for _, k := range []string{"n", "last"} {
 		if v := r.URL.Query().Get(k); v != "" {

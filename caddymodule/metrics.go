@@ -1,0 +1,165 @@
+package caddymodule
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/mirror"
+	"github.com/regcache/regcache/upstream"
+)
+
+// metricsNamespace prefixes every metric of the module: caddy_registry_cache_*.
+const (
+	metricsNamespace = "caddy"
+	metricsSubsystem = "registry_cache"
+)
+
+// upstreamMetrics count the exchanges with upstream hosts. They are shared
+// by every handler of a config (one registry), labelled by upstream name.
+type upstreamMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// newUpstreamMetrics registers the upstream metrics in reg, or returns the
+// ones another handler of the same config registered.
+func newUpstreamMetrics(reg prometheus.Registerer) (*upstreamMetrics, error) {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "upstream_requests_total",
+		Help: "HTTP exchanges with upstream hosts, by upstream, kind (registry, token, redirect) and status (0: no answer).",
+	}, []string{"upstream", "kind", "status"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: "upstream_request_duration_seconds",
+		Help:    "Time until an upstream host's response headers (or failure), by upstream and kind.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
+	}, []string{"upstream", "kind"})
+	var err error
+	if requests, err = registerOrExisting(reg, requests); err != nil {
+		return nil, err
+	}
+	if duration, err = registerOrExisting(reg, duration); err != nil {
+		return nil, err
+	}
+	return &upstreamMetrics{requests: requests, duration: duration}, nil
+}
+
+// observe records one exchange; it is an upstream.Options.OnResponse.
+func (um *upstreamMetrics) observe(ex upstream.Exchange) {
+	um.requests.WithLabelValues(ex.Upstream, ex.Kind, strconv.Itoa(ex.Status)).Inc()
+	um.duration.WithLabelValues(ex.Upstream, ex.Kind).Observe(ex.Duration.Seconds())
+}
+
+// registerOrExisting registers c, or returns the equal collector already
+// registered (a second handler of the same config).
+func registerOrExisting[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, err
+}
+
+// cacheCollector exports the figures of one cache directory and the
+// handler serving it, read at each scrape. The directory is a constant
+// "storage" label, so that several sites with their own caches each have
+// their series. No metric carries a repository, tag or digest.
+type cacheCollector struct {
+	store     *cache.Store
+	mirror    *mirror.Mirror
+	upstreams []*upstream.Client
+
+	requests, servedBytes, staleServes, rateLimitHolds, negativeHits, fills, fillReaders,
+	evictions, evictedBytes, diskUsed, diskBudget, objects, notStored, unwritable,
+	rateLimitRemaining *prometheus.Desc
+}
+
+// newCacheCollector describes the metrics of the cache in storage.
+func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, upstreams []*upstream.Client) *cacheCollector {
+	constLabels := prometheus.Labels{"storage": storage}
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(metricsNamespace, metricsSubsystem, name), help, labels, constLabels)
+	}
+	return &cacheCollector{
+		store: store, mirror: m, upstreams: upstreams,
+		requests: desc("requests_total",
+			"Registry API requests answered, by kind (manifest, blob, tags, referrers) and result (hit, miss, stale, error).", "kind", "result"),
+		servedBytes: desc("served_bytes_total",
+			"Response bytes sent, by source: cache, or upstream (content fetched for the request).", "source"),
+		staleServes: desc("stale_serves_total",
+			"Tags served with their last known digest because the upstream could not confirm them."),
+		rateLimitHolds: desc("rate_limit_holds_total",
+			"Manifest GETs not sent because the upstream's pull budget was at its reserve."),
+		negativeHits: desc("negative_hits_total",
+			"Manifest requests answered with a remembered upstream 404."),
+		fills:       desc("fills_in_flight", "Downloads from upstreams into the cache in progress."),
+		fillReaders: desc("fill_waiting_clients", "Clients streaming from downloads in progress."),
+		evictions:   desc("evictions_total", "Objects evicted to keep the cache within max_size."),
+		evictedBytes: desc("evicted_bytes_total",
+			"Bytes evicted to keep the cache within max_size."),
+		diskUsed:   desc("disk_used_bytes", "Bytes of the objects stored in the cache."),
+		diskBudget: desc("disk_budget_bytes", "The cache's disk budget (max_size)."),
+		objects:    desc("objects", "Objects (blobs and manifests) stored in the cache."),
+		notStored: desc("not_stored_total",
+			"Contents served without being stored: disk full or unwritable, or larger than the budget."),
+		unwritable: desc("disk_unwritable",
+			"1 while the cache disk is full or unwritable and content is streamed without storing."),
+		rateLimitRemaining: desc("rate_limit_remaining",
+			"The pull budget an upstream last reported (ratelimit-remaining), when it reports one.", "upstream"),
+	}
+}
+
+// Describe sends the descriptions of the cache metrics.
+func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.requests, c.servedBytes, c.staleServes, c.rateLimitHolds,
+		c.negativeHits, c.fills, c.fillReaders, c.evictions, c.evictedBytes, c.diskUsed,
+		c.diskBudget, c.objects, c.notStored, c.unwritable, c.rateLimitRemaining} {
+		ch <- d
+	}
+}
+
+// Collect reads the figures of the cache, the mirror and the upstreams.
+func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	}
+	ms := c.mirror.Stats()
+	for _, rc := range ms.Requests {
+		counter(c.requests, rc.Count, rc.Kind, rc.Result)
+	}
+	counter(c.servedBytes, ms.BytesFromCache, "cache")
+	counter(c.servedBytes, ms.BytesFromUpstream, "upstream")
+	counter(c.staleServes, ms.StaleServes)
+	counter(c.rateLimitHolds, ms.RateLimitHolds)
+	counter(c.negativeHits, ms.NegativeHits)
+	st := c.store.Stats()
+	gauge(c.fills, int64(st.Fills))
+	gauge(c.fillReaders, int64(st.FillReaders))
+	counter(c.evictions, st.Evictions)
+	counter(c.evictedBytes, st.EvictedBytes)
+	gauge(c.diskUsed, st.UsedBytes)
+	gauge(c.diskBudget, st.BudgetBytes)
+	gauge(c.objects, st.Objects)
+	counter(c.notStored, st.NotStored)
+	unwritable := int64(0)
+	if st.Unwritable {
+		unwritable = 1
+	}
+	gauge(c.unwritable, unwritable)
+	for _, u := range c.upstreams {
+		if rl, ok := u.RateLimit(); ok {
+			gauge(c.rateLimitRemaining, int64(rl.Remaining), u.Name())
+		}
+	}
+}
+
+// Interface guards
+var _ prometheus.Collector = (*cacheCollector)(nil)
