@@ -127,10 +127,12 @@ type Handler struct {
 	// registries, each at its public endpoint.
 	Upstreams []Upstream `json:"upstreams,omitempty"`
 
-	mirror *mirror.Mirror
-	store  *cache.Store
-	dir    string
-	logger *zap.Logger
+	mirror      *mirror.Mirror
+	store       *cache.Store
+	clients     []*upstream.Client
+	dir         string
+	provisioned time.Time
+	logger      *zap.Logger
 }
 
 // Upstream is one registry the mirror serves.
@@ -263,6 +265,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.mirror = m
 	h.store = store
+	h.clients = clients
+	h.provisioned = time.Now()
+	addLive(h)
 	err = ctx.GetMetricsRegistry().Register(newCacheCollector(dir, store, m, clients))
 	var are prometheus.AlreadyRegisteredError
 	if errors.As(err, &are) {
@@ -339,6 +344,7 @@ func (h *Handler) Validate() error {
 // Cleanup releases this handler's use of the shared cache; the cache
 // closes when the last configuration using its directory is unloaded.
 func (h *Handler) Cleanup() error {
+	removeLive(h)
 	if h.dir == "" {
 		return nil
 	}

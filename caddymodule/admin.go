@@ -1,0 +1,248 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/regcache/regcache/upstream"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// live is the set of provisioned handlers, which the admin API reports
+// on. With the pool of open caches, it is the package's only state.
+var live = struct {
+	mu       sync.Mutex
+	handlers map[*Handler]struct{}
+}{handlers: make(map[*Handler]struct{})}
+
+// addLive records a provisioned handler.
+func addLive(h *Handler) {
+	live.mu.Lock()
+	live.handlers[h] = struct{}{}
+	live.mu.Unlock()
+}
+
+// removeLive forgets a handler that is being cleaned up.
+func removeLive(h *Handler) {
+	live.mu.Lock()
+	delete(live.handlers, h)
+	live.mu.Unlock()
+}
+
+// liveHandlers returns the provisioned handlers, one per storage
+// directory (a reload briefly has two handlers of one directory; the
+// newest answers), sorted by directory.
+func liveHandlers() []*Handler {
+	live.mu.Lock()
+	defer live.mu.Unlock()
+	byDir := map[string]*Handler{}
+	for h := range live.handlers {
+		if prev, ok := byDir[h.dir]; !ok || h.provisioned.After(prev.provisioned) {
+			byDir[h.dir] = h
+		}
+	}
+	out := make([]*Handler, 0, len(byDir))
+	for _, h := range byDir {
+		out = append(out, h)
+	}
+	slices.SortFunc(out, func(a, b *Handler) int {
+		switch {
+		case a.dir < b.dir:
+			return -1
+		case a.dir > b.dir:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// AdminAPI is the admin.api.registry_cache module: the routes of Caddy's
+// admin endpoint that report on the registry caches of the running config.
+//
+//	GET /registry_cache/stats   figures of every cache and its upstreams
+type AdminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.registry_cache",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Routes returns the admin routes of the module.
+func (a *AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{
+		{Pattern: "/registry_cache/stats", Handler: caddy.AdminHandlerFunc(a.serveStats)},
+	}
+}
+
+// StatsResponse is the body of GET /registry_cache/stats.
+type StatsResponse struct {
+	// Caches has one entry per cache directory of the running config.
+	Caches []CacheStats `json:"caches"`
+}
+
+// CacheStats are the figures of one cache directory and its handler.
+type CacheStats struct {
+	// Storage is the cache directory.
+	Storage string `json:"storage"`
+	// Objects is the number of stored blobs and manifests.
+	Objects int64 `json:"objects"`
+	// UsedBytes is the size of the stored objects.
+	UsedBytes int64 `json:"used_bytes"`
+	// BudgetBytes is max_size.
+	BudgetBytes int64 `json:"budget_bytes"`
+	// ReservedBytes is the announced size of downloads in progress.
+	ReservedBytes int64 `json:"reserved_bytes"`
+	// Evictions and EvictedBytes count eviction since the cache opened.
+	Evictions    int64 `json:"evictions"`
+	EvictedBytes int64 `json:"evicted_bytes"`
+	// NotStored counts contents served without being stored.
+	NotStored int64 `json:"not_stored"`
+	// Unwritable is true while the disk refuses writes.
+	Unwritable bool `json:"unwritable"`
+	// Fills and FillReaders are the downloads in progress and the clients
+	// streaming from them.
+	Fills       int `json:"fills"`
+	FillReaders int `json:"fill_readers"`
+	// Requests counts answered requests: kind → result → count.
+	Requests map[string]map[string]int64 `json:"requests"`
+	// BytesFromCache and BytesFromUpstream count response bytes by source.
+	BytesFromCache    int64 `json:"bytes_from_cache"`
+	BytesFromUpstream int64 `json:"bytes_from_upstream"`
+	// HitRatio is the share of blob and manifest requests answered from
+	// the cache (hits and stale serves); 0 before any.
+	HitRatio float64 `json:"hit_ratio"`
+	// StaleServes, RateLimitHolds and NegativeHits count the degraded
+	// answers: stale tags, GETs held back by the pull budget, remembered
+	// 404s.
+	StaleServes    int64 `json:"stale_serves"`
+	RateLimitHolds int64 `json:"rate_limit_holds"`
+	NegativeHits   int64 `json:"negative_hits"`
+	// Upstreams are the registries of the handler.
+	Upstreams []UpstreamStats `json:"upstreams"`
+}
+
+// UpstreamStats are the health and pull budget of one upstream.
+type UpstreamStats struct {
+	// Name is the registry's name.
+	Name string `json:"name"`
+	// Endpoints are its endpoints in order, with their health.
+	Endpoints []EndpointStats `json:"endpoints"`
+	// RateLimit is the pull budget it last reported; absent when it
+	// reports none.
+	RateLimit *RateLimitStats `json:"rate_limit,omitempty"`
+}
+
+// EndpointStats is the health of one endpoint.
+type EndpointStats struct {
+	// URL is the endpoint's base URL.
+	URL string `json:"url"`
+	// Healthy is false while a failure keeps the endpoint skipped.
+	Healthy bool `json:"healthy"`
+	// LastError is the failure that started the cooldown.
+	LastError string `json:"last_error,omitempty"`
+	// FailedUntil is the end of the cooldown.
+	FailedUntil *time.Time `json:"failed_until,omitempty"`
+	// LastSuccess is when the endpoint last answered.
+	LastSuccess *time.Time `json:"last_success,omitempty"`
+}
+
+// RateLimitStats is a reported pull budget.
+type RateLimitStats struct {
+	// Limit and Remaining are the pulls per window and those left.
+	Limit     int `json:"limit"`
+	Remaining int `json:"remaining"`
+	// WindowSeconds is the window's length; 0 when not reported.
+	WindowSeconds int64 `json:"window_seconds"`
+	// Seen is when the budget was reported.
+	Seen time.Time `json:"seen"`
+	// Held is true while manifest GETs are held back.
+	Held bool `json:"held"`
+}
+
+// serveStats answers GET /registry_cache/stats.
+func (a *AdminAPI) serveStats(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+	}
+	resp := StatsResponse{Caches: []CacheStats{}}
+	for _, h := range liveHandlers() {
+		resp.Caches = append(resp.Caches, h.stats())
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(resp)
+}
+
+// stats gathers the figures of the handler's cache, mirror and upstreams.
+func (h *Handler) stats() CacheStats {
+	st := h.store.Stats()
+	ms := h.mirror.Stats()
+	cs := CacheStats{
+		Storage: h.dir, Objects: st.Objects, UsedBytes: st.UsedBytes, BudgetBytes: st.BudgetBytes,
+		ReservedBytes: st.ReservedBytes, Evictions: st.Evictions, EvictedBytes: st.EvictedBytes,
+		NotStored: st.NotStored, Unwritable: st.Unwritable, Fills: st.Fills, FillReaders: st.FillReaders,
+		Requests:       map[string]map[string]int64{},
+		BytesFromCache: ms.BytesFromCache, BytesFromUpstream: ms.BytesFromUpstream,
+		StaleServes: ms.StaleServes, RateLimitHolds: ms.RateLimitHolds, NegativeHits: ms.NegativeHits,
+	}
+	var served, fromCache int64
+	for _, rc := range ms.Requests {
+		if cs.Requests[rc.Kind] == nil {
+			cs.Requests[rc.Kind] = map[string]int64{}
+		}
+		cs.Requests[rc.Kind][rc.Result] = rc.Count
+		if rc.Kind == "manifest" || rc.Kind == "blob" {
+			switch rc.Result {
+			case "hit", "stale":
+				served += rc.Count
+				fromCache += rc.Count
+			case "miss":
+				served += rc.Count
+			}
+		}
+	}
+	if served > 0 {
+		cs.HitRatio = float64(fromCache) / float64(served)
+	}
+	for _, c := range h.clients {
+		cs.Upstreams = append(cs.Upstreams, upstreamStats(c))
+	}
+	return cs
+}
+
+// upstreamStats reports one upstream's health and budget.
+func upstreamStats(c *upstream.Client) UpstreamStats {
+	us := UpstreamStats{Name: c.Name()}
+	for _, eh := range c.Health() {
+		es := EndpointStats{URL: eh.URL, Healthy: eh.Healthy, LastError: eh.LastError}
+		if !eh.FailedUntil.IsZero() {
+			t := eh.FailedUntil
+			es.FailedUntil = &t
+		}
+		if !eh.LastSuccess.IsZero() {
+			t := eh.LastSuccess
+			es.LastSuccess = &t
+		}
+		us.Endpoints = append(us.Endpoints, es)
+	}
+	if rl, ok := c.RateLimit(); ok {
+		us.RateLimit = &RateLimitStats{Limit: rl.Limit, Remaining: rl.Remaining,
+			WindowSeconds: int64(rl.Window / time.Second), Seen: rl.Seen, Held: c.Budget().Held}
+	}
+	return us
+}
+
+// Interface guards
+var _ caddy.AdminRouter = (*AdminAPI)(nil)
