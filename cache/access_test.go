@@ -105,3 +105,28 @@ func TestLastAccess(t *testing.T) {
 		t.Errorf("record of the file without metadata = %+v, %v", m, ok)
 	}
 }
+
+func TestInspectIsNotAUse(t *testing.T) {
+	clk := &clock{t: time.Unix(1000, 0)}
+	s := openTestWith(t, Options{Dir: t.TempDir(), Now: clk.Now})
+	data := []byte(`{"schemaVersion":2}`)
+	d := digest.FromBytes(data)
+	if err := s.Put(d, manifestType, data); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(time.Unix(5000, 0))
+	for _, fresh := range []bool{false, true} {
+		if fresh {
+			s.index.Clear() // from disk this time
+		}
+		if obj, err := s.Inspect(d); err != nil || obj.Size != int64(len(data)) {
+			t.Fatalf("Inspect = %+v, %v", obj, err)
+		}
+		if got, _, err := s.InspectContent(d, 100); err != nil || string(got) != string(data) {
+			t.Fatalf("InspectContent = %q, %v", got, err)
+		}
+		if at, ok := s.LastAccess(d); !ok || !at.Equal(time.Unix(1000, 0)) {
+			t.Errorf("LastAccess after inspecting (index cleared %v) = %v, want the time of the Put", fresh, at)
+		}
+	}
+}

@@ -269,14 +269,28 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Stat returns the metadata of a verified object, or ErrNotFound.
+// Stat returns the metadata of a verified object, or ErrNotFound, and
+// counts as a use of it.
 func (s *Store) Stat(d digest.Digest) (Object, error) {
+	return s.stat(d, true)
+}
+
+// Inspect is Stat for reports: it does not count as a use, so listing the
+// cache does not change what eviction takes.
+func (s *Store) Inspect(d digest.Digest) (Object, error) {
+	return s.stat(d, false)
+}
+
+// stat is Stat, recording the use when touch is set.
+func (s *Store) stat(d digest.Digest, touch bool) (Object, error) {
 	if !s.enter() {
 		return Object{}, ErrClosed
 	}
 	defer s.leave()
 	if e, ok := s.lookup(d); ok {
-		s.access.touch(d, s.now())
+		if touch {
+			s.access.touch(d, s.now())
+		}
 		return e.obj, nil
 	}
 	path, err := s.blobPath(d)
@@ -289,7 +303,9 @@ func (s *Store) Stat(d digest.Digest) (Object, error) {
 	}
 	obj := s.objectFromDisk(d, fi.Size())
 	s.setIndex(obj, nil)
-	s.access.touch(d, s.now())
+	if touch {
+		s.access.touch(d, s.now())
+	}
 	return obj, nil
 }
 
@@ -341,6 +357,16 @@ func (s *Store) open(d digest.Digest) (*os.File, Object, error) {
 // ErrTooLarge. The returned bytes are shared: the caller must not modify
 // them.
 func (s *Store) ReadAll(d digest.Digest, limit int64) ([]byte, Object, error) {
+	return s.readAll(d, limit, true)
+}
+
+// InspectContent is ReadAll for reports: it does not count as a use.
+func (s *Store) InspectContent(d digest.Digest, limit int64) ([]byte, Object, error) {
+	return s.readAll(d, limit, false)
+}
+
+// readAll is ReadAll, recording the use when touch is set.
+func (s *Store) readAll(d digest.Digest, limit int64, touch bool) ([]byte, Object, error) {
 	if !s.enter() {
 		return nil, Object{}, ErrClosed
 	}
@@ -350,7 +376,9 @@ func (s *Store) ReadAll(d digest.Digest, limit int64) ([]byte, Object, error) {
 		return nil, Object{}, fmt.Errorf("reading %s: %d bytes: %w", d, e.obj.Size, ErrTooLarge)
 	}
 	if hit && e.data != nil {
-		s.access.touch(d, s.now())
+		if touch {
+			s.access.touch(d, s.now())
+		}
 		return e.data, e.obj, nil
 	}
 	path, err := s.blobPath(d)
@@ -380,7 +408,9 @@ func (s *Store) ReadAll(d digest.Digest, limit int64) ([]byte, Object, error) {
 		obj = s.objectFromDisk(d, fi.Size())
 	}
 	s.setIndex(obj, data)
-	s.access.touch(d, s.now())
+	if touch {
+		s.access.touch(d, s.now())
+	}
 	return data, obj, nil
 }
 

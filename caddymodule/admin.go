@@ -2,14 +2,18 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
+	"github.com/regcache/regcache/mirror"
 	"github.com/regcache/regcache/upstream"
 )
 
@@ -69,7 +73,9 @@ func liveHandlers() []*Handler {
 // AdminAPI is the admin.api.registry_cache module: the routes of Caddy's
 // admin endpoint that report on the registry caches of the running config.
 //
-//	GET /registry_cache/stats   figures of every cache and its upstreams
+//	GET  /registry_cache/stats          figures of every cache and its upstreams
+//	GET  /registry_cache/repositories   what every cache holds, per repository
+//	POST /registry_cache/purge          {"image": "..."} or {"repository": "..."}
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -84,6 +90,8 @@ func (AdminAPI) CaddyModule() caddy.ModuleInfo {
 func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/registry_cache/stats", Handler: caddy.AdminHandlerFunc(a.serveStats)},
+		{Pattern: "/registry_cache/repositories", Handler: caddy.AdminHandlerFunc(a.serveRepositories)},
+		{Pattern: "/registry_cache/purge", Handler: caddy.AdminHandlerFunc(a.servePurge)},
 	}
 }
 
@@ -242,6 +250,97 @@ func upstreamStats(c *upstream.Client) UpstreamStats {
 			WindowSeconds: int64(rl.Window / time.Second), Seen: rl.Seen, Held: c.Budget().Held}
 	}
 	return us
+}
+
+// RepositoriesResponse is the body of GET /registry_cache/repositories.
+type RepositoriesResponse struct {
+	// Caches has one entry per cache directory of the running config.
+	Caches []CacheRepositories `json:"caches"`
+}
+
+// CacheRepositories lists what one cache holds.
+type CacheRepositories struct {
+	// Storage is the cache directory.
+	Storage string `json:"storage"`
+	// Repositories are the repositories with cached tags, sorted.
+	Repositories []mirror.RepositoryInfo `json:"repositories"`
+}
+
+// serveRepositories answers GET /registry_cache/repositories.
+func (a *AdminAPI) serveRepositories(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+	}
+	resp := RepositoriesResponse{Caches: []CacheRepositories{}}
+	for _, h := range liveHandlers() {
+		repos, err := h.mirror.Repositories()
+		if err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("listing %s: %w", h.dir, err)}
+		}
+		resp.Caches = append(resp.Caches, CacheRepositories{Storage: h.dir, Repositories: repos})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(resp)
+}
+
+// PurgeRequest is the body of POST /registry_cache/purge: one of Image
+// (docker.io/library/alpine:3.19, alpine@sha256:…) and Repository
+// (ghcr.io/owner/app).
+type PurgeRequest struct {
+	// Image is an image by tag or digest; a name without either means its
+	// latest tag.
+	Image string `json:"image,omitempty"`
+	// Repository is a whole repository.
+	Repository string `json:"repository,omitempty"`
+	// Storage limits the purge to the cache in this directory. Default:
+	// every cache of the running config.
+	Storage string `json:"storage,omitempty"`
+}
+
+// PurgeResponse is the answer to a purge, per cache.
+type PurgeResponse struct {
+	// Caches has one entry per cache purged.
+	Caches []CachePurge `json:"caches"`
+}
+
+// CachePurge is what a purge removed from one cache.
+type CachePurge struct {
+	// Storage is the cache directory.
+	Storage string `json:"storage"`
+	mirror.PurgeResult
+}
+
+// servePurge answers POST /registry_cache/purge.
+func (a *AdminAPI) servePurge(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+	}
+	var req PurgeRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("reading the request: %w", err)}
+	}
+	if (req.Image == "") == (req.Repository == "") {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`give one of "image" and "repository"`)}
+	}
+	resp := PurgeResponse{Caches: []CachePurge{}}
+	for _, h := range liveHandlers() {
+		if req.Storage != "" && req.Storage != h.dir {
+			continue
+		}
+		ref, err := mirror.ParseImageRef(req.Image+req.Repository, h.mirror.DefaultUpstream(), req.Repository != "")
+		if err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
+		}
+		res, err := h.mirror.Purge(ref)
+		if err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("purging %s from %s: %w", ref, h.dir, err)}
+		}
+		h.logger.Info("purged from the cache", zap.String("image", ref.String()), zap.Int("tags", res.Tags),
+			zap.Int("objects", res.Objects), zap.Int64("bytes", res.Bytes))
+		resp.Caches = append(resp.Caches, CachePurge{Storage: h.dir, PurgeResult: res})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(resp)
 }
 
 // Interface guards

@@ -6,9 +6,11 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/regcache/regcache/caddymodule"
+	"github.com/regcache/regcache/mirror"
 )
 
 // TestAdminStats reads GET /registry_cache/stats from Caddy's admin
@@ -90,5 +92,114 @@ http://127.0.0.1:%d {
 	}
 	if rl := c.Upstreams[0].RateLimit; rl == nil || rl.Limit <= 0 || rl.WindowSeconds <= 0 {
 		t.Errorf("rate limit %+v, want the hub's report", rl)
+	}
+}
+
+// startAdminMirror runs a mirror site with Caddy's admin endpoint on and
+// returns the site's host and the admin endpoint's base URL.
+func startAdminMirror(t *testing.T, storage string) (host, admin string) {
+	t.Helper()
+	port, adminPort := freePort(t), freePort(t)
+	loadCaddyfile(t, fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+	skip_install_trust
+	storage file_system %s
+	log {
+		level ERROR
+	}
+}
+
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	registry_cache {
+		storage %s
+		upstream docker.io %s
+	}
+}
+`, adminPort, filepath.Join(filepath.Dir(storage), "caddy-data"), port, storage, hub.URL))
+	return fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+}
+
+// adminJSON sends a request to the admin endpoint and decodes its JSON
+// answer into out; it returns the status.
+func adminJSON(t *testing.T, method, url, body string, out any) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatalf("%s %s: %v", method, url, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// TestAdminRepositoriesAndPurge lists what the cache holds, purges one
+// image, and checks that only its content went and that it pulls again.
+func TestAdminRepositoriesAndPurge(t *testing.T) {
+	for _, repo := range []string{"library/inventory", "library/neighbour"} {
+		if _, _, err := hub.PushImage(repo, "1", 2, 4096, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	storage := filepath.Join(t.TempDir(), "cache")
+	host, admin := startAdminMirror(t, storage)
+	pullImage(t, host+"/inventory:1")
+	pullImage(t, host+"/neighbour:1")
+
+	var repos caddymodule.RepositoriesResponse
+	if status := adminJSON(t, http.MethodGet, admin+"/registry_cache/repositories", "", &repos); status != http.StatusOK || len(repos.Caches) != 1 {
+		t.Fatalf("GET repositories: %d %+v", status, repos)
+	}
+	found := map[string]mirror.RepositoryInfo{}
+	for _, ri := range repos.Caches[0].Repositories {
+		found[ri.Upstream+"/"+ri.Repository] = ri
+	}
+	inv, ok := found["docker.io/library/inventory"]
+	if !ok || len(inv.Tags) != 1 || inv.Tags[0].Tag != "1" || inv.Objects != 4 || inv.Bytes < 8192 || inv.LastUsed.IsZero() {
+		t.Fatalf("inventory reported as %+v (all: %v)", inv, found)
+	}
+	before := blobBytes(t, storage)
+
+	var purged caddymodule.PurgeResponse
+	if status := adminJSON(t, http.MethodPost, admin+"/registry_cache/purge", `{"image":"inventory:1"}`, &purged); status != http.StatusOK {
+		t.Fatalf("purge: status %d", status)
+	}
+	if len(purged.Caches) != 1 || purged.Caches[0].Tags != 1 || purged.Caches[0].Objects != 4 || purged.Caches[0].Bytes != inv.Bytes {
+		t.Errorf("purge result %+v, want 1 tag and the 4 objects of %d bytes", purged, inv.Bytes)
+	}
+	if after := blobBytes(t, storage); after != before-inv.Bytes {
+		t.Errorf("cache holds %d bytes after the purge, want %d", after, before-inv.Bytes)
+	}
+	repos = caddymodule.RepositoriesResponse{}
+	adminJSON(t, http.MethodGet, admin+"/registry_cache/repositories", "", &repos)
+	for _, ri := range repos.Caches[0].Repositories {
+		if ri.Repository == "library/inventory" {
+			t.Errorf("purged repository still listed: %+v", ri)
+		}
+	}
+	// The neighbour is whole; the purged image pulls again from upstream.
+	hub.Counters.Reset()
+	pullImage(t, host+"/neighbour:1")
+	wantCount(t, "pull of the image left alone: upstream requests", hub.Counters.Upstream(), 0)
+	pullImage(t, host+"/inventory:1")
+	if hub.Counters.CDNGET.Load() != 3 {
+		t.Errorf("pull after the purge: %d CDN GETs, want 3", hub.Counters.CDNGET.Load())
+	}
+	for _, body := range []string{`{}`, `{"image":"a","repository":"b"}`, `{"image":"Bad:1"}`, `{"image":"evil.example/x:1"}`, `not json`} {
+		if status := adminJSON(t, http.MethodPost, admin+"/registry_cache/purge", body, nil); status != http.StatusBadRequest {
+			t.Errorf("purge %s: status %d, want 400", body, status)
+		}
 	}
 }
