@@ -319,6 +319,10 @@ func (s *Store) runFill(fl *fill, tmp *os.File, fetch FetchFunc) {
 // the content is good, only the cache goes without it.
 func (s *Store) store(fl *fill, tmp *os.File, written int64) bool {
 	obj := Object{Digest: fl.d, Size: written, MediaType: fl.mediaType}
+	// The object counts as stored from the commit on: its reservation ends
+	// first, so that the two never count it twice.
+	s.release(fl.reserved)
+	fl.reserved = 0
 	if err := s.commit(tmp, obj); err != nil {
 		s.notStored.Add(1)
 		if !errors.Is(err, ErrUnwritable) {
