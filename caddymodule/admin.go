@@ -76,6 +76,7 @@ func liveHandlers() []*Handler {
 //	GET  /registry_cache/stats          figures of every cache and its upstreams
 //	GET  /registry_cache/repositories   what every cache holds, per repository
 //	POST /registry_cache/purge          {"image": "..."} or {"repository": "..."}
+//	POST /registry_cache/warm           {"images": [...], "platforms": [...]}
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -92,6 +93,7 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/registry_cache/stats", Handler: caddy.AdminHandlerFunc(a.serveStats)},
 		{Pattern: "/registry_cache/repositories", Handler: caddy.AdminHandlerFunc(a.serveRepositories)},
 		{Pattern: "/registry_cache/purge", Handler: caddy.AdminHandlerFunc(a.servePurge)},
+		{Pattern: "/registry_cache/warm", Handler: caddy.AdminHandlerFunc(a.serveWarm)},
 	}
 }
 
@@ -341,6 +343,70 @@ func (a *AdminAPI) servePurge(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(resp)
+}
+
+// WarmRequest is the body of POST /registry_cache/warm.
+type WarmRequest struct {
+	// Images are the images to fetch into the cache, by tag or digest
+	// (docker.io/library/alpine:3.19, ghcr.io/owner/app@sha256:…).
+	Images []string `json:"images"`
+	// Platforms limits multi-platform images to these ("linux/amd64",
+	// "linux/arm/v7"). Default: all.
+	Platforms []string `json:"platforms,omitempty"`
+	// Storage names the cache to warm when the config has several.
+	Storage string `json:"storage,omitempty"`
+}
+
+// maxWarmImages bounds the images of one warm request.
+const maxWarmImages = 1000
+
+// serveWarm answers POST /registry_cache/warm: it fetches the images one
+// after the other and streams their progress as JSON lines
+// (mirror.WarmProgress), each image ending with a line that has "done" or
+// "error". The status is 200 once the request is accepted; failures of
+// single images are in their lines.
+func (a *AdminAPI) serveWarm(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+	}
+	var req WarmRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("reading the request: %w", err)}
+	}
+	if len(req.Images) == 0 || len(req.Images) > maxWarmImages {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("give between 1 and %d images", maxWarmImages)}
+	}
+	var target *Handler
+	for _, h := range liveHandlers() {
+		if req.Storage == "" || req.Storage == h.dir {
+			if target != nil {
+				return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`several caches are configured: name one with "storage"`)}
+			}
+			target = h
+		}
+	}
+	if target == nil {
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("no such registry cache")}
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	rc := http.NewResponseController(w)
+	failed := 0
+	for _, image := range req.Images {
+		err := target.mirror.Warm(r.Context(), image, req.Platforms, func(p mirror.WarmProgress) {
+			_ = enc.Encode(p)
+			_ = rc.Flush()
+		})
+		if err != nil {
+			failed++
+		}
+		if r.Context().Err() != nil {
+			break
+		}
+	}
+	target.logger.Info("warmed the cache", zap.Int("images", len(req.Images)), zap.Int("failed", failed))
+	return nil
 }
 
 // Interface guards

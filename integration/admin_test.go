@@ -5,9 +5,16 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/regcache/regcache/caddymodule"
 	"github.com/regcache/regcache/mirror"
@@ -201,5 +208,105 @@ func TestAdminRepositoriesAndPurge(t *testing.T) {
 		if status := adminJSON(t, http.MethodPost, admin+"/registry_cache/purge", body, nil); status != http.StatusBadRequest {
 			t.Errorf("purge %s: status %d, want 400", body, status)
 		}
+	}
+}
+
+// TestAdminWarm warms the cache with one platform of a multi-platform
+// image and a missing image through POST /registry_cache/warm, reading the
+// progress lines; a pull of the warmed platform then costs no upstream
+// request, while another platform still comes from the upstream.
+func TestAdminWarm(t *testing.T) {
+	if _, _, err := hub.PushIndex("library/warmme", "1", []string{"linux/amd64", "linux/arm64"}, false); err != nil {
+		t.Fatal(err)
+	}
+	storage := filepath.Join(t.TempDir(), "cache")
+	host, admin := startAdminMirror(t, storage)
+	resp, err := http.Post(admin+"/registry_cache/warm", "application/json",
+		strings.NewReader(`{"images":["warmme:1","docker.io/library/absent:1"],"platforms":["linux/amd64"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("warm: status %d", resp.StatusCode)
+	}
+	last := map[string]mirror.WarmProgress{}
+	lines := 0
+	dec := json.NewDecoder(resp.Body)
+	for dec.More() {
+		var p mirror.WarmProgress
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		last[p.Image] = p
+		lines++
+	}
+	if w := last["warmme:1"]; !w.Done || w.Error != "" || w.Manifests != 2 || w.BlobsTotal == 0 || w.Blobs != w.BlobsTotal || w.Bytes != w.BytesTotal {
+		t.Errorf("warmme:1 ended with %+v, want done with the index, one platform's manifest and all its blobs", w)
+	}
+	if a := last["docker.io/library/absent:1"]; a.Done || a.Error == "" {
+		t.Errorf("absent image ended with %+v, want an error", a)
+	}
+	if lines < 4 {
+		t.Errorf("%d progress lines, want one per manifest and blob", lines)
+	}
+
+	hub.Counters.Reset()
+	pullPlatform(t, host+"/warmme:1", "amd64")
+	wantCount(t, "pull of the warmed platform: upstream requests", hub.Counters.Upstream(), 0)
+	pullPlatform(t, host+"/warmme:1", "arm64")
+	if hub.Counters.CDNGET.Load() == 0 {
+		t.Errorf("the platform not warmed came from nowhere: %s", hub.Counters)
+	}
+}
+
+// pullPlatform pulls one linux platform of an image and validates it.
+func pullPlatform(t *testing.T, image, arch string) {
+	t.Helper()
+	ref, err := name.ParseReference(image, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref, remote.WithPlatform(v1.Platform{OS: "linux", Architecture: arch}),
+		remote.WithTransport(http.DefaultTransport.(*http.Transport).Clone()))
+	if err != nil {
+		t.Fatalf("pulling %s for %s: %v", image, arch, err)
+	}
+	if err := validate.Image(img); err != nil {
+		t.Fatalf("validating %s for %s: %v", image, arch, err)
+	}
+}
+
+// TestCommandLine runs `caddy registry-cache warm|stats|purge` (the test
+// binary acting as the caddy command) against the running instance's admin
+// API, and checks their output and exit status.
+func TestCommandLine(t *testing.T) {
+	if _, _, err := hub.PushImage("library/clitool", "1", 2, 4096, false); err != nil {
+		t.Fatal(err)
+	}
+	storage := filepath.Join(t.TempDir(), "cache")
+	_, admin := startAdminMirror(t, storage)
+	address := strings.TrimPrefix(admin, "http://")
+	caddyCmd := func(args ...string) (string, error) {
+		cmd := exec.Command(os.Args[0], append([]string{"registry-cache"}, args...)...)
+		cmd.Env = append(os.Environ(), childCaddyEnv+"=1", "HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := caddyCmd("warm", "--address", address, "clitool:1")
+	if err != nil || !strings.Contains(out, "clitool:1  manifests 1  blobs 3/3") || !strings.Contains(out, "done") {
+		t.Errorf("warm: %v\n%s", err, out)
+	}
+	out, err = caddyCmd("stats", "--address", address)
+	if err != nil || !strings.Contains(out, "cache "+storage) || !strings.Contains(out, "upstream docker.io") ||
+		!strings.Contains(out, "blob        hit 0, miss 3") {
+		t.Errorf("stats: %v\n%s", err, out)
+	}
+	out, err = caddyCmd("purge", "--address", address, "clitool:1")
+	if err != nil || !strings.Contains(out, "removed 1 tags, 4 objects") {
+		t.Errorf("purge: %v\n%s", err, out)
+	}
+	if out, err := caddyCmd("warm", "--address", address, "docker.io/library/nowhere:1"); err == nil || !strings.Contains(out, "failed") {
+		t.Errorf("warm of a missing image: %v, want a failure\n%s", err, out)
 	}
 }
