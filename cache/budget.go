@@ -412,6 +412,7 @@ func (s *Store) reconcileOnce() (dropped, adopted int, err error) {
 		}
 		var size int64
 		var gone bool
+		s.removeMu.Lock()
 		err := s.db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(objectsBucket)
 			v := b.Get([]byte(d))
@@ -428,6 +429,7 @@ func (s *Store) reconcileOnce() (dropped, adopted int, err error) {
 			size, gone = m.Size, true
 			return b.Delete([]byte(d))
 		})
+		s.removeMu.Unlock()
 		if err != nil {
 			return dropped, adopted, fmt.Errorf("dropping the record of %s: %w", d, err)
 		}

@@ -110,6 +110,11 @@ func (s *Store) Delete(d digest.Digest) error {
 // gone, whatever happens to the rest (a record left behind by a crash is
 // dropped at the next start).
 func (s *Store) remove(d digest.Digest) (int64, error) {
+	// One removal at a time against the reconciliation, which would
+	// otherwise take a record whose file was just removed for a crash's
+	// leftover and count its bytes out a second time.
+	s.removeMu.Lock()
+	defer s.removeMu.Unlock()
 	path, err := s.blobPath(d)
 	if err != nil {
 		return 0, err

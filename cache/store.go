@@ -146,6 +146,10 @@ type Store struct {
 
 	useMu sync.Mutex
 	inUse map[digest.Digest]int // readers per object
+
+	// removeMu orders removals (eviction, Delete) against the
+	// reconciliation's dropping of records without files.
+	removeMu sync.Mutex
 }
 
 // Open opens (creating if needed) the cache in opts.Dir, removes leftovers
