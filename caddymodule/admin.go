@@ -73,6 +73,7 @@ func liveHandlers() []*Handler {
 // AdminAPI is the admin.api.registry_cache module: the routes of Caddy's
 // admin endpoint that report on the registry caches of the running config.
 //
+//	GET  /registry_cache/               the status page (HTML)
 //	GET  /registry_cache/stats          figures of every cache and its upstreams
 //	GET  /registry_cache/repositories   what every cache holds, per repository
 //	POST /registry_cache/purge          {"image": "..."} or {"repository": "..."}
@@ -90,6 +91,7 @@ func (AdminAPI) CaddyModule() caddy.ModuleInfo {
 // Routes returns the admin routes of the module.
 func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
+		{Pattern: "/registry_cache/", Handler: caddy.AdminHandlerFunc(a.serveStatusPage)},
 		{Pattern: "/registry_cache/stats", Handler: caddy.AdminHandlerFunc(a.serveStats)},
 		{Pattern: "/registry_cache/repositories", Handler: caddy.AdminHandlerFunc(a.serveRepositories)},
 		{Pattern: "/registry_cache/purge", Handler: caddy.AdminHandlerFunc(a.servePurge)},

@@ -132,6 +132,7 @@ type Handler struct {
 	clients     []*upstream.Client
 	dir         string
 	provisioned time.Time
+	history     *history
 	logger      *zap.Logger
 }
 
@@ -267,6 +268,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.store = store
 	h.clients = clients
 	h.provisioned = time.Now()
+	h.history = startHistory(h)
 	addLive(h)
 	err = ctx.GetMetricsRegistry().Register(newCacheCollector(dir, store, m, clients))
 	var are prometheus.AlreadyRegisteredError
@@ -345,6 +347,9 @@ func (h *Handler) Validate() error {
 // closes when the last configuration using its directory is unloaded.
 func (h *Handler) Cleanup() error {
 	removeLive(h)
+	if h.history != nil {
+		h.history.stopHistory()
+	}
 	if h.dir == "" {
 		return nil
 	}
