@@ -48,16 +48,29 @@ func waitWithinBudget(t *testing.T, s *Store) Stats {
 // waitSettled waits until the store is within its budget and every one of
 // the total objects it ever held is either stored or counted as evicted
 // (an eviction pass counts each object just after removing it).
+// An eviction pass goes on below the budget, to its low-water mark, so
+// the figures must also have stopped changing.
 func waitSettled(t *testing.T, s *Store, total int64) Stats {
 	t.Helper()
-	st := waitWithinBudget(t, s)
-	for deadline := time.Now().Add(10 * time.Second); st.Evictions+st.Objects != total; st = s.Stats() {
+	waitWithinBudget(t, s)
+	deadline := time.Now().Add(10 * time.Second)
+	var last Stats
+	stable := 0
+	for {
+		st := s.Stats()
+		if st.Evictions+st.Objects == total && st == last {
+			if stable++; stable >= 5 {
+				return st
+			}
+		} else {
+			stable = 0
+		}
+		last = st
 		if time.Now().After(deadline) {
 			t.Fatalf("%d objects stored and %d evicted, of %d", st.Objects, st.Evictions, total)
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
-	return st
 }
 
 // present returns which of ds are stored, as their indexes.

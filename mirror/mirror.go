@@ -148,19 +148,24 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cw := &countingWriter{ResponseWriter: w}
 	w = cw
 	completed := false
+	start := m.now()
+	var target target
 	defer func() {
-		m.stats.requests.count(route.Kind, cw.source, !completed || cw.status >= 400, cw.n)
+		failed := !completed || cw.status >= 400
+		m.stats.requests.count(route.Kind, cw.source, failed, cw.n)
+		// One line per request, at Debug: a busy office makes many.
+		if ce := m.log.Check(zapcore.DebugLevel, "request"); ce != nil {
+			ce.Write(zap.String("method", r.Method), zap.String("kind", route.Kind.String()),
+				zap.String("upstream", target.registry), zap.String("repository", target.repo),
+				zap.String("reference", route.Reference), zap.String("result", resultName(cw.source, failed)),
+				zap.Int("status", cw.status), zap.Int64("bytes", cw.n), zap.Duration("duration", m.now().Sub(start)))
+		}
 	}()
-	target, err := m.resolve(r, route.Name)
+	target, err = m.resolve(r, route.Name)
 	if err != nil {
 		m.writeError(w, r, err)
 		completed = true
 		return
-	}
-	if ce := m.log.Check(zapcore.DebugLevel, "request"); ce != nil {
-		ce.Write(zap.String("method", r.Method), zap.String("kind", route.Kind.String()),
-			zap.String("upstream", target.upstream.Name()), zap.String("repository", target.repo),
-			zap.String("reference", route.Reference))
 	}
 	switch route.Kind {
 	case oci.KindManifest:

@@ -137,6 +137,19 @@ func (c *requestCounters) count(k oci.Kind, src source, failed bool, bytes int64
 	}
 }
 
+// resultName is the result a request is counted and logged under.
+func resultName(src source, failed bool) string {
+	switch {
+	case failed:
+		return "error"
+	case src == sourceStale:
+		return "stale"
+	case src == sourceUpstream:
+		return "miss"
+	}
+	return "hit"
+}
+
 // counts returns every kind and result with its count.
 func (c *requestCounters) counts() []RequestCount {
 	out := make([]RequestCount, 0, len(RequestKinds)*len(RequestResults))
