@@ -2,9 +2,12 @@ package integration
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -109,6 +112,53 @@ http://127.0.0.1:%d {
 	}
 	if n := series[`caddy_registry_cache_upstream_request_duration_seconds_count{kind="registry",upstream="docker.io"}`]; n < 4 {
 		t.Errorf("upstream latency observations = %v, want at least 4", n)
+	}
+	checkDashboard(t, series)
+}
+
+// checkDashboard reads the Grafana dashboard in docs/: every panel has a
+// query, and every metric its queries name is one the module exports.
+func checkDashboard(t *testing.T, series map[string]float64) {
+	t.Helper()
+	data, err := os.ReadFile("../docs/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatalf("docs/grafana-dashboard.json: %v", err)
+	}
+	exported := map[string]bool{}
+	for key := range series {
+		name, _, _ := strings.Cut(key, "{")
+		exported[name] = true
+	}
+	metricName := regexp.MustCompile(`caddy_registry_cache_[a-z_]*[a-z]`)
+	if len(dash.Panels) < 8 {
+		t.Errorf("the dashboard has %d panels", len(dash.Panels))
+	}
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, target := range p.Targets {
+			names := metricName.FindAllString(target.Expr, -1)
+			if len(names) == 0 {
+				t.Errorf("panel %q queries no regcache metric: %s", p.Title, target.Expr)
+			}
+			for _, n := range names {
+				if !exported[n] {
+					t.Errorf("panel %q queries %s, which the module does not export", p.Title, n)
+				}
+			}
+		}
 	}
 }
 
