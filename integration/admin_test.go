@@ -100,6 +100,17 @@ http://127.0.0.1:%d {
 	if rl := c.Upstreams[0].RateLimit; rl == nil || rl.Limit <= 0 || rl.WindowSeconds <= 0 {
 		t.Errorf("rate limit %+v, want the hub's report", rl)
 	}
+	// The metrics are on the admin endpoint's /metrics too.
+	series := scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", adminPort))
+	found := false
+	for key := range series {
+		if strings.HasPrefix(key, "caddy_registry_cache_requests_total{") && strings.Contains(key, storage) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the admin endpoint's /metrics has no caddy_registry_cache_requests_total of %s", storage)
+	}
 }
 
 // startAdminMirror runs a mirror site with Caddy's admin endpoint on and
