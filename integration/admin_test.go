@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -296,7 +297,7 @@ func TestCommandLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	storage := filepath.Join(t.TempDir(), "cache")
-	_, admin := startAdminMirror(t, storage)
+	host, admin := startAdminMirror(t, storage)
 	address := strings.TrimPrefix(admin, "http://")
 	caddyCmd := func(args ...string) (string, error) {
 		cmd := exec.Command(os.Args[0], append([]string{"registry-cache"}, args...)...)
@@ -308,9 +309,13 @@ func TestCommandLine(t *testing.T) {
 	if err != nil || !strings.Contains(out, "clitool:1  manifests 1  blobs 3/3") || !strings.Contains(out, "done") {
 		t.Errorf("warm: %v\n%s", err, out)
 	}
+	// The warmed image pulls without the upstream.
+	hub.Counters.Reset()
+	pullImage(t, host+"/clitool:1")
+	wantCount(t, "pull after warm: upstream requests", hub.Counters.Upstream(), 0)
 	out, err = caddyCmd("stats", "--address", address)
 	if err != nil || !strings.Contains(out, "cache "+storage) || !strings.Contains(out, "upstream docker.io") ||
-		!strings.Contains(out, "blob        hit 0, miss 3") {
+		!regexp.MustCompile(`blob +hit [1-9][0-9]*, miss 3,`).MatchString(out) {
 		t.Errorf("stats: %v\n%s", err, out)
 	}
 	out, err = caddyCmd("purge", "--address", address, "clitool:1")

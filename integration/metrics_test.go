@@ -37,9 +37,20 @@ http://127.0.0.1:%d {
 }
 `, port, storage, hub.URL))
 	host := fmt.Sprintf("127.0.0.1:%d", port)
+	before := scrape(t, "http://"+host+"/metrics")
 	pullImage(t, host+"/metered:1")
 	pullImage(t, host+"/metered:1")
 	series := scrape(t, "http://"+host+"/metrics")
+	// The counters moved with the pulls.
+	moved := 0
+	for key, v := range series {
+		if strings.HasPrefix(key, "caddy_registry_cache_requests_total{") && v > before[key] {
+			moved++
+		}
+	}
+	if moved < 3 {
+		t.Errorf("%d request series moved with the pulls, want at least 3 (manifest and blob misses and hits)", moved)
+	}
 	at := func(name string, labels ...string) float64 {
 		t.Helper()
 		want := append([]string{`storage="` + storage + `"`}, labels...)
