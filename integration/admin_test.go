@@ -325,4 +325,14 @@ func TestCommandLine(t *testing.T) {
 	if out, err := caddyCmd("warm", "--address", address, "docker.io/library/nowhere:1"); err == nil || !strings.Contains(out, "failed") {
 		t.Errorf("warm of a missing image: %v, want a failure\n%s", err, out)
 	}
+	// On a terminal (script(1) gives the command one), warm redraws one
+	// line per image instead of printing a line per step.
+	if _, err := exec.LookPath("script"); err == nil {
+		cmd := exec.Command("script", "-qec", strings.Join([]string{os.Args[0], "registry-cache", "warm", "--address", address, "clitool:1"}, " "), "/dev/null")
+		cmd.Env = append(os.Environ(), childCaddyEnv+"=1", "HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "\r\033[K") || !strings.Contains(string(out), "done") {
+			t.Errorf("warm on a terminal: %v\n%q", err, out)
+		}
+	}
 }
