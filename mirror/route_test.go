@@ -12,7 +12,7 @@ import (
 // newTestMirror returns a Mirror over a temporary cache with upstream
 // clients for the given registry names (pointing at an unused address:
 // routing never connects).
-func newTestMirror(t *testing.T, defaultName string, names ...string) *Mirror {
+func newTestMirror(t testing.TB, defaultName string, names ...string) *Mirror {
 	t.Helper()
 	store, err := cache.Open(cache.Options{Dir: t.TempDir()})
 	if err != nil {
