@@ -216,6 +216,12 @@ func TestAdminRepositoriesAndPurge(t *testing.T) {
 	if hub.Counters.CDNGET.Load() != 3 {
 		t.Errorf("pull after the purge: %d CDN GETs, want 3", hub.Counters.CDNGET.Load())
 	}
+	// A whole repository goes with all its tags.
+	purged = caddymodule.PurgeResponse{}
+	if status := adminJSON(t, http.MethodPost, admin+"/registry_cache/purge", `{"repository":"docker.io/library/neighbour"}`, &purged); status != http.StatusOK ||
+		len(purged.Caches) != 1 || purged.Caches[0].Tags != 1 || purged.Caches[0].Objects != 4 {
+		t.Errorf("purge of a repository: %d %+v, want its tag and 4 objects", status, purged)
+	}
 	for _, body := range []string{`{}`, `{"image":"a","repository":"b"}`, `{"image":"Bad:1"}`, `{"image":"evil.example/x:1"}`, `not json`} {
 		if status := adminJSON(t, http.MethodPost, admin+"/registry_cache/purge", body, nil); status != http.StatusBadRequest {
 			t.Errorf("purge %s: status %d, want 400", body, status)
