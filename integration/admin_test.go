@@ -119,16 +119,7 @@ http://127.0.0.1:%d {
 func startAdminMirror(t *testing.T, storage string) (host, admin string) {
 	t.Helper()
 	port, adminPort := freePort(t), freePort(t)
-	loadCaddyfile(t, fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	persist_config off
-	skip_install_trust
-	storage file_system %s
-	log {
-		level ERROR
-	}
-}
-
+	loadCaddyfile(t, caddyGlobalsAdmin(filepath.Join(filepath.Dir(storage), "caddy-data"), fmt.Sprintf("127.0.0.1:%d", adminPort))+fmt.Sprintf(`
 http://127.0.0.1:%d {
 	bind 127.0.0.1
 	registry_cache {
@@ -136,7 +127,7 @@ http://127.0.0.1:%d {
 		upstream docker.io %s
 	}
 }
-`, adminPort, filepath.Join(filepath.Dir(storage), "caddy-data"), port, storage, hub.URL))
+`, port, storage, hub.URL))
 	return fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 }
 

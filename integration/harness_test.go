@@ -95,8 +95,14 @@ http://127.0.0.1:%d {
 // admin endpoint, no saved config, no trust store changes, Caddy's own
 // storage in dataDir, and only errors logged.
 func caddyGlobals(dataDir string) string {
+	return caddyGlobalsAdmin(dataDir, "off")
+}
+
+// caddyGlobalsAdmin is caddyGlobals with the admin endpoint at admin
+// ("off" for none).
+func caddyGlobalsAdmin(dataDir, admin string) string {
 	return fmt.Sprintf(`{
-	admin off
+	admin %s
 	persist_config off
 	skip_install_trust
 	storage file_system %s
@@ -104,7 +110,7 @@ func caddyGlobals(dataDir string) string {
 		level ERROR
 	}
 }
-`, dataDir)
+`, admin, dataDir)
 }
 
 // blockLines indents the non-empty parts as lines of a registry_cache

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -154,16 +155,7 @@ func TestMirrorOfMirrorKeepsRouting(t *testing.T) {
 	l.Close()
 	dir := t.TempDir()
 	regional, office, office2 := freePort(t), freePort(t), freePort(t)
-	loadCaddyfile(t, fmt.Sprintf(`{
-	admin off
-	persist_config off
-	skip_install_trust
-	storage file_system %[1]s/caddy-data
-	log {
-		level ERROR
-	}
-}
-
+	loadCaddyfile(t, caddyGlobals(filepath.Join(dir, "caddy-data"))+fmt.Sprintf(`
 http://127.0.0.1:%[2]d {
 	bind 127.0.0.1
 	registry_cache {

@@ -111,16 +111,7 @@ func TestSiteAccessControlComposes(t *testing.T) {
 	}
 	dir := t.TempDir()
 	authPort, lanPort, outsidePort := freePort(t), freePort(t), freePort(t)
-	loadCaddyfile(t, fmt.Sprintf(`{
-	admin off
-	persist_config off
-	skip_install_trust
-	storage file_system %[1]s/caddy-data
-	log {
-		level ERROR
-	}
-}
-
+	loadCaddyfile(t, caddyGlobals(filepath.Join(dir, "caddy-data"))+fmt.Sprintf(`
 http://127.0.0.1:%[2]d {
 	bind 127.0.0.1
 	basic_auth {

@@ -32,16 +32,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	// rejects requests with Sec-Fetch-* headers and no allowed Origin), so
 	// an operator opens the page through a site that proxies to it, as the
 	// README shows.
-	loadCaddyfile(t, fmt.Sprintf(`{
-	admin 127.0.0.1:%[1]d
-	persist_config off
-	skip_install_trust
-	storage file_system %[2]s/caddy-data
-	log {
-		level ERROR
-	}
-}
-
+	loadCaddyfile(t, caddyGlobalsAdmin(filepath.Join(dir, "caddy-data"), fmt.Sprintf("127.0.0.1:%d", adminPort))+fmt.Sprintf(`
 http://127.0.0.1:%[3]d {
 	bind 127.0.0.1
 	registry_cache {
