@@ -130,8 +130,8 @@ func (s *Store) LastAccess(d digest.Digest) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	defer s.leave()
-	if m, ok := s.readObjectMeta(d); ok && m.LastAccess > 0 {
-		return time.Unix(0, m.LastAccess), true
+	if m, ok := s.readObjectMeta(d); ok && m.lastAccess() > 0 {
+		return time.Unix(0, m.lastAccess()), true
 	}
 	return time.Time{}, false
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
 )
 
 // clock is a settable clock for Options.Now.
@@ -128,5 +129,32 @@ func TestInspectIsNotAUse(t *testing.T) {
 		if at, ok := s.LastAccess(d); !ok || !at.Equal(time.Unix(1000, 0)) {
 			t.Errorf("LastAccess after inspecting (index cleared %v) = %v, want the time of the Put", fresh, at)
 		}
+	}
+}
+
+func TestLastAccessOfOlderRecords(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	tests := []struct {
+		name   string
+		record string
+		want   time.Time
+	}{
+		{"seconds, as records used to keep it", `{"size":1,"last_access":1234}`, time.Unix(1234, 0)},
+		{"nanoseconds", `{"size":1,"last_access_ns":1234000000005}`, time.Unix(1234, 5)},
+		{"both: nanoseconds win", `{"size":1,"last_access":1,"last_access_ns":2000000000}`, time.Unix(2, 0)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := digest.FromString(tc.name)
+			err := s.db.Update(func(tx *bolt.Tx) error {
+				return tx.Bucket(objectsBucket).Put([]byte(d), []byte(tc.record))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := s.LastAccess(d); !ok || !got.Equal(tc.want) {
+				t.Errorf("LastAccess = %v, %v; want %v", got, ok, tc.want)
+			}
+		})
 	}
 }

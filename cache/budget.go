@@ -112,12 +112,17 @@ func (s *Store) noteWriteError(what string, err error) error {
 		return err
 	}
 	s.writeFailures.Add(1)
-	until := s.now().Add(s.writeRetry).UnixNano()
-	if prev := s.unwritableUntil.Swap(until); prev == 0 {
+	now := s.now()
+	prev := s.unwritableUntil.Swap(now.Add(s.writeRetry).UnixNano())
+	if prev == 0 {
+		// Logged once per episode: a successful write ends it.
 		s.log.Error("cache disk is full or unwritable: serving from the upstream without storing",
 			zap.String("storage", s.dir), zap.String("operation", what),
 			zap.Duration("retry_in", s.writeRetry), zap.Error(err))
-		// Make room if the cache itself is what filled the disk.
+	}
+	if prev == 0 || prev <= now.UnixNano() {
+		// Make room if the cache itself is what filled the disk: at the
+		// start of the episode and after every retry that failed again.
 		s.triggerEvict()
 	}
 	return fmt.Errorf("%w: %w", ErrUnwritable, err)
@@ -218,7 +223,9 @@ func (s *Store) evict() error {
 		return nil
 	}
 	target := int64(float64(budget) * evictLowWater)
-	if !s.writable() {
+	// Not writable(): the failed download is gone by now and the free
+	// space it took looks available again.
+	if s.unwritableUntil.Load() > s.now().UnixNano() {
 		// The disk filled up before the budget did: give back a tenth of
 		// the cache, in case the cache is what filled it.
 		target = min(target, s.used.Load()-s.used.Load()/10)
@@ -284,7 +291,7 @@ func (s *Store) candidates() ([]candidate, error) {
 				return nil
 			}
 			d := digest.Digest(k)
-			c := candidate{d: d, size: m.Size, lastAccess: m.LastAccess, manifest: isManifestType(m.MediaType)}
+			c := candidate{d: d, size: m.Size, lastAccess: m.lastAccess(), manifest: isManifestType(m.MediaType)}
 			if at, ok := s.access.get(d); ok {
 				c.lastAccess = at.UnixNano()
 			}

@@ -26,6 +26,18 @@ type objectMeta struct {
 	Size       int64  `json:"size"`
 	MediaType  string `json:"media_type,omitempty"`
 	LastAccess int64  `json:"last_access_ns,omitempty"` // Unix nanoseconds
+	// LastAccessSec is the last access as records before nanoseconds kept
+	// it (Unix seconds); read only.
+	LastAccessSec int64 `json:"last_access,omitempty"`
+}
+
+// lastAccess returns the record's last access in Unix nanoseconds, from
+// either form.
+func (m objectMeta) lastAccess() int64 {
+	if m.LastAccess == 0 && m.LastAccessSec > 0 {
+		return m.LastAccessSec * int64(time.Second)
+	}
+	return m.LastAccess
 }
 
 // openMeta opens meta.db and creates its buckets. While another Store (of

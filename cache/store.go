@@ -252,6 +252,9 @@ func (s *Store) leave() { s.life.RUnlock() }
 // the pending access times, and closes the metadata store and the index.
 // Closing a closed Store does nothing.
 func (s *Store) Close() error {
+	// Cancel first: a reconciliation or eviction pass holds the store
+	// entered and stops only when it sees the context end.
+	s.cancel()
 	s.life.Lock()
 	if s.closed {
 		s.life.Unlock()
@@ -260,7 +263,6 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.life.Unlock()
 
-	s.cancel()
 	s.wg.Wait()
 	err := s.flushAccess()
 	if err != nil {
