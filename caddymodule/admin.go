@@ -335,13 +335,19 @@ func (a *AdminAPI) servePurge(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: err}
 		}
+		if !h.mirror.Mirrors(ref.Registry) {
+			continue // another cache of the config may mirror it
+		}
 		res, err := h.mirror.Purge(ref)
 		if err != nil {
-			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("purging %s from %s: %w", ref, h.dir, err)}
+			return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("purging %s from %s: %w", ref, h.dir, err)}
 		}
 		h.logger.Info("purged from the cache", zap.String("image", ref.String()), zap.Int("tags", res.Tags),
 			zap.Int("objects", res.Objects), zap.Int64("bytes", res.Bytes))
 		resp.Caches = append(resp.Caches, CachePurge{Storage: h.dir, PurgeResult: res})
+	}
+	if len(resp.Caches) == 0 {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("no cache of this config mirrors the registry of %q", req.Image+req.Repository)}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(resp)

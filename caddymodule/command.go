@@ -100,7 +100,7 @@ func runWarm(cmd *cobra.Command, images []string) error {
 	if f, ok := out.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
 	}
-	failed := 0
+	failed, finished := 0, 0
 	dec := json.NewDecoder(resp.Body)
 	for dec.More() {
 		var p mirror.WarmProgress
@@ -119,6 +119,12 @@ func runWarm(cmd *cobra.Command, images []string) error {
 		if p.Error != "" {
 			failed++
 		}
+		if p.Error != "" || p.Done {
+			finished++
+		}
+	}
+	if finished < len(images) {
+		return fmt.Errorf("the progress stream ended after %d of %d images", finished, len(images))
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d images could not be warmed", failed, len(images))

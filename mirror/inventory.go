@@ -105,9 +105,12 @@ type RepositoryInfo struct {
 	LastUsed time.Time `json:"last_used,omitzero"`
 }
 
-// maxIndexDepth bounds how deep indexes are followed: an index of images,
-// and images' own references.
+// maxIndexDepth bounds how deep Warm follows indexes: an index of
+// images, and images' own references.
 const maxIndexDepth = 3
+
+// maxReachable bounds the objects one report or purge walks.
+const maxReachable = 100_000
 
 // Repositories reports what the cache holds, per repository of a
 // configured upstream, sorted by upstream and repository. It reads the
@@ -157,12 +160,13 @@ func (m *Mirror) Repositories() ([]RepositoryInfo, error) {
 
 // reachable returns the cached objects the manifests roots reach (the
 // manifests themselves, their child manifests, configs, layers and
-// subjects), with their sizes. What is not cached is left out.
+// subjects, at any depth), with their sizes. What is not cached is left
+// out. Every object is visited once, so cycles end.
 func (m *Mirror) reachable(roots []digest.Digest) map[digest.Digest]int64 {
 	found := map[digest.Digest]int64{}
-	var walk func(d digest.Digest, depth int)
-	walk = func(d digest.Digest, depth int) {
-		if _, seen := found[d]; seen || d.Validate() != nil {
+	var walk func(d digest.Digest)
+	walk = func(d digest.Digest) {
+		if _, seen := found[d]; seen || d.Validate() != nil || len(found) >= maxReachable {
 			return
 		}
 		data, obj, err := m.store.InspectContent(d, MaxManifestSize)
@@ -176,15 +180,12 @@ func (m *Mirror) reachable(roots []digest.Digest) map[digest.Digest]int64 {
 			return
 		}
 		found[d] = obj.Size
-		if depth >= maxIndexDepth {
-			return
-		}
 		children, blobs, subject, err := oci.ManifestRefs(data)
 		if err != nil {
 			return // a blob, not a manifest
 		}
 		for _, c := range children {
-			walk(digest.Digest(c.Digest), depth+1)
+			walk(digest.Digest(c.Digest))
 		}
 		for _, b := range blobs {
 			bd := digest.Digest(b.Digest)
@@ -199,11 +200,11 @@ func (m *Mirror) reachable(roots []digest.Digest) map[digest.Digest]int64 {
 			}
 		}
 		if subject != nil {
-			walk(digest.Digest(subject.Digest), depth+1)
+			walk(digest.Digest(subject.Digest))
 		}
 	}
 	for _, d := range roots {
-		walk(d, 0)
+		walk(d)
 	}
 	return found
 }
@@ -275,3 +276,10 @@ func (m *Mirror) Purge(ref ImageRef) (PurgeResult, error) {
 // DefaultUpstream returns the name of the upstream serving requests that
 // name no registry.
 func (m *Mirror) DefaultUpstream() string { return m.defaultName }
+
+// Mirrors reports whether registry (any alias) is an upstream of this
+// mirror.
+func (m *Mirror) Mirrors(registry string) bool {
+	_, ok := m.upstreams[CanonicalRegistry(registry)]
+	return ok
+}
