@@ -396,6 +396,7 @@ func (a *AdminAPI) serveWarm(w http.ResponseWriter, r *http.Request) error {
 	if target == nil {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("no such registry cache")}
 	}
+	target.applyBudget()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)

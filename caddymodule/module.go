@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -134,6 +135,10 @@ type Handler struct {
 	provisioned time.Time
 	history     *history
 	logger      *zap.Logger
+	// budgetOnce applies MaxSize to a cache that a reload found open, once
+	// the handler serves: a reload that fails after provisioning it must
+	// not leave its budget behind.
+	budgetOnce *sync.Once
 }
 
 // Upstream is one registry the mirror serves.
@@ -247,8 +252,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	// A reload finds the cache open: the new budget applies from now on.
-	store.SetMaxBytes(h.MaxSize)
 	// From here on the handler holds one use of the cache, which Cleanup
 	// releases (Caddy calls Cleanup when Provision fails, too).
 	h.dir = dir
@@ -268,6 +271,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.store = store
 	h.clients = clients
 	h.provisioned = time.Now()
+	h.budgetOnce = new(sync.Once)
 	h.history = startHistory(h)
 	addLive(h)
 	err = ctx.GetMetricsRegistry().Register(newCacheCollector(dir, store, m, clients))
@@ -362,8 +366,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if r.URL.Path != "/v2" && !strings.HasPrefix(r.URL.Path, "/v2/") {
 		return next.ServeHTTP(w, r)
 	}
+	h.applyBudget()
 	h.mirror.ServeHTTP(w, r)
 	return nil
+}
+
+// applyBudget gives the cache this handler's max_size, once.
+func (h *Handler) applyBudget() {
+	h.budgetOnce.Do(func() { h.store.SetMaxBytes(h.MaxSize) })
 }
 
 // Interface guards

@@ -87,6 +87,27 @@ func TestReloadReusesOpenCache(t *testing.T) {
 	}
 }
 
+// TestReloadAppliesBudgetWhenServing: a handler of a reloaded config
+// changes the shared cache's budget only once it serves, so a config that
+// fails after provisioning leaves the live budget alone.
+func TestReloadAppliesBudgetWhenServing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "cache")
+	live := &Handler{Storage: dir, MaxSize: 1 << 30}
+	provision(t, live)
+	next := &Handler{Storage: dir, MaxSize: 2 << 30}
+	provision(t, next)
+	if got := live.store.Stats().BudgetBytes; got != 1<<30 {
+		t.Errorf("budget after the new config provisioned = %d, want the live %d", got, 1<<30)
+	}
+	noop := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	if err := next.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v2/", nil), noop); err != nil {
+		t.Fatal(err)
+	}
+	if got := live.store.Stats().BudgetBytes; got != 2<<30 {
+		t.Errorf("budget once the new config serves = %d, want %d", got, 2<<30)
+	}
+}
+
 func TestFailedProvisionKeepsTheLiveCache(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "cache")
 	live := &Handler{Storage: dir}
