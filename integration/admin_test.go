@@ -3,7 +3,6 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,12 +28,7 @@ func TestAdminStats(t *testing.T) {
 	if _, _, err := hub.PushImage("library/stats", "1", 2, 4096, false); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + l.Addr().String()
-	l.Close()
+	dead := fmt.Sprintf("http://127.0.0.1:%d", freePort(t)) // nothing listens there
 	dir := t.TempDir()
 	port, adminPort := freePort(t), freePort(t)
 	storage := filepath.Join(dir, "cache")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -47,12 +46,7 @@ func TestDeadFirstEndpointIsSkipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + l.Addr().String()
-	l.Close()
+	dead := fmt.Sprintf("http://127.0.0.1:%d", freePort(t)) // nothing listens there
 	m := startMirror(t, siteOptions{upstreams: fmt.Sprintf("upstream docker.io {\n\t\t\turl %s\n\t\t\turl %s\n\t\t}", dead, hub.URL)})
 	img := pullImage(t, m.Host+"/failover:1")
 	if got, _ := img.Digest(); got.String() != want {
@@ -147,12 +141,7 @@ func TestMirrorOfMirrorKeepsRouting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + l.Addr().String()
-	l.Close()
+	dead := fmt.Sprintf("http://127.0.0.1:%d", freePort(t)) // nothing listens there
 	dir := t.TempDir()
 	regional, office, office2 := freePort(t), freePort(t), freePort(t)
 	loadCaddyfile(t, caddyGlobals(filepath.Join(dir, "caddy-data"))+fmt.Sprintf(`
