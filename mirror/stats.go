@@ -3,6 +3,7 @@ package mirror
 import (
 	"io"
 	"net/http"
+	"slices"
 	"sync/atomic"
 
 	"github.com/regcache/regcache/oci"
@@ -117,16 +118,7 @@ func (c *requestCounters) count(k oci.Kind, src source, failed bool, bytes int64
 	if row < 0 {
 		return
 	}
-	col := 0
-	switch {
-	case failed:
-		col = 3
-	case src == sourceStale:
-		col = 2
-	case src == sourceUpstream:
-		col = 1
-	}
-	c.byKindResult[row][col].Add(1)
+	c.byKindResult[row][slices.Index(RequestResults, resultName(src, failed))].Add(1)
 	if failed {
 		return
 	}
