@@ -130,7 +130,10 @@ func (s *Store) remove(d digest.Digest) (int64, error) {
 	s.index.Del(string(d))
 	s.access.forget(d)
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(objectsBucket).Delete([]byte(d))
+		if err := tx.Bucket(objectsBucket).Delete([]byte(d)); err != nil {
+			return err
+		}
+		return deleteLinks(tx, d)
 	})
 	if err != nil {
 		return fi.Size(), fmt.Errorf("deleting metadata of %s: %w", d, err)

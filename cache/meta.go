@@ -52,7 +52,7 @@ func openMeta(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("opening cache metadata %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{objectsBucket, tagsBucket} {
+		for _, b := range [][]byte{objectsBucket, tagsBucket, linksBucket, grantsBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -31,25 +31,30 @@ func tagKey(upstream, repo, tag string) []byte {
 
 // Tag returns the record of upstream/repo:tag, or ErrNotFound.
 func (s *Store) Tag(upstream, repo, tag string) (Tag, error) {
-	if !s.enter() {
-		return Tag{}, ErrClosed
-	}
-	defer s.leave()
 	var t Tag
-	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(tagsBucket).Get(tagKey(upstream, repo, tag))
-		if v == nil {
-			return ErrNotFound
+	if err := s.readRecord(tagsBucket, tagKey(upstream, repo, tag), &t); err != nil {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrClosed) {
+			return Tag{}, err
 		}
-		return json.Unmarshal(v, &t)
-	})
-	if errors.Is(err, ErrNotFound) {
-		return Tag{}, ErrNotFound
-	}
-	if err != nil {
 		return Tag{}, fmt.Errorf("reading tag %s/%s:%s: %w", upstream, repo, tag, err)
 	}
 	return t, nil
+}
+
+// readRecord decodes the JSON record of key in bucket into v; ErrNotFound
+// when there is none.
+func (s *Store) readRecord(bucket, key []byte, v any) error {
+	if !s.enter() {
+		return ErrClosed
+	}
+	defer s.leave()
+	return s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucket).Get(key)
+		if raw == nil {
+			return ErrNotFound
+		}
+		return json.Unmarshal(raw, v)
+	})
 }
 
 // SetTag records what upstream/repo:tag points at.
