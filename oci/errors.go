@@ -83,9 +83,9 @@ type Error struct {
 	Items []ErrorItem
 	// RetryAfter, when set, is sent as the Retry-After header.
 	RetryAfter string
-	// Challenge, when set, is sent as the WWW-Authenticate header of a
-	// 401, such as `Basic realm="regcache"`.
-	Challenge string
+	// Challenges, when set, are sent as WWW-Authenticate headers of a
+	// 401, one header each, such as `Basic realm="regcache"`.
+	Challenges []string
 }
 
 // Errorf returns an *Error with one item of code and a formatted message,
@@ -146,8 +146,9 @@ func (e *Error) Write(w http.ResponseWriter, r *http.Request) {
 	if e.RetryAfter != "" {
 		h.Set("Retry-After", e.RetryAfter)
 	}
-	if e.Challenge != "" {
-		h.Set("Www-Authenticate", e.Challenge)
+	h.Del("Www-Authenticate")
+	for _, ch := range e.Challenges {
+		h.Add("Www-Authenticate", ch)
 	}
 	w.WriteHeader(e.Status)
 	if r == nil || r.Method != http.MethodHead {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 )
 
@@ -20,7 +21,7 @@ func TestErrorWrite(t *testing.T) {
 		{"head has no body", Errorf(0, CodeManifestUnknown, "m"), http.MethodHead, 404, CodeManifestUnknown, false},
 		{"explicit status", Errorf(502, CodeUnavailable, "down"), http.MethodGet, 502, CodeUnavailable, true},
 		{"retry after", &Error{Status: 429, Items: []ErrorItem{{Code: CodeTooManyRequests, Message: "slow"}}, RetryAfter: "30"}, http.MethodGet, 429, CodeTooManyRequests, true},
-		{"challenge", &Error{Status: 401, Items: []ErrorItem{{Code: CodeUnauthorized, Message: "log in"}}, Challenge: `Basic realm="regcache"`}, http.MethodGet, 401, CodeUnauthorized, true},
+		{"challenge", &Error{Status: 401, Items: []ErrorItem{{Code: CodeUnauthorized, Message: "log in"}}, Challenges: []string{`Bearer realm="https://m/v2/_token"`, `Basic realm="regcache"`}}, http.MethodGet, 401, CodeUnauthorized, true},
 		{"no items", &Error{Status: 500}, http.MethodGet, 500, CodeUnknown, true},
 		{"unencodable detail", Errorf(0, CodeDenied, "no").WithDetail(func() {}), http.MethodGet, 403, CodeDenied, true},
 	}
@@ -39,8 +40,8 @@ func TestErrorWrite(t *testing.T) {
 			if h.Get(ContentDigestHeader) != "" {
 				t.Errorf("%s kept on an error: %q", ContentDigestHeader, h.Get(ContentDigestHeader))
 			}
-			if h.Get("Www-Authenticate") != tc.err.Challenge {
-				t.Errorf("WWW-Authenticate %q, want %q", h.Get("Www-Authenticate"), tc.err.Challenge)
+			if got := h.Values("Www-Authenticate"); !slices.Equal(got, tc.err.Challenges) {
+				t.Errorf("WWW-Authenticate %q, want %q", got, tc.err.Challenges)
 			}
 			if h.Get("Retry-After") != tc.err.RetryAfter {
 				t.Errorf("Retry-After %q, want %q", h.Get("Retry-After"), tc.err.RetryAfter)
