@@ -31,6 +31,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		connect_timeout  <duration>
 //		response_timeout <duration>
 //		stall_timeout    <duration>
+//		access_ttl       <duration>
+//		client_login     on|off
+//		token_realm      <url>
 //		default   <registry>
 //		upstream  <registry> [<url>] {
 //			url      <url>
@@ -121,6 +124,32 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				h.StallTimeout = caddy.Duration(dur)
 			}
+		case "access_ttl":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("access_ttl: %v", err)
+			}
+			h.AccessTTL = caddy.Duration(dur)
+		case "client_login":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch d.Val() {
+			case "on":
+				h.DisableClientLogin = false
+			case "off":
+				h.DisableClientLogin = true
+			default:
+				return d.Errf("client_login: %q is neither on nor off", d.Val())
+			}
+		case "token_realm":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.TokenRealm = d.Val()
 		case "default":
 			if !d.NextArg() {
 				return d.ArgErr()

@@ -117,6 +117,34 @@ type Handler struct {
 	// aborted. A slow body that keeps moving never times out. Default: 30s.
 	StallTimeout caddy.Duration `json:"stall_timeout,omitempty"`
 
+	// AccessTTL is how long an upstream's decision to let a client pull a
+	// repository, or not, is trusted. Cached content of a repository is
+	// served to a client only while the upstream lets that client (by its
+	// own credentials, else the upstream's configured ones, else
+	// anonymously) pull the repository; once the decision is older than
+	// this, the next request for cached content checks it with a HEAD
+	// (which Docker Hub does not count against its pull limit). While the
+	// upstream cannot answer, the last decision stands. Default: 5m.
+	AccessTTL caddy.Duration `json:"access_ttl,omitempty"`
+
+	// DisableClientLogin turns off the mirror's own token endpoint
+	// (/v2/_token): the API root answers 200 without a challenge, and
+	// clients' Authorization headers are ignored, so every client pulls
+	// with the upstream's configured credentials or anonymously. By
+	// default, a client may log in to the mirror (docker login, an auths
+	// entry, containerd host credentials) with its credentials for the
+	// upstream registry, which the mirror then uses for that client's
+	// requests only, and for no other registry. A site that authenticates
+	// its clients itself (basic_auth) keeps their Authorization header to
+	// itself either way. Default: false.
+	DisableClientLogin bool `json:"disable_client_login,omitempty"`
+
+	// TokenRealm is the URL at which clients reach the mirror's token
+	// endpoint, for a mirror behind a proxy that changes the scheme or the
+	// host ("https://mirror.example.com/v2/_token"). Default: the scheme
+	// and host of each request, with the path /v2/_token.
+	TokenRealm string `json:"token_realm,omitempty"`
+
 	// Default names the upstream that serves requests naming no registry
 	// (neither by containerd's ns parameter nor by a leading registry host
 	// in the path). Default: docker.io when it is configured, else the
@@ -262,7 +290,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		TagTTL:       time.Duration(h.TagTTL),
 		StaleIfError: time.Duration(h.StaleIfError),
 		NegativeTTL:  time.Duration(h.NegativeTTL),
+		AccessTTL:    time.Duration(h.AccessTTL),
 		Logger:       h.logger,
+
+		IgnoreClientCredentials: h.DisableClientLogin,
+		TokenRealm:              h.TokenRealm,
 	})
 	if err != nil {
 		return err
@@ -313,6 +345,15 @@ func (h *Handler) Validate() error {
 	}
 	if h.StaleIfError < 0 {
 		return fmt.Errorf("stale_if_error must not be negative, got %s", time.Duration(h.StaleIfError))
+	}
+	if h.AccessTTL < 0 {
+		return fmt.Errorf("access_ttl must not be negative, got %s", time.Duration(h.AccessTTL))
+	}
+	if h.TokenRealm != "" {
+		p, err := url.Parse(h.TokenRealm)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("token_realm %q must be an absolute http or https URL", h.TokenRealm)
+		}
 	}
 	if h.RateLimitReserve < 0 {
 		return fmt.Errorf("rate_limit_reserve must not be negative, got %d", h.RateLimitReserve)
@@ -367,8 +408,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	h.applyBudget()
+	if siteAuthenticated(r) {
+		r = r.WithContext(mirror.WithSiteAuthenticated(r.Context()))
+	}
 	h.mirror.ServeHTTP(w, r)
 	return nil
+}
+
+// siteAuthenticated reports whether an authentication handler of the site
+// (basic_auth, say) authenticated the request before it got here: its
+// Authorization header is then the site's, not registry credentials.
+func siteAuthenticated(r *http.Request) bool {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return false
+	}
+	id, _ := repl.GetString("http.auth.user.id")
+	return id != ""
 }
 
 // applyBudget gives the cache this handler's max_size, once.

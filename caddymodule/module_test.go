@@ -47,8 +47,10 @@ func TestServeHTTPRoutesOnlyRegistryPaths(t *testing.T) {
 		wantNext bool
 		status   int
 	}{
-		{"/v2/", false, http.StatusOK},
-		{"/v2", false, http.StatusOK},
+		// The API root points clients without a token at the token endpoint.
+		{"/v2/", false, http.StatusUnauthorized},
+		{"/v2", false, http.StatusUnauthorized},
+		{"/v2/_token", false, http.StatusOK},
 		{"/v2/library/x/blobs/uploads/", false, http.StatusMethodNotAllowed},
 		{"/", true, http.StatusTeapot},
 		{"/v2x", true, http.StatusTeapot},

@@ -70,7 +70,7 @@ func startChildCaddy(t *testing.T, port int, caddyfile string) *childCaddy {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/v2/", port))
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.Header.Get("Docker-Distribution-API-Version") == "registry/2.0" {
 				return c
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDockerPullsThroughRegistryMirror runs a Docker daemon whose
@@ -192,4 +193,56 @@ func debianBinary(t *testing.T, path, pkg string) string {
 		t.Skipf("%s is not installed (apt-get install %s); CI installs it", path, pkg)
 	}
 	return path
+}
+
+// TestDockerLoginPullsPrivateImage logs a real Docker client in to the
+// mirror (docker login) with credentials for the upstream: the user the
+// upstream allows pulls the private image, while a logged-out client and a
+// user the upstream refuses get an error, with the image on the mirror's
+// disk all along.
+func TestDockerLoginPullsPrivateImage(t *testing.T) {
+	h := privateHub(t)
+	_, want, err := h.PushImage("corp/secret", "1", 2, 4096, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startMirror(t, siteOptions{upstreams: "upstream docker.io {\n\t\t\turl " + h.URL + "\n\t\t\ttrusted_realm localhost\n\t\t}"})
+	d := startDockerd(t, fmt.Sprintf(`{"insecure-registries": [%q]}`, m.Host))
+	config := t.TempDir()
+	docker := func(stdin string, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, d.client, append([]string{"-H", d.host}, args...)...)
+		cmd.Env = append(os.Environ(), "HOME="+config, "DOCKER_CONFIG="+config)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	image := m.Host + "/corp/secret:1"
+	if out, err := docker("", "pull", image); err == nil {
+		t.Fatalf("a logged-out client pulled the private image: %s", out)
+	}
+	if out, err := docker("wrong", "login", m.Host, "-u", "alice", "--password-stdin"); err == nil {
+		t.Errorf("docker login with a wrong password succeeded: %s", out)
+	}
+	if out, err := docker("alice-pw-91c2", "login", m.Host, "-u", "alice", "--password-stdin"); err != nil {
+		t.Fatalf("docker login as alice: %v\n%s", err, out)
+	}
+	if out, err := docker("", "pull", image); err != nil {
+		t.Fatalf("alice's docker pull: %v\n%s", err, out)
+	}
+	if got := d.repoDigest(t, image, m.Host+"/corp/secret"); got != want {
+		t.Errorf("alice's pull: digest %s, want %s", got, want)
+	}
+	if out, err := docker("", "rmi", image); err != nil {
+		t.Fatalf("docker rmi: %v\n%s", err, out)
+	}
+	if out, err := docker("bob-pw-5d7e", "login", m.Host, "-u", "bob", "--password-stdin"); err != nil {
+		t.Fatalf("docker login as bob: %v\n%s", err, out)
+	}
+	h.Counters.Reset()
+	if out, err := docker("", "pull", image); err == nil {
+		t.Errorf("bob pulled the private image from the cache: %s", out)
+	}
+	wantCount(t, "bob's refused pull: blob GETs at the CDN", h.Counters.CDNGET.Load(), 0)
 }

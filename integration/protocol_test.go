@@ -109,23 +109,64 @@ func cacheFiles(t *testing.T, storage string) string {
 	return fmt.Sprint(names)
 }
 
+// TestBaseEndpoint checks the API root: a client without a token is
+// pointed at the mirror's token endpoint (a Bearer challenge, as Docker
+// Hub does), an anonymous token opens it, an unknown token is refused
+// with invalid_token, and with client_login off it is open to all.
 func TestBaseEndpoint(t *testing.T) {
 	m := startMirror(t, siteOptions{})
 	hub.Counters.Reset()
-	for _, method := range []string{http.MethodGet, http.MethodHead} {
-		resp := m.do(t, method, "/v2/")
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Distribution-API-Version") != "registry/2.0" {
-			t.Errorf("%s /v2/: status %d, version %q", method, resp.StatusCode, resp.Header.Get("Docker-Distribution-API-Version"))
+	resp := m.do(t, http.MethodGet, "/v2/_token?service=x&scope=repository:library/alpine:pull")
+	var answer struct {
+		Token     string `json:"token"`
+		ExpiresIn int    `json:"expires_in"`
+	}
+	err := json.NewDecoder(resp.Body).Decode(&answer)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil || len(answer.Token) < 32 || answer.ExpiresIn <= 0 {
+		t.Fatalf("anonymous token: status %d, %+v, %v", resp.StatusCode, answer, err)
+	}
+	for _, tc := range []struct {
+		name, auth string
+		status     int
+		challenge  string
+	}{
+		{"no token", "", http.StatusUnauthorized, `Bearer realm="` + m.URL + `/v2/_token",service="` + m.Host + `"`},
+		{"anonymous token", "Authorization: Bearer " + answer.Token, http.StatusOK, ""},
+		{"unknown token", "Authorization: Bearer 0123456789abcdef0123456789abcdef", http.StatusUnauthorized, `error="invalid_token"`},
+		{"unsupported scheme", "Authorization: Digest x", http.StatusBadRequest, ""},
+	} {
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			var headers []string
+			if tc.auth != "" {
+				headers = append(headers, tc.auth)
+			}
+			resp := m.do(t, method, "/v2/", headers...)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || resp.Header.Get("Docker-Distribution-API-Version") != "registry/2.0" {
+				t.Errorf("%s, %s /v2/: status %d, version %q; want %d", tc.name, method, resp.StatusCode, resp.Header.Get("Docker-Distribution-API-Version"), tc.status)
+			}
+			if ch := resp.Header.Get("Www-Authenticate"); !strings.Contains(ch, tc.challenge) || (tc.challenge == "") != (ch == "") {
+				t.Errorf("%s, %s /v2/: WWW-Authenticate %q, want %q", tc.name, method, ch, tc.challenge)
+			}
 		}
 	}
 	// Other paths belong to the rest of the site.
-	resp := m.do(t, http.MethodGet, "/healthz")
+	resp = m.do(t, http.MethodGet, "/healthz")
 	resp.Body.Close()
 	if resp.Header.Get("Docker-Distribution-API-Version") != "" {
 		t.Errorf("a non-registry path was answered by the registry handler")
 	}
 	wantCount(t, "upstream requests", hub.Counters.Upstream(), 0)
+	open := startMirror(t, siteOptions{block: "client_login off"})
+	resp = open.do(t, http.MethodGet, "/v2/")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Www-Authenticate") != "" {
+		t.Errorf("client_login off: /v2/ status %d, challenge %q; want 200 and none", resp.StatusCode, resp.Header.Get("Www-Authenticate"))
+	}
+	if resp := open.do(t, http.MethodGet, "/v2/_token"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("client_login off: token endpoint status %d, want 404", resp.StatusCode)
+	}
 }
 
 func TestManifestHeadersAndConditional(t *testing.T) {

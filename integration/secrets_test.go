@@ -3,15 +3,13 @@ package integration
 import (
 	"encoding/base64"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/regcache/regcache/integration/hubtest"
@@ -38,6 +36,27 @@ func TestUpstreamCredentialsNeverLeak(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("REGCACHE_TEST_HUB_PASSWORD", password)
+	host, logs := debugLoggedMirror(t, fmt.Sprintf(`upstream docker.io {
+			url %s
+			username %s
+			password {env.REGCACHE_TEST_HUB_PASSWORD}
+			trusted_realm localhost
+		}`, private.URL, user))
+	img := pullImage(t, host+"/corp/app:1")
+	if got, _ := img.Digest(); got.String() != want {
+		t.Errorf("digest %s, want %s", got, want)
+	}
+	if private.Counters.CDNGET.Load() == 0 || private.Counters.CDNAuthRejected.Load() != 0 {
+		t.Errorf("CDN: %d GETs, %d carrying Authorization; want some, none", private.Counters.CDNGET.Load(), private.Counters.CDNAuthRejected.Load())
+	}
+	wantNoSecrets(t, logs(), `"upstream request"`, password, base64.StdEncoding.EncodeToString([]byte(user+":"+password)))
+}
+
+// debugLoggedMirror loads a mirror site with upstreams (registry_cache
+// lines) whose server and access logs go to files at DEBUG, and returns its
+// host:port and a function that reads both logs.
+func debugLoggedMirror(t *testing.T, upstreams string) (string, func() string) {
+	t.Helper()
 	dir := t.TempDir()
 	port := freePort(t)
 	serverLog, accessLog := filepath.Join(dir, "server.log"), filepath.Join(dir, "access.log")
@@ -60,40 +79,44 @@ http://127.0.0.1:%[4]d {
 	}
 	registry_cache {
 		storage %[1]s/cache
-		upstream docker.io {
-			url %[5]s
-			username %[6]s
-			password {env.REGCACHE_TEST_HUB_PASSWORD}
-			trusted_realm localhost
-		}
+		%[5]s
 	}
 }
-`, dir, serverLog, accessLog, port, private.URL, user))
-	img := pullImage(t, fmt.Sprintf("127.0.0.1:%d/corp/app:1", port))
-	if got, _ := img.Digest(); got.String() != want {
-		t.Errorf("digest %s, want %s", got, want)
-	}
-	if private.Counters.CDNGET.Load() == 0 || private.Counters.CDNAuthRejected.Load() != 0 {
-		t.Errorf("CDN: %d GETs, %d carrying Authorization; want some, none", private.Counters.CDNGET.Load(), private.Counters.CDNAuthRejected.Load())
-	}
-	var logs strings.Builder
-	for _, f := range []string{serverLog, accessLog} {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
+`, dir, serverLog, accessLog, port, upstreams))
+	return fmt.Sprintf("127.0.0.1:%d", port), func() string {
+		var logs strings.Builder
+		for _, f := range []string{serverLog, accessLog} {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs.Write(b)
 		}
-		logs.Write(b)
-	}
-	if !strings.Contains(logs.String(), `"upstream request"`) {
-		t.Fatalf("the logs hold no DEBUG line of the mirror; the check below would prove nothing:\n%s", logs.String())
-	}
-	basic := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
-	for _, secret := range []string{password, basic, "Bearer "} {
-		if strings.Contains(logs.String(), secret) {
-			t.Errorf("the DEBUG logs contain %q", secret)
-		}
+		return logs.String()
 	}
 }
+
+// wantNoSecrets fails the test when logs contain one of secrets or any
+// bearer token, or lack proof (a DEBUG line without which the check would
+// prove nothing).
+func wantNoSecrets(t *testing.T, logs, proof string, secrets ...string) {
+	t.Helper()
+	if !strings.Contains(logs, proof) {
+		t.Fatalf("the logs hold no %s line at DEBUG; the check would prove nothing:\n%.2000s", proof, logs)
+	}
+	for _, secret := range secrets {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the DEBUG logs contain a secret (%.6s…)", secret)
+		}
+	}
+	if m := bearerToken.FindString(logs); m != "" {
+		t.Errorf("the DEBUG logs contain a bearer token: %.16s…", m)
+	}
+}
+
+// bearerToken matches a bearer token in a log (not a challenge, which
+// reads Bearer realm=...).
+var bearerToken = regexp.MustCompile(`Bearer [A-Za-z0-9._~+/-]{16,}`)
 
 // TestSiteAccessControlComposes shows the two ways the README gives to
 // keep a mirror whose upstream credentials reach private repositories to
@@ -144,18 +167,7 @@ http://127.0.0.1:%[4]d {
 }
 `, dir, authPort, lanPort, outsidePort, hash, hub.URL))
 	pull := func(port int, auth authn.Authenticator) (string, error) {
-		ref, err := name.ParseReference(fmt.Sprintf("127.0.0.1:%d/guarded:1", port), name.Insecure)
-		if err != nil {
-			return "", err
-		}
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		defer tr.CloseIdleConnections()
-		img, err := remote.Image(ref, remote.WithAuth(auth), remote.WithTransport(tr))
-		if err != nil {
-			return "", err
-		}
-		d, err := img.Digest()
-		return d.String(), err
+		return pullAs(fmt.Sprintf("127.0.0.1:%d/guarded:1", port), auth)
 	}
 	for _, tc := range []struct {
 		name   string

@@ -58,7 +58,7 @@ https://localhost:%d {
 			resp, err := (&http.Client{Transport: trusting}).Get("https://" + host + "/v2/")
 			if err == nil {
 				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
+				if resp.Header.Get("Docker-Distribution-API-Version") == "registry/2.0" {
 					if resp.ProtoMajor != 2 {
 						t.Errorf("HTTPS served %s, want HTTP/2", resp.Proto)
 					}

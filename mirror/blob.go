@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
@@ -31,6 +32,9 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 	cached, err := m.store.Open(r.Context(), d)
 	if err == nil {
 		defer cached.Close()
+		if err := m.mayServe(r.Context(), t, oci.KindBlob, d); err != nil {
+			return err
+		}
 		if ce := m.log.Check(zapcore.DebugLevel, "blob hit"); ce != nil {
 			ce.Write(zap.String("repository", t.repo), zap.String("digest", d.String()), zap.Int64("bytes", cached.Size()))
 		}
@@ -44,7 +48,7 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 	if r.Method == http.MethodHead {
 		return m.headBlobUpstream(w, r, t, d)
 	}
-	rd, err := m.store.Fill(r.Context(), d, m.blobFetch(t, d))
+	rd, err := m.fillBlob(r.Context(), t, d)
 	if passesCache(err) {
 		return m.serveUncached(w, r, t, d)
 	}
@@ -76,6 +80,36 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 	return err
 }
 
+// fillBlob returns a reader of the fill of d: one this request starts with
+// its client's credentials (the upstream's answer is the access check), or
+// one it joins or finds stored, which the client may read only when
+// mayServe lets it. A fill that another client started and the upstream
+// refused to that client is tried once more with this client's own.
+func (m *Mirror) fillBlob(ctx context.Context, t target, d digest.Digest) (*cache.Reader, error) {
+	for attempt := 0; ; attempt++ {
+		var mine atomic.Bool
+		fetch := m.blobFetch(ctx, t, d)
+		rd, err := m.store.Fill(ctx, d, func(fctx context.Context) (cache.Source, error) {
+			mine.Store(true)
+			return fetch(fctx)
+		})
+		if mine.Load() {
+			return rd, err
+		}
+		if err != nil {
+			if _, refused := refusal(err); refused && attempt == 0 {
+				continue
+			}
+			return nil, err
+		}
+		if err := m.mayServe(ctx, t, oci.KindBlob, d); err != nil {
+			_ = rd.Close()
+			return nil, err
+		}
+		return rd, nil
+	}
+}
+
 // passesCache reports whether a fill's error means the blob must go past
 // the cache, streamed from the upstream without storing: the disk is full
 // or unwritable, or the blob is larger than the cache budget.
@@ -97,6 +131,7 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 	resp, err := t.upstream.Do(r.Context(), upstream.Request{
 		Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Header: hdr,
 	})
+	m.noteAccess(r.Context(), t, err)
 	if err != nil {
 		return fmt.Errorf("fetching blob %s@%s: %w", t.repo, d, err)
 	}
@@ -153,12 +188,20 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 }
 
 // blobFetch returns the fill's fetch of blob d from t's upstream. It runs
-// on the fill's own context, detached from the client that started it.
-func (m *Mirror) blobFetch(t target, d digest.Digest) cache.FetchFunc {
+// on the fill's own context, detached from the client that started it, but
+// with that client's credentials (those of client).
+func (m *Mirror) blobFetch(client context.Context, t target, d digest.Digest) cache.FetchFunc {
 	return func(ctx context.Context) (cache.Source, error) {
+		ctx = upstream.CopyCredentials(ctx, client)
 		resp, err := t.upstream.Do(ctx, upstream.Request{
 			Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(),
 		})
+		m.noteAccess(ctx, t, err)
+		if err == nil && resp.StatusCode == http.StatusOK {
+			// Linked before the fill can store it: once visible, it is
+			// visible under this repository.
+			m.link(t, d)
+		}
 		if err != nil {
 			return cache.Source{}, fmt.Errorf("fetching blob %s@%s: %w", t.repo, d, err)
 		}
@@ -190,6 +233,7 @@ func (m *Mirror) headBlobUpstream(w http.ResponseWriter, r *http.Request, t targ
 	resp, err := t.upstream.Do(r.Context(), upstream.Request{
 		Method: http.MethodHead, Repository: t.repo, Path: "blobs/" + d.String(),
 	})
+	m.noteAccess(r.Context(), t, err)
 	if err != nil {
 		return fmt.Errorf("checking blob %s@%s: %w", t.repo, d, err)
 	}

@@ -68,25 +68,31 @@ func (m *Mirror) serveCatalog(w http.ResponseWriter, r *http.Request) {
 
 // cachedRepositories returns the sorted, distinct names of the
 // repositories with cached tags, as clients of this mirror name them.
-// Upstreams no longer configured are left out.
+// Upstreams no longer configured are left out, and so are repositories
+// that the upstream did not let the mirror's default identity pull: the
+// name of a private repository is not shown to anyone who asks.
 func (m *Mirror) cachedRepositories() ([]string, error) {
-	seen := map[string]bool{}
+	type repoKey struct{ registry, repo string }
+	seen := map[repoKey]bool{}
 	err := m.store.EachTag(func(registry, repo, _ string, _ cache.Tag) bool {
-		if _, ok := m.upstreams[registry]; !ok {
-			return true
+		if _, ok := m.upstreams[registry]; ok {
+			seen[repoKey{registry, repo}] = true
 		}
-		name := repo
-		if registry != m.defaultName {
-			name = registry + "/" + repo
-		}
-		seen[name] = true
 		return true
 	})
 	if err != nil {
 		return nil, err
 	}
 	names := make([]string, 0, len(seen))
-	for name := range seen {
+	for k := range seen {
+		g, err := m.store.GrantOf(k.registry, k.repo)
+		if err != nil || g.Identity != m.upstreams[k.registry].DefaultCredentialID() {
+			continue
+		}
+		name := k.repo
+		if k.registry != m.defaultName {
+			name = k.registry + "/" + k.repo
+		}
 		names = append(names, name)
 	}
 	slices.Sort(names)

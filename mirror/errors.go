@@ -36,11 +36,21 @@ func unknownCode(kind oci.Kind) oci.Code {
 }
 
 // writeRouteError writes err for a request to route: like writeError, but
-// an upstream 404 without a code gets the code of what the route addresses.
-func (m *Mirror) writeRouteError(w http.ResponseWriter, r *http.Request, kind oci.Kind, err error) {
+// an upstream 404 without a code gets the code of what the route addresses,
+// and a client without credentials of its own whom the upstream refused is
+// challenged to log in to the mirror.
+func (m *Mirror) writeRouteError(w http.ResponseWriter, r *http.Request, route oci.Route, err error) {
 	var ue *upstream.Error
 	if errors.As(err, &ue) && ue.Status == http.StatusNotFound && len(ue.Items) == 0 {
-		err = oci.Errorf(http.StatusNotFound, unknownCode(kind), "%s unknown to the upstream registry %s", kind, ue.Upstream)
+		err = oci.Errorf(http.StatusNotFound, unknownCode(route.Kind), "%s unknown to the upstream registry %s", route.Kind, ue.Upstream)
+	}
+	if ue, ok := refusal(err); ok && !upstream.HasOwnCredentials(r.Context()) {
+		if chs := m.challenges(r, route.Name); chs != nil {
+			e := oci.Errorf(http.StatusUnauthorized, oci.CodeUnauthorized,
+				"the upstream registry %s refuses anonymous pulls of this repository: log in to this mirror with credentials for it", ue.Upstream)
+			e.Challenges = chs
+			err = e
+		}
 	}
 	m.writeError(w, r, err)
 }

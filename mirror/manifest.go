@@ -36,6 +36,9 @@ type manifestContent struct {
 // the upstream, since an upstream may answer a tag differently per Accept.
 type tagKey struct {
 	registry, repo, tag, accept string
+	// identity is the credential the upstream is asked with: what it
+	// answers one client is not another's.
+	identity string
 }
 
 // resolvedTag is what a tag points at. content.data is nil when only the
@@ -103,6 +106,9 @@ func (m *Mirror) manifestByDigest(ctx context.Context, t target, d digest.Digest
 			mediaType = oci.DetectMediaType(data)
 		}
 		if isManifestMediaType(mediaType) {
+			if err := m.mayServe(ctx, t, oci.KindManifest, d); err != nil {
+				return manifestContent{}, err
+			}
 			if ce := m.log.Check(zapcore.DebugLevel, "manifest hit"); ce != nil {
 				ce.Write(zap.String("repository", t.repo), zap.String("digest", d.String()))
 			}
@@ -116,7 +122,8 @@ func (m *Mirror) manifestByDigest(ctx context.Context, t target, d digest.Digest
 	if err := m.rememberedMissing(nkey); err != nil {
 		return manifestContent{}, err
 	}
-	key := t.registry + "/" + t.repo + "@" + d.String()
+	// Per identity: what the upstream answers one client is not another's.
+	key := t.registry + "/" + t.repo + "@" + d.String() + "\x00" + t.upstream.CredentialID(ctx)
 	return m.manifestFlight.do(ctx, key, func(ctx context.Context) (manifestContent, error) {
 		// By digest, the content is fixed: ask for every manifest type.
 		return m.fetchManifest(ctx, t, d.String(), digestAccept, d)
@@ -156,7 +163,7 @@ func (m *Mirror) manifestByTag(ctx context.Context, t target, tag string, client
 	if err := m.rememberedMissing(nkey); err != nil {
 		return manifestContent{}, err
 	}
-	key := tagKey{registry: t.registry, repo: t.repo, tag: tag, accept: strings.Join(accept, ",")}
+	key := tagKey{registry: t.registry, repo: t.repo, tag: tag, accept: strings.Join(accept, ","), identity: t.upstream.CredentialID(ctx)}
 	res, err := m.tagFlight.do(ctx, key, func(ctx context.Context) (resolvedTag, error) {
 		// A flight that ended just before this one began may have settled
 		// the tag: use what it learned rather than ask again.
@@ -184,6 +191,9 @@ func (m *Mirror) manifestByTag(ctx context.Context, t target, tag string, client
 	}
 	if res.content.data != nil {
 		return res.content, nil
+	}
+	if res.stale {
+		ctx = withUpstreamDown(ctx)
 	}
 	mc, err := m.manifestByDigest(ctx, t, res.content.digest)
 	if res.stale && mc.source == sourceCache {
@@ -228,6 +238,7 @@ func (m *Mirror) revalidate(ctx context.Context, t target, tag string, accept []
 		Method: http.MethodHead, Repository: t.repo, Path: "manifests/" + tag,
 		Header: http.Header{"Accept": {oci.AcceptHeader(accept)}},
 	})
+	m.noteAccess(ctx, t, err)
 	if err != nil {
 		m.rememberMissing(m.negativeKey(ctx, t, tag, accept), err)
 		return resolvedTag{}, fmt.Errorf("revalidating tag %s:%s: %w", t.repo, tag, err)
@@ -291,7 +302,9 @@ func (m *Mirror) fetchManifest(ctx context.Context, t target, ref string, accept
 	err := t.upstream.MayGet(ctx, req)
 	if err == nil {
 		var resp *http.Response
-		if resp, err = t.upstream.Do(ctx, req); err == nil {
+		resp, err = t.upstream.Do(ctx, req)
+		m.noteAccess(ctx, t, err)
+		if err == nil {
 			defer resp.Body.Close()
 			return m.readManifest(resp, t, ref, want)
 		}
@@ -339,6 +352,9 @@ func (m *Mirror) readManifest(resp *http.Response, t target, ref string, want di
 			mediaType = detected
 		}
 	}
+	// Linked before it is stored: once visible, it is visible under this
+	// repository.
+	m.link(t, d)
 	if err := m.store.Put(d, mediaType, data); err != nil {
 		// Serve it anyway: a full or failing disk must not fail pulls. The
 		// cache logs a full disk once, at Error, when it happens.

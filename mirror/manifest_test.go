@@ -278,8 +278,9 @@ func TestNegativeAnswers(t *testing.T) {
 		{"unknown repository", fakeAnswer{404, "NAME_UNKNOWN"}, "/v2/app/manifests/1", 404, oci.CodeNameUnknown, true, 1},
 		{"404 without a body", fakeAnswer{404, ""}, "/v2/app/manifests/1", 404, oci.CodeManifestUnknown, true, 1},
 		{"404 of another kind", fakeAnswer{404, "NOT_FOUND"}, "/v2/app/manifests/1", 404, "NOT_FOUND", false, 2},
-		{"401", fakeAnswer{401, "UNAUTHORIZED"}, "/v2/app/manifests/1", 403, oci.CodeDenied, false, 2},
-		{"403", fakeAnswer{403, "DENIED"}, "/v2/app/manifests/1", 403, oci.CodeDenied, false, 2},
+		// A refusal asks the anonymous client to log in to the mirror.
+		{"401", fakeAnswer{401, "UNAUTHORIZED"}, "/v2/app/manifests/1", 401, oci.CodeUnauthorized, false, 2},
+		{"403", fakeAnswer{403, "DENIED"}, "/v2/app/manifests/1", 401, oci.CodeUnauthorized, false, 2},
 		{"500", fakeAnswer{500, "UNKNOWN"}, "/v2/app/manifests/1", 502, oci.CodeUnavailable, false, 2},
 		{"503", fakeAnswer{503, "UNAVAILABLE"}, "/v2/app/manifests/1", 502, oci.CodeUnavailable, false, 2},
 		// The 429 holds the next GET back: one request, but nothing remembered.

@@ -44,6 +44,21 @@ type Config struct {
 	// by digest, is remembered and answered without asking the upstream
 	// again. Zero means DefaultNegativeTTL; negative disables it.
 	NegativeTTL time.Duration
+	// AccessTTL is how long an upstream's decision to let an identity (a
+	// client's own credentials, the configured ones, or anonymous) pull a
+	// repository, or not, is trusted before cached content of that
+	// repository is served to it again only after a HEAD. Default:
+	// DefaultAccessTTL.
+	AccessTTL time.Duration
+	// IgnoreClientCredentials turns the mirror's token endpoint off: the
+	// API root answers 200 without a challenge, clients' Authorization
+	// headers are ignored and every client pulls with the configured
+	// credentials (or anonymously). Default: false, clients may log in.
+	IgnoreClientCredentials bool
+	// TokenRealm is the URL of the mirror's token endpoint as clients
+	// reach it, for a mirror behind a proxy that changes the scheme or
+	// host. Default: the request's scheme and host with TokenPath.
+	TokenRealm string
 	// Logger receives the mirror's logs. Default: a no-op logger.
 	Logger *zap.Logger
 	// Now is the clock. Default: time.Now.
@@ -64,6 +79,12 @@ type Mirror struct {
 	manifestFlight flight[string, manifestContent]
 	negative       *negativeCache // nil: disabled
 	stats          statCounters
+
+	accessTTL               time.Duration
+	access                  accessDecisions
+	clientTokens            clientTokens
+	ignoreClientCredentials bool
+	tokenRealm              string
 }
 
 // New returns a Mirror for cfg.
@@ -81,6 +102,13 @@ func New(cfg Config) (*Mirror, error) {
 		staleLimit: cfg.StaleIfError,
 		log:        cfg.Logger,
 		now:        cfg.Now,
+
+		accessTTL:               cfg.AccessTTL,
+		ignoreClientCredentials: cfg.IgnoreClientCredentials,
+		tokenRealm:              cfg.TokenRealm,
+	}
+	if m.accessTTL <= 0 {
+		m.accessTTL = DefaultAccessTTL
 	}
 	for _, c := range cfg.Upstreams {
 		name := CanonicalRegistry(c.Name())
@@ -120,6 +148,10 @@ func New(cfg Config) (*Mirror, error) {
 // ServeHTTP answers one registry API request under /v2/.
 func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(oci.APIVersionHeader, oci.APIVersion)
+	if r.URL.Path == TokenPath {
+		m.serveToken(w, r)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		m.writeError(w, r, oci.Errorf(http.StatusMethodNotAllowed, oci.CodeUnsupported,
@@ -133,7 +165,7 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch route.Kind {
 	case oci.KindBase:
-		m.serveBase(w, r)
+		m.serveBaseAuth(w, r)
 		return
 	case oci.KindUpload:
 		m.writeError(w, r, oci.Errorf(http.StatusMethodNotAllowed, oci.CodeUnsupported,
@@ -161,12 +193,16 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				zap.Int("status", cw.status), zap.Int64("bytes", cw.n), zap.Duration("duration", m.now().Sub(start)))
 		}
 	}()
-	target, err = m.resolve(r, route.Name)
+	cl, err := m.clientOf(r)
+	if err == nil {
+		target, err = m.resolve(r, route.Name)
+	}
 	if err != nil {
 		m.writeError(w, r, err)
 		completed = true
 		return
 	}
+	r = r.WithContext(withClient(r.Context(), cl, target))
 	switch route.Kind {
 	case oci.KindManifest:
 		err = m.serveManifest(w, r, target, route.Reference)
@@ -180,7 +216,7 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = oci.Errorf(http.StatusNotFound, oci.CodeUnsupported, "no such registry API endpoint")
 	}
 	if err != nil {
-		m.writeRouteError(w, r, route.Kind, err)
+		m.writeRouteError(w, r, route, err)
 	}
 	completed = true
 }
