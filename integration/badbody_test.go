@@ -106,3 +106,48 @@ func TestFillFailingBeforeAnyByteIsAnError(t *testing.T) {
 		t.Errorf("refetch: %s, %v", got, err)
 	}
 }
+
+// TestOversizeManifestsAreRefused has the upstream answer a manifest GET
+// with a body over the 4 MiB limit (announced, chunked, or announced
+// absurdly large): the client gets a 502 OCI error, nothing is written to
+// the cache, nothing is remembered, and the real manifest is served once
+// the upstream behaves.
+func TestOversizeManifestsAreRefused(t *testing.T) {
+	m := startMirror(t, siteOptions{})
+	tests := []struct {
+		name           string
+		size, announce int64
+	}{
+		{"announced, just over the limit", 4<<20 + 1, 4<<20 + 1},
+		{"chunked, without a length", 5 << 20, 0},
+		{"absurd Content-Length", 1024, 1 << 40},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := fmt.Sprintf("library/huge%d", i)
+			_, want, err := hub.PushImage(repo, "1", 1, 1024, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := fmt.Sprintf("/v2/huge%d/manifests/1", i)
+			before := cacheFiles(t, m.Storage)
+			hub.SetFault(hubtest.Fault{Kind: hubtest.FaultOversize, Target: hubtest.TargetManifest, Count: 1, Size: tc.size, Announce: tc.announce})
+			defer hub.SetFault(hubtest.Fault{})
+			resp := m.do(t, http.MethodGet, path)
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), `"UNAVAILABLE"`) {
+				t.Errorf("oversize manifest: %d %.200s; want 502 with an OCI error", resp.StatusCode, body)
+			}
+			if after := cacheFiles(t, m.Storage); after != before {
+				t.Errorf("the cache changed: %s, before %s", after, before)
+			}
+			hub.SetFault(hubtest.Fault{})
+			resp = m.do(t, http.MethodGet, path)
+			resp.Body.Close()
+			if got := resp.Header.Get("Docker-Content-Digest"); resp.StatusCode != http.StatusOK || got != want {
+				t.Errorf("after the fault: %d, digest %s; want 200, %s", resp.StatusCode, got, want)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package hubtest
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"strconv"
@@ -35,6 +36,10 @@ const (
 	// FaultNoBody sends the status and the full Content-Length, then
 	// closes the connection before the first byte of the body.
 	FaultNoBody
+	// FaultOversize answers 200 with a JSON object of Size bytes (spaces
+	// inside braces) instead of the real answer, announcing Announce as
+	// its Content-Length when positive, else sending it chunked.
+	FaultOversize
 )
 
 // String returns the name of the fault kind.
@@ -58,6 +63,8 @@ func (k FaultKind) String() string {
 		return "corrupt"
 	case FaultNoBody:
 		return "no-body"
+	case FaultOversize:
+		return "oversize"
 	default:
 		return "fault(" + strconv.Itoa(int(k)) + ")"
 	}
@@ -66,7 +73,7 @@ func (k FaultKind) String() string {
 // altersBody reports whether the fault acts on a response body, so that it
 // applies only to answers that have one.
 func (k FaultKind) altersBody() bool {
-	return k == FaultBandwidth || k == FaultTruncate || k == FaultCorrupt || k == FaultNoBody
+	return k == FaultBandwidth || k == FaultTruncate || k == FaultCorrupt || k == FaultNoBody || k == FaultOversize
 }
 
 // Fault targets: which requests a Fault applies to.
@@ -105,6 +112,11 @@ type Fault struct {
 	// requests only, then clears it. Body faults match only requests
 	// whose answer has a body (GETs; for blobs, the CDN's GETs).
 	Count int
+	// Size is the body size of FaultOversize.
+	Size int64
+	// Announce is the Content-Length FaultOversize announces; 0 or less
+	// sends the body chunked, without one.
+	Announce int64
 }
 
 // SetFault replaces the active fault; the zero Fault clears it. It is safe
@@ -171,6 +183,9 @@ func (h *Hub) applyFault(w http.ResponseWriter, r *http.Request, target string, 
 		return &throttledWriter{ResponseWriter: w, ctx: r.Context(), rate: f.BytesPerSecond, start: time.Now()}, false
 	case FaultTruncate, FaultCorrupt, FaultNoBody:
 		return &bodyFaultWriter{ResponseWriter: w, kind: f.Kind}, false
+	case FaultOversize:
+		writeOversize(w, f.Size, f.Announce)
+		return w, true
 	}
 	return w, false
 }
@@ -290,3 +305,28 @@ func (tw *throttledWriter) Write(p []byte) (int, error) {
 
 // Unwrap returns the wrapped writer, for http.ResponseController.
 func (tw *throttledWriter) Unwrap() http.ResponseWriter { return tw.ResponseWriter }
+
+// writeOversize answers 200 with a JSON object of size bytes, announcing
+// announce bytes when positive.
+func writeOversize(w http.ResponseWriter, size, announce int64) {
+	w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	if announce > 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(announce, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+	if size < 2 {
+		return
+	}
+	chunk := bytes.Repeat([]byte{' '}, 64<<10)
+	if _, err := w.Write([]byte{'{'}); err != nil {
+		return
+	}
+	for left := size - 2; left > 0; {
+		n := min(left, int64(len(chunk)))
+		if _, err := w.Write(chunk[:n]); err != nil {
+			return
+		}
+		left -= n
+	}
+	_, _ = w.Write([]byte{'}'})
+}
