@@ -31,6 +31,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		connect_timeout  <duration>
 //		response_timeout <duration>
 //		stall_timeout    <duration>
+//		max_downloads    <n>
+//		max_upstream_requests <n>
 //		access_ttl       <duration>
 //		client_login     on|off
 //		token_realm      <url>
@@ -98,15 +100,23 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("negative_ttl: %v", err)
 			}
 			h.NegativeTTL = ttl
-		case "rate_limit_reserve":
+		case "rate_limit_reserve", "max_downloads", "max_upstream_requests":
+			opt := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
 			n, err := strconv.Atoi(d.Val())
 			if err != nil || n < 0 {
-				return d.Errf("rate_limit_reserve: %q is not a number of pulls", d.Val())
+				return d.Errf("%s: %q is not a non-negative number", opt, d.Val())
 			}
-			h.RateLimitReserve = n
+			switch opt {
+			case "rate_limit_reserve":
+				h.RateLimitReserve = n
+			case "max_downloads":
+				h.MaxDownloads = n
+			default:
+				h.MaxUpstreamRequests = n
+			}
 		case "connect_timeout", "response_timeout", "stall_timeout":
 			opt := d.Val()
 			if !d.NextArg() {

@@ -145,6 +145,21 @@ type Handler struct {
 	// and host of each request, with the path /v2/_token.
 	TokenRealm string `json:"token_realm,omitempty"`
 
+	// MaxDownloads bounds the blob downloads from upstreams into the cache
+	// that run at once, and with them the file descriptors, disk space in
+	// flight and upstream connections that a flood of distinct cold
+	// requests can take. A download beyond it waits up to a minute for a
+	// slot, then its client gets 503 with a Retry-After; clients of a blob
+	// already downloading join it without a slot. It applies when the cache
+	// directory is first opened. Default: 64.
+	MaxDownloads int `json:"max_downloads,omitempty"`
+
+	// MaxUpstreamRequests bounds the other upstream requests that run at
+	// once: manifests (at most 4 MiB each in memory), access checks, tag
+	// lists and referrers. More wait up to 30s for a slot, then get 503
+	// with a Retry-After. Default: 64.
+	MaxUpstreamRequests int `json:"max_upstream_requests,omitempty"`
+
 	// Default names the upstream that serves requests naming no registry
 	// (neither by containerd's ns parameter nor by a leading registry host
 	// in the path). Default: docker.io when it is configured, else the
@@ -275,6 +290,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Dir:         dir,
 		MemoryBytes: h.Memory,
 		MaxBytes:    h.MaxSize,
+		MaxFills:    h.MaxDownloads,
 		Logger:      h.logger.Named("cache"),
 	})
 	if err != nil {
@@ -284,14 +300,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// releases (Caddy calls Cleanup when Provision fails, too).
 	h.dir = dir
 	m, err := mirror.New(mirror.Config{
-		Upstreams:    clients,
-		Default:      h.Default,
-		Store:        store,
-		TagTTL:       time.Duration(h.TagTTL),
-		StaleIfError: time.Duration(h.StaleIfError),
-		NegativeTTL:  time.Duration(h.NegativeTTL),
-		AccessTTL:    time.Duration(h.AccessTTL),
-		Logger:       h.logger,
+		Upstreams:           clients,
+		Default:             h.Default,
+		Store:               store,
+		TagTTL:              time.Duration(h.TagTTL),
+		StaleIfError:        time.Duration(h.StaleIfError),
+		NegativeTTL:         time.Duration(h.NegativeTTL),
+		AccessTTL:           time.Duration(h.AccessTTL),
+		MaxUpstreamRequests: h.MaxUpstreamRequests,
+		Logger:              h.logger,
 
 		IgnoreClientCredentials: h.DisableClientLogin,
 		TokenRealm:              h.TokenRealm,
@@ -345,6 +362,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.StaleIfError < 0 {
 		return fmt.Errorf("stale_if_error must not be negative, got %s", time.Duration(h.StaleIfError))
+	}
+	if h.MaxDownloads < 0 || h.MaxUpstreamRequests < 0 {
+		return fmt.Errorf("max_downloads and max_upstream_requests must not be negative, got %d and %d", h.MaxDownloads, h.MaxUpstreamRequests)
 	}
 	if h.AccessTTL < 0 {
 		return fmt.Errorf("access_ttl must not be negative, got %s", time.Duration(h.AccessTTL))

@@ -245,7 +245,7 @@ func (m *Mirror) probe(ctx context.Context, t target, kind oci.Kind, d digest.Di
 		path = "manifests/" + d.String()
 		hdr.Set("Accept", oci.AcceptHeader(digestAccept))
 	}
-	resp, err := t.upstream.Do(ctx, upstream.Request{Method: http.MethodHead, Repository: t.repo, Path: path, Header: hdr})
+	resp, err := m.upstreamDo(ctx, t, upstream.Request{Method: http.MethodHead, Repository: t.repo, Path: path, Header: hdr})
 	if err == nil {
 		_ = resp.Body.Close()
 	}

@@ -52,11 +52,6 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 	if passesCache(err) {
 		return m.serveUncached(w, r, t, d)
 	}
-	if errors.Is(err, cache.ErrBusy) {
-		w.Header().Set("Retry-After", "10")
-		return oci.Errorf(http.StatusServiceUnavailable, oci.CodeUnavailable,
-			"too many downloads in progress; retry shortly")
-	}
 	if err != nil {
 		return err
 	}
@@ -230,7 +225,7 @@ func (b upstreamBody) Read(p []byte) (int, error) {
 // headBlobUpstream answers a HEAD for an uncached blob from the upstream's
 // HEAD, without filling the cache.
 func (m *Mirror) headBlobUpstream(w http.ResponseWriter, r *http.Request, t target, d digest.Digest) error {
-	resp, err := t.upstream.Do(r.Context(), upstream.Request{
+	resp, err := m.upstreamDo(r.Context(), t, upstream.Request{
 		Method: http.MethodHead, Repository: t.repo, Path: "blobs/" + d.String(),
 	})
 	m.noteAccess(r.Context(), t, err)

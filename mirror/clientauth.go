@@ -379,7 +379,12 @@ func (m *Mirror) verifyClient(ctx context.Context, u *upstream.Client, cred clie
 	if m.clientTokens.wasVerified(cred, now) {
 		return nil
 	}
-	err := u.Verify(upstream.WithCredentials(ctx, cred.username, cred.password))
+	err := m.upstreamSlots.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	err = u.Verify(upstream.WithCredentials(ctx, cred.username, cred.password))
+	m.upstreamSlots.release()
 	var ue *upstream.Error
 	switch {
 	case err == nil:

@@ -102,6 +102,10 @@ func toOCI(err error) *oci.Error {
 		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "%s", err.Error())
 	case errors.Is(err, upstream.ErrUnavailable):
 		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "the upstream registry is unreachable")
+	case errors.Is(err, errBusy), errors.Is(err, cache.ErrBusy):
+		e := oci.Errorf(http.StatusServiceUnavailable, oci.CodeUnavailable, "too many downloads in progress; retry shortly")
+		e.RetryAfter = "10"
+		return e
 	case errors.Is(err, cache.ErrClosed):
 		return oci.Errorf(http.StatusServiceUnavailable, oci.CodeUnavailable, "the cache is shutting down")
 	}

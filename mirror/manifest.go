@@ -234,7 +234,7 @@ func (m *Mirror) revalidateTag(ctx context.Context, t target, tag string, accept
 // against the pull limit) which digest a tag has now, and fetches the
 // manifest when it moved.
 func (m *Mirror) revalidate(ctx context.Context, t target, tag string, accept []string, rec cache.Tag, canonical bool) (resolvedTag, error) {
-	resp, err := t.upstream.Do(ctx, upstream.Request{
+	resp, err := m.upstreamDo(ctx, t, upstream.Request{
 		Method: http.MethodHead, Repository: t.repo, Path: "manifests/" + tag,
 		Header: http.Header{"Accept": {oci.AcceptHeader(accept)}},
 	})
@@ -302,7 +302,7 @@ func (m *Mirror) fetchManifest(ctx context.Context, t target, ref string, accept
 	err := t.upstream.MayGet(ctx, req)
 	if err == nil {
 		var resp *http.Response
-		resp, err = t.upstream.Do(ctx, req)
+		resp, err = m.upstreamDo(ctx, t, req)
 		m.noteAccess(ctx, t, err)
 		if err == nil {
 			defer resp.Body.Close()

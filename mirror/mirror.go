@@ -59,6 +59,12 @@ type Config struct {
 	// reach it, for a mirror behind a proxy that changes the scheme or
 	// host. Default: the request's scheme and host with TokenPath.
 	TokenRealm string
+	// MaxUpstreamRequests bounds the upstream requests for manifests,
+	// access checks, tag lists and referrers that run at once; more wait
+	// for a slot, up to 30s, then get 503 with a Retry-After. Blob
+	// downloads are bounded by the cache's fill slots instead. Default:
+	// DefaultMaxUpstreamRequests.
+	MaxUpstreamRequests int
 	// Logger receives the mirror's logs. Default: a no-op logger.
 	Logger *zap.Logger
 	// Now is the clock. Default: time.Now.
@@ -85,6 +91,7 @@ type Mirror struct {
 	clientTokens            clientTokens
 	ignoreClientCredentials bool
 	tokenRealm              string
+	upstreamSlots           *limiter
 }
 
 // New returns a Mirror for cfg.
@@ -110,6 +117,11 @@ func New(cfg Config) (*Mirror, error) {
 	if m.accessTTL <= 0 {
 		m.accessTTL = DefaultAccessTTL
 	}
+	maxUpstream := cfg.MaxUpstreamRequests
+	if maxUpstream <= 0 {
+		maxUpstream = DefaultMaxUpstreamRequests
+	}
+	m.upstreamSlots = newLimiter(maxUpstream, upstreamQueueTimeout)
 	for _, c := range cfg.Upstreams {
 		name := CanonicalRegistry(c.Name())
 		if _, dup := m.upstreams[name]; dup {

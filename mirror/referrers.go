@@ -40,7 +40,7 @@ func (m *Mirror) serveReferrers(w http.ResponseWriter, r *http.Request, t target
 	if artifactType != "" {
 		q.Set("artifactType", artifactType)
 	}
-	resp, err := t.upstream.Do(r.Context(), upstream.Request{
+	resp, err := m.upstreamDo(r.Context(), t, upstream.Request{
 		Method: http.MethodGet, Repository: t.repo, Path: "referrers/" + d.String(), Query: q,
 		Header: http.Header{"Accept": {oci.MediaTypeOCIIndex}},
 	})

@@ -30,7 +30,7 @@ func (m *Mirror) serveTags(w http.ResponseWriter, r *http.Request, t target) err
 			return oci.Errorf(http.StatusBadRequest, oci.CodeUnsupported, "n must be a non-negative integer")
 		}
 	}
-	resp, err := t.upstream.Do(r.Context(), upstream.Request{
+	resp, err := m.upstreamDo(r.Context(), t, upstream.Request{
 		// Always a GET: a HEAD would tell the client no length.
 		Method: http.MethodGet, Repository: t.repo, Path: "tags/list", Query: q,
 		Header: http.Header{"Accept": {"application/json"}},
