@@ -3,6 +3,8 @@ package integration
 import (
 	"encoding/base64"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,7 +21,7 @@ import (
 // credentials configured on the upstream (a service account, its password
 // from an environment placeholder) while everything logs at DEBUG, access
 // log included: the password, its Basic form and any bearer token stay
-// out of the logs, and the CDN the blobs are redirected to never receives
+// out of the logs, the metrics and the admin API, and the CDN the blobs are redirected to never receives
 // an Authorization header.
 func TestUpstreamCredentialsNeverLeak(t *testing.T) {
 	const user, password = "svc", "svc-secret-pw-7f3a"
@@ -53,15 +55,17 @@ func TestUpstreamCredentialsNeverLeak(t *testing.T) {
 }
 
 // debugLoggedMirror loads a mirror site with upstreams (registry_cache
-// lines) whose server and access logs go to files at DEBUG, and returns its
-// host:port and a function that reads both logs.
+// lines) whose server and access logs go to files at DEBUG, with metrics
+// on the site and Caddy's admin API, and returns its host:port and a
+// function that returns everything an operator could read: both logs, the
+// metrics, and the admin API's status page, stats and repositories.
 func debugLoggedMirror(t *testing.T, upstreams string) (string, func() string) {
 	t.Helper()
 	dir := t.TempDir()
-	port := freePort(t)
+	port, adminPort := freePort(t), freePort(t)
 	serverLog, accessLog := filepath.Join(dir, "server.log"), filepath.Join(dir, "access.log")
 	loadCaddyfile(t, fmt.Sprintf(`{
-	admin off
+	admin 127.0.0.1:%[6]d
 	persist_config off
 	skip_install_trust
 	storage file_system %[1]s/caddy-data
@@ -77,22 +81,38 @@ http://127.0.0.1:%[4]d {
 		output file %[3]s
 		level DEBUG
 	}
+	metrics /metrics
 	registry_cache {
 		storage %[1]s/cache
 		%[5]s
 	}
 }
-`, dir, serverLog, accessLog, port, upstreams))
-	return fmt.Sprintf("127.0.0.1:%d", port), func() string {
-		var logs strings.Builder
+`, dir, serverLog, accessLog, port, upstreams, adminPort))
+	host := fmt.Sprintf("127.0.0.1:%d", port)
+	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	return host, func() string {
+		var all strings.Builder
 		for _, f := range []string{serverLog, accessLog} {
 			b, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
 			}
-			logs.Write(b)
+			all.Write(b)
 		}
-		return logs.String()
+		for _, url := range []string{"http://" + host + "/metrics", admin + "/metrics", admin + "/registry_cache/",
+			admin + "/registry_cache/stats", admin + "/registry_cache/repositories"} {
+			resp, err := http.Get(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s: %d %.200s", url, resp.StatusCode, b)
+			}
+			all.Write(b)
+		}
+		return all.String()
 	}
 }
 
