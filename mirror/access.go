@@ -141,12 +141,67 @@ func (m *Mirror) noteAccess(ctx context.Context, t target, err error) {
 	}
 }
 
+// maxLinkMemo bounds the links remembered in memory.
+const maxLinkMemo = 100000
+
+// linkKey identifies a link in memory.
+type linkKey struct {
+	registry, repo string
+	d              digest.Digest
+}
+
+// linkMemo remembers links known to be on disk, so that a hit does not
+// read them there. A link is a fact about the upstream, true whether or
+// not the object is still cached, so the memo never needs to forget one;
+// it is emptied when full.
+type linkMemo struct {
+	mu sync.Mutex
+	m  map[linkKey]struct{}
+}
+
+func (lm *linkMemo) has(k linkKey) bool {
+	lm.mu.Lock()
+	defer lm.mu.Unlock()
+	_, ok := lm.m[k]
+	return ok
+}
+
+func (lm *linkMemo) add(k linkKey) {
+	lm.mu.Lock()
+	defer lm.mu.Unlock()
+	if lm.m == nil || len(lm.m) >= maxLinkMemo {
+		lm.m = make(map[linkKey]struct{})
+	}
+	lm.m[k] = struct{}{}
+}
+
 // link records that the upstream served d under t's repository.
 func (m *Mirror) link(t target, d digest.Digest) {
-	if err := m.store.Link(t.registry, t.repo, d); err != nil && !errors.Is(err, cache.ErrClosed) {
-		m.log.Warn("recording link", zap.String("upstream", t.registry), zap.String("repository", t.repo),
-			zap.String("digest", d.String()), zap.Error(err))
+	k := linkKey{registry: t.registry, repo: t.repo, d: d}
+	if m.links.has(k) {
+		return
 	}
+	if err := m.store.Link(t.registry, t.repo, d); err != nil {
+		if !errors.Is(err, cache.ErrClosed) {
+			m.log.Warn("recording link", zap.String("upstream", t.registry), zap.String("repository", t.repo),
+				zap.String("digest", d.String()), zap.Error(err))
+		}
+		return
+	}
+	m.links.add(k)
+}
+
+// linked reports whether the upstream served d under t's repository.
+func (m *Mirror) linked(t target, d digest.Digest) bool {
+	k := linkKey{registry: t.registry, repo: t.repo, d: d}
+	if m.links.has(k) {
+		return true
+	}
+	if !m.store.Linked(t.registry, t.repo, d) {
+		return false
+	}
+	m.links.add(k)
+	return true
 }
 
 // decided returns the decision for key that is within the access TTL; a
@@ -204,7 +259,7 @@ func (m *Mirror) lastKnownAllowed(t target, key accessKey, now time.Time) bool {
 func (m *Mirror) mayServe(ctx context.Context, t target, kind oci.Kind, d digest.Digest) error {
 	now := m.now()
 	key := accessKeyOf(ctx, t)
-	linked := m.store.Linked(t.registry, t.repo, d)
+	linked := m.linked(t, d)
 	if linked {
 		if dec, ok := m.decided(t, key, now); ok {
 			if !dec.allowed {

@@ -32,6 +32,13 @@ func BenchmarkManifestHit(b *testing.B) {
 		Size: int64(len(body)), FetchedAt: time.Now()}); err != nil {
 		b.Fatal(err)
 	}
+	// The upstream served it under this repository to anonymous clients.
+	if err := m.store.Link("docker.io", "library/alpine", d); err != nil {
+		b.Fatal(err)
+	}
+	if err := m.store.SetGrant("docker.io", "library/alpine", cache.Grant{At: time.Now()}); err != nil {
+		b.Fatal(err)
+	}
 	for _, bc := range []struct{ name, path string }{
 		{"by digest", "/v2/library/alpine/manifests/" + d.String()},
 		{"by fresh tag", "/v2/alpine/manifests/3.19"},

@@ -154,8 +154,6 @@ func siteAuthenticated(ctx context.Context) bool {
 	return v
 }
 
-type clientKey struct{}
-
 // client is what the mirror knows of a request's client.
 type client struct {
 	// cred are its own credentials, if it brought any.
@@ -200,9 +198,9 @@ func (m *Mirror) clientOf(r *http.Request) (client, error) {
 
 // withClient returns ctx carrying the client's credentials for requests to
 // t's upstream, when it brought some for that registry (credentials given
-// for another registry are not used: the client is anonymous there).
+// for another registry are not used: the client is anonymous there), else
+// ctx itself.
 func withClient(ctx context.Context, c client, t target) context.Context {
-	ctx = context.WithValue(ctx, clientKey{}, c)
 	cred := c.cred
 	if cred.username == "" && cred.password == "" {
 		return ctx

@@ -88,6 +88,7 @@ type Mirror struct {
 
 	accessTTL               time.Duration
 	access                  accessDecisions
+	links                   linkMemo
 	clientTokens            clientTokens
 	ignoreClientCredentials bool
 	tokenRealm              string
@@ -214,7 +215,9 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		completed = true
 		return
 	}
-	r = r.WithContext(withClient(r.Context(), cl, target))
+	if ctx := withClient(r.Context(), cl, target); ctx != r.Context() {
+		r = r.WithContext(ctx)
+	}
 	switch route.Kind {
 	case oci.KindManifest:
 		err = m.serveManifest(w, r, target, route.Reference)

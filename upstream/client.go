@@ -119,6 +119,8 @@ type Client struct {
 	now          func() time.Time
 	onResponse   func(Exchange)
 	budget       budget
+	// defaultID is the identity of the configured credentials.
+	defaultID string
 }
 
 // New returns a client for cfg. Every endpoint must be an http or https URL
@@ -161,6 +163,7 @@ func New(cfg Config, opts Options) (*Client, error) {
 	cfg.Endpoints = slices.Clone(cfg.Endpoints)
 	cfg.TrustedRealmHosts = slices.Clone(cfg.TrustedRealmHosts)
 	c.cfg = cfg
+	c.defaultID = credentials{cfg.Username, cfg.Password}.id()
 	if c.log == nil {
 		c.log = zap.NewNop()
 	}

@@ -12,14 +12,17 @@ import (
 // (a private repository looks missing to an anonymous client) is never
 // replayed to another.
 func (c *Client) CredentialID(ctx context.Context) string {
-	return c.credentialsFor(ctx).id()
+	if cred, ok := ctx.Value(credentialsKey{}).(credentials); ok {
+		return cred.id()
+	}
+	return c.defaultID
 }
 
 // DefaultCredentialID is CredentialID for requests that carry no
 // credentials of their own: the configured credentials' identity, or empty
 // when the client is configured without any.
 func (c *Client) DefaultCredentialID() string {
-	return credentials{c.cfg.Username, c.cfg.Password}.id()
+	return c.defaultID
 }
 
 // HasOwnCredentials reports whether ctx carries credentials of its own
