@@ -1,11 +1,14 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestContainerdPullsThroughHostsDir pulls with ctr through hosts.toml
@@ -107,4 +110,70 @@ func (c *containerd) imageDigest(t *testing.T, ctr, ref string) string {
 	}
 	t.Fatalf("ctr image ls has no %s:\n%s", ref, out)
 	return ""
+}
+
+// TestContainerdPullsPrivateImageOverInternalTLS pulls a private image with
+// ctr through a mirror served over HTTPS by Caddy's internal CA, whose root
+// containerd trusts by the ca entry of hosts.toml (nothing installed in the
+// system trust store): with the allowed user's credentials (--user) the
+// pull succeeds, without credentials it fails.
+func TestContainerdPullsPrivateImageOverInternalTLS(t *testing.T) {
+	ctr := clientBinary(t, "ctr")
+	h := privateHub(t)
+	_, want, err := h.PushImage("corp/secret", "1", 2, 4096, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "caddy-data")
+	port := freePort(t)
+	loadCaddyfile(t, caddyGlobals(data)+fmt.Sprintf(`
+https://localhost:%d {
+	bind 127.0.0.1
+	tls internal
+	registry_cache {
+		storage %s
+		upstream docker.io {
+			url %s
+			trusted_realm localhost
+		}
+	}
+}
+`, port, filepath.Join(dir, "cache"), h.URL))
+	host := fmt.Sprintf("localhost:%d", port)
+	root, _ := waitInternalTLS(t, data, host)
+	hosts := t.TempDir()
+	d := filepath.Join(hosts, "docker.io")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(d, "hosts.toml"), fmt.Sprintf(`server = "https://registry-1.docker.io"
+
+[host."https://%s"]
+  capabilities = ["pull", "resolve"]
+  ca = %q
+`, host, root))
+	c := startContainerd(t)
+	pull := func(user string) (string, error) {
+		args := []string{"--address", c.Address, "image", "pull", "--hosts-dir", hosts, "--snapshotter", "native"}
+		if user != "" {
+			args = append(args, "--user", user)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, ctr, append(args, "docker.io/corp/secret:1")...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := pull(""); err == nil {
+		t.Fatalf("an anonymous ctr pull of the private image succeeded:\n%s", out)
+	}
+	if out, err := pull("bob:bob-pw-5d7e"); err == nil {
+		t.Fatalf("bob's ctr pull of the private image succeeded:\n%s", out)
+	}
+	if out, err := pull("alice:alice-pw-91c2"); err != nil {
+		t.Fatalf("alice's ctr pull: %v\n%s", err, out)
+	}
+	if got := c.imageDigest(t, ctr, "docker.io/corp/secret:1"); got != want {
+		t.Errorf("alice's pull: digest %s, want %s", got, want)
+	}
 }

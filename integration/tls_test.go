@@ -47,29 +47,16 @@ https://localhost:%d {
 	}
 }
 `, data, port, filepath.Join(dir, "cache"), hub.URL))
-	root := filepath.Join(data, "pki", "authorities", "local", "root.crt")
-	pool := x509.NewCertPool()
 	host := fmt.Sprintf("localhost:%d", port)
+	_, pool := waitInternalTLS(t, data, host)
 	trusting := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
-	// The certificate is issued in the background after the load.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if pem, err := os.ReadFile(root); err == nil && pool.AppendCertsFromPEM(pem) {
-			resp, err := (&http.Client{Transport: trusting}).Get("https://" + host + "/v2/")
-			if err == nil {
-				resp.Body.Close()
-				if resp.Header.Get("Docker-Distribution-API-Version") == "registry/2.0" {
-					if resp.ProtoMajor != 2 {
-						t.Errorf("HTTPS served %s, want HTTP/2", resp.Proto)
-					}
-					break
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the HTTPS site never served /v2/ with a certificate from the internal CA")
-		}
-		time.Sleep(50 * time.Millisecond)
+	resp, err := (&http.Client{Transport: trusting}).Get("https://" + host + "/v2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Errorf("HTTPS served %s, want HTTP/2", resp.Proto)
 	}
 	ref, err := name.ParseReference(host + "/tlsimage:1")
 	if err != nil {
@@ -100,4 +87,32 @@ func (h httpsOnly) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("refusing plain HTTP to %s", r.URL.Host)
 	}
 	return h.base.RoundTrip(r)
+}
+
+// waitInternalTLS waits until the site at host serves the registry API
+// over HTTPS with a certificate of Caddy's internal CA, whose data
+// directory is data, and returns the path of the CA's root and a pool
+// holding it. Caddy issues the certificate in the background after a load.
+func waitInternalTLS(t *testing.T, data, host string) (string, *x509.CertPool) {
+	t.Helper()
+	root := filepath.Join(data, "pki", "authorities", "local", "root.crt")
+	pool := x509.NewCertPool()
+	trusting := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	defer trusting.CloseIdleConnections()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if pem, err := os.ReadFile(root); err == nil && pool.AppendCertsFromPEM(pem) {
+			resp, err := (&http.Client{Transport: trusting}).Get("https://" + host + "/v2/")
+			if err == nil {
+				resp.Body.Close()
+				if resp.Header.Get("Docker-Distribution-API-Version") == "registry/2.0" {
+					return root, pool
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the HTTPS site never served /v2/ with a certificate from the internal CA")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
