@@ -138,7 +138,7 @@ func (s *Store) DeleteGrant(upstream, repo string) error {
 		return ErrClosed
 	}
 	defer s.leave()
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Batch(func(tx *bolt.Tx) error {
 		return tx.Bucket(grantsBucket).Delete(grantKey(upstream, repo))
 	})
 	if err != nil {

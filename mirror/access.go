@@ -135,6 +135,9 @@ func (m *Mirror) noteAccess(ctx context.Context, t target, err error) {
 	}
 	prev, had := m.access.set(key, accessDecision{err: err, at: now}, m.accessTTL)
 	if isDefault && (!had || prev.allowed) {
+		if _, gerr := m.store.GrantOf(t.registry, t.repo); gerr != nil {
+			return // nothing to forget (a read costs less than a write)
+		}
 		if err := m.store.DeleteGrant(t.registry, t.repo); err != nil {
 			m.log.Warn("deleting access grant", zap.String("upstream", t.registry), zap.String("repository", t.repo), zap.Error(err))
 		}
@@ -259,22 +262,23 @@ func (m *Mirror) lastKnownAllowed(t target, key accessKey, now time.Time) bool {
 func (m *Mirror) mayServe(ctx context.Context, t target, kind oci.Kind, d digest.Digest) error {
 	now := m.now()
 	key := accessKeyOf(ctx, t)
+	dec, decided := m.decided(t, key, now)
+	if decided && !dec.allowed {
+		// A refusal within the TTL holds for every object of the
+		// repository, linked or not.
+		return dec.err
+	}
 	linked := m.linked(t, d)
 	if linked {
-		if dec, ok := m.decided(t, key, now); ok {
-			if !dec.allowed {
-				return dec.err
-			}
+		if decided || m.openToDefault(t, now) {
 			return nil
 		}
-		if m.openToDefault(t, now) {
-			return nil
-		}
-		if down, _ := ctx.Value(upstreamDownKey{}).(bool); down && m.lastKnownAllowed(t, key, now) {
+		down, _ := ctx.Value(upstreamDownKey{}).(bool)
+		if (down || m.upstreamDown(t, now)) && m.lastKnownAllowed(t, key, now) {
 			return nil
 		}
 	}
-	err := m.probe(ctx, t, kind, d)
+	err := m.probeOnce(ctx, t, key, kind, d)
 	if err == nil {
 		m.link(t, d)
 		return nil
@@ -282,12 +286,50 @@ func (m *Mirror) mayServe(ctx context.Context, t target, kind oci.Kind, d digest
 	if _, ok := refusal(err); ok {
 		return err
 	}
-	if linked && staleAllowed(err) && m.lastKnownAllowed(t, key, now) {
+	failed := staleAllowed(err) || errors.Is(err, errBusy)
+	if failed {
+		m.noteUpstreamDown(t, now)
+	}
+	if linked && failed && m.lastKnownAllowed(t, key, now) {
 		if ce := m.log.Check(zapcore.DebugLevel, "serving by last known access: upstream failed"); ce != nil {
 			ce.Write(zap.String("upstream", t.registry), zap.String("repository", t.repo), zap.String("digest", d.String()), zap.Error(err))
 		}
 		return nil
 	}
+	return err
+}
+
+// upstreamDownFor is how long an access check that found the upstream
+// failing makes later checks of that upstream go by what is known instead
+// of asking it again: during an outage, cached content costs no upstream
+// request and waits for no timeout.
+const upstreamDownFor = 30 * time.Second
+
+// noteUpstreamDown remembers that an access check of t's upstream failed.
+func (m *Mirror) noteUpstreamDown(t target, now time.Time) {
+	m.downUntil.Store(t.registry, now.Add(upstreamDownFor))
+}
+
+// upstreamDown reports whether an access check of t's upstream failed
+// lately.
+func (m *Mirror) upstreamDown(t target, now time.Time) bool {
+	v, ok := m.downUntil.Load(t.registry)
+	return ok && now.Before(v.(time.Time))
+}
+
+// probeKey identifies one access check, shared by concurrent requests of
+// the same identity for the same object.
+type probeKey struct {
+	access accessKey
+	kind   oci.Kind
+	d      digest.Digest
+}
+
+// probeOnce is probe, shared by concurrent identical checks.
+func (m *Mirror) probeOnce(ctx context.Context, t target, key accessKey, kind oci.Kind, d digest.Digest) error {
+	_, err := m.probes.do(ctx, probeKey{access: key, kind: kind, d: d}, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, m.probe(ctx, t, kind, d)
+	})
 	return err
 }
 

@@ -50,6 +50,9 @@ func TestAccessDecisions(t *testing.T) {
 		{"an outage keeps serving what was allowed", []accessStep{
 			cold,
 			{advance: 2 * ttl, answer: fakeAnswer{503, "UNAVAILABLE"}, path: "/v2/app/manifests/@", status: 200, gets: 1, heads: 1},
+			// The failed check is remembered: no request waits on the
+			// upstream again for a while.
+			{answer: fakeAnswer{503, "UNAVAILABLE"}, path: "/v2/app/manifests/@", status: 200, gets: 1, heads: 1},
 		}},
 		{"a digest is not served under another repository", []accessStep{
 			cold,

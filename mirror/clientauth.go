@@ -2,15 +2,12 @@ package mirror
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -35,109 +32,6 @@ import (
 // TokenPath is the path of the mirror's token endpoint. A repository name
 // component cannot start with an underscore, so it never shadows one.
 const TokenPath = "/v2/_token"
-
-// clientTokenLifetime is how long a token of the mirror is valid.
-const clientTokenLifetime = 5 * time.Minute
-
-// maxClientTokens bounds the tokens kept in memory; the oldest go first.
-const maxClientTokens = 10000
-
-// verifiedLifetime is how long the upstream's acceptance of a client's
-// credentials is trusted before a new token request checks them again.
-const verifiedLifetime = 5 * time.Minute
-
-// clientCredentials are what a client authenticated with, and the
-// registry they are for: they are never sent to another.
-type clientCredentials struct {
-	registry, username, password string
-}
-
-// clientToken is one issued token.
-type clientToken struct {
-	cred    clientCredentials // zero: anonymous
-	expires time.Time
-}
-
-// clientTokens holds the tokens the mirror issued.
-type clientTokens struct {
-	mu       sync.Mutex
-	tokens   map[string]clientToken
-	verified map[clientCredentials]time.Time // accepted by the upstream until
-}
-
-// issue returns a new token for cred.
-func (ts *clientTokens) issue(cred clientCredentials, now time.Time) string {
-	raw := make([]byte, 24)
-	_, _ = rand.Read(raw)
-	token := hex.EncodeToString(raw)
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	if ts.tokens == nil {
-		ts.tokens = make(map[string]clientToken)
-	}
-	if len(ts.tokens) >= maxClientTokens {
-		ts.sweep(now)
-	}
-	ts.tokens[token] = clientToken{cred: cred, expires: now.Add(clientTokenLifetime)}
-	return token
-}
-
-// sweep drops expired tokens and, when that is not enough, the ones that
-// expire first, down to three quarters of the bound. Called with mu held.
-func (ts *clientTokens) sweep(now time.Time) {
-	for k, t := range ts.tokens {
-		if !now.Before(t.expires) {
-			delete(ts.tokens, k)
-		}
-	}
-	for len(ts.tokens) > maxClientTokens*3/4 {
-		var oldest string
-		var at time.Time
-		for k, t := range ts.tokens {
-			if oldest == "" || t.expires.Before(at) {
-				oldest, at = k, t.expires
-			}
-		}
-		delete(ts.tokens, oldest)
-	}
-	for c, until := range ts.verified {
-		if !now.Before(until) {
-			delete(ts.verified, c)
-		}
-	}
-}
-
-// lookup returns the credentials of a valid token.
-func (ts *clientTokens) lookup(token string, now time.Time) (clientCredentials, bool) {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	t, ok := ts.tokens[token]
-	if !ok || !now.Before(t.expires) {
-		return clientCredentials{}, false
-	}
-	return t.cred, true
-}
-
-// wasVerified reports whether the upstream accepted cred lately.
-func (ts *clientTokens) wasVerified(cred clientCredentials, now time.Time) bool {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	until, ok := ts.verified[cred]
-	return ok && now.Before(until)
-}
-
-// markVerified remembers that the upstream accepted cred.
-func (ts *clientTokens) markVerified(cred clientCredentials, now time.Time) {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	if ts.verified == nil {
-		ts.verified = make(map[clientCredentials]time.Time)
-	}
-	if len(ts.verified) >= maxClientTokens {
-		ts.sweep(now)
-	}
-	ts.verified[cred] = now.Add(verifiedLifetime)
-}
 
 type siteAuthKey struct{}
 
@@ -186,12 +80,23 @@ func (m *Mirror) clientOf(r *http.Request) (client, error) {
 		return client{cred: cred, authenticated: true}, nil
 	case strings.EqualFold(scheme, "Basic"):
 		user, pass, ok := r.BasicAuth()
-		if !ok {
+		if !ok || len(user) > maxUsernameLen || len(pass) > maxPasswordLen {
 			return client{}, oci.Errorf(http.StatusBadRequest, oci.CodeUnauthorized, "malformed Basic credentials")
 		}
-		// Credentials sent with a request are for the registry it
-		// addresses; withClient binds them once that is known.
-		return client{cred: clientCredentials{username: user, password: pass}, authenticated: true}, nil
+		cred := clientCredentials{registry: m.credentialRegistry(r), username: user, password: pass}
+		if cred.registry == "" {
+			return client{}, nil // a registry this mirror does not serve: resolve refuses it
+		}
+		accepted, err := m.checkCredentials(r.Context(), cred)
+		if err != nil {
+			return client{}, err
+		}
+		if !accepted {
+			// Credentials the upstream refuses (those of a proxy in front of
+			// the mirror, say) make the client anonymous, not locked out.
+			return client{}, nil
+		}
+		return client{cred: cred, authenticated: true}, nil
 	}
 	return client{}, oci.Errorf(http.StatusBadRequest, oci.CodeUnauthorized, "unsupported authorization scheme")
 }
@@ -202,10 +107,10 @@ func (m *Mirror) clientOf(r *http.Request) (client, error) {
 // ctx itself.
 func withClient(ctx context.Context, c client, t target) context.Context {
 	cred := c.cred
-	if cred.username == "" && cred.password == "" {
+	if cred.zero() {
 		return ctx
 	}
-	if cred.registry != "" && cred.registry != t.registry {
+	if cred.registry != t.registry {
 		return ctx
 	}
 	return upstream.WithCredentials(ctx, cred.username, cred.password)
@@ -282,10 +187,10 @@ func (m *Mirror) serveBaseAuth(w http.ResponseWriter, r *http.Request) {
 // serveToken answers the token endpoint: GET with optional Basic
 // credentials (the Docker token protocol), or POST with an OAuth2 password
 // grant (what containerd sends when it has credentials). Credentials are
-// checked with the upstream they are for (the ns parameter, else the
-// registry of the first repository scope, else the default upstream)
-// before a token stands for them; while that upstream cannot be reached
-// they are taken as given, and the upstream judges them on use.
+// checked with the upstream they are for (see credentialRegistry) before a
+// token stands for them; while that upstream cannot be reached they are
+// taken as given, and the upstream judges them on use. Anonymous clients
+// all get the same token.
 func (m *Mirror) serveToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(oci.APIVersionHeader, oci.APIVersion)
 	if m.ignoreClientCredentials {
@@ -298,7 +203,6 @@ func (m *Mirror) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var cred clientCredentials
-	var scopes []string
 	if r.Method == http.MethodPost {
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		if err := r.ParseForm(); err != nil {
@@ -310,22 +214,26 @@ func (m *Mirror) serveToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		cred.username, cred.password = r.PostForm.Get("username"), r.PostForm.Get("password")
-		scopes = strings.Fields(r.PostForm.Get("scope"))
 	} else if user, pass, ok := r.BasicAuth(); ok && !siteAuthenticated(r.Context()) {
 		cred.username, cred.password = user, pass
 	}
-	for _, s := range r.URL.Query()["scope"] {
-		scopes = append(scopes, strings.Fields(s)...)
-	}
-	if cred.username != "" || cred.password != "" {
-		u, err := m.tokenUpstream(r.URL.Query().Get("ns"), scopes)
+	if !cred.zero() {
+		if len(cred.username) > maxUsernameLen || len(cred.password) > maxPasswordLen {
+			m.writeError(w, r, oci.Errorf(http.StatusBadRequest, oci.CodeUnauthorized, "credentials too long"))
+			return
+		}
+		if cred.registry = m.credentialRegistry(r); cred.registry == "" {
+			m.writeError(w, r, notMirrored(r.URL.Query().Get("ns")))
+			return
+		}
+		accepted, err := m.checkCredentials(r.Context(), cred)
 		if err != nil {
 			m.writeError(w, r, err)
 			return
 		}
-		cred.registry = CanonicalRegistry(u.Name())
-		if err := m.verifyClient(r.Context(), u, cred); err != nil {
-			m.writeError(w, r, err)
+		if !accepted {
+			m.writeError(w, r, oci.Errorf(http.StatusUnauthorized, oci.CodeUnauthorized,
+				"the upstream registry %s refused these credentials", cred.registry))
 			return
 		}
 	}
@@ -343,57 +251,54 @@ func (m *Mirror) serveToken(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 }
 
-// tokenUpstream picks the upstream that a token request's credentials are
-// for.
-func (m *Mirror) tokenUpstream(ns string, scopes []string) (*upstream.Client, error) {
-	if ns != "" {
-		u, ok := m.upstreams[CanonicalRegistry(ns)]
-		if !ok {
-			return nil, notMirrored(ns)
-		}
-		return u, nil
+// credentialRegistry returns the registry that credentials presented
+// with r are for: the one named by its ns parameter (containerd's
+// hosts.toml of that registry, and the token realm the mirror gives such
+// requests), else the default upstream. Empty when ns names a registry
+// this mirror does not serve. Credentials are never tried with another
+// registry: a client has one login per host, and its Docker Hub token
+// must not reach ghcr.io because it pulled an image by a ghcr.io/ path.
+func (m *Mirror) credentialRegistry(r *http.Request) string {
+	ns := r.URL.Query().Get("ns")
+	if ns == "" {
+		return m.defaultName
 	}
-	for _, s := range scopes {
-		parts := strings.Split(s, ":")
-		if len(parts) < 3 || parts[0] != "repository" {
-			continue
-		}
-		name := strings.Join(parts[1:len(parts)-1], ":")
-		if host, _, ok := oci.SplitHost(name); ok {
-			if u, ok := m.upstreams[CanonicalRegistry(host)]; ok {
-				return u, nil
-			}
-		}
-		break
+	registry := CanonicalRegistry(ns)
+	if _, ok := m.upstreams[registry]; !ok {
+		return ""
 	}
-	return m.upstreams[m.defaultName], nil
+	return registry
 }
 
-// verifyClient checks cred with upstream u, remembering an acceptance for
-// a while. A refusal is a 401; an upstream that cannot answer leaves the
-// judgement to the requests the credentials are used for.
-func (m *Mirror) verifyClient(ctx context.Context, u *upstream.Client, cred clientCredentials) error {
+// checkCredentials asks cred's upstream whether it accepts them, going by
+// a standing verdict when there is one. An upstream that cannot answer
+// says nothing: the credentials are taken as given (and judged by the
+// upstream on use), and nothing is remembered.
+func (m *Mirror) checkCredentials(ctx context.Context, cred clientCredentials) (bool, error) {
 	now := m.now()
-	if m.clientTokens.wasVerified(cred, now) {
-		return nil
+	if accepted, known := m.clientTokens.verdictOf(cred, now); known {
+		return accepted, nil
 	}
-	err := m.upstreamSlots.acquire(ctx)
-	if err != nil {
-		return err
+	u := m.upstreams[cred.registry]
+	if err := m.upstreamSlots.acquire(ctx); err != nil {
+		return false, err
 	}
-	err = u.Verify(upstream.WithCredentials(ctx, cred.username, cred.password))
+	err := u.Verify(upstream.WithCredentials(ctx, cred.username, cred.password))
 	m.upstreamSlots.release()
 	var ue *upstream.Error
 	switch {
 	case err == nil:
-		m.clientTokens.markVerified(cred, now)
-		return nil
+		m.clientTokens.setVerdict(cred, true, now)
+		return true, nil
 	case errors.As(err, &ue) && (ue.Status == http.StatusUnauthorized || ue.Status == http.StatusForbidden):
+		m.clientTokens.setVerdict(cred, false, now)
 		m.log.Info("client credentials refused by the upstream", zap.String("upstream", u.Name()))
-		return oci.Errorf(http.StatusUnauthorized, oci.CodeUnauthorized, "the upstream registry %s refused these credentials", u.Name())
+		return false, nil
+	case ctx.Err() != nil:
+		return false, ctx.Err()
 	default:
-		m.log.Warn("could not check client credentials with the upstream; issuing a token for them",
+		m.log.Warn("could not check client credentials with the upstream; taking them as given",
 			zap.String("upstream", u.Name()), zap.Error(err))
-		return nil
+		return true, nil
 	}
 }

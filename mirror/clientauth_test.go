@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,7 +46,10 @@ func TestClientOf(t *testing.T) {
 		{"an anonymous token", "Bearer " + anonymous, false, 0, client{authenticated: true}, 0},
 		{"an unknown token", "Bearer 00ff", false, 0, client{}, http.StatusUnauthorized},
 		{"an expired token", "Bearer " + token, false, clientTokenLifetime, client{}, http.StatusUnauthorized},
-		{"Basic credentials", basic, false, 0, client{cred: clientCredentials{username: "bob", password: "pw2"}, authenticated: true}, 0},
+		// The fake upstream cannot tell (its API root answers 404): the
+		// credentials are taken as given, for the default upstream.
+		{"Basic credentials", basic, false, 0, client{cred: clientCredentials{registry: DockerHub, username: "bob", password: "pw2"}, authenticated: true}, 0},
+		{"Basic credentials too long", "Basic " + base64.StdEncoding.EncodeToString([]byte("bob:"+strings.Repeat("x", maxPasswordLen+1))), false, 0, client{}, http.StatusBadRequest},
 		{"malformed Basic", "Basic !!!", false, 0, client{}, http.StatusBadRequest},
 		{"another scheme", "Digest x", false, 0, client{}, http.StatusBadRequest},
 		{"the site's own Basic credentials", basic, true, 0, client{}, 0},
@@ -85,7 +90,7 @@ func TestWithClientBindsCredentialsToTheirRegistry(t *testing.T) {
 	}{
 		{"token for docker.io, request to docker.io", clientCredentials{registry: DockerHub, username: "a", password: "p"}, hub, true},
 		{"token for docker.io, request to ghcr.io", clientCredentials{registry: DockerHub, username: "a", password: "p"}, ghcr, false},
-		{"Basic with the request, to ghcr.io", clientCredentials{username: "a", password: "p"}, ghcr, true},
+		{"credentials for ghcr.io, request to ghcr.io", clientCredentials{registry: "ghcr.io", username: "a", password: "p"}, ghcr, true},
 		{"anonymous", clientCredentials{}, hub, false},
 	}
 	for _, tc := range tests {
@@ -102,19 +107,17 @@ func TestWithClientBindsCredentialsToTheirRegistry(t *testing.T) {
 	}
 }
 
-func TestTokenUpstreamAndRealm(t *testing.T) {
+func TestCredentialRegistryAndRealm(t *testing.T) {
 	m, _ := authMirror(t, Config{})
 	tests := []struct {
 		name, target string
-		scopes       []string
 		want         string
 		wantRealm    string
 		tls          bool
 	}{
-		{"no hint: the default upstream", "/v2/_token", nil, DockerHub, "http://mirror.test/v2/_token", false},
-		{"ns parameter", "/v2/_token?ns=ghcr.io", nil, "ghcr.io", "https://mirror.test/v2/_token?ns=ghcr.io", true},
-		{"scope with a registry prefix", "/v2/_token", []string{"repository:ghcr.io/owner/app:pull"}, "ghcr.io", "http://mirror.test/v2/_token", false},
-		{"scope without a prefix", "/v2/_token", []string{"repository:library/alpine:pull"}, DockerHub, "http://mirror.test/v2/_token", false},
+		{"no ns: the default upstream", "/v2/_token?scope=repository:ghcr.io/owner/app:pull", DockerHub, "http://mirror.test/v2/_token", false},
+		{"ns parameter", "/v2/_token?ns=ghcr.io", "ghcr.io", "https://mirror.test/v2/_token?ns=ghcr.io", true},
+		{"ns of a registry not mirrored", "/v2/_token?ns=evil.example", "", "http://mirror.test/v2/_token?ns=evil.example", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,31 +125,33 @@ func TestTokenUpstreamAndRealm(t *testing.T) {
 			if tc.tls {
 				r.TLS = &tls.ConnectionState{}
 			}
-			u, err := m.tokenUpstream(r.URL.Query().Get("ns"), tc.scopes)
-			if err != nil || u.Name() != tc.want {
-				t.Errorf("tokenUpstream = %v, %v; want %s", u, err, tc.want)
+			if got := m.credentialRegistry(r); got != tc.want {
+				t.Errorf("credentialRegistry = %q, want %q", got, tc.want)
 			}
 			if got := m.realm(r); got != tc.wantRealm {
 				t.Errorf("realm = %q, want %q", got, tc.wantRealm)
 			}
 		})
 	}
-	if _, err := m.tokenUpstream("evil.example", nil); err == nil {
-		t.Error("tokenUpstream accepted a registry that is not mirrored")
-	}
 }
 
 func TestClientTokensAreBounded(t *testing.T) {
-	var ts clientTokens
+	ts := newClientTokens()
 	now := time.Now()
-	first := ts.issue(clientCredentials{username: "a"}, now)
-	for range maxClientTokens {
-		ts.issue(clientCredentials{}, now.Add(time.Second))
+	if a, b := ts.issue(clientCredentials{}, now), ts.issue(clientCredentials{}, now); a != b {
+		t.Error("two anonymous clients got different tokens: each would cost memory")
+	}
+	for i := range 3 * maxClientTokens {
+		ts.issue(clientCredentials{registry: DockerHub, username: "u", password: strconv.Itoa(i)}, now)
+		ts.setVerdict(clientCredentials{registry: DockerHub, username: "u", password: strconv.Itoa(i)}, i%2 == 0, now)
 	}
 	if n := len(ts.tokens); n > maxClientTokens {
 		t.Errorf("%d tokens kept, want at most %d", n, maxClientTokens)
 	}
-	if _, ok := ts.lookup(first, now); ok {
-		t.Error("the oldest token survived the sweep of a full store")
+	if n := len(ts.verdicts); n > maxClientTokens {
+		t.Errorf("%d verdicts kept, want at most %d", n, maxClientTokens)
+	}
+	if _, ok := ts.lookup(ts.anonymous, now.Add(time.Hour)); !ok {
+		t.Error("the anonymous token expired")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -89,7 +90,9 @@ type Mirror struct {
 	accessTTL               time.Duration
 	access                  accessDecisions
 	links                   linkMemo
-	clientTokens            clientTokens
+	probes                  flight[probeKey, struct{}]
+	downUntil               sync.Map // registry -> time.Time
+	clientTokens            *clientTokens
 	ignoreClientCredentials bool
 	tokenRealm              string
 	upstreamSlots           *limiter
@@ -118,6 +121,7 @@ func New(cfg Config) (*Mirror, error) {
 	if m.accessTTL <= 0 {
 		m.accessTTL = DefaultAccessTTL
 	}
+	m.clientTokens = newClientTokens()
 	maxUpstream := cfg.MaxUpstreamRequests
 	if maxUpstream <= 0 {
 		maxUpstream = DefaultMaxUpstreamRequests

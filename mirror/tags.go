@@ -52,6 +52,9 @@ func relayJSON(w http.ResponseWriter, r *http.Request, resp *http.Response) erro
 		return badUpstream("list of %d bytes is larger than the %d allowed", resp.ContentLength, maxListBody)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxListBody+1))
+	// Closed before a slow client is written to: the body holds an
+	// upstream slot.
+	_ = resp.Body.Close()
 	if err != nil {
 		return fmt.Errorf("reading upstream list: %w", err)
 	}
