@@ -29,6 +29,11 @@ type Source struct {
 	Size int64
 	// MediaType is recorded with the object.
 	MediaType string
+	// Done, when set, is called once with the fill's verdict: the verified
+	// content (open for reading, closed after Done returns) and its
+	// metadata, or the error that failed the fill. It runs on the fill's
+	// goroutine after every reader got the verdict.
+	Done func(content *os.File, obj Object, err error)
 }
 
 // FetchFunc opens the upstream body of a fill. It is called with a context
@@ -48,6 +53,8 @@ type fill struct {
 	fetchErr  error         // set before ready closes
 	size      int64         // set before ready closes
 	mediaType string        // set before ready closes
+	// onDone is the source's Done callback; set before ready closes.
+	onDone func(content *os.File, obj Object, err error)
 
 	mu      sync.Mutex
 	written int64
@@ -283,6 +290,7 @@ func (s *Store) runFill(fl *fill, tmp *os.File, fetch FetchFunc) {
 	// The verdict first, then the file: a reader joining in between finds
 	// the file, then the verdict.
 	fl.finish(err)
+	s.finishShared(fl, stored, err)
 	switch {
 	case err == nil:
 		if c := s.log.Check(zapcore.DebugLevel, "fill verified"); c != nil {
@@ -337,7 +345,7 @@ func (s *Store) store(fl *fill, tmp *os.File, written int64) bool {
 // download fetches the body into tmp, hashing it, and checks its size and
 // digest. It returns the bytes written, and leaves tmp open for commit.
 func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, error) {
-	src, err := fetch(s.ctx)
+	src, err := s.source(fl.d, fetch)
 	if err == nil && src.Body == nil {
 		err = fmt.Errorf("filling %s: the upstream returned no body", fl.d)
 	}
@@ -355,12 +363,15 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, error)
 	if !s.fitsBudget(src.Size) {
 		// Never written to disk: the caller streams it past the cache.
 		_ = src.Body.Close()
+		if src.Done != nil {
+			src.Done(nil, Object{}, ErrTooLarge)
+		}
 		s.notStored.Add(1)
 		fl.fetchErr = fmt.Errorf("filling %s: %d bytes exceed the cache budget: %w", fl.d, src.Size, ErrTooLarge)
 		close(fl.ready)
 		return 0, fl.fetchErr
 	}
-	fl.size, fl.mediaType = src.Size, src.MediaType
+	fl.size, fl.mediaType, fl.onDone = src.Size, src.MediaType, src.Done
 	if src.Size > 0 && s.fitsBudget(src.Size) {
 		fl.reserved = src.Size
 		s.reserve(src.Size)

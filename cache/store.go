@@ -88,6 +88,9 @@ type Options struct {
 	// FillQueueTimeout is how long a new fill waits for a slot before Fill
 	// gives up with ErrBusy. Default: 1m.
 	FillQueueTimeout time.Duration
+	// Shared is a tier that the stores of several nodes share (see
+	// Shared), asked on a local miss before the upstream. Default: none.
+	Shared Shared
 }
 
 // Object is the metadata of one verified object.
@@ -111,6 +114,7 @@ type Store struct {
 	inlineLimit              int64
 	log                      *zap.Logger
 	now                      func() time.Time
+	shared                   Shared // nil: none
 
 	// life guards the index and meta.db against Close: operations hold
 	// it for reading, Close for writing, so nothing touches them while
@@ -192,6 +196,7 @@ func Open(opts Options) (*Store, error) {
 		inlineLimit: opts.InlineLimit,
 		log:         opts.Logger,
 		now:         opts.Now,
+		shared:      opts.Shared,
 		fills:       make(map[digest.Digest]*fill),
 		writeRetry:  opts.WriteRetryInterval,
 		evictWake:   make(chan struct{}, 1),
@@ -362,8 +367,15 @@ func (s *Store) open(d digest.Digest) (*os.File, Object, error) {
 // (and then keeps them in the index). An object larger than limit is
 // ErrTooLarge. The returned bytes are shared: the caller must not modify
 // them.
+//
+// With a shared tier, a local miss reads the shared copy, verifies it and
+// keeps it on disk.
 func (s *Store) ReadAll(d digest.Digest, limit int64) ([]byte, Object, error) {
-	return s.readAll(d, limit, true)
+	data, obj, err := s.readAll(d, limit, true)
+	if s.shared != nil && errors.Is(err, ErrNotFound) {
+		return s.readShared(d, limit)
+	}
+	return data, obj, err
 }
 
 // InspectContent is ReadAll for reports: it does not count as a use.
@@ -423,57 +435,72 @@ func (s *Store) readAll(d digest.Digest, limit int64, touch bool) ([]byte, Objec
 // Put stores small content (a manifest) after verifying it against d
 // (ErrDigestMismatch). It does nothing when d is already stored, except
 // record mediaType when the stored one is empty. While the disk is full or
-// unwritable it fails with an error wrapping ErrUnwritable.
+// unwritable it fails with an error wrapping ErrUnwritable. With a shared
+// tier, content new to the disk (or that the disk could not take) is
+// written through to it.
 func (s *Store) Put(d digest.Digest, mediaType string, data []byte) error {
-	if !s.enter() {
-		return ErrClosed
-	}
-	defer s.leave()
 	if err := d.Validate(); err != nil {
 		return fmt.Errorf("storing %q: %w: %w", d, ErrDigestMismatch, err)
 	}
 	if got := d.Algorithm().FromBytes(data); got != d {
 		return fmt.Errorf("storing %s: content hashes to %s: %w", d, got, ErrDigestMismatch)
 	}
+	added, err := s.putLocal(d, mediaType, data)
+	if s.shared != nil && (added || errors.Is(err, ErrUnwritable)) {
+		s.putShared(Object{Digest: d, Size: int64(len(data)), MediaType: mediaType}, data)
+	}
+	return err
+}
+
+// putLocal is Put on the local disk, for verified data; it reports
+// whether the content was new to the disk.
+func (s *Store) putLocal(d digest.Digest, mediaType string, data []byte) (bool, error) {
+	if !s.enter() {
+		return false, ErrClosed
+	}
+	defer s.leave()
 	obj := Object{Digest: d, Size: int64(len(data)), MediaType: mediaType}
-	path, _ := s.blobPath(d) // d is valid
+	path, err := s.blobPath(d)
+	if err != nil {
+		return false, err
+	}
 	if _, err := os.Stat(path); err == nil {
 		m, ok := s.readObjectMeta(d)
 		if ok && m.MediaType != "" {
 			obj.MediaType = m.MediaType
 		} else if mediaType != "" {
 			if err := s.writeObjectMeta(obj); err != nil {
-				return fmt.Errorf("storing %s: %w", d, err)
+				return false, fmt.Errorf("storing %s: %w", d, err)
 			}
 			// The index ignores a Set while an earlier Set of the key is
 			// buffered; a Del first makes the new media type stick.
 			s.index.Del(string(d))
 		}
 		s.setIndex(obj, data)
-		return nil
+		return false, nil
 	}
 	if !s.writable() {
 		s.notStored.Add(1)
-		return fmt.Errorf("storing %s: %w", d, ErrUnwritable)
+		return false, fmt.Errorf("storing %s: %w", d, ErrUnwritable)
 	}
 	// In use while it commits, so that the reconciliation after a start
 	// does not take its record for a crash's leftover.
 	defer s.use(d)()
 	tmp, err := os.CreateTemp(s.ingestDir, d.Encoded()+"-*")
 	if err != nil {
-		return fmt.Errorf("storing %s: %w", d, s.noteWriteError("creating a file", err))
+		return false, fmt.Errorf("storing %s: %w", d, s.noteWriteError("creating a file", err))
 	}
 	if _, err := tmp.Write(data); err != nil {
 		_ = tmp.Close()
 		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("storing %s: writing: %w", d, s.noteWriteError("writing", err))
+		return false, fmt.Errorf("storing %s: writing: %w", d, s.noteWriteError("writing", err))
 	}
 	if err := s.commit(tmp, obj); err != nil {
 		_ = os.Remove(tmp.Name())
-		return err
+		return false, err
 	}
 	s.setIndex(obj, data)
-	return nil
+	return true, nil
 }
 
 // objectFromDisk builds an object's metadata from its file size and the

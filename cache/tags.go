@@ -29,8 +29,18 @@ func tagKey(upstream, repo, tag string) []byte {
 	return []byte(upstream + "\x00" + repo + "\x00" + tag)
 }
 
-// Tag returns the record of upstream/repo:tag, or ErrNotFound.
+// Tag returns the record of upstream/repo:tag, or ErrNotFound. With a
+// shared tier, a local miss reads the shared record.
 func (s *Store) Tag(upstream, repo, tag string) (Tag, error) {
+	t, err := s.tagLocal(upstream, repo, tag)
+	if s.shared != nil && errors.Is(err, ErrNotFound) {
+		return s.tagShared(upstream, repo, tag)
+	}
+	return t, err
+}
+
+// tagLocal is Tag in the local metadata only.
+func (s *Store) tagLocal(upstream, repo, tag string) (Tag, error) {
 	var t Tag
 	if err := s.readRecord(tagsBucket, tagKey(upstream, repo, tag), &t); err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrClosed) {
@@ -57,8 +67,18 @@ func (s *Store) readRecord(bucket, key []byte, v any) error {
 	})
 }
 
-// SetTag records what upstream/repo:tag points at.
+// SetTag records what upstream/repo:tag points at, and writes the record
+// through to the shared tier when there is one.
 func (s *Store) SetTag(upstream, repo, tag string, t Tag) error {
+	err := s.setTagLocal(upstream, repo, tag, t)
+	if s.shared != nil {
+		s.setTagShared(upstream, repo, tag, t)
+	}
+	return err
+}
+
+// setTagLocal is SetTag in the local metadata only.
+func (s *Store) setTagLocal(upstream, repo, tag string, t Tag) error {
 	if !s.enter() {
 		return ErrClosed
 	}

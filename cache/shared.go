@@ -1,0 +1,169 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// sharedTimeout bounds one call to the shared tier made for a request
+// (a manifest, a tag record), so that an unreachable tier costs little.
+const sharedTimeout = 10 * time.Second
+
+// Shared is a tier behind the local disk that the stores of several nodes
+// share, such as an object store bucket: verified content by digest and
+// tag records live there, so that what one node fetched every node
+// serves. The store asks it on a local miss before the upstream and
+// writes what it verified through to it. Its errors never fail a request
+// that the disk or the upstream can answer. Implementations are safe for
+// concurrent use.
+type Shared interface {
+	// Source opens the content of d for a local fill: the shared copy when
+	// there is one; else the fill of d that another node runs, streamed as
+	// it lands; else fetch's upstream body, published to the other nodes
+	// as it arrives. While the tier is unreachable it returns fetch's
+	// body as it is. A Done callback in the Source receives the fill's
+	// verdict.
+	Source(ctx context.Context, d digest.Digest, fetch FetchFunc) (Source, error)
+	// ReadAll returns the shared content d (a manifest) if it is at most
+	// limit bytes, or an error wrapping ErrNotFound. The store verifies
+	// the bytes against d.
+	ReadAll(ctx context.Context, d digest.Digest, limit int64) ([]byte, Object, error)
+	// Put shares small verified content (a manifest).
+	Put(ctx context.Context, obj Object, data []byte) error
+	// Tag returns the shared record of upstream/repo:tag, or an error
+	// wrapping ErrNotFound.
+	Tag(ctx context.Context, upstream, repo, tag string) (Tag, error)
+	// SetTag shares the record of upstream/repo:tag.
+	SetTag(ctx context.Context, upstream, repo, tag string, t Tag) error
+}
+
+// readShared is ReadAll's fallback on a local miss: the shared copy of d,
+// verified, then kept on the local disk. Errors of the shared tier other
+// than a miss are logged and read as a miss.
+func (s *Store) readShared(d digest.Digest, limit int64) ([]byte, Object, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, sharedTimeout)
+	defer cancel()
+	data, obj, err := s.shared.ReadAll(ctx, d, limit)
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrTooLarge) {
+		return nil, Object{}, err
+	}
+	if err != nil {
+		s.log.Warn("reading from the shared tier", zap.String("digest", d.String()), zap.Error(err))
+		return nil, Object{}, fmt.Errorf("reading %s: %w", d, ErrNotFound)
+	}
+	if got := d.Algorithm().FromBytes(data); got != d {
+		s.log.Error("shared content does not match its digest", zap.String("digest", d.String()), zap.String("got", got.String()))
+		return nil, Object{}, fmt.Errorf("reading %s: %w", d, ErrNotFound)
+	}
+	obj.Digest, obj.Size = d, int64(len(data))
+	if _, err := s.putLocal(d, obj.MediaType, data); err != nil {
+		if c := s.log.Check(zapcore.DebugLevel, "keeping shared content on disk"); c != nil {
+			c.Write(zap.String("digest", d.String()), zap.Error(err))
+		}
+	}
+	if c := s.log.Check(zapcore.DebugLevel, "shared hit"); c != nil {
+		c.Write(zap.String("digest", d.String()), zap.Int64("bytes", obj.Size))
+	}
+	return data, obj, nil
+}
+
+// putShared writes small verified content through to the shared tier,
+// logging a failure.
+func (s *Store) putShared(obj Object, data []byte) {
+	ctx, cancel := context.WithTimeout(s.ctx, sharedTimeout)
+	defer cancel()
+	if err := s.shared.Put(ctx, obj, data); err != nil {
+		s.log.Warn("writing to the shared tier", zap.String("digest", obj.Digest.String()), zap.Error(err))
+	}
+}
+
+// tagShared is Tag's fallback on a local miss: the shared record, kept in
+// the local metadata too.
+func (s *Store) tagShared(upstream, repo, tag string) (Tag, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, sharedTimeout)
+	defer cancel()
+	t, err := s.shared.Tag(ctx, upstream, repo, tag)
+	if errors.Is(err, ErrNotFound) {
+		return Tag{}, ErrNotFound
+	}
+	if err != nil {
+		s.log.Warn("reading a tag from the shared tier", zap.String("upstream", upstream),
+			zap.String("repository", repo), zap.String("tag", tag), zap.Error(err))
+		return Tag{}, ErrNotFound
+	}
+	if err := s.setTagLocal(upstream, repo, tag, t); err != nil {
+		s.log.Warn("keeping a shared tag record", zap.Error(err))
+	}
+	return t, nil
+}
+
+// RefreshTag returns the shared record of upstream/repo:tag when it is
+// newer than rec (another node revalidated the tag), keeping it locally;
+// otherwise rec. Without a shared tier it returns rec.
+func (s *Store) RefreshTag(upstream, repo, tag string, rec Tag) Tag {
+	if s.shared == nil {
+		return rec
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, sharedTimeout)
+	defer cancel()
+	t, err := s.shared.Tag(ctx, upstream, repo, tag)
+	if err != nil || !t.FetchedAt.After(rec.FetchedAt) {
+		return rec
+	}
+	if err := s.setTagLocal(upstream, repo, tag, t); err != nil {
+		s.log.Warn("keeping a shared tag record", zap.Error(err))
+	}
+	return t
+}
+
+// setTagShared writes a tag record through to the shared tier, logging a
+// failure.
+func (s *Store) setTagShared(upstream, repo, tag string, t Tag) {
+	ctx, cancel := context.WithTimeout(s.ctx, sharedTimeout)
+	defer cancel()
+	if err := s.shared.SetTag(ctx, upstream, repo, tag, t); err != nil {
+		s.log.Warn("writing a tag to the shared tier", zap.String("upstream", upstream),
+			zap.String("repository", repo), zap.String("tag", tag), zap.Error(err))
+	}
+}
+
+// source opens the body of a fill: through the shared tier when there is
+// one, else straight from fetch.
+func (s *Store) source(d digest.Digest, fetch FetchFunc) (Source, error) {
+	if s.shared == nil {
+		return fetch(s.ctx)
+	}
+	return s.shared.Source(s.ctx, d, fetch)
+}
+
+// finishShared hands a fill's verdict to its source's Done callback, with
+// the verified content: the stored file, or the download when it could
+// not be stored. It runs before the download is removed.
+func (s *Store) finishShared(fl *fill, stored bool, err error) {
+	if fl.onDone == nil {
+		return
+	}
+	if err != nil {
+		fl.onDone(nil, Object{}, err)
+		return
+	}
+	path := fl.tmpPath
+	if stored {
+		path, _ = s.blobPath(fl.d) // d is valid
+	}
+	f, oerr := os.Open(path)
+	if oerr != nil {
+		fl.onDone(nil, Object{}, fmt.Errorf("opening the verified content of %s: %w", fl.d, oerr))
+		return
+	}
+	defer f.Close()
+	written, _, _, _ := fl.state()
+	fl.onDone(f, Object{Digest: fl.d, Size: written, MediaType: fl.mediaType}, nil)
+}
