@@ -1,0 +1,18 @@
+// Package s3tier owns the bucket that several regcache nodes share: the
+// shared tier of cache.Store on an S3-compatible object store (MinIO, Ceph
+// RGW, the Versity S3 Gateway, AWS S3).
+//
+// Layout under the configured prefix:
+//
+//	blobs/<alg>/<hex>                 verified content (blobs and manifests),
+//	                                  Content-Type = media type
+//	tags/<upstream>/<repo>/_tags/<t>  tag records (JSON, with fetch time)
+//	fills/<alg>/<hex>/lease           the lease of the one fill of a digest
+//	fills/<alg>/<hex>/<lease>/<n>     chunk n of that fill, as it lands
+//
+// An object appears under blobs/ only after the node that fetched it
+// verified its digest. The lease is taken with a conditional write
+// (If-None-Match: *), renewed and taken over with If-Match on its ETag,
+// and expires when its holder stops renewing it, so a node that dies
+// mid-fill leaves no one waiting for long.
+package s3tier

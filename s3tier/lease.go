@@ -1,0 +1,249 @@
+package s3tier
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/opencontainers/go-digest"
+	"go.uber.org/zap"
+
+	"github.com/regcache/regcache/cache"
+)
+
+// leaseRecord is the content of a fill's lease object.
+type leaseRecord struct {
+	// ID names this holding of the lease; the fill's chunks live under it.
+	ID string `json:"id"`
+	// Node names the holder, for operators.
+	Node string `json:"node"`
+	// Started is set once the upstream answered; Size and MediaType are
+	// known from then on.
+	Started bool `json:"started"`
+	// Size is the content length, -1 when the upstream did not say.
+	Size int64 `json:"size"`
+	// MediaType is the content's media type.
+	MediaType string `json:"media_type,omitempty"`
+	// TTLMillis is how long the lease lasts after its last write.
+	TTLMillis int64 `json:"ttl_ms"`
+}
+
+// lease is a fill's lease held by this node, renewed until released.
+type lease struct {
+	t   *Tier
+	d   digest.Digest
+	mu  sync.Mutex
+	rec leaseRecord // under mu
+	// etag is the lease object's ETag after our last write; under mu.
+	etag string
+	lost bool // another node took it over; under mu
+	// replaced is the ID of the expired lease this one took over, whose
+	// chunks go with this one's.
+	replaced string
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// nodeName names this process in lease records.
+var nodeName = func() string {
+	h, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d", h, os.Getpid())
+}()
+
+// newID returns a random identifier.
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// fillPrefix is the prefix of the keys of d's fill.
+func (t *Tier) fillPrefix(d digest.Digest) string {
+	return t.cfg.Prefix + "fills/" + string(d.Algorithm()) + "/" + d.Encoded() + "/"
+}
+
+// leaseKey is the key of d's lease.
+func (t *Tier) leaseKey(d digest.Digest) string { return t.fillPrefix(d) + "lease" }
+
+// chunkKey is the key of chunk n of the fill of d under lease id.
+func (t *Tier) chunkKey(d digest.Digest, id string, n int64) string {
+	return fmt.Sprintf("%s%s/%08d", t.fillPrefix(d), id, n)
+}
+
+// putLease writes d's lease record: only if no lease exists when ifMatch
+// is empty, else only over the lease whose ETag is ifMatch. It returns
+// the new ETag.
+func (t *Tier) putLease(ctx context.Context, d digest.Digest, rec leaseRecord, ifMatch string) (string, error) {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return "", err
+	}
+	opts := minio.PutObjectOptions{ContentType: "application/json"}
+	if ifMatch == "" {
+		opts.SetMatchETagExcept("*")
+	} else {
+		opts.SetMatchETag(ifMatch)
+	}
+	info, err := t.client.PutObject(ctx, t.cfg.Bucket, t.leaseKey(d), bytes.NewReader(data), int64(len(data)), opts)
+	if err != nil {
+		return "", err
+	}
+	return info.ETag, nil
+}
+
+// readLease returns d's lease record, its ETag and whether it expired
+// (by the store's clock: its last write plus its TTL). A missing lease
+// wraps cache.ErrNotFound.
+func (t *Tier) readLease(ctx context.Context, d digest.Digest) (leaseRecord, string, bool, error) {
+	body, info, _, err := t.core.GetObject(ctx, t.cfg.Bucket, t.leaseKey(d), minio.GetObjectOptions{})
+	if err = t.check("get lease", err); err != nil {
+		return leaseRecord{}, "", false, err
+	}
+	defer body.Close()
+	var rec leaseRecord
+	if err := json.NewDecoder(io.LimitReader(body, 64<<10)).Decode(&rec); err != nil {
+		// A torn or foreign record counts as expired: it is taken over.
+		return leaseRecord{}, info.ETag, true, nil
+	}
+	ttl := time.Duration(rec.TTLMillis) * time.Millisecond
+	// Last-Modified has whole seconds: allow one more.
+	expired := t.cfg.Now().After(info.LastModified.Add(ttl + time.Second))
+	return rec, info.ETag, expired, nil
+}
+
+// acquire takes d's lease, taking over an expired one. When another node
+// holds a live lease it returns that lease's record instead.
+func (t *Tier) acquire(ctx context.Context, d digest.Digest) (*lease, *leaseRecord, error) {
+	for range 5 {
+		rec := leaseRecord{ID: newID(), Node: nodeName, Size: -1, TTLMillis: t.cfg.LeaseTTL.Milliseconds()}
+		etag, err := t.putLease(ctx, d, rec, "")
+		if err == nil {
+			return t.startLease(d, rec, etag), nil, nil
+		}
+		if !isConflict(err) {
+			return nil, nil, t.check("create lease", err)
+		}
+		cur, curETag, expired, err := t.readLease(ctx, d)
+		if errors.Is(err, cache.ErrNotFound) {
+			continue // released meanwhile
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if !expired {
+			return nil, &cur, nil
+		}
+		etag, err = t.putLease(ctx, d, rec, curETag)
+		if err == nil {
+			t.log.Warn("took over the fill of a node that stopped renewing its lease",
+				zap.String("digest", d.String()), zap.String("node", cur.Node))
+			l := t.startLease(d, rec, etag)
+			l.replaced = cur.ID
+			return l, nil, nil
+		}
+		if !isConflict(err) {
+			return nil, nil, t.check("take over lease", err)
+		}
+	}
+	return nil, nil, fmt.Errorf("s3 lease of %s: contended", d)
+}
+
+// startLease starts renewing a lease just written.
+func (t *Tier) startLease(d digest.Digest, rec leaseRecord, etag string) *lease {
+	l := &lease{t: t, d: d, rec: rec, etag: etag, stop: make(chan struct{})}
+	l.wg.Add(1)
+	go l.renewLoop()
+	return l
+}
+
+// renewLoop rewrites the lease at a third of its TTL until released or
+// lost.
+func (l *lease) renewLoop() {
+	defer l.wg.Done()
+	tick := time.NewTicker(l.t.cfg.LeaseTTL / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-tick.C:
+		}
+		if !l.write() {
+			return
+		}
+	}
+}
+
+// write rewrites the lease with its current record; it reports false once
+// the lease is lost.
+func (l *lease) write() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.t.cfg.LeaseTTL/3)
+	defer cancel()
+	etag, err := l.t.putLease(ctx, l.d, l.rec, l.etag)
+	switch {
+	case err == nil:
+		l.etag = etag
+	case isConflict(err):
+		l.lost = true
+		l.t.log.Warn("lost the lease of a fill to another node", zap.String("digest", l.d.String()))
+		return false
+	default:
+		l.t.log.Warn("renewing a fill's lease", zap.String("digest", l.d.String()), zap.Error(l.t.check("renew lease", err)))
+	}
+	return true
+}
+
+// started records the content's size and media type in the lease, for
+// the nodes that follow the fill.
+func (l *lease) started(size int64, mediaType string) {
+	l.mu.Lock()
+	l.rec.Started, l.rec.Size, l.rec.MediaType = true, size, mediaType
+	l.mu.Unlock()
+	l.write()
+}
+
+// release stops renewing the lease, removes it unless another node took
+// it over, and removes the fill's chunks.
+func (l *lease) release(ctx context.Context) {
+	close(l.stop)
+	l.wg.Wait()
+	l.mu.Lock()
+	lost, id := l.lost, l.rec.ID
+	l.mu.Unlock()
+	t := l.t
+	if !lost {
+		if cur, _, _, err := t.readLease(ctx, l.d); err == nil && cur.ID == id {
+			if err := t.client.RemoveObject(ctx, t.cfg.Bucket, t.leaseKey(l.d), minio.RemoveObjectOptions{}); err != nil {
+				t.log.Warn("removing a fill's lease", zap.String("digest", l.d.String()), zap.Error(err))
+			}
+		}
+	}
+	t.removeChunks(ctx, l.d, id)
+	if l.replaced != "" {
+		t.removeChunks(ctx, l.d, l.replaced)
+	}
+}
+
+// removeChunks removes the chunks of the fill of d under lease id.
+func (t *Tier) removeChunks(ctx context.Context, d digest.Digest, id string) {
+	objs := t.client.ListObjects(ctx, t.cfg.Bucket, minio.ListObjectsOptions{Prefix: t.fillPrefix(d) + id + "/", Recursive: true})
+	for e := range t.client.RemoveObjects(ctx, t.cfg.Bucket, objs, minio.RemoveObjectsOptions{}) {
+		if e.Err != nil {
+			t.log.Warn("removing a fill's chunk", zap.String("key", e.ObjectName), zap.Error(e.Err))
+		}
+	}
+}

@@ -1,0 +1,160 @@
+// Package s3test runs a real S3-compatible server for tests: the Versity
+// S3 Gateway (versitygw) with its posix backend on a temporary directory,
+// on loopback. .ci/run installs it; elsewhere tests skip when it is
+// missing (and fail when CI is set).
+package s3test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// Credentials of the test server's root user.
+const (
+	// AccessKey is the root access key.
+	AccessKey = "regcache-test"
+	// SecretKey is the root secret key.
+	SecretKey = "regcache-test-secret"
+)
+
+// Server is a versitygw process serving one bucket.
+type Server struct {
+	// Endpoint is http://127.0.0.1:<port>.
+	Endpoint string
+	// Bucket is the bucket created for the test.
+	Bucket string
+	// Client is a client of the server, for inspecting the bucket.
+	Client *minio.Client
+
+	t    testing.TB
+	bin  string
+	root string
+	port int
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *bytes.Buffer
+}
+
+// binary finds versitygw on the PATH or in GOPATH/bin.
+func binary(t testing.TB) string {
+	t.Helper()
+	if p, err := exec.LookPath("versitygw"); err == nil {
+		return p
+	}
+	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		p := filepath.Join(string(bytes.TrimSpace(out)), "bin", "versitygw")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("versitygw is not installed; .ci/run installs it")
+	}
+	t.Skipf("versitygw is not installed (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0); CI installs it")
+	return ""
+}
+
+// Start runs versitygw on a free loopback port with a new bucket, and
+// stops it when the test ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: binary(t), root: t.TempDir(), Bucket: "regcache"}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.port = l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	s.Endpoint = fmt.Sprintf("http://127.0.0.1:%d", s.port)
+	s.start()
+	t.Cleanup(s.Stop)
+	s.Client, err = minio.New(fmt.Sprintf("127.0.0.1:%d", s.port), &minio.Options{
+		Creds: credentials.NewStaticV4(AccessKey, SecretKey, ""), BucketLookup: minio.BucketLookupPath, Region: "us-east-1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Client.MakeBucket(context.Background(), s.Bucket, minio.MakeBucketOptions{}); err != nil {
+		t.Fatalf("creating the test bucket: %v\n%s", err, s.log)
+	}
+	return s
+}
+
+// start runs the process and waits until it answers.
+func (s *Server) start() {
+	t := s.t
+	t.Helper()
+	s.log = &bytes.Buffer{}
+	s.done = make(chan struct{})
+	s.cmd = exec.Command(s.bin, "--access", AccessKey, "--secret", SecretKey, "--port", fmt.Sprintf("127.0.0.1:%d", s.port),
+		"--quiet", "posix", "--sidecar", filepath.Join(s.root, "meta"), filepath.Join(s.root, "data"))
+	for _, dir := range []string{"meta", "data"} {
+		if err := os.MkdirAll(filepath.Join(s.root, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("starting versitygw: %v", err)
+	}
+	cmd, done := s.cmd, s.done
+	go func() { _ = cmd.Wait(); close(done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(s.Endpoint + "/")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		select {
+		case <-done:
+			t.Fatalf("versitygw exited: %v\n%s", cmd.ProcessState, s.log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("versitygw never answered on %s:\n%s", s.Endpoint, s.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop kills the server; the bucket's content stays for Restart.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+	s.cmd = nil
+}
+
+// Restart starts the server again on the same port and directory.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	s.start()
+}
+
+// Keys lists the keys under prefix.
+func (s *Server) Keys(prefix string) []string {
+	var keys []string
+	for o := range s.Client.ListObjects(context.Background(), s.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			s.t.Fatalf("listing %s: %v", prefix, o.Err)
+		}
+		keys = append(keys, o.Key)
+	}
+	return keys
+}

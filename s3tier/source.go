@@ -1,0 +1,140 @@
+package s3tier
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/opencontainers/go-digest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/regcache/regcache/cache"
+)
+
+// finishTimeout bounds publishing a verified fill: the upload of its
+// content and the removal of its lease and chunks.
+const finishTimeout = time.Hour
+
+// Source opens the content of d for a local fill: the shared copy when
+// the bucket has it; else, when another node holds d's lease, that node's
+// fill, streamed chunk by chunk as it lands; else it takes the lease and
+// returns fetch's upstream body, publishing it in chunks as it arrives
+// and uploading the verified content when the fill is done. While the
+// object store is unreachable it returns fetch's body as it is.
+func (t *Tier) Source(ctx context.Context, d digest.Digest, fetch cache.FetchFunc) (cache.Source, error) {
+	for {
+		if !t.Available() {
+			return fetch(ctx)
+		}
+		src, err := t.openShared(ctx, d, 0)
+		if err == nil {
+			if c := t.log.Check(zapcore.DebugLevel, "filling from the shared store"); c != nil {
+				c.Write(zap.String("digest", d.String()), zap.Int64("bytes", src.Size))
+			}
+			return src, nil
+		}
+		if !errors.Is(err, cache.ErrNotFound) {
+			return t.alone(ctx, d, fetch, err)
+		}
+		l, holder, err := t.acquire(ctx, d)
+		if err != nil {
+			return t.alone(ctx, d, fetch, err)
+		}
+		if l != nil {
+			return t.publish(ctx, d, l, fetch)
+		}
+		src, ok, err := t.follow(ctx, d, *holder, fetch)
+		if ok || err != nil {
+			return src, err
+		}
+		// The holder went away before it started: try again.
+	}
+}
+
+// alone is a fill that goes without the shared store, which failed with
+// cause.
+func (t *Tier) alone(ctx context.Context, d digest.Digest, fetch cache.FetchFunc, cause error) (cache.Source, error) {
+	if ctx.Err() != nil {
+		return cache.Source{}, ctx.Err()
+	}
+	if c := t.log.Check(zapcore.DebugLevel, "filling without the shared store"); c != nil {
+		c.Write(zap.String("digest", d.String()), zap.Error(cause))
+	}
+	return fetch(ctx)
+}
+
+// openShared opens the shared copy of d from offset off.
+func (t *Tier) openShared(ctx context.Context, d digest.Digest, off int64) (cache.Source, error) {
+	opts := minio.GetObjectOptions{}
+	if off > 0 {
+		_ = opts.SetRange(off, 0)
+	}
+	body, info, _, err := t.core.GetObject(ctx, t.cfg.Bucket, t.blobKey(d), opts)
+	if err = t.check("get", err); err != nil {
+		return cache.Source{}, err
+	}
+	return cache.Source{Body: body, Size: info.Size, MediaType: info.ContentType}, nil
+}
+
+// publish starts the upstream fetch of d under lease l.
+func (t *Tier) publish(ctx context.Context, d digest.Digest, l *lease, fetch cache.FetchFunc) (cache.Source, error) {
+	src, err := fetch(ctx)
+	if err != nil {
+		rctx, cancel := context.WithTimeout(context.Background(), t.cfg.Timeout)
+		defer cancel()
+		l.release(rctx)
+		return cache.Source{}, err
+	}
+	l.started(src.Size, src.MediaType)
+	s := t.newStream(ctx, d, fetch, src.Size)
+	s.up, s.lease, s.publishing = src.Body, l, true
+	if c := t.log.Check(zapcore.DebugLevel, "filling from the upstream for every node"); c != nil {
+		c.Write(zap.String("digest", d.String()), zap.Int64("bytes", src.Size))
+	}
+	return cache.Source{Body: s, Size: src.Size, MediaType: src.MediaType, Done: s.done}, nil
+}
+
+// follow streams the fill of d that the holder of rec runs, once it has
+// started. It reports false when the lease went away or expired before
+// the fill started.
+func (t *Tier) follow(ctx context.Context, d digest.Digest, rec leaseRecord, fetch cache.FetchFunc) (cache.Source, bool, error) {
+	for !rec.Started {
+		if err := t.pause(ctx, nil); err != nil {
+			return cache.Source{}, false, err
+		}
+		if src, err := t.openShared(ctx, d, 0); err == nil {
+			return src, true, nil
+		}
+		cur, _, expired, err := t.readLease(ctx, d)
+		if errors.Is(err, cache.ErrNotFound) || err == nil && expired {
+			return cache.Source{}, false, nil
+		}
+		if err != nil {
+			src, err := t.alone(ctx, d, fetch, err)
+			return src, true, err
+		}
+		rec = cur
+	}
+	if c := t.log.Check(zapcore.DebugLevel, "following another node's fill"); c != nil {
+		c.Write(zap.String("digest", d.String()), zap.String("node", rec.Node), zap.Int64("bytes", rec.Size))
+	}
+	s := t.newStream(ctx, d, fetch, rec.Size)
+	s.leaseID = rec.ID
+	return cache.Source{Body: s, Size: rec.Size, MediaType: rec.MediaType, Done: s.done}, true, nil
+}
+
+// pause waits for the poll interval, ctx, or stop.
+func (t *Tier) pause(ctx context.Context, stop <-chan struct{}) error {
+	timer := time.NewTimer(t.cfg.PollInterval)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-stop:
+		return errStreamClosed
+	}
+}

@@ -1,0 +1,320 @@
+package s3tier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/opencontainers/go-digest"
+	"go.uber.org/zap"
+
+	"github.com/regcache/regcache/cache"
+)
+
+// errStreamClosed ends a Read of a stream closed meanwhile.
+var errStreamClosed = errors.New("shared fill stream closed")
+
+// maxChunkFailures is how many chunk reads in a row may fail before a
+// follower stops following and fetches from the upstream itself.
+const maxChunkFailures = 3
+
+// stream is the body of a fill that goes through the bucket. It follows
+// another node's fill chunk by chunk (then the shared copy once the chunks
+// are gone); when that node's lease expires it takes the lease over (or,
+// without the bucket, goes alone) and reads the upstream from the start,
+// skipping what it already returned. While it holds the lease it
+// publishes what it reads in chunks.
+type stream struct {
+	t     *Tier
+	d     digest.Digest
+	ctx   context.Context
+	fetch cache.FetchFunc
+	chunk int64 // the chunk size
+	size  int64 // -1: unknown
+	off   int64 // bytes returned
+	eof   bool
+
+	mu     sync.Mutex
+	cur    io.ReadCloser // the open chunk or shared copy; under mu
+	up     io.ReadCloser // the upstream body once reading it; under mu
+	closed chan struct{}
+	once   sync.Once
+
+	// Following.
+	leaseID   string
+	curFinal  bool  // cur is the shared copy
+	curLast   bool  // cur is the last chunk
+	failures  int   // chunk reads failed in a row
+	upPos     int64 // bytes read from up
+	skipBuf   []byte
+	published int64 // chunks published
+
+	// Publishing.
+	lease      *lease // held; nil when following or alone
+	publishing bool   // chunks are being published
+	buf        []byte // the chunk being gathered
+}
+
+// newStream returns a stream of d with the given size.
+func (t *Tier) newStream(ctx context.Context, d digest.Digest, fetch cache.FetchFunc, size int64) *stream {
+	return &stream{t: t, d: d, ctx: ctx, fetch: fetch, chunk: t.cfg.ChunkSize, size: size, closed: make(chan struct{})}
+}
+
+// Read returns the next bytes of the content.
+func (s *stream) Read(p []byte) (int, error) {
+	for {
+		select {
+		case <-s.closed:
+			return 0, errStreamClosed
+		default:
+		}
+		if s.eof {
+			return 0, io.EOF
+		}
+		s.mu.Lock()
+		up, cur := s.up, s.cur
+		s.mu.Unlock()
+		if up != nil {
+			return s.readUpstream(up, p)
+		}
+		if s.size >= 0 && s.off >= s.size {
+			return 0, io.EOF
+		}
+		if cur != nil {
+			n, err := cur.Read(p)
+			s.off += int64(n)
+			if err == io.EOF {
+				s.setCur(nil)
+				s.failures = 0
+				if s.curFinal || s.curLast {
+					s.eof = true
+				}
+				err = nil
+			} else if err != nil {
+				// Read again from where it stopped, or give up on the bucket.
+				s.setCur(nil)
+				s.failures++
+				err = nil
+			}
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		if err := s.openNext(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// setCur replaces the open chunk or shared copy, closing the previous one.
+func (s *stream) setCur(r io.ReadCloser) {
+	s.mu.Lock()
+	old := s.cur
+	s.cur = r
+	s.mu.Unlock()
+	if old != nil {
+		_ = old.Close()
+	}
+}
+
+// openNext opens what holds the bytes at s.off: the chunk of the fill
+// followed, else the shared copy; else it waits for the filling node, or
+// takes its fill over.
+func (s *stream) openNext() error {
+	t := s.t
+	if s.failures >= maxChunkFailures || !t.Available() {
+		return s.goUpstream(nil)
+	}
+	idx := s.off / s.chunk
+	within := s.off - idx*s.chunk
+	opts := minio.GetObjectOptions{}
+	if within > 0 {
+		_ = opts.SetRange(within, 0)
+	}
+	body, info, _, err := t.core.GetObject(s.ctx, t.cfg.Bucket, t.chunkKey(s.d, s.leaseID, idx), opts)
+	err = t.check("get chunk", err)
+	if err == nil {
+		s.curFinal, s.curLast = false, within+info.Size < s.chunk
+		s.setCur(body)
+		return nil
+	}
+	if !errors.Is(err, cache.ErrNotFound) {
+		s.failures++
+		return s.ctx.Err()
+	}
+	if src, err := t.openShared(s.ctx, s.d, s.off); err == nil {
+		s.curFinal = true
+		s.setCur(src.Body)
+		return nil
+	}
+	rec, _, expired, err := t.readLease(s.ctx, s.d)
+	switch {
+	case err == nil && !expired && rec.ID == s.leaseID:
+		// Not landed yet.
+		return t.pause(s.ctx, s.closed)
+	case err == nil && !expired:
+		// Another node took the fill over; its chunks sit at the same
+		// offsets.
+		s.leaseID = rec.ID
+		return nil
+	case err != nil && !errors.Is(err, cache.ErrNotFound):
+		return s.goUpstream(nil)
+	}
+	// The lease is gone or expired and the content is not shared: the
+	// filling node died or failed. Take the fill over.
+	l, holder, err := t.acquire(s.ctx, s.d)
+	switch {
+	case err != nil:
+		return s.goUpstream(nil)
+	case holder != nil:
+		s.leaseID = holder.ID
+		return nil
+	}
+	return s.goUpstream(l)
+}
+
+// goUpstream switches the stream to the upstream body, from its start:
+// under lease l (which it then publishes), or alone when l is nil.
+func (s *stream) goUpstream(l *lease) error {
+	src, err := s.fetch(s.ctx)
+	if err != nil {
+		if l != nil {
+			s.releaseLease(l)
+		}
+		return err
+	}
+	if l != nil {
+		l.started(src.Size, src.MediaType)
+		s.lease, s.publishing = l, true
+		s.t.log.Info("took over a fill from the upstream", zap.String("digest", s.d.String()), zap.Int64("offset", s.off))
+	}
+	s.setCur(nil)
+	s.mu.Lock()
+	s.up = src.Body
+	s.mu.Unlock()
+	return nil
+}
+
+// readUpstream reads the upstream body, first skipping the bytes already
+// returned, and publishes what it reads while it holds the lease.
+func (s *stream) readUpstream(up io.ReadCloser, p []byte) (int, error) {
+	for s.upPos < s.off {
+		if s.skipBuf == nil {
+			s.skipBuf = make([]byte, 256<<10)
+		}
+		n, err := up.Read(s.skipBuf[:min(int64(len(s.skipBuf)), s.off-s.upPos)])
+		s.absorb(s.skipBuf[:n])
+		s.upPos += int64(n)
+		if err == io.EOF && s.upPos < s.off {
+			return 0, fmt.Errorf("the upstream body of %s ended at %d bytes, before %d: %w", s.d, s.upPos, s.off, io.ErrUnexpectedEOF)
+		}
+		if err != nil && err != io.EOF {
+			return 0, err
+		}
+	}
+	n, err := up.Read(p)
+	s.absorb(p[:n])
+	s.upPos += int64(n)
+	s.off += int64(n)
+	if err == io.EOF {
+		s.flush(true)
+	}
+	return n, err
+}
+
+// absorb gathers read bytes into chunks and publishes each full one.
+func (s *stream) absorb(b []byte) {
+	for s.publishing && len(b) > 0 {
+		if s.buf == nil {
+			s.buf = make([]byte, 0, s.chunk)
+		}
+		n := min(len(b), int(s.chunk)-len(s.buf))
+		s.buf = append(s.buf, b[:n]...)
+		b = b[n:]
+		if int64(len(s.buf)) == s.chunk {
+			s.flush(false)
+		}
+	}
+}
+
+// flush publishes the gathered chunk; the last one (last set) is published
+// even when empty, so that followers see where the content ends.
+func (s *stream) flush(last bool) {
+	if !s.publishing || (!last && len(s.buf) == 0) {
+		return
+	}
+	t := s.t
+	key := t.chunkKey(s.d, s.lease.rec.ID, s.published)
+	_, err := t.client.PutObject(s.ctx, t.cfg.Bucket, key, bytes.NewReader(s.buf), int64(len(s.buf)),
+		minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true})
+	if err != nil {
+		// Followers wait for the shared copy instead.
+		s.publishing = false
+		t.log.Warn("publishing a fill's chunk; other nodes wait for the whole object",
+			zap.String("digest", s.d.String()), zap.Error(t.check("put chunk", err)))
+		return
+	}
+	s.published++
+	s.buf = s.buf[:0]
+	if last {
+		s.publishing = false
+	}
+}
+
+// Close releases the open chunk and the upstream body. It may be called
+// while a Read waits, which it then ends.
+func (s *stream) Close() error {
+	s.once.Do(func() { close(s.closed) })
+	s.mu.Lock()
+	cur, up := s.cur, s.up
+	s.cur, s.up = nil, nil
+	s.mu.Unlock()
+	if cur != nil {
+		_ = cur.Close()
+	}
+	if up != nil {
+		_ = up.Close()
+	}
+	return nil
+}
+
+// done receives the fill's verdict. A fill that held the lease uploads
+// its verified content under the digest's key (multipart, streamed from
+// the verified file), then releases the lease and removes its chunks.
+func (s *stream) done(content *os.File, obj cache.Object, err error) {
+	if s.lease == nil {
+		return
+	}
+	t := s.t
+	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
+	defer cancel()
+	if err == nil && content != nil {
+		_, uerr := t.client.PutObject(ctx, t.cfg.Bucket, t.blobKey(s.d), content, obj.Size,
+			minio.PutObjectOptions{ContentType: obj.MediaType, PartSize: uint64(max(s.chunk, minPartSize))})
+		if uerr = t.check("upload", uerr); uerr != nil {
+			t.log.Warn("sharing a verified fill", zap.String("digest", s.d.String()), zap.Error(uerr))
+		} else {
+			t.log.Debug("shared a verified fill", zap.String("digest", s.d.String()), zap.Int64("bytes", obj.Size))
+		}
+	}
+	s.releaseLease(s.lease)
+}
+
+// releaseLease releases l, bounded by the tier's timeout per request.
+func (s *stream) releaseLease(l *lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*s.t.cfg.Timeout)
+	defer cancel()
+	l.release(ctx)
+}
+
+// minPartSize is the smallest part of a multipart upload S3 accepts.
+const minPartSize = 5 << 20
+
+// Interface guards
+var _ io.ReadCloser = (*stream)(nil)

@@ -1,0 +1,234 @@
+package s3tier_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/s3tier"
+	"github.com/regcache/regcache/s3tier/s3test"
+)
+
+// content returns n pseudo-random bytes and their digest.
+func content(n int, seed byte) ([]byte, digest.Digest) {
+	b := make([]byte, n)
+	_, _ = rand.NewChaCha8([32]byte{seed, byte(n), byte(n >> 8), byte(n >> 16)}).Read(b)
+	return b, digest.FromBytes(b)
+}
+
+// newTier returns a tier on srv's bucket with small chunks and a short
+// lease.
+func newTier(t *testing.T, srv *s3test.Server) *s3tier.Tier {
+	t.Helper()
+	tier, err := s3tier.New(s3tier.Config{
+		Endpoint: srv.Endpoint, Bucket: srv.Bucket, AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey,
+		Prefix: "test", PathStyle: true, ChunkSize: 1 << 20, LeaseTTL: 2 * time.Second, PollInterval: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tier
+}
+
+// newNode returns a store in a new directory backed by a tier on srv.
+func newNode(t *testing.T, srv *s3test.Server) *cache.Store {
+	t.Helper()
+	s, err := cache.Open(cache.Options{Dir: t.TempDir(), Shared: newTier(t, srv)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// readAll reads a Fill of d from s with a bound on the wait.
+func readAll(t *testing.T, s *cache.Store, d digest.Digest, fetch cache.FetchFunc) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := s.Fill(ctx, d, fetch)
+	if err != nil {
+		t.Fatalf("Fill(%s): %v", d, err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("reading the fill of %s: %v", d, err)
+	}
+	return b
+}
+
+// counted returns a fetch of body that counts its calls.
+func counted(body []byte, calls *atomic.Int64) cache.FetchFunc {
+	return func(context.Context) (cache.Source, error) {
+		calls.Add(1)
+		return cache.Source{Body: io.NopCloser(bytes.NewReader(body)), Size: int64(len(body)), MediaType: "application/octet-stream"}, nil
+	}
+}
+
+func TestSharedManifestsAndTags(t *testing.T) {
+	srv := s3test.Start(t)
+	a, b := newNode(t, srv), newNode(t, srv)
+	manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}`)
+	d := digest.FromBytes(manifest)
+	const mt = "application/vnd.oci.image.manifest.v1+json"
+	if _, _, err := b.ReadAll(d, 1<<20); !errors.Is(err, cache.ErrNotFound) {
+		t.Fatalf("ReadAll of an unknown manifest = %v, want ErrNotFound", err)
+	}
+	if err := a.Put(d, mt, manifest); err != nil {
+		t.Fatal(err)
+	}
+	got, obj, err := b.ReadAll(d, 1<<20)
+	if err != nil || !bytes.Equal(got, manifest) || obj.MediaType != mt {
+		t.Fatalf("node B reads %q (%+v), %v; want node A's manifest with its media type", got, obj, err)
+	}
+	if _, err := b.Inspect(d); err != nil {
+		t.Errorf("node B did not keep the shared manifest on its disk: %v", err)
+	}
+	rec := cache.Tag{Digest: d, MediaType: mt, Size: int64(len(manifest)), FetchedAt: time.Unix(1_700_000_000, 0).UTC()}
+	if err := a.SetTag("docker.io", "library/alpine", "3.19", rec); err != nil {
+		t.Fatal(err)
+	}
+	gotTag, err := b.Tag("docker.io", "library/alpine", "3.19")
+	if err != nil || gotTag.Digest != d || !gotTag.FetchedAt.Equal(rec.FetchedAt) {
+		t.Fatalf("node B's tag = %+v, %v; want node A's record %+v", gotTag, err, rec)
+	}
+	newer := rec
+	newer.FetchedAt = rec.FetchedAt.Add(time.Hour)
+	if err := a.SetTag("docker.io", "library/alpine", "3.19", newer); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.RefreshTag("docker.io", "library/alpine", "3.19", gotTag); !r.FetchedAt.Equal(newer.FetchedAt) {
+		t.Errorf("RefreshTag = fetched %v, want node A's newer %v", r.FetchedAt, newer.FetchedAt)
+	}
+	if _, err := b.Tag("docker.io", "library/alpine", "edge"); !errors.Is(err, cache.ErrNotFound) {
+		t.Errorf("unknown tag = %v, want ErrNotFound", err)
+	}
+}
+
+func TestSharedBlobServedByEveryNode(t *testing.T) {
+	srv := s3test.Start(t)
+	a, b := newNode(t, srv), newNode(t, srv)
+	body, d := content(3<<20+12345, 1)
+	var calls atomic.Int64
+	if got := readAll(t, a, d, counted(body, &calls)); !bytes.Equal(got, body) {
+		t.Fatal("node A served other bytes")
+	}
+	// The upload follows the verdict; wait until the fill has finished.
+	waitFor(t, func() bool { return len(srv.Keys("test/blobs/")) == 1 && len(srv.Keys("test/fills/")) == 0 })
+	if got := readAll(t, b, d, counted(body, &calls)); !bytes.Equal(got, body) {
+		t.Fatal("node B served other bytes")
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("upstream fetches = %d, want 1 (node B reads the bucket)", n)
+	}
+}
+
+// waitFor polls cond until it holds (the test's own deadline bounds it).
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition never held")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestFollowerStreamsAsItLands starts one fill on node A whose upstream
+// body is held after two chunks, and the same fill on node B: node B
+// must receive those two chunks before the rest of the body exists.
+func TestFollowerStreamsAsItLands(t *testing.T) {
+	srv := s3test.Start(t)
+	a, b := newNode(t, srv), newNode(t, srv)
+	body, d := content(5<<20+777, 2)
+	pr, pw := io.Pipe()
+	var calls atomic.Int64
+	fetch := func(context.Context) (cache.Source, error) {
+		calls.Add(1)
+		return cache.Source{Body: pr, Size: int64(len(body)), MediaType: "application/octet-stream"}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ra, err := a.Fill(ctx, d, fetch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, _ = io.Copy(io.Discard, ra)
+	}()
+	if _, err := pw.Write(body[:2<<20]); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := b.Fill(ctx, d, counted(body, &calls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	head := make([]byte, 2<<20)
+	if _, err := io.ReadFull(rb, head); err != nil {
+		t.Fatalf("node B reading the first chunks while node A's download waits: %v", err)
+	}
+	if !bytes.Equal(head, body[:2<<20]) {
+		t.Fatal("node B streamed other bytes")
+	}
+	if _, err := pw.Write(body[2<<20:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = pw.Close()
+	rest, err := io.ReadAll(rb)
+	if err != nil || !bytes.Equal(rest, body[2<<20:]) {
+		t.Fatalf("node B's rest: %d bytes, %v", len(rest), err)
+	}
+	if err := rb.Wait(ctx); err != nil {
+		t.Fatalf("node B's verdict: %v", err)
+	}
+	wg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Errorf("upstream fetches = %d, want 1", n)
+	}
+}
+
+// TestTakeOverDeadFill leaves a lease and one chunk in the bucket as a
+// node that died mid-fill would: a node asking for the digest follows the
+// chunk, then takes the fill over once the lease expires, fetches the
+// upstream once, and shares the verified content.
+func TestTakeOverDeadFill(t *testing.T) {
+	srv := s3test.Start(t)
+	b := newNode(t, srv)
+	body, d := content(3<<20, 3)
+	fills := "test/fills/sha256/" + d.Encoded() + "/"
+	lease, _ := json.Marshal(map[string]any{"id": "dead", "node": "gone", "started": true, "size": len(body), "ttl_ms": 2000})
+	put := func(key string, data []byte) {
+		if _, err := srv.Client.PutObject(context.Background(), srv.Bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(fills+"lease", lease)
+	put(fills+"dead/00000000", body[:1<<20])
+	var calls atomic.Int64
+	if got := readAll(t, b, d, counted(body, &calls)); !bytes.Equal(got, body) {
+		t.Fatal("the taken-over fill served other bytes")
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("upstream fetches = %d, want 1", n)
+	}
+	// The dead node's chunk goes with the lease that replaced it.
+	waitFor(t, func() bool { return len(srv.Keys("test/blobs/")) == 1 && len(srv.Keys(fills)) == 0 })
+}
