@@ -21,7 +21,19 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	registry_cache {
-//		storage   <directory>
+//		storage   [<directory>] {
+//			s3 {
+//				endpoint   <url>
+//				bucket     <name>
+//				region     <region>
+//				access_key <key>
+//				secret_key <secret>
+//				prefix     <prefix>
+//				path_style
+//				lease_ttl  <duration>
+//				chunk_size <size>
+//			}
+//		}
 //		max_size  <size>
 //		memory    <size>
 //		tag_ttl   <duration>
@@ -50,7 +62,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // endpoints tried in order. username and password accept placeholders such
 // as {env.HUB_TOKEN}. Without any upstream, the mirror serves Docker Hub
 // and the well-known public registries. negative_ttl off (or 0) disables
-// the memory of upstream 404s.
+// the memory of upstream 404s. The s3 block of storage shares the cache
+// with other nodes through a bucket; access_key and secret_key accept
+// placeholders such as {env.S3_SECRET_KEY}.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
@@ -59,10 +73,25 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "storage":
-			if !d.NextArg() {
+			if d.NextArg() {
+				h.Storage = d.Val()
+			}
+			if d.NextArg() {
 				return d.ArgErr()
 			}
-			h.Storage = d.Val()
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				if d.Val() != "s3" {
+					return d.Errf("unrecognized storage option %q", d.Val())
+				}
+				s3, err := unmarshalS3(d)
+				if err != nil {
+					return err
+				}
+				h.S3 = s3
+			}
+			if h.Storage == "" && h.S3 == nil {
+				return d.ArgErr()
+			}
 		case "max_size", "memory":
 			opt := d.Val()
 			if !d.NextArg() {

@@ -50,6 +50,49 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			},
 		},
 		{
+			name: "shared bucket",
+			input: `registry_cache {
+				storage /var/lib/regcache {
+					s3 {
+						endpoint http://10.0.0.5:7070
+						bucket regcache
+						region eu-west-1
+						access_key {env.S3_KEY}
+						secret_key {env.S3_SECRET}
+						prefix office/
+						path_style
+						lease_ttl 10s
+						chunk_size 16MiB
+					}
+				}
+			}`,
+			want: Handler{Storage: "/var/lib/regcache", S3: &S3Storage{
+				Endpoint: "http://10.0.0.5:7070", Bucket: "regcache", Region: "eu-west-1",
+				AccessKey: "{env.S3_KEY}", SecretKey: "{env.S3_SECRET}", Prefix: "office/", PathStyle: true,
+				LeaseTTL: caddy.Duration(10 * time.Second), ChunkSize: 16 << 20,
+			}},
+		},
+		{
+			name:  "shared bucket, default directory",
+			input: "registry_cache {\n storage {\n s3 {\n endpoint s3.example.com\n bucket b\n }\n }\n }",
+			want:  Handler{S3: &S3Storage{Endpoint: "s3.example.com", Bucket: "b"}},
+		},
+		{
+			name:    "storage without directory or block",
+			input:   "registry_cache {\n storage\n }",
+			wantErr: true,
+		},
+		{
+			name:    "unknown s3 option",
+			input:   "registry_cache {\n storage /d {\n s3 {\n endpoint h\n bucket b\n acl public\n }\n }\n }",
+			wantErr: true,
+		},
+		{
+			name:    "unknown storage option",
+			input:   "registry_cache {\n storage /d {\n gcs {\n }\n }\n }",
+			wantErr: true,
+		},
+		{
 			name: "several endpoints",
 			input: `registry_cache {
 				upstream registry.example.com {
@@ -147,6 +190,11 @@ func TestValidate(t *testing.T) {
 		{"http url", Handler{Upstreams: []Upstream{{Name: "a.io", URLs: []string{"http://127.0.0.1:5000"}}}}, false},
 		{"default not configured", Handler{Default: "ghcr.io", Upstreams: []Upstream{{Name: "docker.io"}}}, true},
 		{"default configured", Handler{Default: "ghcr.io", Upstreams: []Upstream{{Name: "docker.io"}, {Name: "ghcr.io"}}}, false},
+		{"s3", Handler{S3: &S3Storage{Endpoint: "http://h:1", Bucket: "b"}}, false},
+		{"s3 without bucket", Handler{S3: &S3Storage{Endpoint: "http://h:1"}}, true},
+		{"s3 without endpoint", Handler{S3: &S3Storage{Bucket: "b"}}, true},
+		{"s3 lease below 2s", Handler{S3: &S3Storage{Endpoint: "h", Bucket: "b", LeaseTTL: caddy.Duration(time.Second)}}, true},
+		{"s3 negative chunk", Handler{S3: &S3Storage{Endpoint: "h", Bucket: "b", ChunkSize: -1}}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/mirror"
+	"github.com/regcache/regcache/s3tier"
 	"github.com/regcache/regcache/upstream"
 )
 
@@ -54,6 +55,12 @@ type Handler struct {
 	// Caddy's data directory. Two handlers naming the same directory share
 	// one open cache.
 	Storage string `json:"storage,omitempty"`
+
+	// S3 shares the cache among several nodes through a bucket of an
+	// S3-compatible object store, behind the storage directory (which
+	// stays each node's own tier). Default: none, the cache is this
+	// node's alone.
+	S3 *S3Storage `json:"s3,omitempty"`
 
 	// MaxSize is the disk budget of the cache in bytes. Default: 10 GiB.
 	// Beyond it the least recently used objects that no client is reading
@@ -286,13 +293,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		clients = append(clients, c)
 	}
-	store, err := openStore(dir, cache.Options{
+	opts := cache.Options{
 		Dir:         dir,
 		MemoryBytes: h.Memory,
 		MaxBytes:    h.MaxSize,
 		MaxFills:    h.MaxDownloads,
 		Logger:      h.logger.Named("cache"),
-	})
+	}
+	if h.S3 != nil {
+		tier, err := s3tier.New(h.S3.tierConfig(repl, h.logger.Named("s3")))
+		if err != nil {
+			return err
+		}
+		opts.Shared = tier
+	}
+	store, err := openStore(dir, opts)
 	if err != nil {
 		return err
 	}
@@ -332,7 +347,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	} else if err != nil {
 		return fmt.Errorf("registering cache metrics: %w", err)
 	}
-	h.logger.Info("registry cache ready", zap.String("storage", dir),
+	h.logger.Info("registry cache ready", zap.String("storage", dir), zap.Bool("shared", h.S3 != nil),
 		zap.Int("upstreams", len(clients)), zap.Duration("tag_ttl", time.Duration(h.TagTTL)))
 	return nil
 }
@@ -373,6 +388,11 @@ func (h *Handler) Validate() error {
 		p, err := url.Parse(h.TokenRealm)
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			return fmt.Errorf("token_realm %q must be an absolute http or https URL", h.TokenRealm)
+		}
+	}
+	if h.S3 != nil {
+		if err := h.S3.validate(); err != nil {
+			return err
 		}
 	}
 	if h.RateLimitReserve < 0 {

@@ -16,9 +16,10 @@ func TestOnlyCaddymoduleImportsCaddy(t *testing.T) {
 		forbidden []string // import path prefixes the package must not depend on
 	}{
 		{"oci", []string{"github.com/caddyserver/", module + "cache", module + "upstream", module + "mirror", module + "caddymodule"}},
-		{"cache", []string{"github.com/caddyserver/", module + "upstream", module + "mirror", module + "caddymodule"}},
+		{"cache", []string{"github.com/caddyserver/", "github.com/minio/", module + "upstream", module + "mirror", module + "s3tier", module + "caddymodule"}},
 		{"upstream", []string{"github.com/caddyserver/", module + "cache", module + "mirror", module + "caddymodule"}},
-		{"mirror", []string{"github.com/caddyserver/", module + "caddymodule"}},
+		{"mirror", []string{"github.com/caddyserver/", "github.com/minio/", module + "s3tier", module + "caddymodule"}},
+		{"s3tier", []string{"github.com/caddyserver/", module + "upstream", module + "mirror", module + "caddymodule"}},
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {

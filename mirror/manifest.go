@@ -139,6 +139,11 @@ func (m *Mirror) tagRecord(t target, tag string, clientAccept []string) (rec cac
 			zap.String("repository", t.repo), zap.String("tag", tag), zap.Error(err))
 	}
 	known = err == nil && oci.Accepts(clientAccept, rec.MediaType)
+	if known && m.now().Sub(rec.FetchedAt) >= m.tagTTL {
+		// Another node sharing the cache may have revalidated it.
+		rec = m.store.RefreshTag(t.registry, t.repo, tag, rec)
+		known = oci.Accepts(clientAccept, rec.MediaType)
+	}
 	return rec, known, known && m.now().Sub(rec.FetchedAt) < m.tagTTL
 }
 
