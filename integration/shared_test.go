@@ -1,0 +1,289 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/regcache/regcache/integration/hubtest"
+	"github.com/regcache/regcache/s3tier/s3test"
+)
+
+// sharedNode is one regcache node (a child Caddy) of a cache shared
+// through a bucket.
+type sharedNode struct {
+	port    int
+	storage string
+	config  string
+	child   *childCaddy
+}
+
+// nodeCaddyfile is the Caddyfile of a node on port with its local tier
+// in storage and the shared tier in srv's bucket.
+func nodeCaddyfile(port int, storage string, srv *s3test.Server, leaseTTL string) string {
+	return fmt.Sprintf(`{
+	admin off
+	persist_config off
+	skip_install_trust
+	storage file_system %s
+}
+
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	registry_cache {
+		storage %s {
+			s3 {
+				endpoint %s
+				bucket %s
+				access_key {env.REGCACHE_TEST_S3_KEY}
+				secret_key {env.REGCACHE_TEST_S3_SECRET}
+				prefix shared/
+				path_style
+				lease_ttl %s
+				chunk_size 1MiB
+			}
+		}
+		tag_ttl 1h
+		upstream docker.io %s
+	}
+}
+`, filepath.Join(filepath.Dir(storage), "caddy-data"), port, storage, srv.Endpoint, srv.Bucket, leaseTTL, hub.URL)
+}
+
+// startNodes starts n nodes sharing srv's bucket, each with an empty
+// local tier.
+func startNodes(t *testing.T, srv *s3test.Server, n int, leaseTTL string) []*sharedNode {
+	t.Helper()
+	t.Setenv("REGCACHE_TEST_S3_KEY", s3test.AccessKey)
+	t.Setenv("REGCACHE_TEST_S3_SECRET", s3test.SecretKey)
+	nodes := make([]*sharedNode, n)
+	for i := range nodes {
+		nd := &sharedNode{port: freePort(t), storage: filepath.Join(t.TempDir(), "cache")}
+		nd.config = nodeCaddyfile(nd.port, nd.storage, srv, leaseTTL)
+		nd.child = startChildCaddy(t, nd.port, nd.config)
+		nodes[i] = nd
+	}
+	return nodes
+}
+
+// restartEmpty kills the node and starts it again with an empty local
+// tier.
+func (nd *sharedNode) restartEmpty(t *testing.T, srv *s3test.Server, leaseTTL string) {
+	t.Helper()
+	nd.child.kill(t)
+	nd.storage = filepath.Join(t.TempDir(), "cache")
+	nd.config = nodeCaddyfile(nd.port, nd.storage, srv, leaseTTL)
+	nd.child = startChildCaddy(t, nd.port, nd.config)
+}
+
+// image is the reference of repo:tag through the node.
+func (nd *sharedNode) image(repo, tag string) string {
+	return fmt.Sprintf("127.0.0.1:%d/%s:%s", nd.port, strings.TrimPrefix(repo, "library/"), tag)
+}
+
+// waitShared waits until the bucket holds n verified objects and no fill
+// in progress (uploads follow the verdict of a fill).
+func waitShared(t *testing.T, srv *s3test.Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		blobs, fills := srv.Keys("shared/blobs/"), srv.Keys("shared/fills/")
+		if len(blobs) >= n && len(fills) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the bucket holds %d objects and %d fill keys, want %d and none", len(blobs), len(fills), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// getBlob GETs a blob through a node and returns its digest and size.
+func getBlob(port int, repo, dgst string) (string, int64, error) {
+	resp, err := http.Get(blobURL(port, repo, dgst))
+	if err != nil {
+		return "", 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", 0, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return hashBody(resp.Body)
+}
+
+// TestS3NodesShareOneCache pulls an image through node A, then through
+// node B, which costs the upstream nothing; then node A restarts with an
+// empty disk and serves the image from the bucket at once.
+func TestS3NodesShareOneCache(t *testing.T) {
+	srv := s3test.Start(t)
+	const layers = 3
+	if _, _, err := hub.PushImage("library/shared-one", "1", layers, 1<<20, false); err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, srv, 2, "30s")
+	a, b := nodes[0], nodes[1]
+	hub.Counters.Reset()
+	pullImage(t, a.image("library/shared-one", "1"))
+	if hub.Counters.BlobGET.Load() != layers+1 {
+		t.Fatalf("node A's cold pull: %d blob GETs, want %d (hub counters: %s)", hub.Counters.BlobGET.Load(), layers+1, hub.Counters)
+	}
+	// Layers, config and manifest.
+	waitShared(t, srv, layers+2)
+	if tags := srv.Keys("shared/tags/"); len(tags) != 1 {
+		t.Errorf("tag records in the bucket: %v, want the one of shared-one:1", tags)
+	}
+
+	hub.Counters.Reset()
+	start := time.Now()
+	pullImage(t, b.image("library/shared-one", "1"))
+	t.Logf("node B's pull from the bucket took %v", time.Since(start))
+	wantCount(t, "node B's pull: upstream requests", hub.Counters.Upstream(), 0)
+
+	a.restartEmpty(t, srv, "30s")
+	hub.Counters.Reset()
+	pullImage(t, a.image("library/shared-one", "1"))
+	wantCount(t, "node A's pull after a restart with an empty disk: upstream requests", hub.Counters.Upstream(), 0)
+	if n := checkCacheIntegrity(t, a.storage); n != layers+2 {
+		t.Errorf("node A's local tier holds %d objects after the pull, want %d", n, layers+2)
+	}
+}
+
+// TestS3NodesOneFetchForConcurrentPulls has 20 clients, spread over three
+// nodes, pull one cold blob at once: the upstream serves it once.
+func TestS3NodesOneFetchForConcurrentPulls(t *testing.T) {
+	srv := s3test.Start(t)
+	const size = 32 << 20
+	layer, _, err := hub.PushLargeBlobImage("library/shared-cold", "1", size, 21)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, srv, 3, "30s")
+	hub.SetFault(hubtest.Fault{Kind: hubtest.FaultBandwidth, Target: hubtest.TargetBlob, BytesPerSecond: 16 << 20})
+	t.Cleanup(func() { hub.SetFault(hubtest.Fault{}) })
+	hub.Counters.Reset()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, n, err := getBlob(nodes[i%len(nodes)].port, "library/shared-cold", layer)
+			if err == nil && (got != layer || n != size) {
+				err = fmt.Errorf("got %s, %d bytes", got, n)
+			}
+			if err != nil {
+				errs <- fmt.Errorf("client %d via node %d: %w", i, i%len(nodes), err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("20 clients over 3 nodes got the %d MiB blob in %v", size>>20, time.Since(start))
+	wantCount(t, "upstream blob downloads", hub.Counters.CDNGET.Load(), 1)
+	waitShared(t, srv, 1)
+}
+
+// TestS3NodeKilledMidFill kills the node that downloads a blob while
+// another node streams it from the bucket: that node takes the download
+// over when the lease expires, and its client gets the whole, correct
+// blob.
+func TestS3NodeKilledMidFill(t *testing.T) {
+	srv := s3test.Start(t)
+	const size = 32 << 20
+	layer, _, err := hub.PushLargeBlobImage("library/shared-kill", "1", size, 22)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, srv, 2, "2s")
+	a, b := nodes[0], nodes[1]
+	hub.SetFault(hubtest.Fault{Kind: hubtest.FaultBandwidth, Target: hubtest.TargetBlob, BytesPerSecond: 4 << 20})
+	t.Cleanup(func() { hub.SetFault(hubtest.Fault{}) })
+	hub.Counters.Reset()
+	go func() {
+		resp, err := http.Get(blobURL(a.port, "library/shared-kill", layer))
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	waitUntil(t, "node A's download gets going", func() bool { return ingestBytes(a.storage) >= 3<<20 })
+	type result struct {
+		digest string
+		n      int64
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		got, n, err := getBlob(b.port, "library/shared-kill", layer)
+		done <- result{got, n, err}
+	}()
+	waitUntil(t, "node B streams node A's chunks", func() bool { return ingestBytes(b.storage) >= 1<<20 })
+	a.child.kill(t)
+	hub.SetFault(hubtest.Fault{})
+	r := <-done
+	if r.err != nil || r.digest != layer || r.n != size {
+		t.Fatalf("node B's client after node A died: %s, %d bytes, %v; want %s, %d bytes", r.digest, r.n, r.err, layer, size)
+	}
+	wantCount(t, "upstream blob downloads (node A's, then node B's takeover)", hub.Counters.CDNGET.Load(), 2)
+	waitShared(t, srv, 1)
+	b.child.kill(t) // its log is complete once it exited
+	if !strings.Contains(b.child.log.String(), "took over a fill from the upstream") {
+		t.Errorf("node B did not log taking the fill over:\n%s", b.child.log)
+	}
+}
+
+// TestS3DownNodesKeepServing stops the object store: nodes serve what
+// their local tiers hold, and fetch the rest from the upstream.
+func TestS3DownNodesKeepServing(t *testing.T) {
+	srv := s3test.Start(t)
+	const layers = 2
+	for _, repo := range []string{"library/shared-down-a", "library/shared-down-b"} {
+		if _, _, err := hub.PushImage(repo, "1", layers, 1<<20, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes := startNodes(t, srv, 2, "30s")
+	a, b := nodes[0], nodes[1]
+	pullImage(t, a.image("library/shared-down-a", "1"))
+	waitShared(t, srv, layers+2)
+	srv.Stop()
+
+	hub.Counters.Reset()
+	start := time.Now()
+	pullImage(t, a.image("library/shared-down-a", "1"))
+	t.Logf("node A's warm pull with the object store down took %v", time.Since(start))
+	wantCount(t, "node A's warm pull with the object store down: upstream requests", hub.Counters.Upstream(), 0)
+
+	start = time.Now()
+	pullImage(t, b.image("library/shared-down-a", "1"))
+	pullImage(t, b.image("library/shared-down-b", "1"))
+	t.Logf("node B's two cold pulls with the object store down took %v", time.Since(start))
+	if got := hub.Counters.BlobGET.Load(); got != 2*(layers+1) {
+		t.Errorf("node B's pulls with the object store down: %d blob GETs, want %d", got, 2*(layers+1))
+	}
+	b.child.kill(t) // its log is complete once it exited
+	if !strings.Contains(b.child.log.String(), "shared object store unreachable") {
+		t.Errorf("node B did not log the unreachable object store:\n%s", b.child.log)
+	}
+}
+
+// waitUntil polls cond until it holds, failing after a minute.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: never happened", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
