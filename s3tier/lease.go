@@ -49,8 +49,8 @@ type lease struct {
 	// replaced is the ID of the expired lease this one took over, whose
 	// chunks go with this one's.
 	replaced string
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop     chan struct{}
+	wg       sync.WaitGroup
 }
 
 // nodeName names this process in lease records.
