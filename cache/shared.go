@@ -35,6 +35,9 @@ type Shared interface {
 	// limit bytes, or an error wrapping ErrNotFound. The store verifies
 	// the bytes against d.
 	ReadAll(ctx context.Context, d digest.Digest, limit int64) ([]byte, Object, error)
+	// Stat returns the metadata of the shared content d, or an error
+	// wrapping ErrNotFound.
+	Stat(ctx context.Context, d digest.Digest) (Object, error)
 	// Put shares small verified content (a manifest).
 	Put(ctx context.Context, obj Object, data []byte) error
 	// Tag returns the shared record of upstream/repo:tag, or an error
@@ -72,6 +75,25 @@ func (s *Store) readShared(d digest.Digest, limit int64) ([]byte, Object, error)
 		c.Write(zap.String("digest", d.String()), zap.Int64("bytes", obj.Size))
 	}
 	return data, obj, nil
+}
+
+// StatShared returns the metadata of d in the shared tier, or
+// ErrNotFound (also without a shared tier, or while it fails). It does
+// not look at the local disk.
+func (s *Store) StatShared(d digest.Digest) (Object, error) {
+	if s.shared == nil {
+		return Object{}, ErrNotFound
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, sharedTimeout)
+	defer cancel()
+	obj, err := s.shared.Stat(ctx, d)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			s.log.Warn("checking the shared tier", zap.String("digest", d.String()), zap.Error(err))
+		}
+		return Object{}, fmt.Errorf("checking %s: %w", d, ErrNotFound)
+	}
+	return obj, nil
 }
 
 // putShared writes small verified content through to the shared tier,

@@ -122,7 +122,20 @@ func getBlob(port int, repo, dgst string) (string, int64, error) {
 func TestS3NodesShareOneCache(t *testing.T) {
 	srv := s3test.Start(t)
 	const layers = 3
-	if _, _, err := hub.PushImage("library/shared-one", "1", layers, 1<<20, false); err != nil {
+	img, _, err := hub.PushImage("library/shared-one", "1", layers, 1<<20, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgLayers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := imgLayers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layerSize, err := imgLayers[0].Size()
+	if err != nil {
 		t.Fatal(err)
 	}
 	nodes := startNodes(t, srv, 2, "30s")
@@ -146,6 +159,14 @@ func TestS3NodesShareOneCache(t *testing.T) {
 
 	a.restartEmpty(t, srv, "30s")
 	hub.Counters.Reset()
+	resp, err := http.Head(blobURL(a.port, "library/shared-one", layer.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ContentLength != layerSize {
+		t.Errorf("HEAD of a layer on the emptied node A: %d, %d bytes; want 200, %d bytes", resp.StatusCode, resp.ContentLength, layerSize)
+	}
 	pullImage(t, a.image("library/shared-one", "1"))
 	wantCount(t, "node A's pull after a restart with an empty disk: upstream requests", hub.Counters.Upstream(), 0)
 	if n := checkCacheIntegrity(t, a.storage); n != layers+2 {

@@ -44,10 +44,23 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 	if !errors.Is(err, cache.ErrNotFound) {
 		m.log.Error("opening cached blob", zap.String("digest", d.String()), zap.Error(err))
 	}
-	markSource(w, sourceUpstream)
 	if r.Method == http.MethodHead {
+		if obj, err := m.store.StatShared(d); err == nil {
+			// Another node sharing the cache has it; the client may see
+			// it only if the upstream lets it pull the repository.
+			if err := m.mayServe(r.Context(), t, oci.KindBlob, d); err != nil {
+				return err
+			}
+			markSource(w, sourceCache)
+			setBlobHeaders(w.Header(), d)
+			w.Header().Set("Content-Length", strconv.FormatInt(obj.Size, 10))
+			w.WriteHeader(http.StatusOK)
+			return nil
+		}
+		markSource(w, sourceUpstream)
 		return m.headBlobUpstream(w, r, t, d)
 	}
+	markSource(w, sourceUpstream)
 	rd, err := m.fillBlob(r.Context(), t, d)
 	if passesCache(err) {
 		return m.serveUncached(w, r, t, d)

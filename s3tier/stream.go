@@ -292,7 +292,9 @@ func (s *stream) done(content *os.File, obj cache.Object, err error) {
 		return
 	}
 	t := s.t
-	ctx, cancel := context.WithTimeout(context.Background(), finishTimeout)
+	// The upload ends with the store (its fill context), the lease's
+	// release does not: other nodes then take the fill over at once.
+	ctx, cancel := context.WithTimeout(s.ctx, finishTimeout)
 	defer cancel()
 	if err == nil && content != nil {
 		_, uerr := t.client.PutObject(ctx, t.cfg.Bucket, t.blobKey(s.d), content, obj.Size,

@@ -143,6 +143,18 @@ func (t *Tier) ReadAll(ctx context.Context, d digest.Digest, limit int64) ([]byt
 	return data, cache.Object{Digest: d, Size: int64(len(data)), MediaType: info.ContentType}, nil
 }
 
+// Stat returns the metadata of the shared content d.
+func (t *Tier) Stat(ctx context.Context, d digest.Digest) (cache.Object, error) {
+	if err := t.ready("stat"); err != nil {
+		return cache.Object{}, err
+	}
+	info, err := t.client.StatObject(ctx, t.cfg.Bucket, t.blobKey(d), minio.StatObjectOptions{})
+	if err = t.check("stat", err); err != nil {
+		return cache.Object{}, err
+	}
+	return cache.Object{Digest: d, Size: info.Size, MediaType: info.ContentType}, nil
+}
+
 // Put shares small verified content; content already shared is left as
 // it is.
 func (t *Tier) Put(ctx context.Context, obj cache.Object, data []byte) error {
