@@ -43,6 +43,14 @@ func (t *Tier) Source(ctx context.Context, d digest.Digest, fetch cache.FetchFun
 			return t.alone(ctx, d, fetch, err)
 		}
 		if l != nil {
+			// The lease may be free because its last holder has just
+			// shared the content: look again before downloading.
+			if src, err := t.openShared(ctx, d, 0); err == nil {
+				rctx, cancel := context.WithTimeout(context.Background(), 4*t.cfg.Timeout)
+				l.release(rctx)
+				cancel()
+				return src, nil
+			}
 			return t.publish(ctx, d, l, fetch)
 		}
 		src, ok, err := t.follow(ctx, d, *holder, fetch)
