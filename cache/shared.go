@@ -47,6 +47,9 @@ type Shared interface {
 	SetTag(ctx context.Context, upstream, repo, tag string, t Tag) error
 }
 
+// Shared returns the store's shared tier, nil when it has none.
+func (s *Store) Shared() Shared { return s.shared }
+
 // readShared is ReadAll's fallback on a local miss: the shared copy of d,
 // verified, then kept on the local disk. Errors of the shared tier other
 // than a miss are logged and read as a miss.

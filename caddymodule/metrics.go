@@ -8,6 +8,7 @@ import (
 
 	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/mirror"
+	"github.com/regcache/regcache/s3tier"
 	"github.com/regcache/regcache/upstream"
 )
 
@@ -77,6 +78,8 @@ type cacheCollector struct {
 	requests, servedBytes, staleServes, rateLimitHolds, negativeHits, fills, fillReaders,
 	evictions, evictedBytes, diskUsed, diskBudget, objects, notStored, unwritable,
 	rateLimitRemaining *prometheus.Desc
+
+	sharedFills, sharedTakeOvers, sharedUploadFailures, sharedUnavailable *prometheus.Desc
 }
 
 // newCacheCollector describes the metrics of the cache in storage.
@@ -111,6 +114,14 @@ func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, ups
 			"1 while the cache disk is full or unwritable and content is streamed without storing."),
 		rateLimitRemaining: desc("rate_limit_remaining",
 			"The pull budget an upstream last reported (ratelimit-remaining), when it reports one.", "upstream"),
+		sharedFills: desc("shared_fills_total",
+			"Downloads into the local cache with a shared bucket, by source: bucket (the shared copy), node (another node's download, streamed), upstream (downloaded here for every node), alone (from the upstream while the bucket was unreachable).", "source"),
+		sharedTakeOvers: desc("shared_takeovers_total",
+			"Downloads of a dead or stalled node taken over after its lease expired."),
+		sharedUploadFailures: desc("shared_upload_failures_total",
+			"Verified downloads that could not be uploaded to the shared bucket."),
+		sharedUnavailable: desc("shared_unavailable",
+			"1 while the shared bucket is bypassed after it was found unreachable."),
 	}
 }
 
@@ -118,7 +129,8 @@ func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, ups
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.servedBytes, c.staleServes, c.rateLimitHolds,
 		c.negativeHits, c.fills, c.fillReaders, c.evictions, c.evictedBytes, c.diskUsed,
-		c.diskBudget, c.objects, c.notStored, c.unwritable, c.rateLimitRemaining} {
+		c.diskBudget, c.objects, c.notStored, c.unwritable, c.rateLimitRemaining,
+		c.sharedFills, c.sharedTakeOvers, c.sharedUploadFailures, c.sharedUnavailable} {
 		ch <- d
 	}
 }
@@ -158,6 +170,21 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 		if rl, ok := u.RateLimit(); ok {
 			gauge(c.rateLimitRemaining, int64(rl.Remaining), u.Name())
 		}
+	}
+	// Only a cache with a shared bucket has these.
+	if tier, ok := c.store.Shared().(*s3tier.Tier); ok {
+		ss := tier.Stats()
+		counter(c.sharedFills, ss.FromBucket, "bucket")
+		counter(c.sharedFills, ss.Followed, "node")
+		counter(c.sharedFills, ss.Published, "upstream")
+		counter(c.sharedFills, ss.Alone, "alone")
+		counter(c.sharedTakeOvers, ss.TakeOvers)
+		counter(c.sharedUploadFailures, ss.UploadFailures)
+		unavailable := int64(0)
+		if ss.Unavailable {
+			unavailable = 1
+		}
+		gauge(c.sharedUnavailable, unavailable)
 	}
 }
 

@@ -35,6 +35,7 @@ func nodeCaddyfile(port int, storage string, srv *s3test.Server, leaseTTL string
 
 http://127.0.0.1:%d {
 	bind 127.0.0.1
+	metrics /metrics
 	registry_cache {
 		storage %s {
 			s3 {
@@ -211,6 +212,21 @@ func TestS3NodesOneFetchForConcurrentPulls(t *testing.T) {
 	t.Logf("20 clients over 3 nodes got the %d MiB blob in %v", size>>20, time.Since(start))
 	wantCount(t, "upstream blob downloads", hub.Counters.CDNGET.Load(), 1)
 	waitShared(t, srv, 1)
+	// One node downloaded for all; the other two followed its download
+	// (or, had they come late, read the shared copy).
+	fills := map[string]float64{}
+	for _, nd := range nodes {
+		for k, v := range scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", nd.port)) {
+			if src, ok := strings.CutPrefix(k, `caddy_registry_cache_shared_fills_total{source="`); ok {
+				src, _, _ = strings.Cut(src, `"`)
+				fills[src] += v
+			}
+		}
+	}
+	t.Logf("fills by source over the nodes: %v", fills)
+	if fills["upstream"] != 1 || fills["node"]+fills["bucket"] != 2 || fills["alone"] != 0 {
+		t.Errorf("shared fills by source = %v, want upstream 1, node+bucket 2, alone 0", fills)
+	}
 }
 
 // TestS3NodeKilledMidFill kills the node that downloads a blob while
@@ -256,6 +272,9 @@ func TestS3NodeKilledMidFill(t *testing.T) {
 	}
 	wantCount(t, "upstream blob downloads (node A's, then node B's takeover)", hub.Counters.CDNGET.Load(), 2)
 	waitShared(t, srv, 1)
+	if n := metricSum(t, b.port, "caddy_registry_cache_shared_takeovers_total"); n != 1 {
+		t.Errorf("node B's takeovers = %v, want 1", n)
+	}
 	b.child.kill(t) // its log is complete once it exited
 	if !strings.Contains(b.child.log.String(), "took over a fill from the upstream") {
 		t.Errorf("node B did not log taking the fill over:\n%s", b.child.log)
@@ -291,10 +310,29 @@ func TestS3DownNodesKeepServing(t *testing.T) {
 	if got := hub.Counters.BlobGET.Load(); got != 2*(layers+1) {
 		t.Errorf("node B's pulls with the object store down: %d blob GETs, want %d", got, 2*(layers+1))
 	}
+	if n := metricSum(t, b.port, "caddy_registry_cache_shared_unavailable"); n != 1 {
+		t.Errorf("node B's shared_unavailable = %v, want 1", n)
+	}
+	if n := metricSum(t, b.port, `caddy_registry_cache_shared_fills_total{source="alone"`); n != 2*(layers+1) {
+		t.Errorf("node B's fills without the bucket = %v, want %d", n, 2*(layers+1))
+	}
 	b.child.kill(t) // its log is complete once it exited
 	if !strings.Contains(b.child.log.String(), "shared object store unreachable") {
 		t.Errorf("node B did not log the unreachable object store:\n%s", b.child.log)
 	}
+}
+
+// metricSum adds up the series of a node's metrics whose name (with
+// labels) starts with prefix.
+func metricSum(t *testing.T, port int, prefix string) float64 {
+	t.Helper()
+	var sum float64
+	for k, v := range scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port)) {
+		if strings.HasPrefix(k, prefix) {
+			sum += v
+		}
+	}
+	return sum
 }
 
 // waitUntil polls cond until it holds, failing after a minute.

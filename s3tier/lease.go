@@ -146,6 +146,7 @@ func (t *Tier) acquire(ctx context.Context, d digest.Digest) (*lease, *leaseReco
 		if err == nil {
 			t.log.Warn("took over the fill of a node that stopped renewing its lease",
 				zap.String("digest", d.String()), zap.String("node", cur.Node))
+			t.counters.takeOvers.Add(1)
 			l := t.startLease(d, rec, etag)
 			l.replaced = cur.ID
 			return l, nil, nil

@@ -26,10 +26,11 @@ const finishTimeout = time.Hour
 func (t *Tier) Source(ctx context.Context, d digest.Digest, fetch cache.FetchFunc) (cache.Source, error) {
 	for {
 		if !t.Available() {
-			return fetch(ctx)
+			return t.alone(ctx, d, fetch, ErrUnavailable)
 		}
 		src, err := t.openShared(ctx, d, 0)
 		if err == nil {
+			t.counters.fromBucket.Add(1)
 			if c := t.log.Check(zapcore.DebugLevel, "filling from the shared store"); c != nil {
 				c.Write(zap.String("digest", d.String()), zap.Int64("bytes", src.Size))
 			}
@@ -49,6 +50,7 @@ func (t *Tier) Source(ctx context.Context, d digest.Digest, fetch cache.FetchFun
 				rctx, cancel := context.WithTimeout(context.Background(), 4*t.cfg.Timeout)
 				l.release(rctx)
 				cancel()
+				t.counters.fromBucket.Add(1)
 				return src, nil
 			}
 			return t.publish(ctx, d, l, fetch)
@@ -67,6 +69,7 @@ func (t *Tier) alone(ctx context.Context, d digest.Digest, fetch cache.FetchFunc
 	if ctx.Err() != nil {
 		return cache.Source{}, ctx.Err()
 	}
+	t.counters.alone.Add(1)
 	if c := t.log.Check(zapcore.DebugLevel, "filling without the shared store"); c != nil {
 		c.Write(zap.String("digest", d.String()), zap.Error(cause))
 	}
@@ -96,6 +99,7 @@ func (t *Tier) publish(ctx context.Context, d digest.Digest, l *lease, fetch cac
 		return cache.Source{}, err
 	}
 	l.started(src.Size, src.MediaType)
+	t.counters.published.Add(1)
 	s := t.newStream(ctx, d, fetch, src.Size)
 	s.up, s.lease, s.publishing = src.Body, l, true
 	if c := t.log.Check(zapcore.DebugLevel, "filling from the upstream for every node"); c != nil {
@@ -113,6 +117,7 @@ func (t *Tier) follow(ctx context.Context, d digest.Digest, rec leaseRecord, fet
 			return cache.Source{}, false, err
 		}
 		if src, err := t.openShared(ctx, d, 0); err == nil {
+			t.counters.fromBucket.Add(1)
 			return src, true, nil
 		}
 		cur, _, expired, err := t.readLease(ctx, d)
@@ -128,6 +133,7 @@ func (t *Tier) follow(ctx context.Context, d digest.Digest, rec leaseRecord, fet
 	if c := t.log.Check(zapcore.DebugLevel, "following another node's fill"); c != nil {
 		c.Write(zap.String("digest", d.String()), zap.String("node", rec.Node), zap.Int64("bytes", rec.Size))
 	}
+	t.counters.followed.Add(1)
 	s := t.newStream(ctx, d, fetch, rec.Size)
 	s.leaseID = rec.ID
 	return cache.Source{Body: s, Size: rec.Size, MediaType: rec.MediaType, Done: s.done}, true, nil

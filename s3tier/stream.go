@@ -189,7 +189,9 @@ func (s *stream) goUpstream(l *lease) error {
 		}
 		return err
 	}
-	if l != nil {
+	if l == nil {
+		s.t.counters.alone.Add(1)
+	} else {
 		l.started(src.Size, src.MediaType)
 		s.lease, s.publishing = l, true
 		s.t.log.Info("took over a fill from the upstream", zap.String("digest", s.d.String()), zap.Int64("offset", s.off))
@@ -300,6 +302,7 @@ func (s *stream) done(content *os.File, obj cache.Object, err error) {
 		_, uerr := t.client.PutObject(ctx, t.cfg.Bucket, t.blobKey(s.d), content, obj.Size,
 			minio.PutObjectOptions{ContentType: obj.MediaType, PartSize: uint64(max(s.chunk, minPartSize))})
 		if uerr = t.check("upload", uerr); uerr != nil {
+			t.counters.uploadFailures.Add(1)
 			t.log.Warn("sharing a verified fill", zap.String("digest", s.d.String()), zap.Error(uerr))
 		} else {
 			t.log.Debug("shared a verified fill", zap.String("digest", s.d.String()), zap.Int64("bytes", obj.Size))

@@ -33,6 +33,7 @@ type Tier struct {
 	// downUntil is when the tier is tried again after the object store
 	// was found unreachable (Unix nanoseconds; 0: available).
 	downUntil atomic.Int64
+	counters  counters
 }
 
 // New returns the tier of cfg's bucket. It makes no request.
