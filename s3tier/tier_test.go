@@ -152,59 +152,82 @@ func waitFor(t *testing.T, cond func() bool) {
 
 // TestFollowerStreamsAsItLands starts one fill on node A whose upstream
 // body is held after two chunks, and the same fill on node B: node B
-// must receive those two chunks before the rest of the body exists.
+// must receive those two chunks before the rest of the body exists, with
+// or without an announced size, and when the content ends on a chunk
+// boundary (the last chunk is then empty).
 func TestFollowerStreamsAsItLands(t *testing.T) {
 	srv := s3test.Start(t)
-	a, b := newNode(t, srv), newNode(t, srv)
-	body, d := content(5<<20+777, 2)
-	pr, pw := io.Pipe()
-	var calls atomic.Int64
-	fetch := func(context.Context) (cache.Source, error) {
-		calls.Add(1)
-		return cache.Source{Body: pr, Size: int64(len(body)), MediaType: "application/octet-stream"}, nil
+	tests := []struct {
+		name     string
+		length   int
+		announce bool
+	}{
+		{"announced size", 5<<20 + 777, true},
+		{"unknown size", 5<<20 + 777, false},
+		{"unknown size on a chunk boundary", 4 << 20, false},
+		{"announced size on a chunk boundary", 4 << 20, true},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ra, err := a.Fill(ctx, d, fetch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ra.Close()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_, _ = io.Copy(io.Discard, ra)
-	}()
-	if _, err := pw.Write(body[:2<<20]); err != nil {
-		t.Fatal(err)
-	}
-	rb, err := b.Fill(ctx, d, counted(body, &calls))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rb.Close()
-	head := make([]byte, 2<<20)
-	if _, err := io.ReadFull(rb, head); err != nil {
-		t.Fatalf("node B reading the first chunks while node A's download waits: %v", err)
-	}
-	if !bytes.Equal(head, body[:2<<20]) {
-		t.Fatal("node B streamed other bytes")
-	}
-	if _, err := pw.Write(body[2<<20:]); err != nil {
-		t.Fatal(err)
-	}
-	_ = pw.Close()
-	rest, err := io.ReadAll(rb)
-	if err != nil || !bytes.Equal(rest, body[2<<20:]) {
-		t.Fatalf("node B's rest: %d bytes, %v", len(rest), err)
-	}
-	if err := rb.Wait(ctx); err != nil {
-		t.Fatalf("node B's verdict: %v", err)
-	}
-	wg.Wait()
-	if n := calls.Load(); n != 1 {
-		t.Errorf("upstream fetches = %d, want 1", n)
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := newNode(t, srv), newNode(t, srv)
+			body, d := content(tc.length, byte(10+i))
+			size := int64(-1)
+			if tc.announce {
+				size = int64(len(body))
+			}
+			pr, pw := io.Pipe()
+			var calls atomic.Int64
+			fetch := func(context.Context) (cache.Source, error) {
+				calls.Add(1)
+				return cache.Source{Body: pr, Size: size, MediaType: "application/octet-stream"}, nil
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			ra, err := a.Fill(ctx, d, fetch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ra.Close()
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = io.Copy(io.Discard, ra)
+			}()
+			if _, err := pw.Write(body[:2<<20]); err != nil {
+				t.Fatal(err)
+			}
+			rb, err := b.Fill(ctx, d, counted(body, &calls))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rb.Close()
+			if rb.Size() != size {
+				t.Errorf("node B's size = %d, want %d", rb.Size(), size)
+			}
+			head := make([]byte, 2<<20)
+			if _, err := io.ReadFull(rb, head); err != nil {
+				t.Fatalf("node B reading the first chunks while node A's download waits: %v", err)
+			}
+			if !bytes.Equal(head, body[:2<<20]) {
+				t.Fatal("node B streamed other bytes")
+			}
+			if _, err := pw.Write(body[2<<20:]); err != nil {
+				t.Fatal(err)
+			}
+			_ = pw.Close()
+			rest, err := io.ReadAll(rb)
+			if err != nil || !bytes.Equal(rest, body[2<<20:]) {
+				t.Fatalf("node B's rest: %d bytes, %v", len(rest), err)
+			}
+			if err := rb.Wait(ctx); err != nil {
+				t.Fatalf("node B's verdict: %v", err)
+			}
+			wg.Wait()
+			if n := calls.Load(); n != 1 {
+				t.Errorf("upstream fetches = %d, want 1", n)
+			}
+		})
 	}
 }
 
@@ -234,4 +257,46 @@ func TestTakeOverDeadFill(t *testing.T) {
 	}
 	// The dead node's chunk goes with the lease that replaced it.
 	waitFor(t, func() bool { return len(srv.Keys("test/blobs/")) == 1 && len(srv.Keys(fills)) == 0 })
+}
+
+// TestUnreachableStoreIsBypassedThenRetried stops the object store: the
+// first failure marks the tier unavailable, and it is not asked again
+// until the retry interval passed, after which it serves again.
+func TestUnreachableStoreIsBypassedThenRetried(t *testing.T) {
+	srv := s3test.Start(t)
+	var now atomic.Int64
+	now.Store(time.Unix(1_800_000_000, 0).UnixNano())
+	tier, err := s3tier.New(s3tier.Config{
+		Endpoint: srv.Endpoint, Bucket: srv.Bucket, AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey,
+		PathStyle: true, RetryInterval: 30 * time.Second, Now: func() time.Time { return time.Unix(0, now.Load()) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte(`{"schemaVersion":2}`)
+	d := digest.FromBytes(data)
+	ctx := context.Background()
+	if err := tier.Put(ctx, cache.Object{Digest: d, MediaType: "application/json"}, data); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if _, _, err := tier.ReadAll(ctx, d, 1<<20); !errors.Is(err, s3tier.ErrUnavailable) {
+		t.Fatalf("ReadAll with the store down = %v, want ErrUnavailable", err)
+	}
+	if tier.Available() || !tier.Stats().Unavailable {
+		t.Fatal("the tier is still in use after the store failed")
+	}
+	srv.Restart()
+	now.Add(int64(29 * time.Second))
+	if _, _, err := tier.ReadAll(ctx, d, 1<<20); !errors.Is(err, s3tier.ErrUnavailable) {
+		t.Errorf("ReadAll within the retry interval = %v, want ErrUnavailable without asking", err)
+	}
+	now.Add(int64(2 * time.Second))
+	got, _, err := tier.ReadAll(ctx, d, 1<<20)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("ReadAll after the retry interval = %q, %v; want the stored manifest", got, err)
+	}
+	if !tier.Available() {
+		t.Error("the tier is not in use again after a success")
+	}
 }
