@@ -45,6 +45,11 @@ type Shared interface {
 	Tag(ctx context.Context, upstream, repo, tag string) (Tag, error)
 	// SetTag shares the record of upstream/repo:tag.
 	SetTag(ctx context.Context, upstream, repo, tag string, t Tag) error
+	// Once runs run unless ready reports the work done: of the nodes
+	// calling it with one name at once, one runs it while the others wait
+	// for ready, or take over when it stops. While the tier is
+	// unreachable, run runs at once.
+	Once(ctx context.Context, name string, ready func() bool, run func() error) error
 }
 
 // Shared returns the store's shared tier, nil when it has none.
@@ -97,6 +102,17 @@ func (s *Store) StatShared(d digest.Digest) (Object, error) {
 		return Object{}, fmt.Errorf("checking %s: %w", d, ErrNotFound)
 	}
 	return obj, nil
+}
+
+// SharedOnce runs run once across the nodes sharing the tier (see
+// Shared.Once): a node that finds the task running elsewhere waits until
+// ready reports true and returns nil without running it. Without a shared
+// tier it simply runs it.
+func (s *Store) SharedOnce(ctx context.Context, name string, ready func() bool, run func() error) error {
+	if s.shared == nil {
+		return run()
+	}
+	return s.shared.Once(ctx, name, ready, run)
 }
 
 // putShared writes small verified content through to the shared tier,

@@ -229,6 +229,39 @@ func TestS3NodesOneFetchForConcurrentPulls(t *testing.T) {
 	}
 }
 
+// TestS3NodesRolloutOneManifestGET has nine clients, three per node,
+// pull one new image at once: the upstream serves its manifest once (a
+// GET Docker Hub counts against the pull limit) and each blob once.
+func TestS3NodesRolloutOneManifestGET(t *testing.T) {
+	srv := s3test.Start(t)
+	const layers = 3
+	if _, _, err := hub.PushImage("library/shared-rollout", "1", layers, 1<<20, false); err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, srv, 3, "30s")
+	hub.Counters.Reset()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 9)
+	for i := range 9 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := pullQuietly(nodes[i%3].image("library/shared-rollout", "1")); err != nil {
+				errs <- fmt.Errorf("client %d via node %d: %w", i, i%3, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("9 clients over 3 nodes pulled the image in %v", time.Since(start))
+	wantCount(t, "manifest GETs of the rollout", hub.Counters.ManifestGET.Load(), 1)
+	wantCount(t, "blob GETs of the rollout", hub.Counters.BlobGET.Load(), layers+1)
+}
+
 // TestS3NodeKilledMidFill kills the node that downloads a blob while
 // another node streams it from the bucket: that node takes the download
 // over when the lease expires, and its client gets the whole, correct

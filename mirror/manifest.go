@@ -126,7 +126,7 @@ func (m *Mirror) manifestByDigest(ctx context.Context, t target, d digest.Digest
 	key := t.registry + "/" + t.repo + "@" + d.String() + "\x00" + t.upstream.CredentialID(ctx)
 	return m.manifestFlight.do(ctx, key, func(ctx context.Context) (manifestContent, error) {
 		// By digest, the content is fixed: ask for every manifest type.
-		return m.fetchManifest(ctx, t, d.String(), digestAccept, d)
+		return m.fetchDigestOnce(ctx, t, d)
 	})
 }
 
@@ -181,6 +181,9 @@ func (m *Mirror) manifestByTag(ctx context.Context, t target, tag string, client
 		}
 		if known {
 			return m.revalidateTag(ctx, t, tag, accept, rec, canonical)
+		}
+		if canonical {
+			return m.fetchTagOnce(ctx, t, tag, accept, clientAccept)
 		}
 		mc, err := m.fetchManifest(ctx, t, tag, accept, "")
 		if err != nil {

@@ -37,10 +37,13 @@ type leaseRecord struct {
 	TTLMillis int64 `json:"ttl_ms"`
 }
 
-// lease is a fill's lease held by this node, renewed until released.
+// lease is a lease held by this node, renewed until released: of the
+// fill of a digest (d set; its chunks go with it), or of a task named by
+// its key.
 type lease struct {
 	t   *Tier
-	d   digest.Digest
+	key string
+	d   digest.Digest // empty for a task's lease
 	mu  sync.Mutex
 	rec leaseRecord // under mu
 	// etag is the lease object's ETag after our last write; under mu.
@@ -79,10 +82,10 @@ func (t *Tier) chunkKey(d digest.Digest, id string, n int64) string {
 	return fmt.Sprintf("%s%s/%08d", t.fillPrefix(d), id, n)
 }
 
-// putLease writes d's lease record: only if no lease exists when ifMatch
-// is empty, else only over the lease whose ETag is ifMatch. It returns
-// the new ETag.
-func (t *Tier) putLease(ctx context.Context, d digest.Digest, rec leaseRecord, ifMatch string) (string, error) {
+// putLease writes the lease record at key: only if no lease exists when
+// ifMatch is empty, else only over the lease whose ETag is ifMatch. It
+// returns the new ETag.
+func (t *Tier) putLease(ctx context.Context, key string, rec leaseRecord, ifMatch string) (string, error) {
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return "", err
@@ -93,18 +96,18 @@ func (t *Tier) putLease(ctx context.Context, d digest.Digest, rec leaseRecord, i
 	} else {
 		opts.SetMatchETag(ifMatch)
 	}
-	info, err := t.client.PutObject(ctx, t.cfg.Bucket, t.leaseKey(d), bytes.NewReader(data), int64(len(data)), opts)
+	info, err := t.client.PutObject(ctx, t.cfg.Bucket, key, bytes.NewReader(data), int64(len(data)), opts)
 	if err != nil {
 		return "", err
 	}
 	return info.ETag, nil
 }
 
-// readLease returns d's lease record, its ETag and whether it expired
-// (by the store's clock: its last write plus its TTL). A missing lease
-// wraps cache.ErrNotFound.
-func (t *Tier) readLease(ctx context.Context, d digest.Digest) (leaseRecord, string, bool, error) {
-	body, info, _, err := t.core.GetObject(ctx, t.cfg.Bucket, t.leaseKey(d), minio.GetObjectOptions{})
+// readLease returns the lease record at key, its ETag and whether it
+// expired (by the store's clock: its last write plus its TTL). A missing
+// lease wraps cache.ErrNotFound.
+func (t *Tier) readLease(ctx context.Context, key string) (leaseRecord, string, bool, error) {
+	body, info, _, err := t.core.GetObject(ctx, t.cfg.Bucket, key, minio.GetObjectOptions{})
 	if err = t.check("get lease", err); err != nil {
 		return leaseRecord{}, "", false, err
 	}
@@ -120,19 +123,20 @@ func (t *Tier) readLease(ctx context.Context, d digest.Digest) (leaseRecord, str
 	return rec, info.ETag, expired, nil
 }
 
-// acquire takes d's lease, taking over an expired one. When another node
-// holds a live lease it returns that lease's record instead.
-func (t *Tier) acquire(ctx context.Context, d digest.Digest) (*lease, *leaseRecord, error) {
+// acquire takes the lease at key (of d's fill, or of a task when d is
+// empty), taking over an expired one. When another node holds a live
+// lease it returns that lease's record instead.
+func (t *Tier) acquire(ctx context.Context, key string, d digest.Digest) (*lease, *leaseRecord, error) {
 	for range 5 {
 		rec := leaseRecord{ID: newID(), Node: nodeName, Size: -1, TTLMillis: t.cfg.LeaseTTL.Milliseconds()}
-		etag, err := t.putLease(ctx, d, rec, "")
+		etag, err := t.putLease(ctx, key, rec, "")
 		if err == nil {
-			return t.startLease(d, rec, etag), nil, nil
+			return t.startLease(key, d, rec, etag), nil, nil
 		}
 		if !isConflict(err) {
 			return nil, nil, t.check("create lease", err)
 		}
-		cur, curETag, expired, err := t.readLease(ctx, d)
+		cur, curETag, expired, err := t.readLease(ctx, key)
 		if errors.Is(err, cache.ErrNotFound) {
 			continue // released meanwhile
 		}
@@ -142,12 +146,12 @@ func (t *Tier) acquire(ctx context.Context, d digest.Digest) (*lease, *leaseReco
 		if !expired {
 			return nil, &cur, nil
 		}
-		etag, err = t.putLease(ctx, d, rec, curETag)
+		etag, err = t.putLease(ctx, key, rec, curETag)
 		if err == nil {
-			t.log.Warn("took over the fill of a node that stopped renewing its lease",
-				zap.String("digest", d.String()), zap.String("node", cur.Node))
+			t.log.Warn("took over the lease of a node that stopped renewing it",
+				zap.String("key", key), zap.String("node", cur.Node))
 			t.counters.takeOvers.Add(1)
-			l := t.startLease(d, rec, etag)
+			l := t.startLease(key, d, rec, etag)
 			l.replaced = cur.ID
 			return l, nil, nil
 		}
@@ -155,12 +159,12 @@ func (t *Tier) acquire(ctx context.Context, d digest.Digest) (*lease, *leaseReco
 			return nil, nil, t.check("take over lease", err)
 		}
 	}
-	return nil, nil, fmt.Errorf("s3 lease of %s: contended", d)
+	return nil, nil, fmt.Errorf("s3 lease %s: contended", key)
 }
 
 // startLease starts renewing a lease just written.
-func (t *Tier) startLease(d digest.Digest, rec leaseRecord, etag string) *lease {
-	l := &lease{t: t, d: d, rec: rec, etag: etag, stop: make(chan struct{})}
+func (t *Tier) startLease(key string, d digest.Digest, rec leaseRecord, etag string) *lease {
+	l := &lease{t: t, key: key, d: d, rec: rec, etag: etag, stop: make(chan struct{})}
 	l.wg.Add(1)
 	go l.renewLoop()
 	return l
@@ -194,16 +198,16 @@ func (l *lease) write() bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.t.cfg.LeaseTTL/3)
 	defer cancel()
-	etag, err := l.t.putLease(ctx, l.d, l.rec, l.etag)
+	etag, err := l.t.putLease(ctx, l.key, l.rec, l.etag)
 	switch {
 	case err == nil:
 		l.etag = etag
 	case isConflict(err):
 		l.lost = true
-		l.t.log.Warn("lost the lease of a fill to another node", zap.String("digest", l.d.String()))
+		l.t.log.Warn("lost a lease to another node", zap.String("key", l.key))
 		return false
 	default:
-		l.t.log.Warn("renewing a fill's lease", zap.String("digest", l.d.String()), zap.Error(l.t.check("renew lease", err)))
+		l.t.log.Warn("renewing a lease", zap.String("key", l.key), zap.Error(l.t.check("renew lease", err)))
 	}
 	return true
 }
@@ -218,7 +222,7 @@ func (l *lease) started(size int64, mediaType string) {
 }
 
 // release stops renewing the lease, removes it unless another node took
-// it over, and removes the fill's chunks.
+// it over, and removes the chunks of a fill's lease.
 func (l *lease) release(ctx context.Context) {
 	close(l.stop)
 	l.wg.Wait()
@@ -227,11 +231,14 @@ func (l *lease) release(ctx context.Context) {
 	l.mu.Unlock()
 	t := l.t
 	if !lost {
-		if cur, _, _, err := t.readLease(ctx, l.d); err == nil && cur.ID == id {
-			if err := t.client.RemoveObject(ctx, t.cfg.Bucket, t.leaseKey(l.d), minio.RemoveObjectOptions{}); err != nil {
-				t.log.Warn("removing a fill's lease", zap.String("digest", l.d.String()), zap.Error(err))
+		if cur, _, _, err := t.readLease(ctx, l.key); err == nil && cur.ID == id {
+			if err := t.client.RemoveObject(ctx, t.cfg.Bucket, l.key, minio.RemoveObjectOptions{}); err != nil {
+				t.log.Warn("removing a lease", zap.String("key", l.key), zap.Error(err))
 			}
 		}
+	}
+	if l.d == "" {
+		return
 	}
 	t.removeChunks(ctx, l.d, id)
 	if l.replaced != "" {

@@ -39,7 +39,7 @@ func (t *Tier) Source(ctx context.Context, d digest.Digest, fetch cache.FetchFun
 		if !errors.Is(err, cache.ErrNotFound) {
 			return t.alone(ctx, d, fetch, err)
 		}
-		l, holder, err := t.acquire(ctx, d)
+		l, holder, err := t.acquire(ctx, t.leaseKey(d), d)
 		if err != nil {
 			return t.alone(ctx, d, fetch, err)
 		}
@@ -120,7 +120,7 @@ func (t *Tier) follow(ctx context.Context, d digest.Digest, rec leaseRecord, fet
 			t.counters.fromBucket.Add(1)
 			return src, true, nil
 		}
-		cur, _, expired, err := t.readLease(ctx, d)
+		cur, _, expired, err := t.readLease(ctx, t.leaseKey(d))
 		if errors.Is(err, cache.ErrNotFound) || err == nil && expired {
 			return cache.Source{}, false, nil
 		}

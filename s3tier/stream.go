@@ -153,7 +153,7 @@ func (s *stream) openNext() error {
 		s.setCur(src.Body)
 		return nil
 	}
-	rec, _, expired, err := t.readLease(s.ctx, s.d)
+	rec, _, expired, err := t.readLease(s.ctx, t.leaseKey(s.d))
 	switch {
 	case err == nil && !expired && rec.ID == s.leaseID:
 		// Not landed yet.
@@ -168,7 +168,7 @@ func (s *stream) openNext() error {
 	}
 	// The lease is gone or expired and the content is not shared: the
 	// filling node died or failed. Take the fill over.
-	l, holder, err := t.acquire(s.ctx, s.d)
+	l, holder, err := t.acquire(s.ctx, t.leaseKey(s.d), s.d)
 	switch {
 	case err != nil:
 		return s.goUpstream(nil)

@@ -1,0 +1,77 @@
+package mirror
+
+import (
+	"context"
+	"errors"
+
+	"github.com/opencontainers/go-digest"
+	"go.uber.org/zap"
+
+	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/oci"
+)
+
+// fetchTagOnce fetches the manifest of a tag no node knows, once across
+// the nodes sharing the cache: a node that finds another node fetching it
+// waits for that node's tag record and answers from it. Without a shared
+// tier it is a plain fetch. The client accepts every manifest type
+// (canonical), so the record answers it.
+func (m *Mirror) fetchTagOnce(ctx context.Context, t target, tag string, accept, clientAccept []string) (resolvedTag, error) {
+	var mc manifestContent
+	ran := false
+	err := m.store.SharedOnce(ctx, "manifest "+t.registry+"/"+t.repo+":"+tag,
+		func() bool {
+			_, _, fresh := m.tagRecord(t, tag, clientAccept)
+			return fresh
+		},
+		func() error {
+			ran = true
+			var err error
+			mc, err = m.fetchManifest(ctx, t, tag, accept, "")
+			if err == nil {
+				m.recordTag(t, tag, mc.digest, mc.mediaType, int64(len(mc.data)))
+			}
+			return err
+		})
+	if err != nil || ran {
+		return resolvedTag{content: mc}, err
+	}
+	rec, _, _ := m.tagRecord(t, tag, clientAccept)
+	return resolvedTag{content: manifestContent{digest: rec.Digest, mediaType: rec.MediaType}}, nil
+}
+
+// fetchDigestOnce fetches a manifest by digest once across the nodes
+// sharing the cache: a node that finds another node fetching it waits
+// until the manifest is shared and reads it from there.
+func (m *Mirror) fetchDigestOnce(ctx context.Context, t target, d digest.Digest) (manifestContent, error) {
+	var mc manifestContent
+	ran := false
+	err := m.store.SharedOnce(ctx, "manifest "+d.String(),
+		func() bool {
+			_, err := m.store.StatShared(d)
+			return err == nil
+		},
+		func() error {
+			ran = true
+			var err error
+			mc, err = m.fetchManifest(ctx, t, d.String(), digestAccept, d)
+			return err
+		})
+	if err != nil || ran {
+		return mc, err
+	}
+	data, obj, err := m.store.ReadAll(d, MaxManifestSize)
+	if err == nil {
+		mediaType := obj.MediaType
+		if mediaType == "" {
+			mediaType = oci.DetectMediaType(data)
+		}
+		if isManifestMediaType(mediaType) {
+			return manifestContent{digest: d, mediaType: mediaType, data: data}, nil
+		}
+	} else if !errors.Is(err, cache.ErrNotFound) && !errors.Is(err, cache.ErrTooLarge) {
+		m.log.Warn("reading a shared manifest", zap.String("digest", d.String()), zap.Error(err))
+	}
+	// Shared as something else, or unreadable now: fetch it here.
+	return m.fetchManifest(ctx, t, d.String(), digestAccept, d)
+}
