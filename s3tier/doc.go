@@ -9,6 +9,8 @@
 //	tags/<upstream>/<repo>/_tags/<t>  tag records (JSON, with fetch time)
 //	fills/<alg>/<hex>/lease           the lease of the one fill of a digest
 //	fills/<alg>/<hex>/<lease>/<n>     chunk n of that fill, as it lands
+//	once/<sha256 of a task name>      the lease of a task one node runs for
+//	                                  all (fetching a manifest)
 //
 // An object appears under blobs/ only after the node that fetched it
 // verified its digest. The lease is taken with a conditional write
