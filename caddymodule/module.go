@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -306,6 +307,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 		opts.Shared = tier
+		logger := h.logger
+		go func() {
+			// A report only: the cache serves without the bucket meanwhile.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := tier.Probe(ctx); err != nil {
+				logger.Error("shared bucket not usable", zap.Error(err))
+			}
+		}()
 	}
 	store, err := openStore(dir, opts)
 	if err != nil {

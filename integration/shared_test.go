@@ -314,6 +314,25 @@ func TestS3NodeKilledMidFill(t *testing.T) {
 	}
 }
 
+// TestS3MissingBucketReported starts a node on a bucket that does not
+// exist: it still serves, from the upstream, and reports the bucket at
+// start.
+func TestS3MissingBucketReported(t *testing.T) {
+	srv := s3test.Start(t)
+	if _, _, err := hub.PushImage("library/shared-nobucket", "1", 1, 4096, false); err != nil {
+		t.Fatal(err)
+	}
+	bucket := srv.Bucket
+	srv.Bucket = "missing"
+	nodes := startNodes(t, srv, 1, "30s")
+	srv.Bucket = bucket
+	pullImage(t, nodes[0].image("library/shared-nobucket", "1"))
+	nodes[0].child.kill(t)
+	if log := nodes[0].child.log.String(); !strings.Contains(log, "shared bucket not usable") || !strings.Contains(log, `\"missing\" does not exist`) {
+		t.Errorf("the node did not report the missing bucket:\n%s", log)
+	}
+}
+
 // TestS3DownNodesKeepServing stops the object store: nodes serve what
 // their local tiers hold, and fetch the rest from the upstream.
 func TestS3DownNodesKeepServing(t *testing.T) {
@@ -352,6 +371,9 @@ func TestS3DownNodesKeepServing(t *testing.T) {
 	b.child.kill(t) // its log is complete once it exited
 	if !strings.Contains(b.child.log.String(), "shared object store unreachable") {
 		t.Errorf("node B did not log the unreachable object store:\n%s", b.child.log)
+	}
+	if strings.Contains(b.child.log.String(), s3test.SecretKey) {
+		t.Errorf("node B logged the object store's secret key:\n%s", b.child.log)
 	}
 }
 

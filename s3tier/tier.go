@@ -78,6 +78,20 @@ func (t *Tier) Available() bool {
 	return until == 0 || t.cfg.Now().UnixNano() >= until
 }
 
+// Probe checks that the bucket exists and the credentials reach it, for
+// an early report of a wrong configuration; the tier works (or bypasses
+// the store) the same without it.
+func (t *Tier) Probe(ctx context.Context) error {
+	ok, err := t.client.BucketExists(ctx, t.cfg.Bucket)
+	if err = t.check("bucket exists", err); err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("s3: bucket %q does not exist", t.cfg.Bucket)
+	}
+	return nil
+}
+
 // check classifies err from the object store: nil stays nil, a missing
 // key wraps cache.ErrNotFound, a failure to reach the store (or a 5xx)
 // marks the tier down for the retry interval and wraps ErrUnavailable.
