@@ -69,6 +69,15 @@ func startNodes(t *testing.T, srv *s3test.Server, n int, leaseTTL string) []*sha
 		nd.child = startChildCaddy(t, nd.port, nd.config)
 		nodes[i] = nd
 	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for i, nd := range nodes {
+			nd.child.kill(t) // its log is complete once it exited
+			t.Logf("log of node %d:\n%s", i, nd.child.log)
+		}
+	})
 	return nodes
 }
 

@@ -230,6 +230,11 @@ func (l *lease) release(ctx context.Context) {
 	lost, id := l.lost, l.rec.ID
 	l.mu.Unlock()
 	t := l.t
+	if !t.Available() {
+		// Unreachable: the lease expires on its own, and the lifecycle
+		// rules of the bucket remove the chunks.
+		return
+	}
 	if !lost {
 		if cur, _, _, err := t.readLease(ctx, l.key); err == nil && cur.ID == id {
 			if err := t.client.RemoveObject(ctx, t.cfg.Bucket, l.key, minio.RemoveObjectOptions{}); err != nil {
@@ -248,7 +253,18 @@ func (l *lease) release(ctx context.Context) {
 
 // removeChunks removes the chunks of the fill of d under lease id.
 func (t *Tier) removeChunks(ctx context.Context, d digest.Digest, id string) {
-	objs := t.client.ListObjects(ctx, t.cfg.Bucket, minio.ListObjectsOptions{Prefix: t.fillPrefix(d) + id + "/", Recursive: true})
+	listed := t.client.ListObjects(ctx, t.cfg.Bucket, minio.ListObjectsOptions{Prefix: t.fillPrefix(d) + id + "/", Recursive: true})
+	objs := make(chan minio.ObjectInfo)
+	go func() {
+		defer close(objs)
+		for o := range listed {
+			if o.Err != nil {
+				t.log.Warn("listing a fill's chunks", zap.String("digest", d.String()), zap.Error(o.Err))
+				continue
+			}
+			objs <- o
+		}
+	}()
 	for e := range t.client.RemoveObjects(ctx, t.cfg.Bucket, objs, minio.RemoveObjectsOptions{}) {
 		if e.Err != nil {
 			t.log.Warn("removing a fill's chunk", zap.String("key", e.ObjectName), zap.Error(e.Err))

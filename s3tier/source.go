@@ -34,7 +34,7 @@ func (t *Tier) Source(ctx context.Context, d digest.Digest, fetch cache.FetchFun
 			if c := t.log.Check(zapcore.DebugLevel, "filling from the shared store"); c != nil {
 				c.Write(zap.String("digest", d.String()), zap.Int64("bytes", src.Size))
 			}
-			return src, nil
+			return t.sharedCopy(ctx, d, fetch, src), nil
 		}
 		if !errors.Is(err, cache.ErrNotFound) {
 			return t.alone(ctx, d, fetch, err)
@@ -51,7 +51,7 @@ func (t *Tier) Source(ctx context.Context, d digest.Digest, fetch cache.FetchFun
 				l.release(rctx)
 				cancel()
 				t.counters.fromBucket.Add(1)
-				return src, nil
+				return t.sharedCopy(ctx, d, fetch, src), nil
 			}
 			return t.publish(ctx, d, l, fetch)
 		}
@@ -70,7 +70,13 @@ func (t *Tier) alone(ctx context.Context, d digest.Digest, fetch cache.FetchFunc
 		return cache.Source{}, ctx.Err()
 	}
 	t.counters.alone.Add(1)
-	if c := t.log.Check(zapcore.DebugLevel, "filling without the shared store"); c != nil {
+	// While the store is known to be down this is expected (its outage was
+	// logged once); otherwise it costs an upstream download of its own.
+	level := zapcore.WarnLevel
+	if errors.Is(cause, ErrUnavailable) {
+		level = zapcore.DebugLevel
+	}
+	if c := t.log.Check(level, "filling without the shared store"); c != nil {
 		c.Write(zap.String("digest", d.String()), zap.Error(cause))
 	}
 	return fetch(ctx)
@@ -87,6 +93,15 @@ func (t *Tier) openShared(ctx context.Context, d digest.Digest, off int64) (cach
 		return cache.Source{}, err
 	}
 	return cache.Source{Body: body, Size: info.Size, MediaType: info.ContentType}, nil
+}
+
+// sharedCopy wraps the body of the shared copy of d in a stream, so that
+// a read that fails midway (the store died, or the object expired) goes on
+// from the bucket again or from the upstream, where it stopped.
+func (t *Tier) sharedCopy(ctx context.Context, d digest.Digest, fetch cache.FetchFunc, src cache.Source) cache.Source {
+	s := t.newStream(ctx, d, fetch, src.Size)
+	s.cur, s.curFinal = src.Body, true
+	return cache.Source{Body: s, Size: src.Size, MediaType: src.MediaType, Done: s.done}
 }
 
 // publish starts the upstream fetch of d under lease l.
@@ -118,7 +133,7 @@ func (t *Tier) follow(ctx context.Context, d digest.Digest, rec leaseRecord, fet
 		}
 		if src, err := t.openShared(ctx, d, 0); err == nil {
 			t.counters.fromBucket.Add(1)
-			return src, true, nil
+			return t.sharedCopy(ctx, d, fetch, src), true, nil
 		}
 		cur, _, expired, err := t.readLease(ctx, t.leaseKey(d))
 		if errors.Is(err, cache.ErrNotFound) || err == nil && expired {

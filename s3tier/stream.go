@@ -50,6 +50,7 @@ type stream struct {
 	curFinal  bool  // cur is the shared copy
 	curLast   bool  // cur is the last chunk
 	failures  int   // chunk reads failed in a row
+	lastErr   error // the last of those failures
 	upPos     int64 // bytes read from up
 	skipBuf   []byte
 	published int64 // chunks published
@@ -98,7 +99,7 @@ func (s *stream) Read(p []byte) (int, error) {
 			} else if err != nil {
 				// Read again from where it stopped, or give up on the bucket.
 				s.setCur(nil)
-				s.failures++
+				s.failed(err)
 				err = nil
 			}
 			if n > 0 {
@@ -131,27 +132,34 @@ func (s *stream) openNext() error {
 	if s.failures >= maxChunkFailures || !t.Available() {
 		return s.goUpstream(nil)
 	}
-	idx := s.off / s.chunk
-	within := s.off - idx*s.chunk
-	opts := minio.GetObjectOptions{}
-	if within > 0 {
-		_ = opts.SetRange(within, 0)
+	if s.leaseID != "" {
+		idx := s.off / s.chunk
+		within := s.off - idx*s.chunk
+		opts := minio.GetObjectOptions{}
+		if within > 0 {
+			_ = opts.SetRange(within, 0)
+		}
+		body, info, _, err := t.core.GetObject(s.ctx, t.cfg.Bucket, t.chunkKey(s.d, s.leaseID, idx), opts)
+		err = t.check("get chunk", err)
+		if err == nil {
+			s.curFinal, s.curLast = false, within+info.Size < s.chunk
+			s.setCur(body)
+			return nil
+		}
+		if !errors.Is(err, cache.ErrNotFound) {
+			s.failed(err)
+			return t.pause(s.ctx, s.closed)
+		}
 	}
-	body, info, _, err := t.core.GetObject(s.ctx, t.cfg.Bucket, t.chunkKey(s.d, s.leaseID, idx), opts)
-	err = t.check("get chunk", err)
+	src, err := t.openShared(s.ctx, s.d, s.off)
 	if err == nil {
-		s.curFinal, s.curLast = false, within+info.Size < s.chunk
-		s.setCur(body)
-		return nil
-	}
-	if !errors.Is(err, cache.ErrNotFound) {
-		s.failures++
-		return s.ctx.Err()
-	}
-	if src, err := t.openShared(s.ctx, s.d, s.off); err == nil {
 		s.curFinal = true
 		s.setCur(src.Body)
 		return nil
+	}
+	if !errors.Is(err, cache.ErrNotFound) {
+		s.failed(err)
+		return t.pause(s.ctx, s.closed)
 	}
 	rec, _, expired, err := t.readLease(s.ctx, t.leaseKey(s.d))
 	switch {
@@ -164,6 +172,7 @@ func (s *stream) openNext() error {
 		s.leaseID = rec.ID
 		return nil
 	case err != nil && !errors.Is(err, cache.ErrNotFound):
+		s.lastErr = err
 		return s.goUpstream(nil)
 	}
 	// The lease is gone or expired and the content is not shared: the
@@ -171,12 +180,19 @@ func (s *stream) openNext() error {
 	l, holder, err := t.acquire(s.ctx, t.leaseKey(s.d), s.d)
 	switch {
 	case err != nil:
+		s.lastErr = err
 		return s.goUpstream(nil)
 	case holder != nil:
 		s.leaseID = holder.ID
 		return nil
 	}
 	return s.goUpstream(l)
+}
+
+// failed counts a failed read of a chunk or of the shared copy.
+func (s *stream) failed(err error) {
+	s.failures++
+	s.lastErr = err
 }
 
 // goUpstream switches the stream to the upstream body, from its start:
@@ -191,6 +207,10 @@ func (s *stream) goUpstream(l *lease) error {
 	}
 	if l == nil {
 		s.t.counters.alone.Add(1)
+		if s.t.Available() {
+			s.t.log.Warn("reading a download through the shared store failed; fetching it from the upstream",
+				zap.String("digest", s.d.String()), zap.Int64("offset", s.off), zap.Error(s.lastErr))
+		}
 	} else {
 		l.started(src.Size, src.MediaType)
 		s.lease, s.publishing = l, true

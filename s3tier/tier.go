@@ -93,9 +93,12 @@ func (t *Tier) Probe(ctx context.Context) error {
 }
 
 // check classifies err from the object store: nil stays nil, a missing
-// key wraps cache.ErrNotFound, a failure to reach the store (or a 5xx)
-// marks the tier down for the retry interval and wraps ErrUnavailable.
-// Any other answer of the store is returned as it is.
+// key wraps cache.ErrNotFound; a failure to reach the store, a 502, 503
+// or 504, and answers that say the configuration is wrong (401, 403, no
+// such bucket)
+// mark the tier down for the retry interval and wrap ErrUnavailable, so
+// that requests do not pay for a store that cannot serve them. Any other
+// answer of the store is returned as it is.
 func (t *Tier) check(op string, err error) error {
 	if err == nil {
 		t.downUntil.Store(0)
@@ -106,12 +109,13 @@ func (t *Tier) check(op string, err error) error {
 	case resp.Code == minio.NoSuchKey || resp.StatusCode == http.StatusNotFound && resp.Code != minio.NoSuchBucket:
 		t.downUntil.Store(0)
 		return fmt.Errorf("s3 %s: %w", op, cache.ErrNotFound)
-	case resp.StatusCode == 0 || resp.StatusCode >= 500:
+	case resp.StatusCode == 0 || resp.StatusCode >= 502 || resp.Code == minio.NoSuchBucket ||
+		resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		if errors.Is(err, context.Canceled) {
 			return fmt.Errorf("s3 %s: %w", op, err)
 		}
 		if t.downUntil.Swap(t.cfg.Now().Add(t.cfg.RetryInterval).UnixNano()) == 0 {
-			t.log.Error("shared object store unreachable; serving without it for a while",
+			t.log.Error("shared object store unreachable or refusing; serving without it for a while",
 				zap.String("operation", op), zap.Duration("retry_in", t.cfg.RetryInterval), zap.Error(err))
 		}
 		return fmt.Errorf("s3 %s: %w: %w", op, ErrUnavailable, err)

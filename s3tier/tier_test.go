@@ -300,3 +300,90 @@ func TestUnreachableStoreIsBypassedThenRetried(t *testing.T) {
 		t.Error("the tier is not in use again after a success")
 	}
 }
+
+// TestFollowerGoesAloneWhenStoreDies stops the object store while node B
+// follows node A's fill: node B fetches the upstream itself, skips what
+// it already has, and its content still verifies; node A completes too.
+func TestFollowerGoesAloneWhenStoreDies(t *testing.T) {
+	srv := s3test.Start(t)
+	a, b := newNode(t, srv), newNode(t, srv)
+	body, d := content(4<<20+99, 30)
+	pr, pw := io.Pipe()
+	var calls atomic.Int64
+	fetch := func(context.Context) (cache.Source, error) {
+		calls.Add(1)
+		return cache.Source{Body: pr, Size: int64(len(body)), MediaType: "application/octet-stream"}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ra, err := a.Fill(ctx, d, fetch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ra.Close()
+	gotA := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(ra)
+		gotA <- b
+	}()
+	if _, err := pw.Write(body[:2<<20]); err != nil {
+		t.Fatal(err)
+	}
+	rb, err := b.Fill(ctx, d, counted(body, &calls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Close()
+	head := make([]byte, 2<<20)
+	if _, err := io.ReadFull(rb, head); err != nil {
+		t.Fatalf("node B following node A: %v", err)
+	}
+	srv.Stop()
+	go func() {
+		_, _ = pw.Write(body[2<<20:])
+		_ = pw.Close()
+	}()
+	rest, err := io.ReadAll(rb)
+	if err != nil || !bytes.Equal(append(head, rest...), body) {
+		t.Fatalf("node B after the store died: %d bytes, %v", len(head)+len(rest), err)
+	}
+	if err := rb.Wait(ctx); err != nil {
+		t.Fatalf("node B's verdict: %v", err)
+	}
+	if got := <-gotA; !bytes.Equal(got, body) {
+		t.Errorf("node A served %d other bytes", len(got))
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("upstream fetches = %d, want 2 (node A's, node B's own)", n)
+	}
+}
+
+// TestRefusingStoreIsBypassed configures a wrong secret key or a missing
+// bucket: the store's refusal bypasses the tier like an outage, instead
+// of costing every request a round trip.
+func TestRefusingStoreIsBypassed(t *testing.T) {
+	srv := s3test.Start(t)
+	tests := []struct {
+		name, bucket, secret string
+	}{
+		{"wrong secret key", srv.Bucket, "not-the-secret"},
+		{"missing bucket", "missing", s3test.SecretKey},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tier, err := s3tier.New(s3tier.Config{
+				Endpoint: srv.Endpoint, Bucket: tc.bucket, AccessKey: s3test.AccessKey, SecretKey: tc.secret, PathStyle: true,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = tier.Tag(context.Background(), "docker.io", "library/alpine", "3.19")
+			if !errors.Is(err, s3tier.ErrUnavailable) || tier.Available() {
+				t.Errorf("Tag = %v, available %v; want ErrUnavailable and the tier bypassed", err, tier.Available())
+			}
+			if err := tier.Probe(context.Background()); err == nil {
+				t.Error("Probe found nothing wrong")
+			}
+		})
+	}
+}
