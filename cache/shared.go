@@ -12,6 +12,11 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
+// ErrSharedUnavailable means the shared tier is not in use for now (it
+// was found unreachable); its implementation logs the outage once, so the
+// store logs each request that goes without it at Debug only.
+var ErrSharedUnavailable = errors.New("shared tier unavailable")
+
 // sharedTimeout bounds one call to the shared tier made for a request
 // (a manifest, a tag record), so that an unreachable tier costs little.
 const sharedTimeout = 10 * time.Second
@@ -66,7 +71,7 @@ func (s *Store) readShared(d digest.Digest, limit int64) ([]byte, Object, error)
 		return nil, Object{}, err
 	}
 	if err != nil {
-		s.log.Warn("reading from the shared tier", zap.String("digest", d.String()), zap.Error(err))
+		s.logShared("reading from the shared tier", err, zap.String("digest", d.String()))
 		return nil, Object{}, fmt.Errorf("reading %s: %w", d, ErrNotFound)
 	}
 	if got := d.Algorithm().FromBytes(data); got != d {
@@ -97,7 +102,7 @@ func (s *Store) StatShared(d digest.Digest) (Object, error) {
 	obj, err := s.shared.Stat(ctx, d)
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
-			s.log.Warn("checking the shared tier", zap.String("digest", d.String()), zap.Error(err))
+			s.logShared("checking the shared tier", err, zap.String("digest", d.String()))
 		}
 		return Object{}, fmt.Errorf("checking %s: %w", d, ErrNotFound)
 	}
@@ -121,7 +126,7 @@ func (s *Store) putShared(obj Object, data []byte) {
 	ctx, cancel := context.WithTimeout(s.ctx, sharedTimeout)
 	defer cancel()
 	if err := s.shared.Put(ctx, obj, data); err != nil {
-		s.log.Warn("writing to the shared tier", zap.String("digest", obj.Digest.String()), zap.Error(err))
+		s.logShared("writing to the shared tier", err, zap.String("digest", obj.Digest.String()))
 	}
 }
 
@@ -135,8 +140,8 @@ func (s *Store) tagShared(upstream, repo, tag string) (Tag, error) {
 		return Tag{}, ErrNotFound
 	}
 	if err != nil {
-		s.log.Warn("reading a tag from the shared tier", zap.String("upstream", upstream),
-			zap.String("repository", repo), zap.String("tag", tag), zap.Error(err))
+		s.logShared("reading a tag from the shared tier", err, zap.String("upstream", upstream),
+			zap.String("repository", repo), zap.String("tag", tag))
 		return Tag{}, ErrNotFound
 	}
 	if err := s.setTagLocal(upstream, repo, tag, t); err != nil {
@@ -170,8 +175,8 @@ func (s *Store) setTagShared(upstream, repo, tag string, t Tag) {
 	ctx, cancel := context.WithTimeout(s.ctx, sharedTimeout)
 	defer cancel()
 	if err := s.shared.SetTag(ctx, upstream, repo, tag, t); err != nil {
-		s.log.Warn("writing a tag to the shared tier", zap.String("upstream", upstream),
-			zap.String("repository", repo), zap.String("tag", tag), zap.Error(err))
+		s.logShared("writing a tag to the shared tier", err, zap.String("upstream", upstream),
+			zap.String("repository", repo), zap.String("tag", tag))
 	}
 }
 
@@ -207,4 +212,16 @@ func (s *Store) finishShared(fl *fill, stored bool, err error) {
 	defer f.Close()
 	written, _, _, _ := fl.state()
 	fl.onDone(f, Object{Digest: fl.d, Size: written, MediaType: fl.mediaType}, nil)
+}
+
+// logShared logs a failure of the shared tier: at Warn, or at Debug while
+// the tier is known to be unavailable (its outage was logged once).
+func (s *Store) logShared(msg string, err error, fields ...zap.Field) {
+	level := zapcore.WarnLevel
+	if errors.Is(err, ErrSharedUnavailable) {
+		level = zapcore.DebugLevel
+	}
+	if c := s.log.Check(level, msg); c != nil {
+		c.Write(append(fields, zap.Error(err))...)
+	}
 }

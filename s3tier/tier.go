@@ -20,9 +20,10 @@ import (
 	"github.com/regcache/regcache/cache"
 )
 
-// ErrUnavailable means the object store did not answer (or was found
-// unreachable a moment ago): the caller goes on without the shared tier.
-var ErrUnavailable = errors.New("shared object store unavailable")
+// ErrUnavailable means the object store did not answer, or refused the
+// configuration, now or a moment ago: the caller goes on without the
+// shared tier. It is cache.ErrSharedUnavailable.
+var ErrUnavailable = cache.ErrSharedUnavailable
 
 // Tier is the shared tier of cache.Store on one bucket.
 type Tier struct {
