@@ -223,3 +223,25 @@ func TestUpstreamURLs(t *testing.T) {
 		}
 	}
 }
+
+func TestS3TierConfigResolvesPlaceholders(t *testing.T) {
+	t.Setenv("REGCACHE_TEST_KEY", "AKIAEXAMPLE")
+	t.Setenv("REGCACHE_TEST_SECRET", "s3cr3t")
+	tests := []struct {
+		name, in, want string
+	}{
+		{"access key variable", "{env.REGCACHE_TEST_KEY}", "AKIAEXAMPLE"},
+		{"secret key variable", "{env.REGCACHE_TEST_SECRET}", "s3cr3t"},
+		{"literal", "plain", "plain"},
+		{"unset variable", "{env.REGCACHE_TEST_UNSET}", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &S3Storage{Endpoint: "http://h:1", Bucket: "b", AccessKey: tc.in, SecretKey: tc.in}
+			cfg := s.tierConfig(caddy.NewReplacer(), nil)
+			if cfg.AccessKey != tc.want || cfg.SecretKey != tc.want {
+				t.Errorf("tierConfig(%q) = access %q, secret %q; want %q", tc.in, cfg.AccessKey, cfg.SecretKey, tc.want)
+			}
+		})
+	}
+}
