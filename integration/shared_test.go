@@ -70,12 +70,14 @@ func startNodes(t *testing.T, srv *s3test.Server, n int, leaseTTL string) []*sha
 		nodes[i] = nd
 	}
 	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
 		for i, nd := range nodes {
 			nd.child.kill(t) // its log is complete once it exited
-			t.Logf("log of node %d:\n%s", i, nd.child.log)
+			if strings.Contains(nd.child.log.String(), "DATA RACE") {
+				t.Errorf("node %d reported a data race (go test -race)", i)
+			}
+			if t.Failed() {
+				t.Logf("log of node %d:\n%s", i, nd.child.log)
+			}
 		}
 	})
 	return nodes
