@@ -77,8 +77,9 @@ func counted(body []byte, calls *atomic.Int64) cache.FetchFunc {
 	}
 }
 
-func TestSharedManifestsAndTags(t *testing.T) {
-	srv := s3test.Start(t)
+func TestSharedManifestsAndTags(t *testing.T) { forEachServer(t, testSharedManifestsAndTags) }
+
+func testSharedManifestsAndTags(t *testing.T, srv *s3test.Server) {
 	a, b := newNode(t, srv), newNode(t, srv)
 	manifest := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}`)
 	d := digest.FromBytes(manifest)
@@ -117,8 +118,9 @@ func TestSharedManifestsAndTags(t *testing.T) {
 	}
 }
 
-func TestSharedBlobServedByEveryNode(t *testing.T) {
-	srv := s3test.Start(t)
+func TestSharedBlobServedByEveryNode(t *testing.T) { forEachServer(t, testSharedBlobServedByEveryNode) }
+
+func testSharedBlobServedByEveryNode(t *testing.T, srv *s3test.Server) {
 	a, b := newNode(t, srv), newNode(t, srv)
 	body, d := content(3<<20+12345, 1)
 	var calls atomic.Int64
@@ -135,6 +137,13 @@ func TestSharedBlobServedByEveryNode(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Errorf("upstream fetches = %d, want 1 (node B reads the bucket)", n)
+	}
+}
+
+// forEachServer runs test against every kind of S3-compatible server.
+func forEachServer(t *testing.T, test func(t *testing.T, srv *s3test.Server)) {
+	for _, kind := range s3test.Kinds {
+		t.Run(string(kind), func(t *testing.T) { test(t, s3test.StartKind(t, kind)) })
 	}
 }
 
@@ -155,8 +164,9 @@ func waitFor(t *testing.T, cond func() bool) {
 // must receive those two chunks before the rest of the body exists, with
 // or without an announced size, and when the content ends on a chunk
 // boundary (the last chunk is then empty).
-func TestFollowerStreamsAsItLands(t *testing.T) {
-	srv := s3test.Start(t)
+func TestFollowerStreamsAsItLands(t *testing.T) { forEachServer(t, testFollowerStreamsAsItLands) }
+
+func testFollowerStreamsAsItLands(t *testing.T, srv *s3test.Server) {
 	tests := []struct {
 		name     string
 		length   int
@@ -235,8 +245,9 @@ func TestFollowerStreamsAsItLands(t *testing.T) {
 // node that died mid-fill would: a node asking for the digest follows the
 // chunk, then takes the fill over once the lease expires, fetches the
 // upstream once, and shares the verified content.
-func TestTakeOverDeadFill(t *testing.T) {
-	srv := s3test.Start(t)
+func TestTakeOverDeadFill(t *testing.T) { forEachServer(t, testTakeOverDeadFill) }
+
+func testTakeOverDeadFill(t *testing.T, srv *s3test.Server) {
 	b := newNode(t, srv)
 	body, d := content(3<<20, 3)
 	fills := "test/fills/sha256/" + d.Encoded() + "/"
@@ -263,7 +274,10 @@ func TestTakeOverDeadFill(t *testing.T) {
 // first failure marks the tier unavailable, and it is not asked again
 // until the retry interval passed, after which it serves again.
 func TestUnreachableStoreIsBypassedThenRetried(t *testing.T) {
-	srv := s3test.Start(t)
+	forEachServer(t, testUnreachableStoreIsBypassedThenRetried)
+}
+
+func testUnreachableStoreIsBypassedThenRetried(t *testing.T, srv *s3test.Server) {
 	var now atomic.Int64
 	now.Store(time.Unix(1_800_000_000, 0).UnixNano())
 	tier, err := s3tier.New(s3tier.Config{
@@ -305,7 +319,10 @@ func TestUnreachableStoreIsBypassedThenRetried(t *testing.T) {
 // follows node A's fill: node B fetches the upstream itself, skips what
 // it already has, and its content still verifies; node A completes too.
 func TestFollowerGoesAloneWhenStoreDies(t *testing.T) {
-	srv := s3test.Start(t)
+	forEachServer(t, testFollowerGoesAloneWhenStoreDies)
+}
+
+func testFollowerGoesAloneWhenStoreDies(t *testing.T, srv *s3test.Server) {
 	a, b := newNode(t, srv), newNode(t, srv)
 	body, d := content(4<<20+99, 30)
 	pr, pw := io.Pipe()
@@ -361,8 +378,9 @@ func TestFollowerGoesAloneWhenStoreDies(t *testing.T) {
 // TestRefusingStoreIsBypassed configures a wrong secret key or a missing
 // bucket: the store's refusal bypasses the tier like an outage, instead
 // of costing every request a round trip.
-func TestRefusingStoreIsBypassed(t *testing.T) {
-	srv := s3test.Start(t)
+func TestRefusingStoreIsBypassed(t *testing.T) { forEachServer(t, testRefusingStoreIsBypassed) }
+
+func testRefusingStoreIsBypassed(t *testing.T, srv *s3test.Server) {
 	tests := []struct {
 		name, bucket, secret string
 	}{

@@ -1,7 +1,7 @@
-// Package s3test runs a real S3-compatible server for tests: the Versity
-// S3 Gateway (versitygw) with its posix backend on a temporary directory,
-// on loopback. .ci/run installs it; elsewhere tests skip when it is
-// missing (and fail when CI is set).
+// Package s3test runs a real S3-compatible server for tests, on loopback
+// with its data in a temporary directory: the Versity S3 Gateway
+// (versitygw, posix backend) or MinIO. .ci/run installs both; elsewhere
+// tests skip when a server is missing (and fail when CI is set).
 package s3test
 
 import (
@@ -29,6 +29,26 @@ const (
 	SecretKey = "regcache-test-secret"
 )
 
+// Kind names an S3-compatible server the tests can run.
+type Kind string
+
+// The servers the tests can run.
+const (
+	// Versity is the Versity S3 Gateway with its posix backend.
+	Versity Kind = "versitygw"
+	// MinIO is a single-drive MinIO server.
+	MinIO Kind = "minio"
+)
+
+// Kinds are every server kind, for tests that run against each.
+var Kinds = []Kind{Versity, MinIO}
+
+// installs says how each server is installed.
+var installs = map[Kind]string{
+	Versity: "go install github.com/versity/versitygw/cmd/versitygw@v1.8.0",
+	MinIO:   "go install github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c",
+}
+
 // Server is a versitygw process serving one bucket.
 type Server struct {
 	// Endpoint is http://127.0.0.1:<port>.
@@ -39,6 +59,7 @@ type Server struct {
 	Client *minio.Client
 
 	t    testing.TB
+	kind Kind
 	bin  string
 	root string
 	port int
@@ -47,30 +68,37 @@ type Server struct {
 	log  *bytes.Buffer
 }
 
-// binary finds versitygw on the PATH or in GOPATH/bin.
-func binary(t testing.TB) string {
+// binary finds the server's command on the PATH or in GOPATH/bin.
+func binary(t testing.TB, kind Kind) string {
 	t.Helper()
-	if p, err := exec.LookPath("versitygw"); err == nil {
+	name := string(kind)
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
 	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		p := filepath.Join(string(bytes.TrimSpace(out)), "bin", "versitygw")
+		p := filepath.Join(string(bytes.TrimSpace(out)), "bin", name)
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
 	if os.Getenv("CI") != "" {
-		t.Fatalf("versitygw is not installed; .ci/run installs it")
+		t.Fatalf("%s is not installed; .ci/run installs it", name)
 	}
-	t.Skipf("versitygw is not installed (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0); CI installs it")
+	t.Skipf("%s is not installed (%s); CI installs it", name, installs[kind])
 	return ""
 }
 
-// Start runs versitygw on a free loopback port with a new bucket, and
-// stops it when the test ends.
+// Start runs the Versity S3 Gateway (see StartKind).
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: binary(t), root: t.TempDir(), Bucket: "regcache"}
+	return StartKind(t, Versity)
+}
+
+// StartKind runs a server of kind on a free loopback port with a new
+// bucket, and stops it when the test ends.
+func StartKind(t testing.TB, kind Kind) *Server {
+	t.Helper()
+	s := &Server{t: t, kind: kind, bin: binary(t, kind), root: t.TempDir(), Bucket: "regcache"}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -98,33 +126,46 @@ func (s *Server) start() {
 	t.Helper()
 	s.log = &bytes.Buffer{}
 	s.done = make(chan struct{})
-	s.cmd = exec.Command(s.bin, "--access", AccessKey, "--secret", SecretKey, "--port", fmt.Sprintf("127.0.0.1:%d", s.port),
-		"--quiet", "posix", "--sidecar", filepath.Join(s.root, "meta"), filepath.Join(s.root, "data"))
 	for _, dir := range []string{"meta", "data"} {
 		if err := os.MkdirAll(filepath.Join(s.root, dir), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
+	addr := fmt.Sprintf("127.0.0.1:%d", s.port)
+	health := s.Endpoint + "/"
+	switch s.kind {
+	case MinIO:
+		s.cmd = exec.Command(s.bin, "server", "--quiet", "--address", addr, "--console-address", "127.0.0.1:0",
+			filepath.Join(s.root, "data"))
+		s.cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+AccessKey, "MINIO_ROOT_PASSWORD="+SecretKey,
+			"MINIO_BROWSER=off", "MINIO_UPDATE=off", "HOME="+s.root)
+		health = s.Endpoint + "/minio/health/ready"
+	default:
+		s.cmd = exec.Command(s.bin, "--access", AccessKey, "--secret", SecretKey, "--port", addr,
+			"--quiet", "posix", "--sidecar", filepath.Join(s.root, "meta"), filepath.Join(s.root, "data"))
+	}
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("starting versitygw: %v", err)
+		t.Fatalf("starting %s: %v", s.kind, err)
 	}
 	cmd, done := s.cmd, s.done
 	go func() { _ = cmd.Wait(); close(done) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(s.Endpoint + "/")
+		resp, err := http.Get(health)
 		if err == nil {
 			resp.Body.Close()
-			return
+			if s.kind != MinIO || resp.StatusCode == http.StatusOK {
+				return
+			}
 		}
 		select {
 		case <-done:
-			t.Fatalf("versitygw exited: %v\n%s", cmd.ProcessState, s.log)
+			t.Fatalf("%s exited: %v\n%s", s.kind, cmd.ProcessState, s.log)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("versitygw never answered on %s:\n%s", s.Endpoint, s.log)
+			t.Fatalf("%s never answered on %s:\n%s", s.kind, s.Endpoint, s.log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
