@@ -9,6 +9,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
+	"go.uber.org/zap"
 )
 
 // Content is addressed by digest and shared by every repository that
@@ -38,10 +39,21 @@ func grantKey(upstream, repo string) []byte {
 	return []byte(upstream + "\x00" + repo)
 }
 
-// Link records that upstream served object d as part of repository repo.
+// Link records that upstream served object d as part of repository repo,
+// and shares a new link when there is a shared tier.
 func (s *Store) Link(upstream, repo string, d digest.Digest) error {
+	added, err := s.linkLocal(upstream, repo, d)
+	if added && s.shared != nil {
+		s.setRecordShared(sharedLinkName(upstream, repo, d), []byte("{}"))
+	}
+	return err
+}
+
+// linkLocal is Link in the local metadata only; it reports whether the
+// link is new there.
+func (s *Store) linkLocal(upstream, repo string, d digest.Digest) (bool, error) {
 	if !s.enter() {
-		return ErrClosed
+		return false, ErrClosed
 	}
 	defer s.leave()
 	key := linkKey(d, upstream, repo)
@@ -52,20 +64,36 @@ func (s *Store) Link(upstream, repo string, d digest.Digest) error {
 		return nil
 	})
 	if exists {
-		return nil
+		return false, nil
 	}
 	err := s.db.Batch(func(tx *bolt.Tx) error {
 		return tx.Bucket(linksBucket).Put(key, []byte{})
 	})
 	if err != nil {
-		return fmt.Errorf("linking %s to %s/%s: %w", d, upstream, repo, err)
+		return false, fmt.Errorf("linking %s to %s/%s: %w", d, upstream, repo, err)
 	}
-	return nil
+	return true, nil
 }
 
 // Linked reports whether upstream served object d as part of repository
-// repo (see Link).
+// repo (see Link). With a shared tier, a link another node shared counts
+// too (and is kept locally).
 func (s *Store) Linked(upstream, repo string, d digest.Digest) bool {
+	if s.linkedLocal(upstream, repo, d) {
+		return true
+	}
+	if s.shared == nil {
+		return false
+	}
+	if _, err := s.recordShared(sharedLinkName(upstream, repo, d)); err != nil {
+		return false
+	}
+	_, _ = s.linkLocal(upstream, repo, d)
+	return true
+}
+
+// linkedLocal is Linked in the local metadata only.
+func (s *Store) linkedLocal(upstream, repo string, d digest.Digest) bool {
 	if !s.enter() {
 		return false
 	}
@@ -100,8 +128,19 @@ type Grant struct {
 }
 
 // SetGrant records that the upstream let g.Identity pull upstream/repo at
-// g.At.
+// g.At, and shares it when there is a shared tier.
 func (s *Store) SetGrant(upstream, repo string, g Grant) error {
+	err := s.setGrantLocal(upstream, repo, g)
+	if s.shared != nil {
+		if v, merr := json.Marshal(g); merr == nil {
+			s.setRecordShared(sharedGrantName(upstream, repo), v)
+		}
+	}
+	return err
+}
+
+// setGrantLocal is SetGrant in the local metadata only.
+func (s *Store) setGrantLocal(upstream, repo string, g Grant) error {
 	if !s.enter() {
 		return ErrClosed
 	}
@@ -120,7 +159,52 @@ func (s *Store) SetGrant(upstream, repo string, g Grant) error {
 }
 
 // GrantOf returns the grant recorded for upstream/repo, or ErrNotFound.
+// With a shared tier, a grant missing locally is read there (and kept).
 func (s *Store) GrantOf(upstream, repo string) (Grant, error) {
+	g, err := s.grantLocal(upstream, repo)
+	if s.shared == nil || !errors.Is(err, ErrNotFound) {
+		return g, err
+	}
+	if sg, ok := s.sharedGrant(upstream, repo); ok {
+		s.keepGrant(upstream, repo, sg)
+		return sg, nil
+	}
+	return g, err
+}
+
+// RefreshGrant returns the shared grant of upstream/repo when it is newer
+// than g (another node renewed it), keeping it locally; otherwise g.
+// Without a shared tier it returns g.
+func (s *Store) RefreshGrant(upstream, repo string, g Grant) Grant {
+	if s.shared == nil {
+		return g
+	}
+	if sg, ok := s.sharedGrant(upstream, repo); ok && sg.At.After(g.At) {
+		s.keepGrant(upstream, repo, sg)
+		return sg
+	}
+	return g
+}
+
+// sharedGrant reads the shared grant of upstream/repo.
+func (s *Store) sharedGrant(upstream, repo string) (Grant, bool) {
+	v, err := s.recordShared(sharedGrantName(upstream, repo))
+	var g Grant
+	if err != nil || json.Unmarshal(v, &g) != nil {
+		return Grant{}, false
+	}
+	return g, true
+}
+
+// keepGrant records a shared grant locally.
+func (s *Store) keepGrant(upstream, repo string, g Grant) {
+	if err := s.setGrantLocal(upstream, repo, g); err != nil {
+		s.log.Warn("keeping a shared grant", zap.Error(err))
+	}
+}
+
+// grantLocal is GrantOf in the local metadata only.
+func (s *Store) grantLocal(upstream, repo string) (Grant, error) {
 	var g Grant
 	if err := s.readRecord(grantsBucket, grantKey(upstream, repo), &g); err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrClosed) {
@@ -132,8 +216,16 @@ func (s *Store) GrantOf(upstream, repo string) (Grant, error) {
 }
 
 // DeleteGrant forgets the grant of upstream/repo (the upstream refused
-// the identity it was recorded for).
+// the identity it was recorded for), in the shared tier too.
 func (s *Store) DeleteGrant(upstream, repo string) error {
+	if s.shared != nil {
+		s.deleteRecordShared(sharedGrantName(upstream, repo))
+	}
+	return s.deleteGrantLocal(upstream, repo)
+}
+
+// deleteGrantLocal is DeleteGrant in the local metadata only.
+func (s *Store) deleteGrantLocal(upstream, repo string) error {
 	if !s.enter() {
 		return ErrClosed
 	}

@@ -50,6 +50,14 @@ type Shared interface {
 	Tag(ctx context.Context, upstream, repo, tag string) (Tag, error)
 	// SetTag shares the record of upstream/repo:tag.
 	SetTag(ctx context.Context, upstream, repo, tag string, t Tag) error
+	// Record returns the shared record name (a small value: a link, a
+	// grant), or an error wrapping ErrNotFound.
+	Record(ctx context.Context, name string) ([]byte, error)
+	// SetRecord shares the record name.
+	SetRecord(ctx context.Context, name string, value []byte) error
+	// DeleteRecord removes the shared record name; a missing one is not
+	// an error.
+	DeleteRecord(ctx context.Context, name string) error
 	// Once runs run unless ready reports the work done: of the nodes
 	// calling it with one name at once, one runs it while the others wait
 	// for ready, or take over when it stops. While the tier is

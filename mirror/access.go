@@ -218,6 +218,10 @@ func (m *Mirror) decided(t target, key accessKey, now time.Time) (accessDecision
 		return accessDecision{}, false
 	}
 	g, err := m.store.GrantOf(t.registry, t.repo)
+	if err == nil && now.Sub(g.At) >= m.accessTTL {
+		// Another node sharing the cache may have renewed it.
+		g = m.store.RefreshGrant(t.registry, t.repo, g)
+	}
 	if err != nil || g.Identity != key.identity || now.Sub(g.At) >= m.accessTTL {
 		return accessDecision{}, false
 	}

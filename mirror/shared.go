@@ -67,6 +67,11 @@ func (m *Mirror) fetchDigestOnce(ctx context.Context, t target, d digest.Digest)
 			mediaType = oci.DetectMediaType(data)
 		}
 		if isManifestMediaType(mediaType) {
+			// Fetched with another client's credentials: this client may
+			// have it only if the upstream lets it pull the repository.
+			if err := m.mayServe(ctx, t, oci.KindManifest, d); err != nil {
+				return manifestContent{}, err
+			}
 			return manifestContent{digest: d, mediaType: mediaType, data: data}, nil
 		}
 	} else if !errors.Is(err, cache.ErrNotFound) && !errors.Is(err, cache.ErrTooLarge) {

@@ -221,6 +221,48 @@ func (t *Tier) SetTag(ctx context.Context, upstream, repo, tag string, rec cache
 	return t.check("put tag", err)
 }
 
+// recordKey is the key of the shared record name.
+func (t *Tier) recordKey(name string) string { return t.cfg.Prefix + "records/" + name }
+
+// Record returns the shared record name.
+func (t *Tier) Record(ctx context.Context, name string) ([]byte, error) {
+	if err := t.ready("get record"); err != nil {
+		return nil, err
+	}
+	body, _, _, err := t.core.GetObject(ctx, t.cfg.Bucket, t.recordKey(name), minio.GetObjectOptions{})
+	if err = t.check("get record", err); err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	v, err := io.ReadAll(io.LimitReader(body, 64<<10))
+	if err != nil {
+		return nil, t.check("get record", err)
+	}
+	return v, nil
+}
+
+// SetRecord shares the record name.
+func (t *Tier) SetRecord(ctx context.Context, name string, value []byte) error {
+	if err := t.ready("put record"); err != nil {
+		return err
+	}
+	_, err := t.client.PutObject(ctx, t.cfg.Bucket, t.recordKey(name), bytes.NewReader(value), int64(len(value)),
+		minio.PutObjectOptions{ContentType: "application/json"})
+	return t.check("put record", err)
+}
+
+// DeleteRecord removes the shared record name.
+func (t *Tier) DeleteRecord(ctx context.Context, name string) error {
+	if err := t.ready("delete record"); err != nil {
+		return err
+	}
+	err := t.client.RemoveObject(ctx, t.cfg.Bucket, t.recordKey(name), minio.RemoveObjectOptions{})
+	if err = t.check("delete record", err); errors.Is(err, cache.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
 // isConflict reports whether err is a failed precondition of a
 // conditional write (412, or 409 when the store saw a concurrent one).
 func isConflict(err error) bool {

@@ -118,6 +118,45 @@ func testSharedManifestsAndTags(t *testing.T, srv *s3test.Server) {
 	}
 }
 
+func TestSharedLinksAndGrants(t *testing.T) { forEachServer(t, testSharedLinksAndGrants) }
+
+func testSharedLinksAndGrants(t *testing.T, srv *s3test.Server) {
+	a, b := newNode(t, srv), newNode(t, srv)
+	_, d := content(100, 40)
+	if b.Linked("docker.io", "library/alpine", d) {
+		t.Fatal("a link nobody made is reported")
+	}
+	if err := a.Link("docker.io", "library/alpine", d); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Linked("docker.io", "library/alpine", d) {
+		t.Error("node B does not see node A's link")
+	}
+	if b.Linked("docker.io", "library/other", d) {
+		t.Error("node A's link counts for another repository")
+	}
+	at := time.Unix(1_700_000_000, 0).UTC()
+	if err := a.SetGrant("docker.io", "library/alpine", cache.Grant{Identity: "id1", At: at}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := b.GrantOf("docker.io", "library/alpine")
+	if err != nil || g.Identity != "id1" || !g.At.Equal(at) {
+		t.Fatalf("node B's grant = %+v, %v; want node A's", g, err)
+	}
+	if err := a.SetGrant("docker.io", "library/alpine", cache.Grant{Identity: "id1", At: at.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.RefreshGrant("docker.io", "library/alpine", g); !r.At.Equal(at.Add(time.Hour)) {
+		t.Errorf("RefreshGrant = %v, want node A's renewal %v", r.At, at.Add(time.Hour))
+	}
+	if err := a.DeleteGrant("docker.io", "library/alpine"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newNode(t, srv).GrantOf("docker.io", "library/alpine"); !errors.Is(err, cache.ErrNotFound) {
+		t.Errorf("a new node's grant after node A deleted it = %v, want ErrNotFound", err)
+	}
+}
+
 func TestSharedBlobServedByEveryNode(t *testing.T) { forEachServer(t, testSharedBlobServedByEveryNode) }
 
 func testSharedBlobServedByEveryNode(t *testing.T, srv *s3test.Server) {
