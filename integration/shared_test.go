@@ -268,7 +268,7 @@ func TestS3NodesRolloutOneManifestGET(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	t.Logf("9 clients over 3 nodes pulled the image in %v", time.Since(start))
+	t.Logf("9 clients over 3 nodes pulled the image in %v; hub counters: %s", time.Since(start), hub.Counters)
 	wantCount(t, "manifest GETs of the rollout", hub.Counters.ManifestGET.Load(), 1)
 	wantCount(t, "blob GETs of the rollout", hub.Counters.BlobGET.Load(), layers+1)
 }
