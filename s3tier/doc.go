@@ -11,6 +11,10 @@
 //	fills/<alg>/<hex>/<lease>/<n>     chunk n of that fill, as it lands
 //	once/<sha256 of a task name>      the lease of a task one node runs for
 //	                                  all (fetching a manifest)
+//	records/links/..., records/grants/...
+//	                                  access records (which repositories
+//	                                  the upstream served an object under;
+//	                                  the default identity's grants)
 //
 // An object appears under blobs/ only after the node that fetched it
 // verified its digest. The lease is taken with a conditional write
