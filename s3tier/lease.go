@@ -127,21 +127,43 @@ func (t *Tier) readLease(ctx context.Context, key string) (leaseRecord, string, 
 // empty), taking over an expired one. When another node holds a live
 // lease it returns that lease's record instead.
 func (t *Tier) acquire(ctx context.Context, key string, d digest.Digest) (*lease, *leaseRecord, error) {
-	for range 5 {
+	// A plain error of the store (a 500 of one request) is retried after
+	// a pause; an unreachable store is not.
+	var lastErr error
+	retry := func(err error) error {
+		if errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+			return err
+		}
+		lastErr = err
+		return nil
+	}
+	for attempt := range 5 {
+		if attempt > 0 && lastErr != nil {
+			if err := t.pause(ctx, nil); err != nil {
+				return nil, nil, err
+			}
+		}
+		lastErr = nil
 		rec := leaseRecord{ID: newID(), Node: nodeName, Size: -1, TTLMillis: t.cfg.LeaseTTL.Milliseconds()}
 		etag, err := t.putLease(ctx, key, rec, "")
 		if err == nil {
 			return t.startLease(key, d, rec, etag), nil, nil
 		}
 		if !isConflict(err) {
-			return nil, nil, t.check("create lease", err)
+			if err := retry(t.check("create lease", err)); err != nil {
+				return nil, nil, err
+			}
+			continue
 		}
 		cur, curETag, expired, err := t.readLease(ctx, key)
 		if errors.Is(err, cache.ErrNotFound) {
 			continue // released meanwhile
 		}
 		if err != nil {
-			return nil, nil, err
+			if err := retry(err); err != nil {
+				return nil, nil, err
+			}
+			continue
 		}
 		if !expired {
 			return nil, &cur, nil
@@ -156,8 +178,13 @@ func (t *Tier) acquire(ctx context.Context, key string, d digest.Digest) (*lease
 			return l, nil, nil
 		}
 		if !isConflict(err) {
-			return nil, nil, t.check("take over lease", err)
+			if err := retry(t.check("take over lease", err)); err != nil {
+				return nil, nil, err
+			}
 		}
+	}
+	if lastErr != nil {
+		return nil, nil, fmt.Errorf("s3 lease %s: %w", key, lastErr)
 	}
 	return nil, nil, fmt.Errorf("s3 lease %s: contended", key)
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 
+	"go.uber.org/zap"
+
 	"github.com/regcache/regcache/cache"
 )
 
@@ -30,6 +32,9 @@ func (t *Tier) Once(ctx context.Context, name string, ready func() bool, run fun
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if !errors.Is(err, ErrUnavailable) {
+				t.log.Warn("running a task without the shared store's lease", zap.String("task", name), zap.Error(err))
 			}
 			return run()
 		}
@@ -57,6 +62,9 @@ func (t *Tier) Once(ctx context.Context, name string, ready func() bool, run fun
 			case errors.Is(err, cache.ErrNotFound), err == nil && expired:
 				waiting = false
 			case err != nil:
+				if !errors.Is(err, ErrUnavailable) {
+					t.log.Warn("running a task without the shared store's lease", zap.String("task", name), zap.Error(err))
+				}
 				return run()
 			}
 		}
