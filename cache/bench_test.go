@@ -1,0 +1,58 @@
+package cache
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// BenchmarkIndexLookup measures the lookups of a cache hit besides Stat and
+// ReadAll (BenchmarkStatHit, BenchmarkReadAllHit): a blob opened for
+// sending (Open and Close), a tag record, and Stat from every core at once.
+func BenchmarkIndexLookup(b *testing.B) {
+	s := openTest(b, b.TempDir())
+	data := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}`)
+	d := digest.FromBytes(data)
+	if err := s.Put(d, manifestType, data); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.SetTag("docker.io", "library/alpine", "3.19", Tag{Digest: d, MediaType: manifestType,
+		Size: int64(len(data)), FetchedAt: time.Now()}); err != nil {
+		b.Fatal(err)
+	}
+	s.index.Wait()
+	if _, ok := s.lookup(d); !ok {
+		b.Fatal("the object is not in the hot index")
+	}
+	b.Run("open", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r, err := s.Open(context.Background(), d)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_ = r.Close()
+		}
+	})
+	b.Run("tag", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if tg, err := s.Tag("docker.io", "library/alpine", "3.19"); err != nil || tg.Digest != d {
+				b.Fatalf("Tag = %v, %v", tg, err)
+			}
+		}
+	})
+	b.Run("stat parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := s.Stat(d); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
