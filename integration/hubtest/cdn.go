@@ -99,6 +99,7 @@ func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(resp.StatusCode)
 	if get {
+		h.Counters.CDNBodyStart.Store(time.Now().UnixNano())
 		_, _ = io.Copy(w, resp.Body)
 	}
 }

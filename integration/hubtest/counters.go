@@ -51,6 +51,10 @@ type Counters struct {
 	// CDNAuthRejected counts CDN requests refused for carrying an
 	// Authorization header.
 	CDNAuthRejected atomic.Int64
+	// CDNBodyStart is when the CDN last began sending a blob body, in Unix
+	// nanoseconds: the upstream's first byte, for timing the clients of a
+	// cache against it. Reset sets it to zero; String leaves it out.
+	CDNBodyStart atomic.Int64
 }
 
 // namedCounter is a counter and its name in String.
@@ -79,6 +83,7 @@ func (c *Counters) Reset() {
 	for _, v := range c.all() {
 		v.n.Store(0)
 	}
+	c.CDNBodyStart.Store(0)
 }
 
 // Upstream returns the number of requests the hub received on the front,
