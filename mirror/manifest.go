@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,7 +76,8 @@ func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, t target,
 }
 
 // writeManifest sends a manifest's exact bytes with its digest and media
-// type; Range, HEAD and If-None-Match are handled by http.ServeContent.
+// type. A plain GET or HEAD is answered directly; ranges and conditional
+// requests (If-None-Match) go through http.ServeContent.
 func writeManifest(w http.ResponseWriter, r *http.Request, mc manifestContent) {
 	h := w.Header()
 	mediaType := mc.mediaType
@@ -88,7 +90,16 @@ func writeManifest(w http.ResponseWriter, r *http.Request, mc manifestContent) {
 	h.Set("Content-Type", mediaType)
 	h.Set(oci.ContentDigestHeader, mc.digest.String())
 	h.Set("Etag", `"`+mc.digest.String()+`"`)
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(mc.data))
+	if needsServeContent(r) {
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(mc.data))
+		return
+	}
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Content-Length", strconv.Itoa(len(mc.data)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(mc.data)
+	}
 }
 
 // manifestByDigest returns a manifest by digest: from the cache when

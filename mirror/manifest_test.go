@@ -417,3 +417,46 @@ func TestPullBudgetReserve(t *testing.T) {
 		t.Errorf("Budget() = %+v, want held at the reserve of 3", b)
 	}
 }
+
+func TestWriteManifest(t *testing.T) {
+	body := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}`)
+	mc := manifestContent{digest: digest.FromBytes(body), mediaType: oci.MediaTypeOCIManifest, data: body}
+	etag := `"` + mc.digest.String() + `"`
+	tests := []struct {
+		name, method string
+		header       map[string]string
+		status       int
+		body         string
+		length       string
+	}{
+		{"GET", http.MethodGet, nil, http.StatusOK, string(body), strconv.Itoa(len(body))},
+		{"HEAD", http.MethodHead, nil, http.StatusOK, "", strconv.Itoa(len(body))},
+		{"If-None-Match of the digest", http.MethodGet, map[string]string{"If-None-Match": etag}, http.StatusNotModified, "", ""},
+		{"If-None-Match of another", http.MethodGet, map[string]string{"If-None-Match": `"sha256:0"`}, http.StatusOK, string(body), strconv.Itoa(len(body))},
+		{"Range", http.MethodGet, map[string]string{"Range": "bytes=0-3"}, http.StatusPartialContent, string(body[:4]), "4"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(tc.method, "/v2/a/manifests/"+mc.digest.String(), nil)
+			for k, v := range tc.header {
+				r.Header.Set(k, v)
+			}
+			w := httptest.NewRecorder()
+			writeManifest(w, r, mc)
+			if w.Code != tc.status || w.Body.String() != tc.body {
+				t.Errorf("writeManifest: %d %q, want %d %q", w.Code, w.Body, tc.status, tc.body)
+			}
+			if got := w.Header().Get("Content-Length"); got != tc.length {
+				t.Errorf("Content-Length = %q, want %q", got, tc.length)
+			}
+			if tc.status == http.StatusNotModified {
+				return
+			}
+			h := w.Header()
+			if h.Get("Content-Type") != oci.MediaTypeOCIManifest || h.Get(oci.ContentDigestHeader) != mc.digest.String() ||
+				h.Get("Etag") != etag || h.Get("Accept-Ranges") != "bytes" {
+				t.Errorf("headers: %v", h)
+			}
+		})
+	}
+}
