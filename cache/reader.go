@@ -41,6 +41,30 @@ func (r *Reader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	avail, err := r.Ready()
+	if err != nil {
+		return 0, err
+	}
+	n := min(int64(len(p)), avail)
+	got, err := r.file.ReadAt(p[:n], r.off)
+	r.off += int64(got)
+	if got > 0 {
+		return got, nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return 0, fmt.Errorf("reading cached content at offset %d: %w", r.off, err)
+}
+
+// Ready waits, like Read, until bytes beyond the reader's offset are
+// written, and returns how many can be read now without waiting. It
+// returns io.EOF at the end of verified content, and the fill's error (or
+// the context's of Fill) as Read does.
+func (r *Reader) Ready() (int64, error) {
+	if r.closed {
+		return 0, os.ErrClosed
+	}
 	for {
 		avail := r.size
 		var done bool
@@ -49,21 +73,11 @@ func (r *Reader) Read(p []byte) (int, error) {
 		if !r.complete {
 			avail, done, ferr, notify = r.fill.state()
 			if ferr != nil {
-				// Bad content: stop now rather than serve more of it.
 				return 0, ferr
 			}
 		}
 		if r.off < avail {
-			n := min(int64(len(p)), avail-r.off)
-			got, err := r.file.ReadAt(p[:n], r.off)
-			r.off += int64(got)
-			if got > 0 {
-				return got, nil
-			}
-			if err == nil || errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, fmt.Errorf("reading cached content at offset %d: %w", r.off, err)
+			return avail - r.off, nil
 		}
 		if r.complete || done {
 			return 0, io.EOF
@@ -74,6 +88,31 @@ func (r *Reader) Read(p []byte) (int, error) {
 			return 0, r.ctx.Err()
 		}
 	}
+}
+
+// CopyTo writes the next n bytes, which Ready reported, to w and advances
+// the offset by what was written. When w is an io.ReaderFrom (an HTTP
+// response) it gets the reader's own file, limited to those bytes, so that
+// the kernel can copy them (sendfile).
+func (r *Reader) CopyTo(w io.Writer, n int64) (int64, error) {
+	if r.closed {
+		return 0, os.ErrClosed
+	}
+	if _, err := r.file.Seek(r.off, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("reading cached content at offset %d: %w", r.off, err)
+	}
+	var written int64
+	var err error
+	if rf, ok := w.(io.ReaderFrom); ok {
+		written, err = rf.ReadFrom(io.LimitReader(r.file, n))
+	} else {
+		written, err = io.CopyN(w, r.file, n)
+	}
+	r.off += written
+	if err == nil && written < n {
+		err = fmt.Errorf("reading cached content at offset %d: %w", r.off, io.ErrUnexpectedEOF)
+	}
+	return written, err
 }
 
 // Seek sets the offset of the next Read; an offset beyond the bytes

@@ -169,3 +169,71 @@ func TestReadAfterClose(t *testing.T) {
 		t.Error("Read after Close succeeded")
 	}
 }
+
+// plainWriter hides a writer's ReadFrom.
+type plainWriter struct{ w io.Writer }
+
+func (p plainWriter) Write(b []byte) (int, error) { return p.w.Write(b) }
+
+func TestReadyAndCopyTo(t *testing.T) {
+	data, d := content(256 << 10)
+	corrupt := bytes.Clone(data)
+	corrupt[len(corrupt)-1] ^= 0xff
+	tests := []struct {
+		name      string
+		body      []byte
+		readerFor bool // copy to an io.ReaderFrom (the sendfile path)
+		wantErr   error
+	}{
+		{"to a ReaderFrom", data, true, nil},
+		{"to a plain writer", data, false, nil},
+		{"bad content", corrupt, true, ErrDigestMismatch},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTest(t, t.TempDir())
+			var calls atomic.Int64
+			fetch, pw := pipeFetch(int64(len(data)), &calls)
+			r, err := s.Fill(t.Context(), d, fetch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			var got bytes.Buffer
+			var w io.Writer = &got
+			if !tc.readerFor {
+				w = plainWriter{&got}
+			}
+			half := len(data) / 2
+			go func() { _, _ = pw.Write(tc.body[:half]) }()
+			for got.Len() < half {
+				n, err := r.Ready()
+				if err != nil {
+					t.Fatalf("Ready mid-fill: %v", err)
+				}
+				if c, err := r.CopyTo(w, n); err != nil || c != n {
+					t.Fatalf("CopyTo(%d) = %d, %v", n, c, err)
+				}
+			}
+			go func() { _, _ = pw.Write(tc.body[half:]); pw.Close() }()
+			for {
+				n, err := r.Ready()
+				if err != nil {
+					if !errors.Is(err, io.EOF) && !errors.Is(err, tc.wantErr) {
+						t.Errorf("Ready = %v, want %v", err, tc.wantErr)
+					}
+					if tc.wantErr == nil && errors.Is(err, io.EOF) && !bytes.Equal(got.Bytes(), data) {
+						t.Errorf("copied %d bytes that differ from the content", got.Len())
+					}
+					if tc.wantErr != nil && errors.Is(err, io.EOF) {
+						t.Error("Ready reported the end of bad content")
+					}
+					return
+				}
+				if _, err := r.CopyTo(w, n); err != nil {
+					t.Fatalf("CopyTo: %v", err)
+				}
+			}
+		})
+	}
+}

@@ -81,12 +81,9 @@ func (m *Mirror) serveFill(w http.ResponseWriter, r *http.Request, rd *cache.Rea
 		return nil
 	}
 	size := rd.Size()
-	bp := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(bp)
-	buf := *bp
 	// The headers go out with the first bytes: a fill that fails before
 	// any byte arrived is still answered with a proper error.
-	n, err := rd.Read(buf)
+	n, err := rd.Ready()
 	if err != nil && err != io.EOF {
 		return err
 	}
@@ -96,35 +93,38 @@ func (m *Mirror) serveFill(w http.ResponseWriter, r *http.Request, rd *cache.Rea
 	rc := http.NewResponseController(w)
 	var sent int64
 	for {
-		if n > 0 {
-			chunk := buf[:n]
-			if sent+int64(n) >= size {
-				// The last byte waits for the verdict.
-				if _, werr := w.Write(chunk[:n-1]); werr != nil {
-					return nil // the client left; the fill goes on without it
-				}
-				_ = rc.Flush()
-				if verr := rd.Wait(r.Context()); verr != nil {
-					m.abort(r, d, verr)
-				}
-				chunk = chunk[n-1:]
-			}
-			if _, werr := w.Write(chunk); werr != nil {
-				return nil
-			}
-			sent += int64(len(chunk))
-			if sent < size && n < len(buf) {
-				// Caught up with the fill: push what we have to the client.
-				_ = rc.Flush()
-			}
-		}
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
 			m.abort(r, d, err)
 		}
-		n, err = rd.Read(buf)
+		if last := sent+n >= size; last {
+			// The last byte waits for the verdict.
+			if n > 1 {
+				if _, werr := rd.CopyTo(w, n-1); werr != nil {
+					return nil // the client left; the fill goes on without it
+				}
+			}
+			_ = rc.Flush()
+			if verr := rd.Wait(r.Context()); verr != nil {
+				m.abort(r, d, verr)
+			}
+			if _, werr := rd.CopyTo(w, 1); werr != nil {
+				return nil
+			}
+			return nil
+		}
+		// The bytes written so far go from the file to the client (with
+		// sendfile where the connection allows), then out at once: the
+		// client is caught up with the fill.
+		c, werr := rd.CopyTo(w, n)
+		if werr != nil {
+			return nil
+		}
+		sent += c
+		_ = rc.Flush()
+		n, err = rd.Ready()
 	}
 }
 
