@@ -33,6 +33,7 @@ else
 	WRK_SECONDS="${WRK_SECONDS:-8}"
 fi
 CLIENTS="${CLIENTS:-20}"
+WARM_REPEAT="${WARM_REPEAT:-3}" # warm downloads per round and server: each is short
 OUT="${OUT:-$ROOT/bench/out}"
 WORK="${WORK:-$(mktemp -d /tmp/regcache-bench.XXXXXX)}"
 REGISTRY_VERSION=v3.1.2
@@ -44,6 +45,7 @@ P_RC_TLS=18482    # regcache, HTTPS (tls internal), recommended options
 P_NGX=18483       # nginx proxy_cache
 P_NGX_STATIC=18484 # nginx static files
 P_DIST=18485      # distribution registry, proxy mode
+P_RC_CHUNK=18486  # regcache, HTTP, write idle timeout kept, 4 MiB write chunks
 
 mkdir -p "$OUT" "$WORK"
 RESULTS="$OUT/results.tsv"
@@ -150,6 +152,12 @@ start_regcache() {
 			write_idle -1s
 		}
 	}
+	# The alternative: keep the stall timeout, in larger pieces.
+	servers 127.0.0.1:$P_RC_CHUNK {
+		timeouts {
+			write_max_chunk 4MiB
+		}
+	}
 }
 (cache) {
 	registry_cache {
@@ -163,6 +171,10 @@ http://127.0.0.1:$P_RC {
 	import cache
 }
 http://127.0.0.1:$P_RC_DEFAULT {
+	bind 127.0.0.1
+	import cache
+}
+http://127.0.0.1:$P_RC_CHUNK {
 	bind 127.0.0.1
 	import cache
 }
@@ -300,6 +312,7 @@ url_of() { # server path
 	case "$1" in
 	regcache) echo "http://127.0.0.1:$P_RC$2" ;;
 	regcache-defaults) echo "http://127.0.0.1:$P_RC_DEFAULT$2" ;;
+	regcache-chunk) echo "http://127.0.0.1:$P_RC_CHUNK$2" ;;
 	regcache-tls) echo "https://127.0.0.1:$P_RC_TLS$2" ;;
 	nginx) echo "http://127.0.0.1:$P_NGX$2" ;;
 	nginx-static) echo "http://127.0.0.1:$P_NGX_STATIC$2" ;;
@@ -327,8 +340,11 @@ warm_blob() { # server round
 	record warm "$server" mb_s "$(field "$out" mb_s)"
 }
 
-cold_many() { # server
-	local server=$1 out before hwm pid
+cold_many() { # server [scenario]: every client verifies the digest, or
+	# with scenario cold20count only counts the bytes (the clients' hashing
+	# of 20 copies on the same two cores dominates the verifying run)
+	local server=$1 scen=${2:-cold20} out hwm pid verify=(-digest "$BIG")
+	[ "$scen" = cold20count ] && verify=()
 	case "$server" in
 	regcache) cold_regcache ;;
 	nginx) cold_nginx ;;
@@ -336,7 +352,7 @@ cold_many() { # server
 	esac
 	pid=$(pid_of "$server")
 	reset_counters
-	out=$("$WORK/load" -url "$(url_of "$server" "$BLOB_PATH")" -n "$CLIENTS" -digest "$BIG" -size "$SIZE") || {
+	out=$("$WORK/load" -url "$(url_of "$server" "$BLOB_PATH")" -n "$CLIENTS" "${verify[@]}" -size "$SIZE") || {
 		echo "cold $server: $out" >&2
 	}
 	local fetches body_start first_max ok wall
@@ -345,17 +361,17 @@ cold_many() { # server
 	first_max=$(field "$out" first_byte_max)
 	ok=$(field "$out" ok)
 	wall=$(field "$out" wall_s)
-	record cold20 "$server" wall_s "$wall"
-	record cold20 "$server" ok "$ok"
-	record cold20 "$server" upstream_fetches "$fetches"
-	record cold20 "$server" upstream_bytes "$(counter cdn_bytes)"
-	record cold20 "$server" mb_s "$(field "$out" mb_s)"
+	record "$scen" "$server" wall_s "$wall"
+	record "$scen" "$server" ok "$ok"
+	record "$scen" "$server" upstream_fetches "$fetches"
+	record "$scen" "$server" upstream_bytes "$(counter cdn_bytes)"
+	record "$scen" "$server" mb_s "$(field "$out" mb_s)"
 	if [ "$fetches" = 1 ] && [ "$body_start" -gt 0 ]; then
-		record cold20 "$server" first_byte_lag_s "$(python3 -c "print(($first_max - $body_start) / 1e9)")"
+		record "$scen" "$server" first_byte_lag_s "$(python3 -c "print(($first_max - $body_start) / 1e9)")"
 	fi
 	if [ -n "$pid" ] && [ -r "/proc/$pid/status" ]; then
 		hwm=$(hwm_kib "$pid")
-		record cold20 "$server" peak_rss_mib "$(python3 -c "print($hwm / 1024)")"
+		record "$scen" "$server" peak_rss_mib "$(python3 -c "print($hwm / 1024)")"
 	fi
 }
 
@@ -396,6 +412,11 @@ for r in $(seq 1 "$ROUNDS"); do
 	for s in regcache nginx distribution; do cold_many "$s"; done
 done
 
+log "cold, $CLIENTS clients at once, counting bytes only (regcache, nginx)"
+for r in $(seq 1 "$ROUNDS"); do
+	for s in regcache nginx; do cold_many "$s" cold20count; done
+done
+
 log "cold, one client (regcache, straight from the upstream)"
 for r in $(seq 1 "$ROUNDS"); do
 	for s in regcache upstream; do cold_one "$s"; done
@@ -409,8 +430,8 @@ done
 reset_counters
 
 log "warm blob, one client"
-for r in $(seq 1 "$ROUNDS"); do
-	for s in regcache nginx nginx-static regcache-defaults regcache-tls regcache-h2 distribution; do
+for r in $(seq 1 $((ROUNDS * WARM_REPEAT))); do
+	for s in regcache nginx nginx-static regcache-defaults regcache-chunk regcache-tls regcache-h2 distribution; do
 		warm_blob "$s"
 	done
 done
