@@ -110,9 +110,14 @@ func (m *Mirror) serveFill(w http.ResponseWriter, r *http.Request, rd *cache.Rea
 			if verr := rd.Wait(r.Context()); verr != nil {
 				m.abort(r, d, verr)
 			}
-			if _, werr := rd.CopyTo(w, 1); werr != nil {
-				return nil
+			// Written, not sent: net/http sends it when the handler
+			// returns, after the request was counted, as it did every
+			// byte before sendfile streamed them.
+			var lastByte [1]byte
+			if _, rerr := io.ReadFull(rd, lastByte[:]); rerr != nil {
+				m.abort(r, d, rerr)
 			}
+			_, _ = w.Write(lastByte[:])
 			return nil
 		}
 		// The bytes written so far go from the file to the client (with
