@@ -12,6 +12,8 @@ set key top right font ",9"
 set grid ytics
 set datafile missing "NaN"
 set xtics font ",9"
+set bmargin 5
+set key noenhanced
 set title "Throughput (MB/s, all clients)"
 set yrange [0:*]
 plot for [i=2:6] out."/chart.dat" using i:xtic(1) title columnheader(i)

@@ -119,7 +119,7 @@ print(table)
 # Chart data: throughput (MB/s, every client's bytes per wall second) and
 # upstream bytes (MiB) per scenario and server.
 servers = ["regcache", "nginx", "distribution", "nginx-static", "upstream"]  # five columns: chart.gp plots 2..6
-labels = ["regcache", "nginx-proxy_cache", "distribution", "nginx-static", "direct-from-upstream"]
+labels = ["regcache", "nginx-cache", "distribution", "nginx-static", "direct-from-upstream"]
 scen = [("warm", "warm blob\\n1 client"), ("cold20", f"cold blob\\n{clients} clients\\nverifying"),
         ("cold20count", f"cold blob\\n{clients} clients\\ncounting"), ("cold1", "cold blob\\n1 client")]
 with open(f"{out}/chart.dat", "w") as f:
