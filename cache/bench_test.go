@@ -56,3 +56,32 @@ func BenchmarkIndexLookup(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkFillLarge measures a cold 128 MiB fill from an in-memory body
+// until it is verified and stored (hashing, writing, fsync and rename), as
+// a client waiting for the last byte sees it.
+func BenchmarkFillLarge(b *testing.B) {
+	const size = 128 << 20
+	body := make([]byte, size)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	d := digest.FromBytes(body)
+	s := openTest(b, b.TempDir())
+	b.SetBytes(size)
+	for b.Loop() {
+		r, err := s.Fill(b.Context(), d, fetchOf(body, size, nil))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := r.Wait(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+		_ = r.Close()
+		b.StopTimer()
+		if err := s.Delete(d); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}

@@ -344,6 +344,10 @@ func (s *Store) store(fl *fill, tmp *os.File, written int64) bool {
 
 // download fetches the body into tmp, hashing it, and checks its size and
 // digest. It returns the bytes written, and leaves tmp open for commit.
+// writebackChunk is how much of a download is written before the kernel
+// is asked to start writing it to disk (see startWriteback).
+const writebackChunk = 8 << 20
+
 func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, error) {
 	src, err := s.source(fl.d, fetch)
 	if err == nil && src.Body == nil {
@@ -390,7 +394,7 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, error)
 	bp := fillBuffers.Get().(*[]byte)
 	defer fillBuffers.Put(bp)
 	buf := *bp
-	var written int64
+	var written, flushed int64
 	for {
 		n, rerr := src.Body.Read(buf)
 		if n > 0 {
@@ -406,6 +410,10 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, error)
 			}
 			h.Write(buf[:n])
 			written += int64(n)
+			if written-flushed >= writebackChunk {
+				startWriteback(tmp, flushed, written-flushed)
+				flushed = written
+			}
 			fl.progress(written)
 		}
 		if rerr == io.EOF {
