@@ -35,6 +35,9 @@ type leaseRecord struct {
 	MediaType string `json:"media_type,omitempty"`
 	// TTLMillis is how long the lease lasts after its last write.
 	TTLMillis int64 `json:"ttl_ms"`
+	// ChunkSize is the size of the fill's chunks, which followers use to
+	// find an offset: nodes may be configured with different sizes.
+	ChunkSize int64 `json:"chunk_size,omitempty"`
 }
 
 // lease is a lease held by this node, renewed until released: of the
@@ -104,7 +107,8 @@ func (t *Tier) putLease(ctx context.Context, key string, rec leaseRecord, ifMatc
 }
 
 // readLease returns the lease record at key, its ETag and whether it
-// expired (by the store's clock: its last write plus its TTL). A missing
+// expired: its last write by the store's clock (Last-Modified) plus its
+// TTL, against this node's clock, so the two must agree. A missing
 // lease wraps cache.ErrNotFound.
 func (t *Tier) readLease(ctx context.Context, key string) (leaseRecord, string, bool, error) {
 	body, info, _, err := t.core.GetObject(ctx, t.cfg.Bucket, key, minio.GetObjectOptions{})
@@ -144,7 +148,7 @@ func (t *Tier) acquire(ctx context.Context, key string, d digest.Digest) (*lease
 			}
 		}
 		lastErr = nil
-		rec := leaseRecord{ID: newID(), Node: nodeName, Size: -1, TTLMillis: t.cfg.LeaseTTL.Milliseconds()}
+		rec := leaseRecord{ID: newID(), Node: nodeName, Size: -1, TTLMillis: t.cfg.LeaseTTL.Milliseconds(), ChunkSize: t.cfg.ChunkSize}
 		etag, err := t.putLease(ctx, key, rec, "")
 		if err == nil {
 			return t.startLease(key, d, rec, etag), nil, nil
@@ -241,9 +245,9 @@ func (l *lease) write() bool {
 
 // started records the content's size and media type in the lease, for
 // the nodes that follow the fill.
-func (l *lease) started(size int64, mediaType string) {
+func (l *lease) started(size int64, mediaType string, chunkSize int64) {
 	l.mu.Lock()
-	l.rec.Started, l.rec.Size, l.rec.MediaType = true, size, mediaType
+	l.rec.Started, l.rec.Size, l.rec.MediaType, l.rec.ChunkSize = true, size, mediaType, chunkSize
 	l.mu.Unlock()
 	l.write()
 }

@@ -92,7 +92,7 @@ func (t *Tier) openShared(ctx context.Context, d digest.Digest, off int64) (cach
 	if err = t.check("get", err); err != nil {
 		return cache.Source{}, err
 	}
-	return cache.Source{Body: body, Size: info.Size, MediaType: info.ContentType}, nil
+	return cache.Source{Body: t.stallGuard(body), Size: info.Size, MediaType: info.ContentType}, nil
 }
 
 // sharedCopy wraps the body of the shared copy of d in a stream, so that
@@ -100,7 +100,7 @@ func (t *Tier) openShared(ctx context.Context, d digest.Digest, off int64) (cach
 // from the bucket again or from the upstream, where it stopped.
 func (t *Tier) sharedCopy(ctx context.Context, d digest.Digest, fetch cache.FetchFunc, src cache.Source) cache.Source {
 	s := t.newStream(ctx, d, fetch, src.Size)
-	s.cur, s.curFinal = src.Body, true
+	s.cur, s.curFinal, s.readShared = src.Body, true, true
 	return cache.Source{Body: s, Size: src.Size, MediaType: src.MediaType, Done: s.done}
 }
 
@@ -113,7 +113,7 @@ func (t *Tier) publish(ctx context.Context, d digest.Digest, l *lease, fetch cac
 		l.release(rctx)
 		return cache.Source{}, err
 	}
-	l.started(src.Size, src.MediaType)
+	l.started(src.Size, src.MediaType, t.cfg.ChunkSize)
 	t.counters.published.Add(1)
 	s := t.newStream(ctx, d, fetch, src.Size)
 	s.up, s.lease, s.publishing = src.Body, l, true
@@ -150,7 +150,7 @@ func (t *Tier) follow(ctx context.Context, d digest.Digest, rec leaseRecord, fet
 	}
 	t.counters.followed.Add(1)
 	s := t.newStream(ctx, d, fetch, rec.Size)
-	s.leaseID = rec.ID
+	s.follow(rec)
 	return cache.Source{Body: s, Size: rec.Size, MediaType: rec.MediaType, Done: s.done}, true, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/opencontainers/go-digest"
@@ -59,6 +60,18 @@ type stream struct {
 	lease      *lease // held; nil when following or alone
 	publishing bool   // chunks are being published
 	buf        []byte // the chunk being gathered
+	// readShared is set once bytes came from the shared copy: a verdict
+	// against them means that copy is bad.
+	readShared bool
+}
+
+// follow makes the stream read the chunks of the fill under rec, at the
+// chunk size its holder publishes.
+func (s *stream) follow(rec leaseRecord) {
+	s.leaseID = rec.ID
+	if rec.ChunkSize > 0 {
+		s.chunk = rec.ChunkSize
+	}
 }
 
 // newStream returns a stream of d with the given size.
@@ -143,7 +156,7 @@ func (s *stream) openNext() error {
 		err = t.check("get chunk", err)
 		if err == nil {
 			s.curFinal, s.curLast = false, within+info.Size < s.chunk
-			s.setCur(body)
+			s.setCur(t.stallGuard(body))
 			return nil
 		}
 		if !errors.Is(err, cache.ErrNotFound) {
@@ -153,7 +166,7 @@ func (s *stream) openNext() error {
 	}
 	src, err := t.openShared(s.ctx, s.d, s.off)
 	if err == nil {
-		s.curFinal = true
+		s.curFinal, s.readShared = true, true
 		s.setCur(src.Body)
 		return nil
 	}
@@ -167,9 +180,9 @@ func (s *stream) openNext() error {
 		// Not landed yet.
 		return t.pause(s.ctx, s.closed)
 	case err == nil && !expired:
-		// Another node took the fill over; its chunks sit at the same
-		// offsets.
-		s.leaseID = rec.ID
+		// Another node took the fill over; its chunks sit at the offsets
+		// of its chunk size.
+		s.follow(rec)
 		return nil
 	case err != nil && !errors.Is(err, cache.ErrNotFound):
 		s.lastErr = err
@@ -183,7 +196,7 @@ func (s *stream) openNext() error {
 		s.lastErr = err
 		return s.goUpstream(nil)
 	case holder != nil:
-		s.leaseID = holder.ID
+		s.follow(*holder)
 		return nil
 	}
 	return s.goUpstream(l)
@@ -212,7 +225,9 @@ func (s *stream) goUpstream(l *lease) error {
 				zap.String("digest", s.d.String()), zap.Int64("offset", s.off), zap.Error(s.lastErr))
 		}
 	} else {
-		l.started(src.Size, src.MediaType)
+		// Published at this stream's chunk size, which its followers read
+		// from the lease.
+		l.started(src.Size, src.MediaType, s.chunk)
 		s.lease, s.publishing = l, true
 		s.t.log.Info("took over a fill from the upstream", zap.String("digest", s.d.String()), zap.Int64("offset", s.off))
 	}
@@ -310,10 +325,20 @@ func (s *stream) Close() error {
 // its verified content under the digest's key (multipart, streamed from
 // the verified file), then releases the lease and removes its chunks.
 func (s *stream) done(content *os.File, obj cache.Object, err error) {
+	t := s.t
+	if s.readShared && (errors.Is(err, cache.ErrDigestMismatch) || errors.Is(err, cache.ErrSizeMismatch)) {
+		// The shared copy is bad (verified objects never change, so the
+		// bucket's was damaged): remove it, so that the next fill of any
+		// node fetches the content again instead of failing on it.
+		rctx, cancel := context.WithTimeout(context.Background(), t.cfg.Timeout)
+		rerr := t.client.RemoveObject(rctx, t.cfg.Bucket, t.blobKey(s.d), minio.RemoveObjectOptions{})
+		cancel()
+		t.log.Error("the shared copy of an object does not match its digest; removed it",
+			zap.String("digest", s.d.String()), zap.NamedError("verdict", err), zap.NamedError("remove", rerr))
+	}
 	if s.lease == nil {
 		return
 	}
-	t := s.t
 	// The upload ends with the store (its fill context), the lease's
 	// release does not: other nodes then take the fill over at once.
 	ctx, cancel := context.WithTimeout(s.ctx, finishTimeout)
@@ -340,6 +365,37 @@ func (s *stream) releaseLease(l *lease) {
 
 // minPartSize is the smallest part of a multipart upload S3 accepts.
 const minPartSize = 5 << 20
+
+// stallFactor times the store's timeout is how long a read of a chunk or
+// of the shared copy may wait for a byte before it fails (and the stream
+// reads on from the bucket again or from the upstream): a store that stops
+// sending must not hold a fill forever.
+const stallFactor = 6
+
+// stallGuard makes a body from the object store fail a read that waits
+// longer than stallFactor times the store's timeout.
+func (t *Tier) stallGuard(body io.ReadCloser) io.ReadCloser {
+	return &stallBody{ReadCloser: body, timeout: stallFactor * t.cfg.Timeout}
+}
+
+// stallBody closes its body when one read waits too long, which ends that
+// read with an error wrapping errStalled.
+type stallBody struct {
+	io.ReadCloser
+	timeout time.Duration
+}
+
+// errStalled marks a read of the object store that got no byte in time.
+var errStalled = errors.New("the object store sent nothing")
+
+func (b *stallBody) Read(p []byte) (int, error) {
+	timer := time.AfterFunc(b.timeout, func() { _ = b.ReadCloser.Close() })
+	n, err := b.ReadCloser.Read(p)
+	if !timer.Stop() && err != nil && err != io.EOF {
+		err = fmt.Errorf("%w for %s: %w", errStalled, b.timeout, err)
+	}
+	return n, err
+}
 
 // Interface guards
 var _ io.ReadCloser = (*stream)(nil)

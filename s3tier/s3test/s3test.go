@@ -181,6 +181,13 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
+// Freeze stops the server process without killing it (SIGSTOP): its
+// connections stay open and send nothing, like a store that hangs.
+func (s *Server) Freeze() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server (SIGCONT).
+func (s *Server) Thaw() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
+
 // Restart starts the server again on the same port and directory.
 func (s *Server) Restart() {
 	s.t.Helper()
