@@ -189,7 +189,11 @@ func (cw *countingWriter) ReadFrom(src io.Reader) (int64, error) {
 	if rf, ok := cw.ResponseWriter.(io.ReaderFrom); ok {
 		n, err = rf.ReadFrom(src)
 	} else {
-		n, err = io.Copy(cw.ResponseWriter, src)
+		// HTTP/2: no kernel copy; a pooled buffer rather than io.Copy's
+		// 32 KiB per call, which a streamed fill makes at every step.
+		bp := copyBuffers.Get().(*[]byte)
+		n, err = io.CopyBuffer(cw.ResponseWriter, src, *bp)
+		copyBuffers.Put(bp)
 	}
 	cw.n += n
 	return n, err
