@@ -65,18 +65,7 @@ func TestFollowerUsesTheHolderChunkSize(t *testing.T) {
 
 func testFollowerUsesTheHolderChunkSize(t *testing.T, srv *s3test.Server) {
 	a := newNode(t, srv) // 1 MiB chunks
-	tier, err := s3tier.New(s3tier.Config{
-		Endpoint: srv.Endpoint, Bucket: srv.Bucket, AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey,
-		Prefix: "test", PathStyle: true, ChunkSize: 3 << 20, LeaseTTL: 2 * time.Second, PollInterval: 20 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := cache.Open(cache.Options{Dir: t.TempDir(), Shared: tier})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
+	b := nodeOf(t, newTierWith(t, srv, func(c *s3tier.Config) { c.ChunkSize = 3 << 20 }))
 	body, d := content(5<<20+321, 42)
 	pr, pw := io.Pipe()
 	var calls atomic.Int64
@@ -124,19 +113,7 @@ func testStalledStoreReadFallsBack(t *testing.T, srv *s3test.Server) {
 		minio.PutObjectOptions{ContentType: "application/octet-stream"}); err != nil {
 		t.Fatal(err)
 	}
-	tier, err := s3tier.New(s3tier.Config{
-		Endpoint: srv.Endpoint, Bucket: srv.Bucket, AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey,
-		Prefix: "test", PathStyle: true, ChunkSize: 1 << 20, LeaseTTL: 2 * time.Second, PollInterval: 20 * time.Millisecond,
-		Timeout: 100 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := cache.Open(cache.Options{Dir: t.TempDir(), Shared: tier})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close() })
+	n := nodeOf(t, newTierWith(t, srv, func(c *s3tier.Config) { c.Timeout = 100 * time.Millisecond }))
 	var calls atomic.Int64
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

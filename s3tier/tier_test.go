@@ -31,10 +31,20 @@ func content(n int, seed byte) ([]byte, digest.Digest) {
 // lease.
 func newTier(t *testing.T, srv *s3test.Server) *s3tier.Tier {
 	t.Helper()
-	tier, err := s3tier.New(s3tier.Config{
+	return newTierWith(t, srv, nil)
+}
+
+// newTierWith is newTier with the configuration changed by change.
+func newTierWith(t *testing.T, srv *s3test.Server, change func(*s3tier.Config)) *s3tier.Tier {
+	t.Helper()
+	cfg := s3tier.Config{
 		Endpoint: srv.Endpoint, Bucket: srv.Bucket, AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey,
 		Prefix: "test", PathStyle: true, ChunkSize: 1 << 20, LeaseTTL: 2 * time.Second, PollInterval: 20 * time.Millisecond,
-	})
+	}
+	if change != nil {
+		change(&cfg)
+	}
+	tier, err := s3tier.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +54,13 @@ func newTier(t *testing.T, srv *s3test.Server) *s3tier.Tier {
 // newNode returns a store in a new directory backed by a tier on srv.
 func newNode(t *testing.T, srv *s3test.Server) *cache.Store {
 	t.Helper()
-	s, err := cache.Open(cache.Options{Dir: t.TempDir(), Shared: newTier(t, srv)})
+	return nodeOf(t, newTier(t, srv))
+}
+
+// nodeOf returns a store in a new directory backed by tier.
+func nodeOf(t *testing.T, tier *s3tier.Tier) *cache.Store {
+	t.Helper()
+	s, err := cache.Open(cache.Options{Dir: t.TempDir(), Shared: tier})
 	if err != nil {
 		t.Fatal(err)
 	}
