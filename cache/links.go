@@ -158,6 +158,13 @@ func (s *Store) setGrantLocal(upstream, repo string, g Grant) error {
 	return nil
 }
 
+// LocalGrant is GrantOf without asking the shared tier: the grant this
+// node's meta.db holds, for listings that must not make a request per
+// repository.
+func (s *Store) LocalGrant(upstream, repo string) (Grant, error) {
+	return s.grantLocal(upstream, repo)
+}
+
 // GrantOf returns the grant recorded for upstream/repo, or ErrNotFound.
 // With a shared tier, a grant missing locally is read there (and kept).
 func (s *Store) GrantOf(upstream, repo string) (Grant, error) {

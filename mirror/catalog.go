@@ -85,7 +85,9 @@ func (m *Mirror) cachedRepositories() ([]string, error) {
 	}
 	names := make([]string, 0, len(seen))
 	for k := range seen {
-		g, err := m.store.GrantOf(k.registry, k.repo)
+		// This node's own records only: one shared lookup per repository
+		// would make a listing as slow as the bucket times the catalog.
+		g, err := m.store.LocalGrant(k.registry, k.repo)
 		if err != nil || g.Identity != m.upstreams[k.registry].DefaultCredentialID() {
 			continue
 		}
