@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/regcache/regcache/integration/hubtest"
 	"github.com/regcache/regcache/s3tier/s3test"
@@ -21,11 +24,13 @@ type sharedNode struct {
 	storage string
 	config  string
 	child   *childCaddy
+	// upstream is the node's upstream line of registry_cache.
+	upstream string
 }
 
 // nodeCaddyfile is the Caddyfile of a node on port with its local tier
-// in storage and the shared tier in srv's bucket.
-func nodeCaddyfile(port int, storage string, srv *s3test.Server, leaseTTL string) string {
+// in storage, the shared tier in srv's bucket, and an upstream line.
+func nodeCaddyfile(port int, storage string, srv *s3test.Server, leaseTTL, upstream string) string {
 	return fmt.Sprintf(`{
 	admin off
 	persist_config off
@@ -50,22 +55,28 @@ http://127.0.0.1:%d {
 			}
 		}
 		tag_ttl 1h
-		upstream docker.io %s
+		%s
 	}
 }
-`, filepath.Join(filepath.Dir(storage), "caddy-data"), port, storage, srv.Endpoint, srv.Bucket, leaseTTL, hub.URL)
+`, filepath.Join(filepath.Dir(storage), "caddy-data"), port, storage, srv.Endpoint, srv.Bucket, leaseTTL, upstream)
 }
 
 // startNodes starts n nodes sharing srv's bucket, each with an empty
-// local tier.
+// local tier and the test hub as its docker.io upstream.
 func startNodes(t *testing.T, srv *s3test.Server, n int, leaseTTL string) []*sharedNode {
+	t.Helper()
+	return startNodesWith(t, srv, n, leaseTTL, "upstream docker.io "+hub.URL)
+}
+
+// startNodesWith is startNodes with another upstream line.
+func startNodesWith(t *testing.T, srv *s3test.Server, n int, leaseTTL, upstream string) []*sharedNode {
 	t.Helper()
 	t.Setenv("REGCACHE_TEST_S3_KEY", s3test.AccessKey)
 	t.Setenv("REGCACHE_TEST_S3_SECRET", s3test.SecretKey)
 	nodes := make([]*sharedNode, n)
 	for i := range nodes {
-		nd := &sharedNode{port: freePort(t), storage: filepath.Join(t.TempDir(), "cache")}
-		nd.config = nodeCaddyfile(nd.port, nd.storage, srv, leaseTTL)
+		nd := &sharedNode{port: freePort(t), storage: filepath.Join(t.TempDir(), "cache"), upstream: upstream}
+		nd.config = nodeCaddyfile(nd.port, nd.storage, srv, leaseTTL, upstream)
 		nd.child = startChildCaddy(t, nd.port, nd.config)
 		nodes[i] = nd
 	}
@@ -89,7 +100,7 @@ func (nd *sharedNode) restartEmpty(t *testing.T, srv *s3test.Server, leaseTTL st
 	t.Helper()
 	nd.child.kill(t)
 	nd.storage = filepath.Join(t.TempDir(), "cache")
-	nd.config = nodeCaddyfile(nd.port, nd.storage, srv, leaseTTL)
+	nd.config = nodeCaddyfile(nd.port, nd.storage, srv, leaseTTL, nd.upstream)
 	nd.child = startChildCaddy(t, nd.port, nd.config)
 }
 
@@ -411,4 +422,61 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestS3NodesKeepPrivateContentPrivate pulls a private image through node
+// A as the user the upstream allows. On node B, which finds the image in
+// the bucket, an anonymous client and a refused user get refusals for the
+// tag, the manifest, a blob and a blob's HEAD (answered from the bucket
+// for allowed clients), and no blob leaves the CDN; the allowed user's pull
+// on node B costs no upstream transfer.
+func TestS3NodesKeepPrivateContentPrivate(t *testing.T) {
+	srv := s3test.Start(t)
+	h := privateHub(t)
+	img, want, err := h.PushImage("corp/secret", "1", 2, 64<<10, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodesWith(t, srv, 2, "30s", "upstream docker.io {\n\t\t\turl "+h.URL+"\n\t\t\ttrusted_realm localhost\n\t\t}")
+	a, b := nodes[0], nodes[1]
+	alice := &authn.Basic{Username: "alice", Password: "alice-pw-91c2"}
+	if got, err := pullAs(a.image("corp/secret", "1"), alice); err != nil || got != want {
+		t.Fatalf("alice's pull through node A: %s, %v; want %s", got, err, want)
+	}
+	waitShared(t, srv, 4) // two layers, the config and the manifest
+	h.Counters.Reset()
+	base := fmt.Sprintf("http://127.0.0.1:%d", b.port)
+	bob := "Basic " + base64.StdEncoding.EncodeToString([]byte("bob:bob-pw-5d7e"))
+	for _, req := range []struct{ method, path string }{
+		{http.MethodGet, "/v2/corp/secret/manifests/1"},
+		{http.MethodGet, "/v2/corp/secret/manifests/" + want},
+		{http.MethodGet, "/v2/corp/secret/blobs/" + layer.String()},
+		{http.MethodHead, "/v2/corp/secret/blobs/" + layer.String()},
+	} {
+		for _, who := range []struct {
+			name, auth string
+			status     int
+		}{
+			{"anonymous", "", http.StatusUnauthorized},
+			{"bob", bob, http.StatusForbidden},
+		} {
+			if resp := rawRequest(t, req.method, base+req.path, who.auth); resp.status != who.status {
+				t.Errorf("node B, %s %s as %s: %d %s; want %d", req.method, req.path, who.name, resp.status, resp.body, who.status)
+			}
+		}
+	}
+	wantCount(t, "refusals on node B: blob GETs at the CDN", h.Counters.CDNGET.Load(), 0)
+	if got, err := pullAs(b.image("corp/secret", "1"), alice); err != nil || got != want {
+		t.Fatalf("alice's pull through node B: %s, %v; want %s", got, err, want)
+	}
+	wantCount(t, "alice's pull through node B: blob GETs at the CDN", h.Counters.CDNGET.Load(), 0)
+	wantCount(t, "alice's pull through node B: manifest GETs upstream", h.Counters.ManifestGET.Load(), 0)
 }
