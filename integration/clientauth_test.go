@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/regclient/regclient"
@@ -58,6 +59,20 @@ func pullAs(image string, auth authn.Authenticator) (string, error) {
 	return d.String(), err
 }
 
+// firstLayer returns the digest of img's first layer.
+func firstLayer(t *testing.T, img v1.Image) v1.Hash {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil || len(layers) == 0 {
+		t.Fatalf("layers of the image: %d, %v", len(layers), err)
+	}
+	d, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // mirrorToken asks the mirror's token endpoint for a token, with Basic
 // credentials unless user is empty, and returns the status and token.
 func mirrorToken(t *testing.T, base, user, password string) (int, string) {
@@ -98,14 +113,7 @@ func TestPrivateRepositoryStaysPrivate(t *testing.T) {
 	if _, _, err := h.PushImage("library/open", "1", 1, 4096, false); err != nil {
 		t.Fatal(err)
 	}
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	layer, err := layers[0].Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
+	layer := firstLayer(t, img)
 	host, logs := debugLoggedMirror(t, fmt.Sprintf(`upstream docker.io {
 			url %s
 			trusted_realm localhost

@@ -437,14 +437,7 @@ func TestS3NodesKeepPrivateContentPrivate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	layer, err := layers[0].Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
+	layer := firstLayer(t, img)
 	nodes := startNodesWith(t, srv, 2, "30s", "upstream docker.io {\n\t\t\turl "+h.URL+"\n\t\t\ttrusted_realm localhost\n\t\t}")
 	a, b := nodes[0], nodes[1]
 	alice := &authn.Basic{Username: "alice", Password: "alice-pw-91c2"}
