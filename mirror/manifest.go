@@ -107,27 +107,13 @@ func writeManifest(w http.ResponseWriter, r *http.Request, mc manifestContent) {
 // for it within the negative TTL, fetched once from the upstream, verified
 // against d and stored.
 func (m *Mirror) manifestByDigest(ctx context.Context, t target, d digest.Digest) (manifestContent, error) {
-	data, obj, err := m.store.ReadAll(d, MaxManifestSize)
-	switch {
-	case err == nil:
-		// Only manifests are served as manifests: a cached blob of that
-		// digest (a config, a layer) is a miss, which the upstream answers.
-		mediaType := obj.MediaType
-		if mediaType == "" {
-			mediaType = oci.DetectMediaType(data)
-		}
-		if isManifestMediaType(mediaType) {
-			if err := m.mayServe(ctx, t, oci.KindManifest, d); err != nil {
-				return manifestContent{}, err
-			}
+	if mc, found, err := m.cachedManifest(ctx, t, d); found {
+		if err == nil {
 			if ce := m.log.Check(zapcore.DebugLevel, "manifest hit"); ce != nil {
 				ce.Write(zap.String("repository", t.repo), zap.String("digest", d.String()))
 			}
-			return manifestContent{digest: d, mediaType: mediaType, data: data}, nil
 		}
-	case errors.Is(err, cache.ErrNotFound), errors.Is(err, cache.ErrTooLarge):
-	default:
-		m.log.Error("reading cached manifest", zap.String("digest", d.String()), zap.Error(err))
+		return mc, err
 	}
 	nkey := m.negativeKey(ctx, t, d.String(), digestAccept)
 	if err := m.rememberedMissing(nkey); err != nil {
@@ -139,6 +125,32 @@ func (m *Mirror) manifestByDigest(ctx context.Context, t target, d digest.Digest
 		// By digest, the content is fixed: ask for every manifest type.
 		return m.fetchDigestOnce(ctx, t, d)
 	})
+}
+
+// cachedManifest returns manifest d from the cache, when the cache holds d
+// as a manifest, and the client of ctx may have it (mayServe decides, with
+// an error). found is false when the cache holds no manifest d: absent,
+// over the size limit, unreadable (logged), or a blob of that digest (a
+// config, a layer), which is not served as a manifest.
+func (m *Mirror) cachedManifest(ctx context.Context, t target, d digest.Digest) (mc manifestContent, found bool, err error) {
+	data, obj, err := m.store.ReadAll(d, MaxManifestSize)
+	if err != nil {
+		if !errors.Is(err, cache.ErrNotFound) && !errors.Is(err, cache.ErrTooLarge) {
+			m.log.Error("reading cached manifest", zap.String("digest", d.String()), zap.Error(err))
+		}
+		return manifestContent{}, false, nil
+	}
+	mediaType := obj.MediaType
+	if mediaType == "" {
+		mediaType = oci.DetectMediaType(data)
+	}
+	if !isManifestMediaType(mediaType) {
+		return manifestContent{}, false, nil
+	}
+	if err := m.mayServe(ctx, t, oci.KindManifest, d); err != nil {
+		return manifestContent{}, true, err
+	}
+	return manifestContent{digest: d, mediaType: mediaType, data: data}, true, nil
 }
 
 // tagRecord returns the cached record of a tag, whether the client accepts

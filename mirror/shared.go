@@ -2,13 +2,8 @@ package mirror
 
 import (
 	"context"
-	"errors"
 
 	"github.com/opencontainers/go-digest"
-	"go.uber.org/zap"
-
-	"github.com/regcache/regcache/cache"
-	"github.com/regcache/regcache/oci"
 )
 
 // fetchTagOnce fetches the manifest of a tag no node knows, once across
@@ -60,22 +55,10 @@ func (m *Mirror) fetchDigestOnce(ctx context.Context, t target, d digest.Digest)
 	if err != nil || ran {
 		return mc, err
 	}
-	data, obj, err := m.store.ReadAll(d, MaxManifestSize)
-	if err == nil {
-		mediaType := obj.MediaType
-		if mediaType == "" {
-			mediaType = oci.DetectMediaType(data)
-		}
-		if isManifestMediaType(mediaType) {
-			// Fetched with another client's credentials: this client may
-			// have it only if the upstream lets it pull the repository.
-			if err := m.mayServe(ctx, t, oci.KindManifest, d); err != nil {
-				return manifestContent{}, err
-			}
-			return manifestContent{digest: d, mediaType: mediaType, data: data}, nil
-		}
-	} else if !errors.Is(err, cache.ErrNotFound) && !errors.Is(err, cache.ErrTooLarge) {
-		m.log.Warn("reading a shared manifest", zap.String("digest", d.String()), zap.Error(err))
+	// Fetched with another client's credentials: cachedManifest serves it
+	// to this client only if the upstream lets it pull the repository.
+	if mc, found, err := m.cachedManifest(ctx, t, d); found {
+		return mc, err
 	}
 	// Shared as something else, or unreadable now: fetch it here.
 	return m.fetchManifest(ctx, t, d.String(), digestAccept, d)
