@@ -110,6 +110,16 @@ func (s *Store) Delete(d digest.Digest) error {
 // gone, whatever happens to the rest (a record left behind by a crash is
 // dropped at the next start).
 func (s *Store) remove(d digest.Digest) (int64, error) {
+	return s.removeIf(d, nil)
+}
+
+// errReplaced means removeIf left a file that is not the one it was asked
+// to remove.
+var errReplaced = errors.New("stored file replaced")
+
+// removeIf is remove when match (if set) accepts the file stored now;
+// otherwise it removes nothing and returns errReplaced.
+func (s *Store) removeIf(d digest.Digest, match func(os.FileInfo) bool) (int64, error) {
 	// One removal at a time against the reconciliation, which would
 	// otherwise take a record whose file was just removed for a crash's
 	// leftover and count its bytes out a second time.
@@ -123,10 +133,14 @@ func (s *Store) remove(d digest.Digest) (int64, error) {
 	if err != nil {
 		return 0, notFound(d, err)
 	}
+	if match != nil && !match(fi) {
+		return 0, errReplaced
+	}
 	if err := os.Remove(path); err != nil {
 		return 0, notFound(d, err)
 	}
 	s.removed(fi.Size())
+	s.forgetVerified(d)
 	s.index.Del(string(d))
 	s.access.forget(d)
 	err = s.db.Update(func(tx *bolt.Tx) error {

@@ -339,6 +339,8 @@ func (s *Store) store(fl *fill, tmp *os.File, written int64) bool {
 		return false
 	}
 	s.setIndex(obj, nil)
+	// Hashed as it was written: its first read needs no check.
+	s.markVerified(fl.d)
 	return true
 }
 

@@ -91,6 +91,15 @@ type Options struct {
 	// Shared is a tier that the stores of several nodes share (see
 	// Shared), asked on a local miss before the upstream. Default: none.
 	Shared Shared
+	// ScrubInterval is how often a background pass hashes every stored
+	// object against its digest, removing the corrupt ones (logged at
+	// Error, counted); a pass interrupted by a restart resumes where it
+	// stopped. Default: DefaultScrubInterval (7 days). Negative: no
+	// scrub.
+	ScrubInterval time.Duration
+	// ScrubRate bounds the scrub's reads in bytes per second. Default:
+	// DefaultScrubRate (50 MiB/s). Negative: no bound.
+	ScrubRate int64
 }
 
 // Object is the metadata of one verified object.
@@ -154,6 +163,9 @@ type Store struct {
 	// removeMu orders removals (eviction, Delete) against the
 	// reconciliation's dropping of records without files.
 	removeMu sync.Mutex
+
+	// integ is what is known of the content at rest: see integrity.go.
+	integ integrity
 }
 
 // Open opens (creating if needed) the cache in opts.Dir, removes leftovers
@@ -231,7 +243,9 @@ func Open(opts Options) (*Store, error) {
 	s.maxBytes.Store(opts.MaxBytes)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.access.init()
+	s.integ.init()
 	s.startBackground(opts.AccessFlushInterval)
+	s.startScrub(opts.ScrubInterval, opts.ScrubRate)
 	s.triggerEvictIfOver()
 	return s, nil
 }
@@ -419,6 +433,9 @@ func (s *Store) readAll(d digest.Digest, limit int64, touch bool) ([]byte, Objec
 	if _, err := io.ReadFull(f, data); err != nil {
 		return nil, Object{}, fmt.Errorf("reading %s: %w", d, err)
 	}
+	if !s.intact(d, fi, data) {
+		return nil, Object{}, fmt.Errorf("reading %s: %w", d, ErrNotFound)
+	}
 	var obj Object
 	if hit {
 		obj = e.obj
@@ -499,6 +516,7 @@ func (s *Store) putLocal(d digest.Digest, mediaType string, data []byte) (bool, 
 		_ = os.Remove(tmp.Name())
 		return false, err
 	}
+	s.markVerified(d)
 	s.setIndex(obj, data)
 	return true, nil
 }
