@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -352,48 +351,31 @@ func TestNextScrub(t *testing.T) {
 	}
 }
 
-// testClock is a clock that tests move.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 func TestScrubSchedule(t *testing.T) {
-	clock := &testClock{now: time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)}
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	clk := &clock{t: t0}
 	dir := t.TempDir()
-	s := openTestWith(t, Options{Dir: dir, Now: clock.Now, ScrubInterval: 24 * time.Hour, ScrubRate: -1})
+	s := openTestWith(t, Options{Dir: dir, Now: clk.Now, ScrubInterval: 24 * time.Hour, ScrubRate: -1})
 	victim := putObject(t, s, "application/octet-stream", testBlob(5, 10_000))
 	flipByte(5)(t, storedFile(s, victim))
 	passes := func() int64 { return s.IntegrityStats().Scrub.Passes }
 
 	// Nothing before the first pass is due (an hour after the start).
-	clock.Add(59 * time.Minute)
+	clk.Set(t0.Add(59 * time.Minute))
 	s.wakeScrub()
 	if _, err := s.Stat(victim); err != nil || passes() != 0 {
 		t.Fatalf("a pass ran before it was due: %v, %d passes", err, passes())
 	}
-	clock.Add(time.Minute)
+	clk.Set(t0.Add(time.Hour))
 	s.wakeScrub()
 	waitFor(t, "the first pass", func() bool { return passes() == 1 })
 	if _, err := s.Stat(victim); !errors.Is(err, ErrNotFound) {
 		t.Errorf("the first pass left the damaged object: %v", err)
 	}
 	// The next is due a day after the first started.
-	clock.Add(23 * time.Hour)
+	clk.Set(t0.Add(24 * time.Hour))
 	s.wakeScrub()
-	clock.Add(time.Hour)
+	clk.Set(t0.Add(25 * time.Hour))
 	s.wakeScrub()
 	waitFor(t, "the second pass", func() bool { return passes() == 2 })
 	if st := s.IntegrityStats(); st.CorruptObjects != 1 || !st.Scrub.Enabled || st.Scrub.Interval != 24*time.Hour {
