@@ -85,3 +85,39 @@ func BenchmarkFillLarge(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkScrub measures a scrub pass over 64 MiB in 16 blobs: unbounded
+// (what the disk and SHA-256 allow) and paced at the default rate, which
+// should come out at DefaultScrubRate.
+func BenchmarkScrub(b *testing.B) {
+	const blobs, blobSize = 16, 4 << 20
+	s := openTestWith(b, Options{Dir: b.TempDir(), ScrubInterval: -1})
+	for i := range blobs {
+		data := make([]byte, blobSize)
+		for j := range data {
+			data[j] = byte(i + j*31)
+		}
+		if err := s.Put(digest.FromBytes(data), "application/octet-stream", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, bc := range []struct {
+		name string
+		rate int64
+	}{
+		{"unbounded", -1},
+		{"default rate", DefaultScrubRate},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(blobs * blobSize)
+			for b.Loop() {
+				if err := s.scrubPass(context.Background(), bc.rate); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if n := s.IntegrityStats().CorruptObjects; n != 0 {
+				b.Fatalf("%d corrupt objects", n)
+			}
+		})
+	}
+}

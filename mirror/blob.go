@@ -38,7 +38,7 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 		if ce := m.log.Check(zapcore.DebugLevel, "blob hit"); ce != nil {
 			ce.Write(zap.String("repository", t.repo), zap.String("digest", d.String()), zap.Int64("bytes", cached.Size()))
 		}
-		m.serveFile(w, r, cached.File(), d, cached.Size())
+		m.serveCached(w, r, cached, d)
 		return nil
 	}
 	if !errors.Is(err, cache.ErrNotFound) {
@@ -73,10 +73,10 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 		ce.Write(zap.String("upstream", t.registry), zap.String("repository", t.repo),
 			zap.String("digest", d.String()), zap.Int64("bytes", rd.Size()))
 	}
-	if f := rd.File(); f != nil {
+	if rd.File() != nil {
 		// Stored meanwhile: answered from the cache after all.
 		markSource(w, sourceCache)
-		m.serveFile(w, r, f, d, rd.Size())
+		m.serveCached(w, r, rd, d)
 		return nil
 	}
 	err = m.serveFill(w, r, rd, d)

@@ -1,0 +1,134 @@
+package mirror
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regcache/regcache/cache"
+)
+
+// flipStored flips one bit in the middle of d's stored file.
+func flipStored(t *testing.T, store *cache.Store, d digest.Digest) {
+	t.Helper()
+	path := filepath.Join(store.Dir(), "blobs", string(d.Algorithm()), d.Encoded())
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 1
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestServeCachedNeverEndsCleanOnCorruptBytes(t *testing.T) {
+	blob := bytes.Repeat([]byte("regcache at rest "), 40_000) // 680 KB, several buffers
+	d := digest.FromBytes(blob)
+	tests := []struct {
+		name string
+		// verified: the blob was hashed since the cache opened.
+		verified bool
+		// damage happens before the request; condemn, after the reader
+		// opened the file and before it sends (a scrub's finding).
+		damage, condemn bool
+		rangeHeader     string
+		wantStatus      int
+		wantClean       bool // the body ends cleanly with the blob's bytes
+		wantStored      bool
+		wantVerified    bool
+	}{
+		{name: "first read, intact", wantStatus: 200, wantClean: true, wantStored: true, wantVerified: true},
+		{name: "first read, flipped", damage: true, wantStatus: 200},
+		{name: "verified, intact", verified: true, wantStatus: 200, wantClean: true, wantStored: true, wantVerified: true},
+		{name: "verified, condemned while open", verified: true, damage: true, condemn: true, wantStatus: 200},
+		{name: "range of an unverified blob is not hashed", rangeHeader: "bytes=0-9", wantStatus: 206, wantClean: true, wantStored: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newTestMirror(t, "", "docker.io")
+			if err := m.store.Put(d, blobContentType, blob); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.verified {
+				// As after a restart: the bytes on disk were not hashed
+				// since the cache opened.
+				reopenStore(t, m)
+			}
+			if tc.damage {
+				flipStored(t, m.store, d)
+			}
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				rd, err := m.store.Open(r.Context(), d)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusNotFound)
+					return
+				}
+				defer rd.Close()
+				if tc.condemn {
+					if _, err := m.store.Verify(context.Background(), cache.VerifyOptions{Repair: true}); err != nil {
+						t.Errorf("Verify: %v", err)
+					}
+				}
+				m.serveCached(w, r, rd, d)
+			}))
+			defer srv.Close()
+			req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+			if tc.rangeHeader != "" {
+				req.Header.Set("Range", tc.rangeHeader)
+			}
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, rerr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.wantStatus {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.wantStatus)
+			}
+			want := blob
+			if tc.rangeHeader != "" {
+				want = blob[:10]
+			}
+			clean := rerr == nil && bytes.Equal(body, want)
+			if clean != tc.wantClean {
+				t.Errorf("clean end with the right bytes: %v (read error %v, %d bytes), want %v", clean, rerr, len(body), tc.wantClean)
+			}
+			if !tc.wantClean && rerr == nil {
+				t.Errorf("the response ended cleanly after %d bytes of corrupt content", len(body))
+			}
+			if _, err := m.store.Stat(d); (err == nil) != tc.wantStored {
+				t.Errorf("stored after the response: %v, want %v", err, tc.wantStored)
+			}
+			if got := m.store.Verified(d); got != tc.wantVerified {
+				t.Errorf("Verified = %v, want %v", got, tc.wantVerified)
+			}
+			if want := int64(0); tc.damage && m.store.IntegrityStats().CorruptObjects == want {
+				t.Errorf("the corrupt blob was not counted")
+			}
+		})
+	}
+}
+
+// reopenStore closes the mirror's cache and opens it again on the same
+// directory, as a restart does.
+func reopenStore(t *testing.T, m *Mirror) {
+	t.Helper()
+	dir := m.store.Dir()
+	if err := m.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	store, err := cache.Open(cache.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	m.store = store
+}
