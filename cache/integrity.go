@@ -76,11 +76,19 @@ func (s *Store) Condemned(d digest.Digest, f *os.File) bool {
 		return true
 	}
 	for _, c := range files {
-		if os.SameFile(c, fi) {
+		if sameVersion(c, fi) {
 			return true
 		}
 	}
 	return false
+}
+
+// sameVersion reports whether a and b describe the same file as it was:
+// the same inode, size and modification time. The inode alone is not
+// enough: once every reader of a removed file closed it, the file system
+// may give its number to the next file stored for the same digest.
+func sameVersion(a, b os.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
 // CheckRead takes the verdict of a reader that hashed the whole stored
@@ -111,7 +119,7 @@ func (s *Store) sameStoredFile(d digest.Digest, fi os.FileInfo) bool {
 		return false
 	}
 	cur, err := os.Lstat(path)
-	return err == nil && os.SameFile(cur, fi)
+	return err == nil && sameVersion(cur, fi)
 }
 
 // condemn handles a stored file of d found corrupt by check (a scrub, a
@@ -152,7 +160,7 @@ func (s *Store) condemn(d digest.Digest, fi os.FileInfo, got digest.Digest, chec
 // removeFile removes d when fi is still its stored file, and reports
 // whether it did.
 func (s *Store) removeFile(d digest.Digest, fi os.FileInfo) (bool, error) {
-	_, err := s.removeIf(d, func(cur os.FileInfo) bool { return os.SameFile(cur, fi) })
+	_, err := s.removeIf(d, func(cur os.FileInfo) bool { return sameVersion(cur, fi) })
 	if errors.Is(err, ErrNotFound) || errors.Is(err, errReplaced) {
 		return false, nil
 	}

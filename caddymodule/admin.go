@@ -78,6 +78,7 @@ func liveHandlers() []*Handler {
 //	GET  /registry_cache/repositories   what every cache holds, per repository
 //	POST /registry_cache/purge          {"image": "..."} or {"repository": "..."}
 //	POST /registry_cache/warm           {"images": [...], "platforms": [...]}
+//	POST /registry_cache/verify         {"repair": true} checks content at rest
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -96,6 +97,7 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/registry_cache/repositories", Handler: caddy.AdminHandlerFunc(a.serveRepositories)},
 		{Pattern: "/registry_cache/purge", Handler: caddy.AdminHandlerFunc(a.servePurge)},
 		{Pattern: "/registry_cache/warm", Handler: caddy.AdminHandlerFunc(a.serveWarm)},
+		{Pattern: "/registry_cache/verify", Handler: caddy.AdminHandlerFunc(a.serveVerify)},
 	}
 }
 
@@ -144,6 +146,8 @@ type CacheStats struct {
 	NegativeHits   int64 `json:"negative_hits"`
 	// Upstreams are the registries of the handler.
 	Upstreams []UpstreamStats `json:"upstreams"`
+	// Integrity is what the checks of content at rest found.
+	Integrity IntegrityStats `json:"integrity"`
 }
 
 // UpstreamStats are the health and pull budget of one upstream.
@@ -231,6 +235,7 @@ func (h *Handler) stats() CacheStats {
 	for _, c := range h.clients {
 		cs.Upstreams = append(cs.Upstreams, upstreamStats(c))
 	}
+	cs.Integrity = integrityStats(h.store)
 	return cs
 }
 

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -46,6 +47,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_downloads    <n>
 //		max_upstream_requests <n>
 //		access_ttl       <duration>
+//		scrub_interval   <duration>|off
+//		scrub_rate       <size>[/s]
 //		client_login     on|off
 //		token_realm      <url>
 //		default   <registry>
@@ -64,7 +67,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // and the well-known public registries. negative_ttl off (or 0) disables
 // the memory of upstream 404s. The s3 block of storage shares the cache
 // with other nodes through a bucket; access_key and secret_key accept
-// placeholders such as {env.S3_SECRET_KEY}.
+// placeholders such as {env.S3_SECRET_KEY}. scrub_interval off turns the
+// background scrub of content at rest off; scrub_rate is in bytes per
+// second (50MiB or 50MiB/s).
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
@@ -172,6 +177,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("access_ttl: %v", err)
 			}
 			h.AccessTTL = caddy.Duration(dur)
+		case "scrub_interval", "scrub_rate":
+			if err := h.unmarshalScrub(d); err != nil {
+				return err
+			}
 		case "client_login":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -245,6 +254,33 @@ func unmarshalUpstream(d *caddyfile.Dispenser) (Upstream, error) {
 		}
 	}
 	return u, nil
+}
+
+// unmarshalScrub reads `scrub_interval <duration>|off` and
+// `scrub_rate <size>[/s]`.
+func (h *Handler) unmarshalScrub(d *caddyfile.Dispenser) error {
+	opt := d.Val()
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	if opt == "scrub_rate" {
+		rate, err := parseSize(strings.TrimSuffix(d.Val(), "/s"))
+		if err != nil || rate == 0 {
+			return d.Errf("scrub_rate: %q is not a positive size per second", d.Val())
+		}
+		h.ScrubRate = rate
+		return nil
+	}
+	if d.Val() == "off" {
+		h.ScrubInterval = -1
+		return nil
+	}
+	dur, err := caddy.ParseDuration(d.Val())
+	if err != nil || dur <= 0 {
+		return d.Errf("scrub_interval: %q is neither a positive duration nor off", d.Val())
+	}
+	h.ScrubInterval = caddy.Duration(dur)
+	return nil
 }
 
 // parseNegativeTTL reads negative_ttl's value: a positive duration, or

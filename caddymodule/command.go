@@ -20,8 +20,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "registry-cache",
-		Usage: "warm|stats|purge [--address <admin>] ...",
-		Short: "Warms, reports on and purges the registry caches of a running Caddy",
+		Usage: "warm|stats|purge|verify [--address <admin>] ...",
+		Short: "Warms, reports on, purges and verifies the registry caches of a running Caddy",
 		Long: `
 Talks to the admin API of a running Caddy (--address, default: localhost:2019)
 about the registry_cache handlers of its config:
@@ -34,6 +34,11 @@ about the registry_cache handlers of its config:
   caddy registry-cache purge [--repository] IMAGE
       removes an image (or with --repository, the whole repository) and the
       content no other cached image uses
+  caddy registry-cache verify [--repair] [--rate 100MiB] [--storage DIR]
+      hashes every cached blob and manifest against its digest and lists the
+      corrupt ones (exit status 1 when there are any); --repair removes them,
+      so that the next pull fetches them again. Without a running Caddy (no
+      admin API answers), --storage DIR verifies that directory directly
 
 IMAGE is docker.io/library/alpine:3.19, alpine:3.19, ghcr.io/owner/app@sha256:â€¦
 `,
@@ -61,7 +66,15 @@ IMAGE is docker.io/library/alpine:3.19, alpine:3.19, ghcr.io/owner/app@sha256:â€
 				RunE:  runPurge,
 			}
 			purge.Flags().Bool("repository", false, "remove the whole repository of IMAGE")
-			cmd.AddCommand(warm, stats, purge)
+			verify := &cobra.Command{
+				Use:   "verify [--repair]",
+				Short: "Check every cached object against its digest",
+				Args:  cobra.NoArgs,
+				RunE:  runVerify,
+			}
+			verify.Flags().Bool("repair", false, "remove the corrupt objects, so that the next request fetches them again")
+			verify.Flags().String("rate", "", "bound the reads to this many bytes per second (100MiB); default: as fast as the disk goes")
+			cmd.AddCommand(warm, stats, purge, verify)
 		},
 	})
 }

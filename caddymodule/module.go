@@ -168,6 +168,24 @@ type Handler struct {
 	// with a Retry-After. Default: 64.
 	MaxUpstreamRequests int `json:"max_upstream_requests,omitempty"`
 
+	// ScrubInterval is how often a background pass hashes every cached
+	// blob and manifest against its digest, at no more than scrub_rate: a
+	// corrupt object (bit rot, a damaged disk) is removed, logged at Error
+	// and counted (caddy_registry_cache_corrupt_objects_total), and the
+	// next request fetches it again. A pass interrupted by a restart
+	// resumes where it stopped; the first pass of a cache never scrubbed
+	// starts an hour after the start (or one interval, if shorter). It
+	// applies when the cache directory is first opened. A negative value
+	// (-1; "off" in the Caddyfile) turns the scrub off. Default: 168h (7
+	// days).
+	ScrubInterval caddy.Duration `json:"scrub_interval,omitempty"`
+
+	// ScrubRate bounds the reads of the background scrub in bytes per
+	// second, so that it does not disturb serving. It applies when the
+	// cache directory is first opened. Default: 50 MiB/s (a 1 TiB cache
+	// is scrubbed in about 6 hours).
+	ScrubRate int64 `json:"scrub_rate,omitempty"`
+
 	// Default names the upstream that serves requests naming no registry
 	// (neither by containerd's ns parameter nor by a leading registry host
 	// in the path). Default: docker.io when it is configured, else the
@@ -233,6 +251,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // clients and opens (or reuses) the cache of the storage directory.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if h.ScrubRate < 0 {
+		// Checked before the cache opens with it.
+		return fmt.Errorf("scrub_rate must not be negative, got %d", h.ScrubRate)
+	}
 	repl := caddy.NewReplacer()
 	if h.Storage == "" {
 		h.Storage = filepath.Join(caddy.AppDataDir(), "registry_cache")
@@ -301,6 +323,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MaxFills:    h.MaxDownloads,
 		Logger:      h.logger.Named("cache"),
 	}
+	opts.ScrubInterval, opts.ScrubRate = h.scrubOptions()
 	if h.S3 != nil {
 		tier, err := s3tier.New(h.S3.tierConfig(repl, h.logger.Named("s3")))
 		if err != nil {
@@ -324,6 +347,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// From here on the handler holds one use of the cache, which Cleanup
 	// releases (Caddy calls Cleanup when Provision fails, too).
 	h.dir = dir
+	h.noteScrubSettings(store)
+	if err := registerIntegrityMetrics(ctx.GetMetricsRegistry(), dir, store); err != nil {
+		return fmt.Errorf("registering cache integrity metrics: %w", err)
+	}
 	m, err := mirror.New(mirror.Config{
 		Upstreams:           clients,
 		Default:             h.Default,
@@ -404,6 +431,9 @@ func (h *Handler) Validate() error {
 		if err := h.S3.validate(); err != nil {
 			return err
 		}
+	}
+	if h.ScrubRate < 0 {
+		return fmt.Errorf("scrub_rate must not be negative, got %d", h.ScrubRate)
 	}
 	if h.RateLimitReserve < 0 {
 		return fmt.Errorf("rate_limit_reserve must not be negative, got %d", h.RateLimitReserve)

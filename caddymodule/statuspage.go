@@ -19,6 +19,7 @@ import (
 var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 	"bytes":   func(n int64) string { return humanize.IBytes(uint64(max(n, 0))) },
 	"percent": func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
+	"deref":   func(t *time.Time) time.Time { return *t },
 	"ago": func(t time.Time) string {
 		if t.IsZero() {
 			return "never"
@@ -62,6 +63,7 @@ svg { background: #fafafa; border: 1px solid #eee; }
   <div class="figure">downloads<b>{{.Fills}}</b>{{.FillReaders}} clients waiting</div>
 </div>
 {{if .Unwritable}}<p class="bad"><b>The disk is full or unwritable:</b> content is streamed without being stored.</p>{{end}}
+<p id="integrity">Content at rest: {{with .Integrity}}{{if .CorruptObjects}}<span class="bad"><b>{{.CorruptObjects}} corrupt objects</b> ({{bytes .CorruptBytes}}) found and removed</span>{{else}}<span class="ok">no corrupt object found</span>{{end}}; {{if .Scrub.Enabled}}scrub {{if .Scrub.Running}}running{{else}}idle{{end}}, last pass finished {{if .Scrub.LastPassFinished}}{{ago (deref .Scrub.LastPassFinished)}}{{else}}never{{end}}, {{bytes .Scrub.CheckedBytes}} checked since start{{else}}scrub off{{end}}{{end}}.</p>
 <p>Degraded answers: {{.StaleServes}} stale tags, {{.RateLimitHolds}} held by a pull budget, {{.NegativeHits}} remembered 404s, {{.NotStored}} not stored, {{.Evictions}} evictions.</p>
 <h3>Over time</h3>
 <svg viewBox="0 0 600 160" width="600" height="160" role="img" aria-label="hit ratio and bytes served from cache over time">
