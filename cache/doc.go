@@ -8,4 +8,11 @@
 // Disk is the truth: an object exists when its file exists under blobs/,
 // and a file gets there only by a rename after its digest verified. The
 // hot index only accelerates; a miss there falls through to the disk.
+//
+// Content stays true at rest: whole reads of small objects are hashed
+// whenever they come from disk, readers report what a blob's first whole
+// read hashed to (CheckRead), a paced background scrub hashes every object
+// (scrub.go), and Verify does it on demand. A corrupt object is removed,
+// logged at Error and counted; readers that still have its file open can
+// tell (Condemned).
 package cache
