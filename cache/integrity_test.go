@@ -226,11 +226,24 @@ func TestManifestCheckedOnEveryDiskRead(t *testing.T) {
 			if got, _, err := s.ReadAll(d, 1<<20); err != nil || !bytes.Equal(got, body) {
 				t.Errorf("ReadAll from the hot index = %q, %v", got, err)
 			}
+			// Once the index dropped them, the disk is read and checked.
+			s.index.Clear()
+			got, _, err := s.ReadAll(d, 1<<20)
+			if tc.corrupt != errors.Is(err, ErrNotFound) || !tc.corrupt && !bytes.Equal(got, body) {
+				t.Errorf("ReadAll after the index dropped it = %q, %v; want not found: %v", got, err, tc.corrupt)
+			}
+			if tc.corrupt {
+				// Damaged again for the read after the restart.
+				if err := s.Put(d, manifestType, body); err != nil {
+					t.Fatal(err)
+				}
+				tc.damage(t, storedFile(s, d))
+			}
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
 			s = openTestWith(t, Options{Dir: dir, ScrubInterval: -1})
-			got, _, err := s.ReadAll(d, 1<<20)
+			got, _, err = s.ReadAll(d, 1<<20)
 			if tc.corrupt {
 				if !errors.Is(err, ErrNotFound) {
 					t.Errorf("ReadAll of a damaged manifest = %q, %v; want ErrNotFound", got, err)

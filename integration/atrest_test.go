@@ -202,6 +202,19 @@ func TestVerifyFindsCorruption(t *testing.T) {
 	}
 	address := strings.TrimPrefix(admin, "http://")
 
+	for _, bad := range []struct {
+		method, body string
+		want         int
+	}{
+		{http.MethodGet, "", http.StatusMethodNotAllowed},
+		{http.MethodPost, `{"rate": -1}`, http.StatusBadRequest},
+		{http.MethodPost, `{"repair": "yes"}`, http.StatusBadRequest},
+		{http.MethodPost, `{"storage": "/no/such/cache"}`, http.StatusNotFound},
+	} {
+		if code := adminJSON(t, bad.method, admin+"/registry_cache/verify", bad.body, nil); code != bad.want {
+			t.Errorf("%s /registry_cache/verify %s: %d, want %d", bad.method, bad.body, code, bad.want)
+		}
+	}
 	// The admin API without repair reports and leaves the file.
 	flipStoredByte(t, storage, digests[0])
 	var ans verifyAnswer
