@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
@@ -75,7 +76,9 @@ func verifyDirectory(ctx context.Context, req VerifyRequest) (VerifyResponse, er
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	store, err := cache.Open(cache.Options{Dir: req.Storage, ScrubInterval: -1})
+	// Caddy's default logger (stderr): the corrupt objects are logged as
+	// a running mirror logs them.
+	store, err := cache.Open(cache.Options{Dir: req.Storage, ScrubInterval: -1, Logger: caddy.Log().Named("registry_cache.cache")})
 	if err != nil {
 		return VerifyResponse{}, err
 	}
