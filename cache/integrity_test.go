@@ -449,3 +449,29 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestPacer(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name string
+		p    *pacer
+		ctx  context.Context
+		n    int64
+		want error
+	}{
+		{"nil pacer", nil, cancelled, 1 << 30, nil},
+		{"no rate", newPacer(-1), cancelled, 1 << 30, nil},
+		{"within the rate", newPacer(1 << 40), cancelled, 1, nil},
+		// A byte per second owes a wait for a megabyte: the ended
+		// context ends it.
+		{"ahead of the rate, context ended", newPacer(1), cancelled, 1 << 20, context.Canceled},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.p.wait(tc.ctx, tc.n); !errors.Is(err, tc.want) || (err == nil) != (tc.want == nil) {
+				t.Errorf("wait(%d) = %v, want %v", tc.n, err, tc.want)
+			}
+		})
+	}
+}
