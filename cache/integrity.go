@@ -112,6 +112,19 @@ func (s *Store) CheckRead(d digest.Digest, f *os.File, got digest.Digest, n int6
 	return fmt.Errorf("stored %s hashes to %s: %w", d, got, ErrDigestMismatch)
 }
 
+// ReportCorrupt takes the finding of a reader that f, a stored file of d
+// it opened, cannot be d's content (it ended before the object's size,
+// say): the file is removed, logged at Error and counted as CheckRead does
+// with a mismatch.
+func (s *Store) ReportCorrupt(d digest.Digest, f *os.File, why string) {
+	fi, err := f.Stat()
+	if err != nil {
+		s.log.Error("checking a corrupt object", zap.String("digest", d.String()), zap.Error(err))
+		return
+	}
+	s.condemn(d, fi, "", why)
+}
+
 // sameStoredFile reports whether fi is the file stored for d now.
 func (s *Store) sameStoredFile(d digest.Digest, fi os.FileInfo) bool {
 	path, err := s.blobPath(d)

@@ -45,25 +45,34 @@ func (m *Mirror) serveChecked(w http.ResponseWriter, r *http.Request, f *os.File
 	if size == 0 {
 		return
 	}
+	var n int64
 	var err error
 	if rf, ok := w.(io.ReaderFrom); ok {
-		_, err = rf.ReadFrom(io.LimitReader(f, size-1))
+		n, err = rf.ReadFrom(io.LimitReader(f, size-1))
 	} else {
-		_, err = io.CopyN(w, f, size-1)
+		n, err = io.CopyN(w, f, size-1)
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, io.EOF) {
 		if r.Context().Err() == nil {
 			m.log.Debug("sending cached blob", zap.String("digest", d.String()), zap.Error(err))
 		}
 		return
 	}
-	if m.store.Condemned(d, f) {
+	var last [1]byte
+	if n == size-1 {
+		_, err = f.ReadAt(last[:], size-1)
+	}
+	if n < size-1 || errors.Is(err, io.EOF) {
+		// The file is shorter than the object.
+		m.store.ReportCorrupt(d, f, "read")
 		m.abortCorrupt(r, d)
 	}
-	var last [1]byte
-	if _, err := f.ReadAt(last[:], size-1); err != nil {
+	if err != nil {
 		m.log.Error("reading cached blob", zap.String("digest", d.String()), zap.Error(err))
 		panic(http.ErrAbortHandler)
+	}
+	if m.store.Condemned(d, f) {
+		m.abortCorrupt(r, d)
 	}
 	_, _ = w.Write(last[:])
 }

@@ -39,16 +39,20 @@ func TestServeCachedNeverEndsCleanOnCorruptBytes(t *testing.T) {
 		// damage happens before the request; condemn, after the reader
 		// opened the file and before it sends (a scrub's finding).
 		damage, condemn bool
-		rangeHeader     string
-		wantStatus      int
-		wantClean       bool // the body ends cleanly with the blob's bytes
-		wantStored      bool
-		wantVerified    bool
+		// truncate cuts the stored file to half its size.
+		truncate     bool
+		rangeHeader  string
+		wantStatus   int
+		wantClean    bool // the body ends cleanly with the blob's bytes
+		wantStored   bool
+		wantVerified bool
 	}{
 		{name: "first read, intact", wantStatus: 200, wantClean: true, wantStored: true, wantVerified: true},
 		{name: "first read, flipped", damage: true, wantStatus: 200},
 		{name: "verified, intact", verified: true, wantStatus: 200, wantClean: true, wantStored: true, wantVerified: true},
 		{name: "verified, condemned while open", verified: true, damage: true, condemn: true, wantStatus: 200},
+		{name: "verified, truncated", verified: true, truncate: true, wantStatus: 200},
+		{name: "first read, truncated", truncate: true, wantStatus: 200},
 		{name: "range of an unverified blob is not hashed", rangeHeader: "bytes=0-9", wantStatus: 206, wantClean: true, wantStored: true},
 	}
 	for _, tc := range tests {
@@ -64,6 +68,12 @@ func TestServeCachedNeverEndsCleanOnCorruptBytes(t *testing.T) {
 			}
 			if tc.damage {
 				flipStored(t, m.store, d)
+			}
+			if tc.truncate {
+				path := filepath.Join(m.store.Dir(), "blobs", string(d.Algorithm()), d.Encoded())
+				if err := os.Truncate(path, int64(len(blob)/2)); err != nil {
+					t.Fatal(err)
+				}
 			}
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				rd, err := m.store.Open(r.Context(), d)
@@ -110,7 +120,7 @@ func TestServeCachedNeverEndsCleanOnCorruptBytes(t *testing.T) {
 			if got := m.store.Verified(d); got != tc.wantVerified {
 				t.Errorf("Verified = %v, want %v", got, tc.wantVerified)
 			}
-			if want := int64(0); tc.damage && m.store.IntegrityStats().CorruptObjects == want {
+			if want := int64(0); (tc.damage || tc.truncate) && m.store.IntegrityStats().CorruptObjects == want {
 				t.Errorf("the corrupt blob was not counted")
 			}
 		})
