@@ -29,6 +29,7 @@ type integrity struct {
 	corruptBytes atomic.Int64
 
 	scrub scrubState
+	soon  checkQueue // set up by startCheckQueue
 }
 
 // init prepares the sets.
@@ -164,16 +165,28 @@ func (s *Store) condemn(d digest.Digest, fi os.FileInfo, got digest.Digest, chec
 	case err != nil:
 		s.log.Error("corrupt object in the cache could not be removed", append(fields, zap.Error(err))...)
 	case removed:
-		s.integ.corrupt.Add(1)
-		s.integ.corruptBytes.Add(fi.Size())
 		s.log.Error("corrupt object removed from the cache: its content does not match its digest; the next request fetches it again", fields...)
 	}
 }
 
-// removeFile removes d when fi is still its stored file, and reports
-// whether it did.
+// removeFile removes d when fi is still its stored file, counts it as
+// corrupt, and reports whether it did. The count comes first, so that
+// whoever finds the object gone also finds it counted.
 func (s *Store) removeFile(d digest.Digest, fi os.FileInfo) (bool, error) {
-	_, err := s.removeIf(d, func(cur os.FileInfo) bool { return sameVersion(cur, fi) })
+	counted := false
+	_, err := s.removeIf(d, func(cur os.FileInfo) bool {
+		if !sameVersion(cur, fi) {
+			return false
+		}
+		s.integ.corrupt.Add(1)
+		s.integ.corruptBytes.Add(fi.Size())
+		counted = true
+		return true
+	})
+	if err != nil && counted {
+		s.integ.corrupt.Add(-1)
+		s.integ.corruptBytes.Add(-fi.Size())
+	}
 	if errors.Is(err, ErrNotFound) || errors.Is(err, errReplaced) {
 		return false, nil
 	}

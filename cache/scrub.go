@@ -123,6 +123,7 @@ func (s *Store) startScrub(interval time.Duration, rate int64) {
 	if rate == 0 {
 		rate = DefaultScrubRate
 	}
+	s.startCheckQueue(rate)
 	rec, _ := s.readScrubRecord()
 	s.integ.scrub.update(func(st *ScrubStats) {
 		st.Enabled, st.Interval, st.Rate = true, interval, rate

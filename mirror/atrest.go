@@ -19,12 +19,16 @@ import (
 // (serveVerifying); one already verified goes by sendfile (serveChecked).
 // In both, the last byte waits for the verdict, so that a client never
 // gets a clean end of bytes the cache knows are wrong. Ranges, HEAD and
-// conditional requests are served as they are: reading the whole object
-// for a range would cost more than it is worth, and the scrub checks
-// every object in time.
+// conditional requests are served as they are (reading the whole object
+// for a range would cost more than the range); the cache checks a blob
+// read in part soon after, in the background, at the scrub's rate.
 func (m *Mirror) serveCached(w http.ResponseWriter, r *http.Request, rd *cache.Reader, d digest.Digest) {
 	f := rd.File()
 	if r.Method != http.MethodGet || needsServeContent(r) {
+		if r.Method == http.MethodGet {
+			// Sent in part: the cache checks it soon, in the background.
+			m.store.CheckSoon(d)
+		}
 		m.serveFile(w, r, f, d, rd.Size())
 		return
 	}
