@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/dustin/go-humanize"
 
+	"github.com/regcache/regcache/access"
 	"github.com/regcache/regcache/mirror"
 )
 
@@ -80,6 +81,11 @@ svg { background: #fafafa; border: 1px solid #eee; }
 <td>{{if and (eq $i 0) $u.RateLimit}}{{$u.RateLimit.Remaining}} of {{$u.RateLimit.Limit}}{{if $u.RateLimit.Held}} (held){{end}}{{end}}</td></tr>
 {{end}}{{end}}
 </table>
+{{if .Policy}}<h3>Policy</h3>
+<table class="policy">
+<tr><th>rule</th><th>pattern</th><th>mode</th><th>refused</th><th>served in audit</th></tr>
+{{range .Policy}}<tr><td>{{.ID}}</td><td><code>{{.Text}}</code></td><td>{{.Mode}}</td><td>{{.Refused}}</td><td>{{.Audited}}</td></tr>
+{{end}}</table>{{end}}
 <h3>Top repositories</h3>
 <table class="repositories">
 <tr><th>repository</th><th>tags</th><th>cached</th><th>last used</th></tr>
@@ -100,6 +106,8 @@ type statusView struct {
 	RatioPoints, SavedPoints string
 	Since                    string
 	Top                      []mirror.RepositoryInfo
+	// Policy are the edge policy's rules with their refusals.
+	Policy []access.RuleStats
 }
 
 // maxTopRepositories is the number of repositories on the status page.
@@ -115,7 +123,7 @@ func (a *AdminAPI) serveStatusPage(w http.ResponseWriter, r *http.Request) error
 	}
 	var views []statusView
 	for _, h := range liveHandlers() {
-		v := statusView{CacheStats: h.stats()}
+		v := statusView{CacheStats: h.stats(), Policy: h.mirror.PolicyStats()}
 		if v.BudgetBytes > 0 {
 			v.DiskPercent = min(100, 100*float64(v.UsedBytes)/float64(v.BudgetBytes))
 			v.Full = v.DiskPercent >= 95

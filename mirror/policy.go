@@ -1,0 +1,181 @@
+package mirror
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/regcache/regcache/access"
+	"github.com/regcache/regcache/oci"
+)
+
+// The edge policy (access.Policy) is applied here, at the mirror's entry
+// points: before anything is fetched for a request (its repository, tag
+// or digest), once a manifest is known (its digest, its signatures), and
+// to the lists the mirror answers (tags, catalog). A refused request gets
+// 403 DENIED naming the rule, costs no upstream request, and is counted
+// per rule and logged.
+
+// PolicyStats returns the counters of every rule of the edge policy, in
+// configuration order; none without a policy.
+func (m *Mirror) PolicyStats() []access.RuleStats { return m.policy.Stats() }
+
+// checkPolicy applies the allow, deny and deny_digest rules to a request
+// of a repository, before any upstream request: ref is the route's tag or
+// digest, "" for a tag list.
+func (m *Mirror) checkPolicy(t target, kind oci.Kind, ref string) error {
+	if kind == oci.KindTags {
+		ref = ""
+	}
+	dec := m.policy.Check(t.registry, t.repo, ref)
+	if dec.Allowed {
+		return nil
+	}
+	return m.refuse(t, ref, dec)
+}
+
+// refuse counts and logs a refusal and returns its error.
+func (m *Mirror) refuse(t target, ref string, dec access.Decision) error {
+	dec.Rule.CountRefusal()
+	m.log.Info("request denied by policy", zap.String("rule", dec.Rule.ID), zap.String("upstream", t.registry),
+		zap.String("repository", t.repo), zap.String("reference", ref))
+	return oci.Errorf(http.StatusForbidden, oci.CodeDenied, "%s", dec.Message())
+}
+
+// admitManifest applies the policy to a manifest about to be served: its
+// digest must not be blocked (a tag may lead to a blocked digest), and
+// every signature rule of its repository must pass, or be in audit mode.
+func (m *Mirror) admitManifest(ctx context.Context, t target, ref string, mc manifestContent) error {
+	if m.policy == nil {
+		return nil
+	}
+	if dec := m.policy.CheckDigest(mc.digest); !dec.Allowed {
+		return m.refuse(t, ref, dec)
+	}
+	rules := m.policy.VerifyRules(t.registry, t.repo)
+	if len(rules) == 0 || isSignatureArtifact(ref, mc.data) {
+		return nil
+	}
+	for _, rule := range rules {
+		vd, err := m.verdict(ctx, t, rule, mc, 0)
+		if err != nil {
+			if rule.Mode() == access.ModeAudit {
+				rule.CountAudit()
+				m.log.Warn("signature not checked, served in audit mode", zap.String("rule", rule.ID),
+					zap.String("upstream", t.registry), zap.String("repository", t.repo),
+					zap.String("digest", mc.digest.String()), zap.Error(err))
+				continue
+			}
+			return err
+		}
+		if vd.OK {
+			continue
+		}
+		fields := []zap.Field{zap.String("rule", rule.ID), zap.String("upstream", t.registry),
+			zap.String("repository", t.repo), zap.String("reference", ref),
+			zap.String("digest", mc.digest.String()), zap.String("reason", vd.Reason)}
+		if rule.Mode() == access.ModeAudit {
+			rule.CountAudit()
+			m.log.Warn("manifest without a valid signature served in audit mode", fields...)
+			continue
+		}
+		rule.CountRefusal()
+		m.log.Info("manifest denied by policy: no valid signature", fields...)
+		return oci.Errorf(http.StatusForbidden, oci.CodeDenied, "denied by policy rule %s (verify %s): %s", rule.ID, rule.Text, vd.Reason)
+	}
+	return nil
+}
+
+// filterTags removes from a tag list answer the tags the policy refuses.
+// The body is returned unchanged when nothing is refused.
+func (m *Mirror) filterTags(t target, body []byte) []byte {
+	if m.policy == nil {
+		return body
+	}
+	var list struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		return body
+	}
+	kept := list.Tags[:0:0]
+	for _, tag := range list.Tags {
+		if m.policy.Check(t.registry, t.repo, tag).Allowed {
+			kept = append(kept, tag)
+		}
+	}
+	if len(kept) == len(list.Tags) {
+		return body
+	}
+	list.Tags = kept
+	out, err := json.Marshal(list)
+	if err != nil {
+		return body
+	}
+	return out
+}
+
+// allowedInCatalog reports whether the catalog may list a repository.
+func (m *Mirror) allowedInCatalog(registry, repo string) bool {
+	return m.policy.Check(registry, repo, "").Allowed
+}
+
+// isSignatureArtifact reports whether a manifest is a signature,
+// attestation or other referrer rather than an image: signature rules do
+// not apply to those (they are what is checked, and a client verifying an
+// image through the mirror reads them). It is one by its tag (cosign's
+// sha256-<hex>.sig, .att, .sbom, and the referrers tag sha256-<hex>), by a
+// subject, or by layers that are all signatures or attestations.
+func isSignatureArtifact(ref string, data []byte) bool {
+	if isDigestTag(ref) {
+		return true
+	}
+	var mf struct {
+		Subject *json.RawMessage `json:"subject"`
+		Layers  []struct {
+			MediaType string `json:"mediaType"`
+		} `json:"layers"`
+	}
+	if json.Unmarshal(data, &mf) != nil {
+		return false
+	}
+	if mf.Subject != nil {
+		return true
+	}
+	if len(mf.Layers) == 0 {
+		return false
+	}
+	for _, l := range mf.Layers {
+		switch {
+		case l.MediaType == access.CosignPayloadMediaType, l.MediaType == "application/vnd.dsse.envelope.v1+json",
+			access.IsBundleArtifact(l.MediaType):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isDigestTag reports whether a tag names a digest the way cosign's and
+// the referrers tag schema's tags do: <alg>-<hex>[.sig|.att|.sbom].
+func isDigestTag(tag string) bool {
+	for _, suffix := range []string{".sig", ".att", ".sbom"} {
+		if len(tag) > len(suffix) && tag[len(tag)-len(suffix):] == suffix {
+			tag = tag[:len(tag)-len(suffix)]
+			break
+		}
+	}
+	const prefix = "sha256-"
+	if len(tag) != len(prefix)+64 || tag[:len(prefix)] != prefix {
+		return false
+	}
+	for _, c := range tag[len(prefix):] {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
