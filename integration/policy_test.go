@@ -272,3 +272,53 @@ func portOf(t *testing.T, m *mirrorSite) int {
 	}
 	return port
 }
+
+// TestPolicySignedIndex pulls multi-platform images through a mirror that
+// demands signatures: an index signed as a whole serves its platform
+// manifests (covered by the index's signature); an unsigned index whose
+// amd64 manifest is signed serves the index and that platform only; an
+// index with nothing signed is refused.
+func TestPolicySignedIndex(t *testing.T) {
+	cosign := clientBinary(t, "cosign")
+	crane := clientBinary(t, "crane")
+	key := newCosignKey(t, cosign)
+	platforms := []string{"linux/amd64", "linux/arm64"}
+	_, whole, err := hub.PushIndex("indexed/whole", "1", platforms, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	childIdx, children, err := hub.PushIndex("indexed/children", "1", platforms, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := hub.PushIndex("indexed/none", "1", platforms, true); err != nil {
+		t.Fatal(err)
+	}
+	im, err := childIdx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var amd64, arm64 string
+	for _, desc := range im.Manifests {
+		switch desc.Platform.Architecture {
+		case "amd64":
+			amd64 = desc.Digest.String()
+		case "arm64":
+			arm64 = desc.Digest.String()
+		}
+	}
+	cosignSign(t, cosign, key, "indexed/whole", whole)
+	cosignSign(t, cosign, key, "indexed/children", amd64)
+	m := startMirror(t, siteOptions{block: fmt.Sprintf("verify docker.io/indexed/* {\n\t\t\tkey %s\n\t\t}", key.public)})
+
+	for _, p := range platforms {
+		runClient(t, crane, "pull", "--insecure", "--platform", p, m.Host+"/indexed/whole:1", filepath.Join(t.TempDir(), "i.tar"))
+	}
+	runClient(t, crane, "pull", "--insecure", "--platform", "linux/amd64", m.Host+"/indexed/children:1", filepath.Join(t.TempDir(), "i.tar"))
+	accept := "Accept: " + oci.AcceptHeader(oci.ManifestMediaTypes)
+	if resp := m.do(t, http.MethodGet, "/v2/indexed/children/manifests/"+children, accept); resp.StatusCode != http.StatusOK {
+		t.Errorf("index with a signed platform manifest: %d", resp.StatusCode)
+	}
+	wantDenied(t, "unsigned platform manifest", m.do(t, http.MethodGet, "/v2/indexed/children/manifests/"+arm64, accept), "verify#1", "no signature found")
+	wantDenied(t, "unsigned index", m.do(t, http.MethodGet, "/v2/indexed/none/manifests/1", accept), "verify#1", "no signature found")
+}
