@@ -322,3 +322,43 @@ func TestPolicySignedIndex(t *testing.T) {
 	wantDenied(t, "unsigned platform manifest", m.do(t, http.MethodGet, "/v2/indexed/children/manifests/"+arm64, accept), "verify#1", "no signature found")
 	wantDenied(t, "unsigned index", m.do(t, http.MethodGet, "/v2/indexed/none/manifests/1", accept), "verify#1", "no signature found")
 }
+
+// TestPolicyWarmAndStatusPage warms an image the policy denies through the
+// admin API: the warm fails naming the rule, without asking the upstream,
+// and the status page shows the rule with its refusals.
+func TestPolicyWarmAndStatusPage(t *testing.T) {
+	pushPolicyImage(t, "library/nowarm", "1", 4096)
+	dir := t.TempDir()
+	port, adminPort := freePort(t), freePort(t)
+	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	loadCaddyfile(t, caddyGlobalsAdmin(filepath.Join(dir, "caddy-data"), fmt.Sprintf("127.0.0.1:%d", adminPort))+fmt.Sprintf(`
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	registry_cache {
+		storage %s
+		upstream docker.io %s
+		deny docker.io/library/nowarm
+	}
+}
+`, port, filepath.Join(dir, "cache"), hub.URL))
+	hub.Counters.Reset()
+	resp, err := http.Post(admin+"/registry_cache/warm", "application/json", strings.NewReader(`{"images":["nowarm:1"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"error"`) || !strings.Contains(string(body), "DENIED") || !strings.Contains(string(body), "deny#1") {
+		t.Errorf("warm of a denied image: %s; want an error naming the rule", body)
+	}
+	wantCount(t, "warm of a denied image: upstream requests", hub.Counters.Upstream(), 0)
+	resp, err = http.Get(admin + "/registry_cache/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "<td>deny#1</td><td><code>docker.io/library/nowarm</code></td><td>enforce</td><td>1</td>") {
+		t.Errorf("the status page does not show deny#1 with one refusal:\n%s", page)
+	}
+}
