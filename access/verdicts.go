@@ -81,3 +81,12 @@ func (v *VerifyRule) Parent(child digest.Digest) (digest.Digest, bool) {
 	p, ok := v.verdicts.parents[child]
 	return p, ok
 }
+
+// Last returns the last verdict for d, of any age: what a check falls back
+// on while the signatures cannot be looked up (the upstream is down).
+func (v *VerifyRule) Last(d digest.Digest) (Verdict, bool) {
+	v.verdicts.mu.Lock()
+	defer v.verdicts.mu.Unlock()
+	c, ok := v.verdicts.m[d]
+	return c.verdict, ok
+}

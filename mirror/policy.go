@@ -55,7 +55,7 @@ func (m *Mirror) admitManifest(ctx context.Context, t target, ref string, mc man
 		return m.refuse(t, ref, dec)
 	}
 	rules := m.policy.VerifyRules(t.registry, t.repo)
-	if len(rules) == 0 || isSignatureArtifact(ref, mc.data) {
+	if len(rules) == 0 || isSignatureArtifact(ref, mc) {
 		return nil
 	}
 	for _, rule := range rules {
@@ -123,34 +123,29 @@ func (m *Mirror) allowedInCatalog(registry, repo string) bool {
 	return m.policy.Check(registry, repo, "").Allowed
 }
 
-// isSignatureArtifact reports whether a manifest is a signature,
-// attestation or other referrer rather than an image: signature rules do
-// not apply to those (they are what is checked, and a client verifying an
-// image through the mirror reads them). It is one by its tag (cosign's
-// sha256-<hex>.sig, .att, .sbom, and the referrers tag sha256-<hex>), by a
-// subject, or by layers that are all signatures or attestations.
-func isSignatureArtifact(ref string, data []byte) bool {
-	if isDigestTag(ref) {
-		return true
+// isSignatureArtifact reports whether a manifest is a signature or an
+// attestation rather than an image: signature rules do not apply to those
+// (they are what is checked, and a client verifying an image through the
+// mirror reads them). It is one when every layer is a cosign payload, a
+// DSSE envelope or a sigstore bundle, which no client runs; or when it is
+// the index of the referrers tag schema (sha256-<hex>), which carries no
+// layers, and whose entries are checked on their own when asked for. A
+// subject or a tag name alone does not make one: any image can carry them.
+func isSignatureArtifact(ref string, mc manifestContent) bool {
+	if oci.IsIndex(mc.mediaType) {
+		return isDigestTag(ref)
 	}
 	var mf struct {
-		Subject *json.RawMessage `json:"subject"`
-		Layers  []struct {
+		Layers []struct {
 			MediaType string `json:"mediaType"`
 		} `json:"layers"`
 	}
-	if json.Unmarshal(data, &mf) != nil {
-		return false
-	}
-	if mf.Subject != nil {
-		return true
-	}
-	if len(mf.Layers) == 0 {
+	if json.Unmarshal(mc.data, &mf) != nil || len(mf.Layers) == 0 {
 		return false
 	}
 	for _, l := range mf.Layers {
 		switch {
-		case l.MediaType == access.CosignPayloadMediaType, l.MediaType == "application/vnd.dsse.envelope.v1+json",
+		case l.MediaType == access.CosignPayloadMediaType, l.MediaType == dsseMediaType,
 			access.IsBundleArtifact(l.MediaType):
 		default:
 			return false
@@ -159,15 +154,12 @@ func isSignatureArtifact(ref string, data []byte) bool {
 	return true
 }
 
-// isDigestTag reports whether a tag names a digest the way cosign's and
-// the referrers tag schema's tags do: <alg>-<hex>[.sig|.att|.sbom].
+// dsseMediaType is the layer media type of in-toto attestations.
+const dsseMediaType = "application/vnd.dsse.envelope.v1+json"
+
+// isDigestTag reports whether a tag names a digest the way the referrers
+// tag schema does: sha256-<hex>.
 func isDigestTag(tag string) bool {
-	for _, suffix := range []string{".sig", ".att", ".sbom"} {
-		if len(tag) > len(suffix) && tag[len(tag)-len(suffix):] == suffix {
-			tag = tag[:len(tag)-len(suffix)]
-			break
-		}
-	}
 	const prefix = "sha256-"
 	if len(tag) != len(prefix)+64 || tag[:len(prefix)] != prefix {
 		return false

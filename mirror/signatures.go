@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/regcache/regcache/access"
 	"github.com/regcache/regcache/cache"
@@ -53,6 +55,14 @@ func (m *Mirror) verdict(ctx context.Context, t target, rule *access.VerifyRule,
 	}
 	refs, err := m.signatureRefs(ctx, t, mc.digest)
 	if err != nil {
+		// While the upstream cannot answer, the last verdict stands, as a
+		// stale tag is served.
+		if last, ok := rule.Last(mc.digest); ok && staleAllowed(err) {
+			if ce := m.log.Check(zapcore.DebugLevel, "signature verdict kept: the signatures could not be looked up"); ce != nil {
+				ce.Write(zap.String("rule", rule.ID), zap.String("digest", mc.digest.String()), zap.Error(err))
+			}
+			return last, nil
+		}
 		return access.Verdict{}, err
 	}
 	set := ""
