@@ -61,11 +61,13 @@ type signatureManifest struct {
 // BlobReader returns the bytes of blob d, at most max of them.
 type BlobReader func(d digest.Digest, max int64) ([]byte, error)
 
-// CosignSignatures reads the signatures of a cosign signature manifest
-// (the manifest of the sha256-<hex>.sig tag): one per layer, whose blob is
-// the payload and whose annotations carry the signature and certificate.
-// source names the manifest in messages.
-func CosignSignatures(manifest []byte, source string, blob BlobReader) ([]Signature, error) {
+// ManifestSignatures reads the signatures a signature manifest carries:
+// the layers of a cosign signature manifest (the manifest of the
+// sha256-<hex>.sig tag, or a cosign referrer), whose blob is the payload
+// and whose annotations carry the signature and certificate; and the
+// layers of a sigstore bundle referrer, each a bundle. source names the
+// manifest in messages; blob reads the layers.
+func ManifestSignatures(manifest []byte, source string, blob BlobReader) ([]Signature, error) {
 	var m signatureManifest
 	if err := json.Unmarshal(manifest, &m); err != nil {
 		return nil, fmt.Errorf("%s is not a signature manifest: %w", source, err)
@@ -76,21 +78,26 @@ func CosignSignatures(manifest []byte, source string, blob BlobReader) ([]Signat
 			break
 		}
 		b64 := l.Annotations[CosignSignatureAnnotation]
-		if b64 == "" {
+		bundled := IsBundleArtifact(l.MediaType)
+		if b64 == "" && !bundled {
+			continue
+		}
+		if l.Size > MaxSignatureBlob {
+			return nil, fmt.Errorf("%s: layer %s of %d bytes is too large for a signature", source, l.Digest, l.Size)
+		}
+		content, err := blob(l.Digest, MaxSignatureBlob)
+		if err != nil {
+			return nil, fmt.Errorf("%s: reading %s: %w", source, l.Digest, err)
+		}
+		if bundled {
+			out = append(out, Signature{Source: source, Bundle: content})
 			continue
 		}
 		sig, err := base64.StdEncoding.DecodeString(b64)
 		if err != nil {
 			return nil, fmt.Errorf("%s: signature annotation is not base64: %w", source, err)
 		}
-		if l.Size > MaxSignatureBlob {
-			return nil, fmt.Errorf("%s: payload of %d bytes is too large", source, l.Size)
-		}
-		p, err := blob(l.Digest, MaxSignatureBlob)
-		if err != nil {
-			return nil, fmt.Errorf("%s: reading payload %s: %w", source, l.Digest, err)
-		}
-		s := Signature{Source: source, Payload: p, Signature: sig}
+		s := Signature{Source: source, Payload: content, Signature: sig}
 		if c := l.Annotations[CosignCertificateAnnotation]; c != "" {
 			s.Certificate = []byte(c)
 		}
@@ -103,33 +110,6 @@ func CosignSignatures(manifest []byte, source string, blob BlobReader) ([]Signat
 // type) is that of a sigstore bundle.
 func IsBundleArtifact(t string) bool {
 	return len(t) >= len(BundleArtifactPrefix) && t[:len(BundleArtifactPrefix)] == BundleArtifactPrefix
-}
-
-// BundleSignatures reads the sigstore bundles of a referrer manifest whose
-// artifact type is a bundle's: each layer of a bundle media type is one.
-func BundleSignatures(manifest []byte, source string, blob BlobReader) ([]Signature, error) {
-	var m signatureManifest
-	if err := json.Unmarshal(manifest, &m); err != nil {
-		return nil, fmt.Errorf("%s is not a manifest: %w", source, err)
-	}
-	var out []Signature
-	for _, l := range m.Layers {
-		if len(out) == MaxSignaturesPerManifest {
-			break
-		}
-		if !IsBundleArtifact(l.MediaType) {
-			continue
-		}
-		if l.Size > MaxSignatureBlob {
-			return nil, fmt.Errorf("%s: bundle of %d bytes is too large", source, l.Size)
-		}
-		b, err := blob(l.Digest, MaxSignatureBlob)
-		if err != nil {
-			return nil, fmt.Errorf("%s: reading bundle %s: %w", source, l.Digest, err)
-		}
-		out = append(out, Signature{Source: source, Bundle: b})
-	}
-	return out, nil
 }
 
 // checkSimpleSigning checks that a cosign payload is a container image

@@ -75,12 +75,7 @@ func (m *Mirror) verdict(ctx context.Context, t target, rule *access.VerifyRule,
 	var sigs []access.Signature
 	blob := func(d digest.Digest, max int64) ([]byte, error) { return m.readSmallBlob(ctx, t, d, max) }
 	for _, r := range refs {
-		found, err := access.CosignSignatures(r.data, r.source, blob)
-		if err == nil {
-			var bundles []access.Signature
-			bundles, err = access.BundleSignatures(r.data, r.source, blob)
-			found = append(found, bundles...)
-		}
+		found, err := access.ManifestSignatures(r.data, r.source, blob)
 		if err != nil {
 			if ctx.Err() != nil {
 				return access.Verdict{}, ctx.Err()
