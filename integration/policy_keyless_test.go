@@ -113,7 +113,7 @@ func (s keylessSigner) issue(t *testing.T, subject, issuer string) keylessSigner
 // sign signs repo@dgst with the real cosign CLI: the signer's key,
 // imported into cosign's format, and its certificate attached to the
 // signature, offline.
-func (s keylessSigner) sign(t *testing.T, cosign, repo, dgst string) {
+func (s keylessSigner) sign(t *testing.T, cosign, repo, dgst string, extra ...string) {
 	t.Helper()
 	dir := t.TempDir()
 	env := append(os.Environ(), "COSIGN_PASSWORD=test", "DOCKER_CONFIG="+t.TempDir(), "HOME="+t.TempDir())
@@ -124,7 +124,8 @@ func (s keylessSigner) sign(t *testing.T, cosign, repo, dgst string) {
 	}
 	host := strings.TrimPrefix(hub.RegistryURL, "http://")
 	args := []string{"sign", "--yes", "--key", filepath.Join(dir, "imported.key"), "--certificate", s.cert,
-		"--certificate-chain", s.ca, "--tlog-upload=false", "--allow-insecure-registry", host + "/" + repo + "@" + dgst}
+		"--certificate-chain", s.ca, "--tlog-upload=false", "--allow-insecure-registry"}
+	args = append(append(args, extra...), host+"/"+repo+"@"+dgst)
 	cmd := exec.Command(cosign, args...)
 	cmd.Env = env
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -135,7 +136,8 @@ func (s keylessSigner) sign(t *testing.T, cosign, repo, dgst string) {
 // TestPolicyKeylessIdentity signs images with a certificate of a private
 // sigstore authority (what keyless signing produces, made offline) and
 // pulls them through a mirror that trusts one identity under that
-// authority's trusted root: the identity's image pulls; another identity's
+// authority's trusted root: the identity's images pull (a cosign signature
+// with the certificate attached, and a sigstore bundle); another identity's
 // certificate of the same authority, or the same identity's from another
 // authority, is refused.
 func TestPolicyKeylessIdentity(t *testing.T) {
@@ -147,12 +149,15 @@ func TestPolicyKeylessIdentity(t *testing.T) {
 	good := pushPolicyImage(t, "keyless/good", "1", 4096)
 	bad := pushPolicyImage(t, "keyless/bad", "1", 4096)
 	forged := pushPolicyImage(t, "keyless/forged", "1", 4096)
+	bundled := pushPolicyImage(t, "keyless/bundled", "1", 4096)
 	release.sign(t, cosign, good.repo, good.digest)
+	release.sign(t, cosign, bundled.repo, bundled.digest, "--new-bundle-format")
 	intruder.sign(t, cosign, bad.repo, bad.digest)
 	forger.sign(t, cosign, forged.repo, forged.digest)
 	m := startMirror(t, siteOptions{block: fmt.Sprintf("verify docker.io/keyless/* {\n\t\t\tidentity %s %s\n\t\t\ttrusted_root %s\n\t\t}",
 		release.subject, release.oidcs, release.trustedRoot)})
 	runClient(t, crane, "pull", "--insecure", m.Host+"/"+good.repo+":1", filepath.Join(t.TempDir(), "i.tar"))
+	runClient(t, crane, "pull", "--insecure", m.Host+"/"+bundled.repo+":1", filepath.Join(t.TempDir(), "i.tar"))
 	wantDenied(t, "another identity", m.do(t, http.MethodGet, "/v2/"+bad.repo+"/manifests/1", "Accept: "+oci.AcceptHeader(oci.ManifestMediaTypes)),
 		"verify#1", "not that of a configured identity")
 	wantDenied(t, "another authority", m.do(t, http.MethodGet, "/v2/"+forged.repo+"/manifests/1", "Accept: "+oci.AcceptHeader(oci.ManifestMediaTypes)),
