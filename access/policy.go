@@ -49,14 +49,17 @@ func (r *Rule) CountAudit() { r.audited.Add(1) }
 
 // RuleStats are the counters of one rule.
 type RuleStats struct {
-	ID, Kind, Text string
+	// ID, Kind and Text are the rule's (see Rule).
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	Text string `json:"text"`
 	// Mode is enforce or audit for verify rules, else enforce.
-	Mode string
+	Mode string `json:"mode"`
 	// Refused counts the requests refused by this rule.
-	Refused int64
+	Refused int64 `json:"refused"`
 	// Audited counts the requests that failed this rule and were served
 	// because it is in audit mode.
-	Audited int64
+	Audited int64 `json:"audited"`
 }
 
 // patternRule is an allow or deny rule.

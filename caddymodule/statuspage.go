@@ -11,7 +11,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/dustin/go-humanize"
 
-	"github.com/regcache/regcache/access"
 	"github.com/regcache/regcache/mirror"
 )
 
@@ -106,8 +105,6 @@ type statusView struct {
 	RatioPoints, SavedPoints string
 	Since                    string
 	Top                      []mirror.RepositoryInfo
-	// Policy are the edge policy's rules with their refusals.
-	Policy []access.RuleStats
 }
 
 // maxTopRepositories is the number of repositories on the status page.
@@ -123,7 +120,7 @@ func (a *AdminAPI) serveStatusPage(w http.ResponseWriter, r *http.Request) error
 	}
 	var views []statusView
 	for _, h := range liveHandlers() {
-		v := statusView{CacheStats: h.stats(), Policy: h.mirror.PolicyStats()}
+		v := statusView{CacheStats: h.stats()}
 		if v.BudgetBytes > 0 {
 			v.DiskPercent = min(100, 100*float64(v.UsedBytes)/float64(v.BudgetBytes))
 			v.Full = v.DiskPercent >= 95
