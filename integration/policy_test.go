@@ -362,3 +362,21 @@ http://127.0.0.1:%d {
 		t.Errorf("the status page does not show deny#1 with one refusal:\n%s", page)
 	}
 }
+
+// TestPolicySignatureAddedLater refuses an unsigned image, then serves it
+// once its publisher signs it: past the verdict's TTL the signatures are
+// looked up again, and a new set is checked again.
+func TestPolicySignatureAddedLater(t *testing.T) {
+	cosign := clientBinary(t, "cosign")
+	key := newCosignKey(t, cosign)
+	img := pushPolicyImage(t, "later/app", "1", 4096)
+	m := startMirror(t, siteOptions{block: fmt.Sprintf("negative_ttl off\n\t\tverify docker.io/later/* {\n\t\t\tkey %s\n\t\t\tverdict_ttl 1ns\n\t\t}", key.public)})
+	accept := "Accept: " + oci.AcceptHeader(oci.ManifestMediaTypes)
+	wantDenied(t, "before signing", m.do(t, http.MethodGet, "/v2/later/app/manifests/1", accept), "no signature found")
+	cosignSign(t, cosign, key, img.repo, img.digest)
+	resp := m.do(t, http.MethodGet, "/v2/later/app/manifests/1", accept)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("after signing: status %d, want 200", resp.StatusCode)
+	}
+}
