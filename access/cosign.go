@@ -101,6 +101,9 @@ func ManifestSignatures(manifest []byte, source string, blob BlobReader) ([]Sign
 		if c := l.Annotations[CosignCertificateAnnotation]; c != "" {
 			s.Certificate = []byte(c)
 		}
+		if rb := l.Annotations[CosignRekorBundleAnnotation]; rb != "" {
+			s.RekorBundle = []byte(rb)
+		}
 		out = append(out, s)
 	}
 	return out, nil
@@ -170,12 +173,14 @@ type cosignEntity struct {
 	sig  Signature
 	hint string
 	cert *x509.Certificate
+	// tlog is the transparency log entry of the signature's Rekor bundle.
+	tlog []*tlog.Entry
 }
 
-func (e *cosignEntity) HasInclusionPromise() bool           { return false }
+func (e *cosignEntity) HasInclusionPromise() bool           { return len(e.tlog) > 0 }
 func (e *cosignEntity) HasInclusionProof() bool             { return false }
 func (e *cosignEntity) Timestamps() ([][]byte, error)       { return nil, nil }
-func (e *cosignEntity) TlogEntries() ([]*tlog.Entry, error) { return nil, nil }
+func (e *cosignEntity) TlogEntries() ([]*tlog.Entry, error) { return e.tlog, nil }
 func (e *cosignEntity) Version() (string, error)            { return "v0.3", nil }
 
 func (e *cosignEntity) SignatureContent() (verify.SignatureContent, error) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/sigstore/sigstore-go/pkg/tlog"
 	"github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -75,13 +76,15 @@ type VerifyRule struct {
 	// keyVerifier checks key signatures (no timestamps: keys do not
 	// expire).
 	keyVerifier *verify.Verifier
-	// identities and the verifiers of certificates: one using the
-	// evidence a signature carries (transparency log or timestamp
-	// authority), one at the current time (long-lived certificates of a
-	// private authority).
-	identities     []verify.CertificateIdentity
-	certVerifier   *verify.Verifier
-	certVerifierTS *verify.Verifier
+	// identities and the verifiers of certificates: by the evidence a
+	// signature carries, its transparency log entries (certVerifierTlog)
+	// or signed timestamps (certVerifierTSA), which tell when the
+	// short-lived certificate was valid; else at the current time
+	// (long-lived certificates of a private authority).
+	identities       []verify.CertificateIdentity
+	certVerifier     *verify.Verifier
+	certVerifierTlog *verify.Verifier
+	certVerifierTSA  *verify.Verifier
 
 	verdicts verdictCache
 }
@@ -155,8 +158,13 @@ func newVerifyRule(id string, vc VerifyConfig) (*VerifyRule, error) {
 		if v.certVerifier, err = verify.NewVerifier(tr, verify.WithCurrentTime()); err != nil {
 			return nil, fmt.Errorf("%s: %w", id, err)
 		}
-		if len(tr.RekorLogs()) > 0 || len(tr.TimestampingAuthorities()) > 0 {
-			if v.certVerifierTS, err = verify.NewVerifier(tr, verify.WithObserverTimestamps(1)); err != nil {
+		if len(tr.RekorLogs()) > 0 {
+			if v.certVerifierTlog, err = verify.NewVerifier(tr, verify.WithTransparencyLog(1), verify.WithIntegratedTimestamps(1)); err != nil {
+				return nil, fmt.Errorf("%s: %w", id, err)
+			}
+		}
+		if len(tr.TimestampingAuthorities()) > 0 {
+			if v.certVerifierTSA, err = verify.NewVerifier(tr, verify.WithSignedTimestamps(1)); err != nil {
 				return nil, fmt.Errorf("%s: %w", id, err)
 			}
 		}
@@ -193,6 +201,10 @@ type Signature struct {
 	Signature []byte
 	// Certificate is the signer's PEM certificate (keyless), if any.
 	Certificate []byte
+	// RekorBundle is the transparency log's signed promise that the
+	// keyless signature was logged (cosign's bundle annotation), if any:
+	// its time is when the certificate must have been valid.
+	RekorBundle []byte
 	// Bundle is a sigstore bundle (JSON); the other fields are then unset.
 	Bundle []byte
 }
@@ -252,7 +264,15 @@ func (v *VerifyRule) verifyCosign(d digest.Digest, s Signature) (string, error) 
 		if v.certVerifier == nil {
 			return "", errNoTrust
 		}
-		return v.verifyCertificate(&cosignEntity{sig: s, cert: cert}, policyFor)
+		e := &cosignEntity{sig: s, cert: cert}
+		if s.RekorBundle != nil {
+			entry, err := rekorEntry(s.RekorBundle)
+			if err != nil {
+				return "", err
+			}
+			e.tlog = []*tlog.Entry{entry}
+		}
+		return v.verifyCertificate(e, policyFor)
 	}
 	if v.keyVerifier == nil {
 		return "", errNoTrust
@@ -265,12 +285,23 @@ func (v *VerifyRule) verifyCosign(d digest.Digest, s Signature) (string, error) 
 	return "", errors.New("the signature does not verify with any configured key")
 }
 
-// verifyCertificate checks a certificate signature against each identity,
-// with the evidence the entity carries, else at the current time.
+// verifyCertificate checks a certificate signature against each identity:
+// with the evidence the entity carries (transparency log entries, signed
+// timestamps), which must then verify; else at the current time.
 func (v *VerifyRule) verifyCertificate(e verify.SignedEntity, policyFor func(verify.PolicyOption) verify.PolicyBuilder) (string, error) {
+	verifiers := []*verify.Verifier{v.certVerifier}
+	if logged, stamped := evidence(e); logged || stamped {
+		verifiers = nil
+		if logged {
+			verifiers = append(verifiers, v.certVerifierTlog)
+		}
+		if stamped {
+			verifiers = append(verifiers, v.certVerifierTSA)
+		}
+	}
 	var lastErr error
 	for _, ci := range v.identities {
-		for _, ver := range []*verify.Verifier{v.certVerifierTS, v.certVerifier} {
+		for _, ver := range verifiers {
 			if ver == nil {
 				continue
 			}
@@ -285,7 +316,19 @@ func (v *VerifyRule) verifyCertificate(e verify.SignedEntity, policyFor func(ver
 			lastErr = err
 		}
 	}
+	if lastErr == nil {
+		return "", errors.New("the signature carries transparency log or timestamp evidence, and the trusted root has no log or timestamp authority to check it")
+	}
 	return "", fmt.Errorf("the certificate is not that of a configured identity under the trusted root: %w", lastErr)
+}
+
+// evidence reports whether a signed entity carries transparency log
+// entries, and signed timestamps.
+func evidence(e verify.SignedEntity) (logged, stamped bool) {
+	entries, err := e.TlogEntries()
+	logged = err == nil && len(entries) > 0
+	ts, err := e.Timestamps()
+	return logged, err == nil && len(ts) > 0
 }
 
 // parseCertificate reads the first PEM certificate of b.
