@@ -1,6 +1,7 @@
 package access
 
 import (
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -218,7 +219,7 @@ func (k *keyContent) CompareKey(key any, tm root.TrustedMaterial) bool {
 	if err != nil {
 		return false
 	}
-	eq, ok := key.(interface{ Equal(any) bool })
+	eq, ok := key.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && eq.Equal(pub)
 }
 

@@ -125,3 +125,24 @@ func TestVerdictCache(t *testing.T) {
 		t.Error("ForSet did not renew the verdict")
 	}
 }
+
+func TestKeyContentCompareKey(t *testing.T) {
+	k, other := newTestKey(t), newTestKey(t)
+	p, err := New(Config{Verify: []VerifyConfig{{Patterns: []string{"a.io/**"}, Keys: [][]byte{k.pem}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := p.VerifyRules("a.io", "b")[0]
+	kc := &keyContent{hint: keyHint(0)}
+	pub, _ := k.signer.PublicKey()
+	otherPub, _ := other.signer.PublicKey()
+	if !kc.CompareKey(pub, rule.keyTrust) {
+		t.Error("the configured key does not compare equal to itself")
+	}
+	if kc.CompareKey(otherPub, rule.keyTrust) {
+		t.Error("another key compares equal to the configured one")
+	}
+	if (&keyContent{hint: keyHint(1)}).CompareKey(pub, rule.keyTrust) {
+		t.Error("a key that is not configured compares equal")
+	}
+}
