@@ -380,3 +380,35 @@ func TestPolicySignatureAddedLater(t *testing.T) {
 		t.Errorf("after signing: status %d, want 200", resp.StatusCode)
 	}
 }
+
+// TestPolicyConcurrentVerdictsShareOneLookup sends concurrent requests for
+// a signed image that no verdict covers yet: they share one lookup of its
+// signatures (one referrers request upstream) and are all served.
+func TestPolicyConcurrentVerdictsShareOneLookup(t *testing.T) {
+	cosign := clientBinary(t, "cosign")
+	key := newCosignKey(t, cosign)
+	img := pushPolicyImage(t, "shared/app", "1", 4096)
+	cosignSign(t, cosign, key, img.repo, img.digest)
+	m := startMirror(t, siteOptions{block: fmt.Sprintf("verify docker.io/shared/* {\n\t\t\tkey %s\n\t\t}", key.public)})
+	hub.Counters.Reset()
+	const clients = 8
+	statuses := make(chan int, clients)
+	for range clients {
+		req := m.request(t, http.MethodGet, "/v2/shared/app/manifests/"+img.digest, "Accept: "+oci.AcceptHeader(oci.ManifestMediaTypes))
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	for range clients {
+		if s := <-statuses; s != http.StatusOK {
+			t.Errorf("a concurrent request got %d, want 200", s)
+		}
+	}
+	wantCount(t, "referrers requests for concurrent verdicts", hub.Counters.Referrers.Load(), 1)
+}

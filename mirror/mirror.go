@@ -102,6 +102,7 @@ type Mirror struct {
 	tokenRealm              string
 	upstreamSlots           *limiter
 	policy                  *access.Policy
+	verdicts                flight[verdictKey, access.Verdict]
 }
 
 // New returns a Mirror for cfg.

@@ -59,7 +59,10 @@ func (m *Mirror) admitManifest(ctx context.Context, t target, ref string, mc man
 		return nil
 	}
 	for _, rule := range rules {
-		vd, err := m.verdict(ctx, t, rule, mc, 0)
+		key := verdictKey{rule: rule, d: mc.digest, identity: t.upstream.CredentialID(ctx)}
+		vd, err := m.verdicts.do(ctx, key, func(ctx context.Context) (access.Verdict, error) {
+			return m.verdict(ctx, t, rule, mc, 0)
+		})
 		if err != nil {
 			if rule.Mode() == access.ModeAudit {
 				rule.CountAudit()

@@ -37,6 +37,14 @@ import (
 // index whose signatures are looked up.
 const maxIndexChildrenChecked = 16
 
+// verdictKey identifies one verdict being reached, shared by concurrent
+// requests of the same identity for the same manifest.
+type verdictKey struct {
+	rule     *access.VerifyRule
+	d        digest.Digest
+	identity string
+}
+
 // signatureRef is one signature manifest found for a manifest.
 type signatureRef struct {
 	source string
