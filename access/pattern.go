@@ -15,8 +15,20 @@ import (
 type Pattern struct {
 	text  string
 	parts []string
+	// kinds says how each part matches, index for index.
+	kinds []partKind
 	tag   string // "" when the pattern names no tag
 }
+
+// partKind is how a pattern component matches.
+type partKind uint8
+
+const (
+	partLiteral  partKind = iota // equal strings
+	partAny                      // `*`: any one component
+	partAnyDepth                 // `**`: any number of components
+	partGlob                     // path.Match
+)
 
 // ParsePattern parses an absolute pattern such as "docker.io/library/*" or
 // "ghcr.io/acme/**:v*". The registry, its first component, must be given;
@@ -58,6 +70,18 @@ func ParsePattern(s string) (Pattern, error) {
 	if p.parts[0] == "docker.io" && len(p.parts) == 2 && !hasMeta(p.parts[1]) {
 		p.parts = []string{"docker.io", "library", p.parts[1]}
 	}
+	for _, c := range p.parts {
+		k := partGlob
+		switch {
+		case c == "**":
+			k = partAnyDepth
+		case c == "*":
+			k = partAny
+		case !hasMeta(c):
+			k = partLiteral
+		}
+		p.kinds = append(p.kinds, k)
+	}
 	return p, nil
 }
 
@@ -73,7 +97,12 @@ func (p Pattern) HasTag() bool { return p.tag != "" }
 // MatchRepository reports whether name ("registry/repository") matches
 // the pattern's repository part.
 func (p Pattern) MatchRepository(name string) bool {
-	return matchParts(p.parts, strings.Split(name, "/"))
+	return p.matchComponents(strings.Split(name, "/"))
+}
+
+// matchComponents is MatchRepository for a name split at its slashes.
+func (p Pattern) matchComponents(name []string) bool {
+	return matchParts(p.parts, p.kinds, name)
 }
 
 // MatchTag reports whether tag matches the pattern's tag part; a pattern
@@ -88,24 +117,33 @@ func (p Pattern) MatchTag(tag string) bool {
 
 // matchParts matches path components, `**` standing for any number of
 // them.
-func matchParts(pat, name []string) bool {
+func matchParts(pat []string, kinds []partKind, name []string) bool {
 	for len(pat) > 0 {
-		if pat[0] == "**" {
-			rest := pat[1:]
+		switch kinds[0] {
+		case partAnyDepth:
 			for i := 0; i <= len(name); i++ {
-				if matchParts(rest, name[i:]) {
+				if matchParts(pat[1:], kinds[1:], name[i:]) {
 					return true
 				}
 			}
 			return false
+		case partLiteral:
+			if len(name) == 0 || pat[0] != name[0] {
+				return false
+			}
+		case partAny:
+			if len(name) == 0 {
+				return false
+			}
+		default:
+			if len(name) == 0 {
+				return false
+			}
+			if ok, _ := path.Match(pat[0], name[0]); !ok {
+				return false
+			}
 		}
-		if len(name) == 0 {
-			return false
-		}
-		if ok, _ := path.Match(pat[0], name[0]); !ok {
-			return false
-		}
-		pat, name = pat[1:], name[1:]
+		pat, kinds, name = pat[1:], kinds[1:], name[1:]
 	}
 	return len(name) == 0
 }

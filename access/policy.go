@@ -171,9 +171,9 @@ func (p *Policy) Check(registry, repo, ref string) Decision {
 	} else {
 		tag = ref
 	}
-	name := strings.ToLower(registry) + "/" + repo
+	name := splitName(registry, repo)
 	for _, d := range p.deny {
-		if !d.pattern.MatchRepository(name) {
+		if !d.pattern.matchComponents(name) {
 			continue
 		}
 		if !d.pattern.HasTag() || (tag != "" && d.pattern.MatchTag(tag)) {
@@ -184,7 +184,7 @@ func (p *Policy) Check(registry, repo, ref string) Decision {
 		return Decision{Allowed: true}
 	}
 	for _, a := range p.allow {
-		if a.pattern.MatchRepository(name) && (tag == "" || a.pattern.MatchTag(tag)) {
+		if a.pattern.matchComponents(name) && (tag == "" || a.pattern.MatchTag(tag)) {
 			return Decision{Allowed: true}
 		}
 	}
@@ -209,7 +209,7 @@ func (p *Policy) VerifyRules(registry, repo string) []*VerifyRule {
 	if p == nil || len(p.verify) == 0 {
 		return nil
 	}
-	name := strings.ToLower(registry) + "/" + repo
+	name := splitName(registry, repo)
 	var out []*VerifyRule
 	for _, v := range p.verify {
 		if v.matches(name) {
@@ -217,6 +217,12 @@ func (p *Policy) VerifyRules(registry, repo string) []*VerifyRule {
 		}
 	}
 	return out
+}
+
+// splitName splits registry/repository into path components, the
+// registry lowercased.
+func splitName(registry, repo string) []string {
+	return append([]string{strings.ToLower(registry)}, strings.Split(repo, "/")...)
 }
 
 // Stats returns the counters of every rule, in configuration order.

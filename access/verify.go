@@ -175,10 +175,11 @@ func newVerifyRule(id string, vc VerifyConfig) (*VerifyRule, error) {
 // keyHint names configured key i in the trusted key material.
 func keyHint(i int) string { return fmt.Sprintf("key-%d", i) }
 
-// matches reports whether the rule applies to name (registry/repository).
-func (v *VerifyRule) matches(name string) bool {
+// matches reports whether the rule applies to name (registry and
+// repository components).
+func (v *VerifyRule) matches(name []string) bool {
 	for _, p := range v.patterns {
-		if p.MatchRepository(name) {
+		if p.matchComponents(name) {
 			return true
 		}
 	}
