@@ -95,7 +95,7 @@ func (d Decision) Message() string {
 	}
 	switch d.Rule.Kind {
 	case "allow":
-		return "denied by policy: the repository is not on the allow list"
+		return "denied by policy rule allow: the repository is not on the allow list"
 	case "deny_digest":
 		return fmt.Sprintf("denied by policy rule %s: digest %s is blocked", d.Rule.ID, d.Rule.Text)
 	}

@@ -260,7 +260,7 @@ func TestPolicyDenyRules(t *testing.T) {
 
 	m = startMirror(t, siteOptions{storage: m.Storage, port: portOf(t, m), upstreams: "upstream docker.io " + hub.URL + " {\n\t\t\tallow library/*\n\t\t}"})
 	pullImage(t, m.Host+"/kept:1")
-	wantDenied(t, "not on the allow list", m.do(t, http.MethodGet, "/v2/org/blocked/manifests/a"), "allow list")
+	wantDenied(t, "not on the allow list", m.do(t, http.MethodGet, "/v2/org/blocked/manifests/a"), "rule allow", "allow list")
 }
 
 // portOf returns the port of a test mirror.
