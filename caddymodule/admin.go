@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/regcache/regcache/access"
 	"github.com/regcache/regcache/mirror"
 	"github.com/regcache/regcache/upstream"
 )
@@ -148,6 +149,9 @@ type CacheStats struct {
 	Upstreams []UpstreamStats `json:"upstreams"`
 	// Integrity is what the checks of content at rest found.
 	Integrity IntegrityStats `json:"integrity"`
+	// Policy are the edge policy's rules with their refusals; none
+	// without a policy.
+	Policy []access.RuleStats `json:"policy,omitempty"`
 }
 
 // UpstreamStats are the health and pull budget of one upstream.
@@ -212,6 +216,7 @@ func (h *Handler) stats() CacheStats {
 		Requests:       map[string]map[string]int64{},
 		BytesFromCache: ms.BytesFromCache, BytesFromUpstream: ms.BytesFromUpstream,
 		StaleServes: ms.StaleServes, RateLimitHolds: ms.RateLimitHolds, NegativeHits: ms.NegativeHits,
+		Policy: h.mirror.PolicyStats(),
 	}
 	var served, fromCache int64
 	for _, rc := range ms.Requests {

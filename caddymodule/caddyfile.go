@@ -57,6 +57,19 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			username <username>
 //			password <password>
 //			trusted_realm <host>
+//			allow  <pattern>...
+//			deny   <pattern>...
+//			verify <pattern>... { … }
+//		}
+//		allow       <registry/repository[:tag] pattern>...
+//		deny        <registry/repository[:tag] pattern>...
+//		deny_digest <digest>...
+//		verify <registry/repository pattern>... {
+//			key          <PEM public key file>
+//			identity     <certificate identity> <OIDC issuer>
+//			trusted_root <trusted_root.json file>
+//			mode         enforce|audit
+//			verdict_ttl  <duration>
 //		}
 //	}
 //
@@ -70,6 +83,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // placeholders such as {env.S3_SECRET_KEY}. scrub_interval off turns the
 // background scrub of content at rest off; scrub_rate is in bytes per
 // second (50MiB or 50MiB/s).
+//
+// allow, deny and verify patterns use `*` within one path component (or
+// tag) and `**` across components; at the top level they start with the
+// registry (docker.io/library/*), inside an upstream block they are
+// relative to it (library/*). When any allow is given, everything else is
+// denied; deny wins. key and identity may be repeated.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
@@ -203,6 +222,24 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.Default = d.Val()
+		case "allow":
+			if err := unmarshalPatterns(d, &h.Allow); err != nil {
+				return err
+			}
+		case "deny":
+			if err := unmarshalPatterns(d, &h.Deny); err != nil {
+				return err
+			}
+		case "deny_digest":
+			if err := unmarshalPatterns(d, &h.DenyDigest); err != nil {
+				return err
+			}
+		case "verify":
+			v, err := unmarshalVerify(d)
+			if err != nil {
+				return err
+			}
+			h.Verify = append(h.Verify, v)
 		case "upstream":
 			u, err := unmarshalUpstream(d)
 			if err != nil {
@@ -234,6 +271,24 @@ func unmarshalUpstream(d *caddyfile.Dispenser) (Upstream, error) {
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		switch opt {
+		case "allow", "deny":
+			list := &u.Allow
+			if opt == "deny" {
+				list = &u.Deny
+			}
+			if err := unmarshalPatterns(d, list); err != nil {
+				return u, err
+			}
+			continue
+		case "verify":
+			v, err := unmarshalVerify(d)
+			if err != nil {
+				return u, err
+			}
+			u.Verify = append(u.Verify, v)
+			continue
+		}
 		if !d.NextArg() {
 			return u, d.ArgErr()
 		}

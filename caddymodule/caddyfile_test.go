@@ -156,6 +156,19 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "upstream without name", input: "registry_cache {\nupstream\n}", wantErr: true},
 		{name: "upstream with two urls inline", input: "registry_cache {\nupstream a.io https://a https://b\n}", wantErr: true},
 		{name: "unknown upstream option", input: "registry_cache {\nupstream a.io {\ntoken x\n}\n}", wantErr: true},
+		{name: "policy", input: "registry_cache {\nallow docker.io/library/* ghcr.io/acme/**\ndeny a.io/x\ndeny b.io/y:*-rc*\ndeny_digest sha256:ab\nverify ghcr.io/acme/** a.io/b {\nkey /k1.pub\nkey /k2.pub\nidentity me@x.example https://issuer.example\ntrusted_root /root.json\nmode audit\nverdict_ttl 1m\n}\nupstream ghcr.io {\nallow tools/*\ndeny tools/old\nverify tools/* {\nkey /t.pub\n}\n}\n}",
+			want: Handler{
+				Allow: []string{"docker.io/library/*", "ghcr.io/acme/**"}, Deny: []string{"a.io/x", "b.io/y:*-rc*"}, DenyDigest: []string{"sha256:ab"},
+				Verify: []Verify{{Patterns: []string{"ghcr.io/acme/**", "a.io/b"}, Keys: []string{"/k1.pub", "/k2.pub"},
+					Identities: []Identity{{Subject: "me@x.example", Issuer: "https://issuer.example"}}, TrustedRoot: "/root.json", Mode: "audit", VerdictTTL: caddy.Duration(time.Minute)}},
+				Upstreams: []Upstream{{Name: "ghcr.io", Allow: []string{"tools/*"}, Deny: []string{"tools/old"}, Verify: []Verify{{Patterns: []string{"tools/*"}, Keys: []string{"/t.pub"}}}}},
+			}},
+		{name: "allow without pattern", input: "registry_cache {\nallow\n}", wantErr: true},
+		{name: "verify without pattern", input: "registry_cache {\nverify {\nkey /k\n}\n}", wantErr: true},
+		{name: "verify without trust", input: "registry_cache {\nverify a.io/b {\nmode audit\n}\n}", wantErr: true},
+		{name: "verify bad mode", input: "registry_cache {\nverify a.io/b {\nkey /k\nmode maybe\n}\n}", wantErr: true},
+		{name: "identity without issuer", input: "registry_cache {\nverify a.io/b {\nidentity me@x\n}\n}", wantErr: true},
+		{name: "unknown verify option", input: "registry_cache {\nverify a.io/b {\nkey /k\ncert /c\n}\n}", wantErr: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

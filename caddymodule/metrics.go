@@ -77,7 +77,7 @@ type cacheCollector struct {
 
 	requests, servedBytes, staleServes, rateLimitHolds, negativeHits, fills, fillReaders,
 	evictions, evictedBytes, diskUsed, diskBudget, objects, notStored, unwritable,
-	rateLimitRemaining *prometheus.Desc
+	rateLimitRemaining, policyRefusals *prometheus.Desc
 
 	sharedFills, sharedTakeOvers, sharedUploadFailures, sharedUnavailable *prometheus.Desc
 }
@@ -112,6 +112,8 @@ func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, ups
 			"Contents served without being stored: disk full or unwritable, or larger than the budget."),
 		unwritable: desc("disk_unwritable",
 			"1 while the cache disk is full or unwritable and content is streamed without storing."),
+		policyRefusals: desc("policy_refusals_total",
+			"Requests the edge policy refused (action denied) or served in audit mode despite a failed signature rule (action audited), by rule (allow, deny#N, deny_digest#N, verify#N).", "rule", "action"),
 		rateLimitRemaining: desc("rate_limit_remaining",
 			"The pull budget an upstream last reported (ratelimit-remaining), when it reports one.", "upstream"),
 		sharedFills: desc("shared_fills_total",
@@ -129,7 +131,7 @@ func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, ups
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.servedBytes, c.staleServes, c.rateLimitHolds,
 		c.negativeHits, c.fills, c.fillReaders, c.evictions, c.evictedBytes, c.diskUsed,
-		c.diskBudget, c.objects, c.notStored, c.unwritable, c.rateLimitRemaining,
+		c.diskBudget, c.objects, c.notStored, c.unwritable, c.rateLimitRemaining, c.policyRefusals,
 		c.sharedFills, c.sharedTakeOvers, c.sharedUploadFailures, c.sharedUnavailable} {
 		ch <- d
 	}
@@ -152,6 +154,12 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.staleServes, ms.StaleServes)
 	counter(c.rateLimitHolds, ms.RateLimitHolds)
 	counter(c.negativeHits, ms.NegativeHits)
+	for _, rs := range c.mirror.PolicyStats() {
+		counter(c.policyRefusals, rs.Refused, rs.ID, "denied")
+		if rs.Kind == "verify" {
+			counter(c.policyRefusals, rs.Audited, rs.ID, "audited")
+		}
+	}
 	st := c.store.Stats()
 	gauge(c.fills, int64(st.Fills))
 	gauge(c.fillReaders, int64(st.FillReaders))

@@ -197,6 +197,36 @@ type Handler struct {
 	// registries, each at its public endpoint.
 	Upstreams []Upstream `json:"upstreams,omitempty"`
 
+	// Allow lists the repositories that may be served, as
+	// REGISTRY/REPOSITORY[:TAG] patterns ("docker.io/library/*",
+	// "ghcr.io/acme/**"): `*` matches within one path component or tag,
+	// `**` across components. When any allow pattern is given (here or in
+	// an upstream), every other repository is denied. A pattern with a tag
+	// limits the tags that resolve; content by digest of an allowed
+	// repository stays reachable. Default: none, everything is allowed.
+	Allow []string `json:"allow,omitempty"`
+
+	// Deny lists repositories (and tags) that are never served, in the
+	// syntax of allow; deny wins over allow. A pattern with a tag refuses
+	// requests by matching tags and hides them from tag lists. A refused
+	// request gets 403 DENIED naming the rule, makes no upstream request,
+	// and is logged and counted (caddy_registry_cache_policy_refusals_total).
+	// Rules apply to cached content, to warm, to the catalog and to tag
+	// lists. Default: none.
+	Deny []string `json:"deny,omitempty"`
+
+	// DenyDigest lists digests ("sha256:<hex>") never served, under any
+	// repository or tag, cached or not: manifests, and blobs too. A tag
+	// that resolves to one is refused. Default: none.
+	DenyDigest []string `json:"deny_digest,omitempty"`
+
+	// Verify are signature rules: a manifest or index of a repository they
+	// name is served only with a valid signature from their trust (cosign
+	// key-based signatures from the sha256-<hex>.sig tag or the referrers,
+	// sigstore bundles among the referrers, keyless certificates under a
+	// trusted root). Default: none.
+	Verify []Verify `json:"verify,omitempty"`
+
 	mirror      *mirror.Mirror
 	store       *cache.Store
 	clients     []*upstream.Client
@@ -230,6 +260,12 @@ type Upstream struct {
 	// Password or access token for the upstream. Accepts placeholders such
 	// as {env.HUB_TOKEN}; never logged. Default: none.
 	Password string `json:"password,omitempty"`
+
+	// Allow, Deny and Verify are policy rules as at the top level, with
+	// patterns relative to this registry ("library/*"). Default: none.
+	Allow  []string `json:"allow,omitempty"`
+	Deny   []string `json:"deny,omitempty"`
+	Verify []Verify `json:"verify,omitempty"`
 
 	// TrustedRealms are further host names that may receive the
 	// credentials as the registry's token realm. Without them, credentials
@@ -340,6 +376,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			}
 		}()
 	}
+	// The policy is checked before the cache opens: a bad pattern, key or
+	// trusted root fails the load.
+	policy, err := h.buildPolicy()
+	if err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
 	store, err := openStore(dir, opts)
 	if err != nil {
 		return err
@@ -360,6 +402,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		NegativeTTL:         time.Duration(h.NegativeTTL),
 		AccessTTL:           time.Duration(h.AccessTTL),
 		MaxUpstreamRequests: h.MaxUpstreamRequests,
+		Policy:              policy,
 		Logger:              h.logger,
 
 		IgnoreClientCredentials: h.DisableClientLogin,

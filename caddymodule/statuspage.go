@@ -82,6 +82,11 @@ svg { background: #fafafa; border: 1px solid #eee; }
 <td>{{if and (eq $i 0) $u.RateLimit}}{{$u.RateLimit.Remaining}} of {{$u.RateLimit.Limit}}{{if $u.RateLimit.Held}} (held){{end}}{{end}}</td></tr>
 {{end}}{{end}}
 </table>
+{{if .Policy}}<h3>Policy</h3>
+<table class="policy">
+<tr><th>rule</th><th>pattern</th><th>mode</th><th>refused</th><th>served in audit</th></tr>
+{{range .Policy}}<tr><td>{{.ID}}</td><td><code>{{.Text}}</code></td><td>{{.Mode}}</td><td>{{.Refused}}</td><td>{{.Audited}}</td></tr>
+{{end}}</table>{{end}}
 <h3>Top repositories</h3>
 <table class="repositories">
 <tr><th>repository</th><th>tags</th><th>cached</th><th>last used</th></tr>

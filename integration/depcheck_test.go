@@ -15,9 +15,10 @@ func TestOnlyCaddymoduleImportsCaddy(t *testing.T) {
 		pkg       string
 		forbidden []string // import path prefixes the package must not depend on
 	}{
-		{"oci", []string{"github.com/caddyserver/", module + "cache", module + "upstream", module + "mirror", module + "caddymodule"}},
-		{"cache", []string{"github.com/caddyserver/", "github.com/minio/", module + "upstream", module + "mirror", module + "s3tier", module + "caddymodule"}},
-		{"upstream", []string{"github.com/caddyserver/", module + "cache", module + "mirror", module + "caddymodule"}},
+		{"oci", []string{"github.com/caddyserver/", module + "cache", module + "upstream", module + "mirror", module + "access", module + "caddymodule"}},
+		{"access", []string{"github.com/caddyserver/", "github.com/minio/", module + "cache", module + "upstream", module + "mirror", module + "s3tier", module + "caddymodule"}},
+		{"cache", []string{"github.com/caddyserver/", "github.com/minio/", module + "upstream", module + "mirror", module + "access", module + "s3tier", module + "caddymodule"}},
+		{"upstream", []string{"github.com/caddyserver/", module + "cache", module + "mirror", module + "access", module + "caddymodule"}},
 		{"mirror", []string{"github.com/caddyserver/", "github.com/minio/", module + "s3tier", module + "caddymodule"}},
 		{"s3tier", []string{"github.com/caddyserver/", module + "upstream", module + "mirror", module + "caddymodule"}},
 	}

@@ -70,7 +70,8 @@ func (m *Mirror) serveCatalog(w http.ResponseWriter, r *http.Request) {
 // repositories with cached tags, as clients of this mirror name them.
 // Upstreams no longer configured are left out, and so are repositories
 // that the upstream did not let the mirror's default identity pull: the
-// name of a private repository is not shown to anyone who asks.
+// name of a private repository is not shown to anyone who asks. The edge
+// policy's allow and deny rules hide the repositories they refuse.
 func (m *Mirror) cachedRepositories() ([]string, error) {
 	type repoKey struct{ registry, repo string }
 	seen := map[repoKey]bool{}
@@ -88,7 +89,7 @@ func (m *Mirror) cachedRepositories() ([]string, error) {
 		// This node's own records only: one shared lookup per repository
 		// would make a listing as slow as the bucket times the catalog.
 		g, err := m.store.LocalGrant(k.registry, k.repo)
-		if err != nil || g.Identity != m.upstreams[k.registry].DefaultCredentialID() {
+		if err != nil || g.Identity != m.upstreams[k.registry].DefaultCredentialID() || !m.allowedInCatalog(k.registry, k.repo) {
 			continue
 		}
 		name := k.repo

@@ -70,6 +70,9 @@ func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, t target,
 	if err != nil {
 		return err
 	}
+	if err := m.admitManifest(r.Context(), t, ref, mc); err != nil {
+		return err
+	}
 	markSource(w, mc.source)
 	writeManifest(w, r, mc)
 	return nil

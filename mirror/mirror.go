@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/regcache/regcache/access"
 	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/oci"
 	"github.com/regcache/regcache/upstream"
@@ -66,6 +67,10 @@ type Config struct {
 	// downloads are bounded by the cache's fill slots instead. Default:
 	// DefaultMaxUpstreamRequests.
 	MaxUpstreamRequests int
+	// Policy is the edge policy: allow and deny rules, blocked digests and
+	// signature rules, applied to every request. Default: nil, everything
+	// the upstream serves is served.
+	Policy *access.Policy
 	// Logger receives the mirror's logs. Default: a no-op logger.
 	Logger *zap.Logger
 	// Now is the clock. Default: time.Now.
@@ -96,6 +101,8 @@ type Mirror struct {
 	ignoreClientCredentials bool
 	tokenRealm              string
 	upstreamSlots           *limiter
+	policy                  *access.Policy
+	verdicts                flight[verdictKey, access.Verdict]
 }
 
 // New returns a Mirror for cfg.
@@ -117,6 +124,7 @@ func New(cfg Config) (*Mirror, error) {
 		accessTTL:               cfg.AccessTTL,
 		ignoreClientCredentials: cfg.IgnoreClientCredentials,
 		tokenRealm:              cfg.TokenRealm,
+		policy:                  cfg.Policy,
 	}
 	if m.accessTTL <= 0 {
 		m.accessTTL = DefaultAccessTTL
@@ -221,6 +229,11 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if ctx := withClient(r.Context(), cl, target); ctx != r.Context() {
 		r = r.WithContext(ctx)
+	}
+	if err = m.checkPolicy(target, route.Kind, route.Reference); err != nil {
+		m.writeRouteError(w, r, route, err)
+		completed = true
+		return
 	}
 	switch route.Kind {
 	case oci.KindManifest:

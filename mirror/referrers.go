@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,13 +50,13 @@ func (m *Mirror) serveReferrers(w http.ResponseWriter, r *http.Request, t target
 		if applied := resp.Header.Get(filtersAppliedHeader); applied != "" {
 			w.Header().Set(filtersAppliedHeader, applied)
 		}
-		return relayJSON(w, r, resp)
+		return relayJSON(w, r, resp, nil)
 	}
 	var ue *upstream.Error
 	if !errors.As(err, &ue) || ue.Status != http.StatusNotFound {
 		return fmt.Errorf("listing referrers of %s@%s: %w", t.repo, d, err)
 	}
-	index, err := m.referrersFromTag(r, t, d)
+	index, err := m.referrersFromTag(r.Context(), t, d)
 	if err != nil {
 		return err
 	}
@@ -84,10 +85,10 @@ func (m *Mirror) serveReferrers(w http.ResponseWriter, r *http.Request, t target
 
 // referrersFromTag reads the referrers tag schema's index for d (the tag
 // "<alg>-<hex>"), or an empty index when the tag does not exist.
-func (m *Mirror) referrersFromTag(r *http.Request, t target, d digest.Digest) (referrersIndex, error) {
+func (m *Mirror) referrersFromTag(ctx context.Context, t target, d digest.Digest) (referrersIndex, error) {
 	index := referrersIndex{SchemaVersion: 2, MediaType: oci.MediaTypeOCIIndex, Manifests: []oci.Descriptor{}}
 	tag := d.Algorithm().String() + "-" + d.Encoded()
-	mc, err := m.manifestByTag(r.Context(), t, tag, nil)
+	mc, err := m.manifestByTag(ctx, t, tag, nil)
 	if err != nil {
 		var ue *upstream.Error
 		if errors.As(err, &ue) && ue.Status == http.StatusNotFound {

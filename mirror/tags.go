@@ -42,12 +42,13 @@ func (m *Mirror) serveTags(w http.ResponseWriter, r *http.Request, t target) err
 	if link := resp.Header.Get("Link"); link != "" {
 		w.Header().Set("Link", rewriteLink(link, t.clientName, "tags/list", r.URL.Query().Get("ns")))
 	}
-	return relayJSON(w, r, resp)
+	return relayJSON(w, r, resp, func(body []byte) []byte { return m.filterTags(t, body) })
 }
 
 // relayJSON copies an upstream JSON answer (status, type, length, body)
-// to the client, refusing bodies larger than maxListBody.
-func relayJSON(w http.ResponseWriter, r *http.Request, resp *http.Response) error {
+// to the client, refusing bodies larger than maxListBody. transform, when
+// set, rewrites the body of a 200 answer.
+func relayJSON(w http.ResponseWriter, r *http.Request, resp *http.Response, transform func([]byte) []byte) error {
 	if resp.ContentLength > maxListBody {
 		return badUpstream("list of %d bytes is larger than the %d allowed", resp.ContentLength, maxListBody)
 	}
@@ -60,6 +61,9 @@ func relayJSON(w http.ResponseWriter, r *http.Request, resp *http.Response) erro
 	}
 	if len(body) > maxListBody {
 		return badUpstream("list is larger than the %d bytes allowed", maxListBody)
+	}
+	if transform != nil && resp.StatusCode == http.StatusOK {
+		body = transform(body)
 	}
 	ct := resp.Header.Get("Content-Type")
 	if ct == "" {
