@@ -100,6 +100,8 @@ func toOCI(err error) *oci.Error {
 		return oci.Errorf(http.StatusGatewayTimeout, oci.CodeUnavailable, "the upstream registry did not answer in time")
 	case errors.Is(err, errBadUpstream):
 		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "%s", err.Error())
+	case errors.Is(err, upstream.ErrInterrupted):
+		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "the upstream registry's answer broke off")
 	case errors.Is(err, upstream.ErrUnavailable):
 		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "the upstream registry is unreachable")
 	case errors.Is(err, errBusy), errors.Is(err, cache.ErrBusy):
@@ -167,15 +169,19 @@ func isTimeout(err error) bool {
 }
 
 // staleAllowed reports whether a failed revalidation may be answered with
-// the last known digest: the upstream was unreachable, timed out, failed
-// (5xx) or rate-limited us (429), or the pull budget held back the GET a
-// moved tag needed. A 404, 401 or 403 is an answer, not a failure, and is
-// passed on.
+// the last known digest: whenever the failure maps to 502, 503 or 504 (the
+// upstream was unreachable, timed out, failed, broke off or sent what
+// cannot be used, or every upstream slot was taken) or to 429 (the upstream
+// rate-limited us, or the pull budget held back the GET a moved tag
+// needed). A 404, 401 or 403 is an answer, not a failure, and is passed
+// on; the client's own cancellation is neither.
 func staleAllowed(err error) bool {
-	var ue *upstream.Error
-	if errors.As(err, &ue) {
-		return ue.Status >= 500 || ue.Status == http.StatusTooManyRequests
+	if errors.Is(err, context.Canceled) && !isTimeout(err) {
+		return false
 	}
-	return errors.Is(err, upstream.ErrUnavailable) || isTimeout(err) || errors.Is(err, errBadUpstream) ||
-		errors.Is(err, upstream.ErrBudgetHeld)
+	switch toOCI(err).Status {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusTooManyRequests:
+		return true
+	}
+	return false
 }

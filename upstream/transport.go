@@ -152,8 +152,13 @@ func (b *stallBody) Read(p []byte) (int, error) {
 	b.timer.Reset(b.timeout)
 	n, err := b.rc.Read(p)
 	b.timer.Stop()
-	if err != nil && !errors.Is(err, io.EOF) && b.stalled.Load() {
-		return n, b.stallError()
+	if err != nil && !errors.Is(err, io.EOF) {
+		if b.stalled.Load() {
+			return n, b.stallError()
+		}
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("upstream %s: %w: %w", b.upstream, ErrInterrupted, err)
+		}
 	}
 	return n, err
 }
