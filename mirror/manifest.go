@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
@@ -77,7 +76,7 @@ func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, t target,
 
 // writeManifest sends a manifest's exact bytes with its digest and media
 // type. A plain GET or HEAD is answered directly; ranges and conditional
-// requests (If-None-Match) go through http.ServeContent.
+// requests (If-None-Match) go through serveContent.
 func writeManifest(w http.ResponseWriter, r *http.Request, mc manifestContent) {
 	h := w.Header()
 	mediaType := mc.mediaType
@@ -90,8 +89,9 @@ func writeManifest(w http.ResponseWriter, r *http.Request, mc manifestContent) {
 	h.Set("Content-Type", mediaType)
 	h.Set(oci.ContentDigestHeader, mc.digest.String())
 	h.Set("Etag", `"`+mc.digest.String()+`"`)
+	r = withSettledRange(r, int64(len(mc.data)))
 	if needsServeContent(r) {
-		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(mc.data))
+		serveContent(w, r, bytes.NewReader(mc.data), int64(len(mc.data)))
 		return
 	}
 	h.Set("Accept-Ranges", "bytes")
