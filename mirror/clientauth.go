@@ -297,8 +297,7 @@ func (m *Mirror) checkCredentials(ctx context.Context, cred clientCredentials) (
 	case ctx.Err() != nil:
 		return false, ctx.Err()
 	default:
-		m.log.Warn("could not check client credentials with the upstream; taking them as given",
-			zap.String("upstream", u.Name()), zap.Error(err))
+		m.credCheckLog.Event(zap.String("upstream", u.Name()), zap.Error(err))
 		return true, nil
 	}
 }

@@ -65,7 +65,8 @@ func (m *Mirror) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	oe := toOCI(err)
 	switch {
 	case oe.Status >= 500:
-		m.log.Warn("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+		// An upstream outage fails many requests: one line per episode.
+		m.failLog.Event(zap.String("method", r.Method), zap.String("path", r.URL.Path),
 			zap.Int("status", oe.Status), zap.Error(err))
 	default:
 		if ce := m.log.Check(zap.DebugLevel, "request refused"); ce != nil {

@@ -241,6 +241,7 @@ func (m *Mirror) manifestByTag(ctx context.Context, t target, tag string, client
 func (m *Mirror) revalidateTag(ctx context.Context, t target, tag string, accept []string, rec cache.Tag, canonical bool) (resolvedTag, error) {
 	res, err := m.revalidate(ctx, t, tag, accept, rec, canonical)
 	if err == nil {
+		m.staleLog.End()
 		return res, nil
 	}
 	withinLimit := m.staleLimit <= 0 || m.now().Sub(rec.FetchedAt) < m.tagTTL+m.staleLimit
@@ -256,7 +257,7 @@ func (m *Mirror) revalidateTag(ctx context.Context, t target, tag string, accept
 			ce.Write(fields...)
 		}
 	} else {
-		m.log.Warn("serving stale tag: upstream failed to revalidate it", fields...)
+		m.staleLog.Event(fields...)
 	}
 	return resolvedTag{content: manifestContent{digest: rec.Digest, mediaType: rec.MediaType}, stale: true}, nil
 }

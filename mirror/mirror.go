@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/episode"
 	"github.com/regcache/regcache/oci"
 	"github.com/regcache/regcache/upstream"
 )
@@ -96,6 +97,10 @@ type Mirror struct {
 	ignoreClientCredentials bool
 	tokenRealm              string
 	upstreamSlots           *limiter
+
+	// Lasting conditions, logged once per episode with a count (see
+	// package episode), not once per request.
+	staleLog, failLog, abortLog, credCheckLog *episode.Log
 }
 
 // New returns a Mirror for cfg.
@@ -159,6 +164,11 @@ func New(cfg Config) (*Mirror, error) {
 	if m.now == nil {
 		m.now = time.Now
 	}
+	eo := episode.Options{Now: m.now}
+	m.staleLog = episode.New(m.log, zapcore.WarnLevel, "serving stale tags: the upstream failed to revalidate them", eo)
+	m.failLog = episode.New(m.log, zapcore.WarnLevel, "requests failed", eo)
+	m.abortLog = episode.New(m.log, zapcore.WarnLevel, "aborting blob responses: their fill failed", eo)
+	m.credCheckLog = episode.New(m.log, zapcore.WarnLevel, "could not check client credentials with the upstream; taking them as given", eo)
 	return m, nil
 }
 

@@ -139,7 +139,7 @@ func (m *Mirror) serveFill(w http.ResponseWriter, r *http.Request, rd *cache.Rea
 // handler's goroutine.
 func (m *Mirror) abort(r *http.Request, d digest.Digest, err error) {
 	if r.Context().Err() == nil {
-		m.log.Warn("aborting blob response: fill failed", zap.String("digest", d.String()), zap.Error(err))
+		m.abortLog.Event(zap.String("digest", d.String()), zap.Error(err))
 	}
 	panic(http.ErrAbortHandler)
 }

@@ -14,6 +14,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/regcache/regcache/episode"
 )
 
 // Config describes one upstream registry.
@@ -176,6 +178,9 @@ func New(cfg Config, opts Options) (*Client, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	for _, ep := range c.endpoints {
+		ep.down = episode.New(c.log, zapcore.WarnLevel, "upstream endpoint failed", episode.Options{Now: c.now})
+	}
 	base := opts.Transport
 	if base == nil {
 		base = defaultTransport(opts.DialTimeout, opts.ResponseHeaderTimeout)
@@ -261,6 +266,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*http.Response, error) {
 		resp, err := c.doEndpoint(ctx, ep, req)
 		if err == nil {
 			ep.succeeded(c.now())
+			ep.down.End(zap.String("upstream", c.cfg.Name), zap.String("endpoint", ep.base.String()))
 			return resp, nil
 		}
 		if ctx.Err() != nil {
@@ -270,13 +276,14 @@ func (c *Client) Do(ctx context.Context, req Request) (*http.Response, error) {
 		if errors.As(err, &ue) {
 			if ue.Status < 500 && ue.Status != http.StatusTooManyRequests {
 				ep.succeeded(c.now())
+				ep.down.End(zap.String("upstream", c.cfg.Name), zap.String("endpoint", ep.base.String()))
 				return nil, err
 			}
 			lastAnswer = ue
 		}
 		ep.failed(c.now(), c.cooldown, err)
-		c.log.Warn("upstream endpoint failed", zap.String("upstream", c.cfg.Name),
-			zap.String("endpoint", ep.base.String()), zap.Error(err))
+		// Once per episode: an upstream that is down fails every request.
+		ep.down.Event(zap.String("upstream", c.cfg.Name), zap.String("endpoint", ep.base.String()), zap.Error(err))
 		lastErr = err
 	}
 	if lastAnswer != nil {
