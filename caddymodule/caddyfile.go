@@ -47,6 +47,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_upstream_requests <n>
 //		access_ttl       <duration>
 //		client_login     on|off
+//		login_limit      off | {
+//			burst          <n>
+//			interval       <duration>
+//			total_burst    <n>
+//			total_interval <duration>
+//		}
+//		allowed_networks <cidr>...
 //		token_realm      <url>
 //		default   <registry>
 //		upstream  <registry> [<url>] {
@@ -64,7 +71,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // and the well-known public registries. negative_ttl off (or 0) disables
 // the memory of upstream 404s. The s3 block of storage shares the cache
 // with other nodes through a bucket; access_key and secret_key accept
-// placeholders such as {env.S3_SECRET_KEY}.
+// placeholders such as {env.S3_SECRET_KEY}. login_limit bounds the
+// credential checks of clients logging in, per client address and overall.
+// allowed_networks lists internal networks (CIDR prefixes or addresses)
+// that upstreams' redirects and token realms may lead to; it may be
+// repeated.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
@@ -184,6 +195,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				return d.Errf("client_login: %q is neither on nor off", d.Val())
 			}
+		case "login_limit":
+			l, err := unmarshalLoginLimit(d)
+			if err != nil {
+				return err
+			}
+			h.LoginLimit = l
+		case "allowed_networks":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			if _, err := parseNetworks(args); err != nil {
+				return d.Errf("%v", err)
+			}
+			h.AllowedNetworks = append(h.AllowedNetworks, args...)
 		case "token_realm":
 			if !d.NextArg() {
 				return d.ArgErr()

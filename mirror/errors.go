@@ -103,6 +103,9 @@ func toOCI(err error) *oci.Error {
 		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "%s", err.Error())
 	case errors.Is(err, upstream.ErrInterrupted):
 		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "the upstream registry's answer broke off")
+	case errors.Is(err, upstream.ErrInternalAddress):
+		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable,
+			"the upstream registry sent the mirror to an internal address, which it does not connect to")
 	case errors.Is(err, upstream.ErrUnavailable):
 		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "the upstream registry is unreachable")
 	case errors.Is(err, errBusy), errors.Is(err, cache.ErrBusy):

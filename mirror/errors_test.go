@@ -47,6 +47,7 @@ func TestToOCI(t *testing.T) {
 		{"upstream body stalled", fmt.Errorf("fill: %w", upstreamBodyError(upstream.ErrStalled)), 504, oci.CodeUnavailable, ""},
 		{"upstream body interrupted", fmt.Errorf("reading manifest: %w", fmt.Errorf("upstream x: %w: %w", upstream.ErrInterrupted, io.ErrUnexpectedEOF)), 502, oci.CodeUnavailable, ""},
 		{"every upstream slot taken", fmt.Errorf("x: %w", errBusy), 503, oci.CodeUnavailable, "10"},
+		{"internal address refused", fmt.Errorf("x: %w: %w", upstream.ErrUnavailable, upstream.ErrInternalAddress), 502, oci.CodeUnavailable, ""},
 		{"closed", cache.ErrClosed, 503, oci.CodeUnavailable, ""},
 		{"anything else", errors.New("boom"), 500, oci.CodeUnknown, ""},
 	}

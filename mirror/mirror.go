@@ -67,6 +67,13 @@ type Config struct {
 	// downloads are bounded by the cache's fill slots instead. Default:
 	// DefaultMaxUpstreamRequests.
 	MaxUpstreamRequests int
+	// LoginLimits bound the credential checks asked of upstreams per
+	// client address and overall. Default: see LoginLimits.
+	LoginLimits LoginLimits
+	// ClientAddress returns the address a request's client is limited
+	// under (LoginLimits), as the server resolved it (behind trusted
+	// proxies, the client's own). Default: the host of r.RemoteAddr.
+	ClientAddress func(r *http.Request) string
 	// Logger receives the mirror's logs. Default: a no-op logger.
 	Logger *zap.Logger
 	// Now is the clock. Default: time.Now.
@@ -97,10 +104,12 @@ type Mirror struct {
 	ignoreClientCredentials bool
 	tokenRealm              string
 	upstreamSlots           *limiter
+	loginLimit              *loginLimiter // nil: off
+	clientAddress           func(r *http.Request) string
 
 	// Lasting conditions, logged once per episode with a count (see
 	// package episode), not once per request.
-	staleLog, failLog, abortLog, credCheckLog *episode.Log
+	staleLog, failLog, abortLog, credCheckLog, throttleLog *episode.Log
 }
 
 // New returns a Mirror for cfg.
@@ -164,10 +173,16 @@ func New(cfg Config) (*Mirror, error) {
 	if m.now == nil {
 		m.now = time.Now
 	}
+	m.loginLimit = newLoginLimiter(cfg.LoginLimits, m.now())
+	m.clientAddress = cfg.ClientAddress
+	if m.clientAddress == nil {
+		m.clientAddress = func(r *http.Request) string { return r.RemoteAddr }
+	}
 	eo := episode.Options{Now: m.now}
 	m.staleLog = episode.New(m.log, zapcore.WarnLevel, "serving stale tags: the upstream failed to revalidate them", eo)
 	m.failLog = episode.New(m.log, zapcore.WarnLevel, "requests failed", eo)
 	m.abortLog = episode.New(m.log, zapcore.WarnLevel, "aborting blob responses: their fill failed", eo)
+	m.throttleLog = episode.New(m.log, zapcore.WarnLevel, "refusing credential checks: too many from a client or in all", eo)
 	m.credCheckLog = episode.New(m.log, zapcore.WarnLevel, "could not check client credentials with the upstream; taking them as given", eo)
 	return m, nil
 }
