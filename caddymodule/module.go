@@ -484,7 +484,13 @@ func (h *Handler) Cleanup() error {
 	if h.dir == "" {
 		return nil
 	}
-	return releaseStore(h.dir)
+	err := releaseStore(h.dir)
+	// After the store: its fills, cancelled when it closes, hand back no
+	// connection to reuse.
+	for _, c := range h.clients {
+		c.Close()
+	}
+	return err
 }
 
 // ServeHTTP hands registry API requests (/v2 and below) to the mirror and

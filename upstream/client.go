@@ -228,6 +228,13 @@ func defaultTransport(dial, header time.Duration, guard *dialGuard) *http.Transp
 // Name returns the registry's name.
 func (c *Client) Name() string { return c.cfg.Name }
 
+// Close closes the client's idle connections, so that a configuration
+// that is unloaded leaves none behind; requests in flight finish. The
+// client stays usable.
+func (c *Client) Close() {
+	c.http.CloseIdleConnections()
+}
+
 // InternalRefusals returns how many connections to internal addresses the
 // dial guard refused (see Options.AllowedNetworks).
 func (c *Client) InternalRefusals() int64 { return c.guard.refusals.Load() }

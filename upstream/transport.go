@@ -100,6 +100,13 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// CloseIdleConnections closes the base transport's idle connections.
+func (t *authTransport) CloseIdleConnections() {
+	if ci, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
 // checkRedirect follows at most maxRedirects redirects. It never copies an
 // Authorization header (authTransport sets it per hop) nor a Referer, and
 // logs only the scheme, host and path of the target: its query may be a
