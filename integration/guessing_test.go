@@ -123,3 +123,67 @@ func TestNoGuessingDoor(t *testing.T) {
 		t.Errorf("a throttled answer is not 429 TOOMANYREQUESTS with Retry-After: %s", v)
 	}
 }
+
+// TestLoginLimitBehindTrustedProxy: behind a proxy Caddy trusts, each
+// client is limited under the address the proxy reports, not the proxy's:
+// one forwarded client spending its checks leaves another one's intact.
+func TestLoginLimitBehindTrustedProxy(t *testing.T) {
+	h := privateHub(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	loadCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	skip_install_trust
+	storage file_system %s/caddy-data
+	log {
+		level ERROR
+	}
+	servers {
+		trusted_proxies static 127.0.0.1/32
+		client_ip_headers X-Forwarded-For
+	}
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	registry_cache {
+		storage %s/cache
+		login_limit {
+			burst 3
+			interval 1h
+		}
+		upstream docker.io {
+			url %s
+			trusted_realm localhost
+		}
+	}
+}
+`, dir, port, dir, h.URL))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	login := func(forwardedFor, user, password string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, base+"/v2/_token?service=mirror", nil)
+		req.Header.Set("X-Forwarded-For", forwardedFor)
+		req.SetBasicAuth(user, password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range 3 {
+		if got := login("192.0.2.1", "guess", fmt.Sprint(i)); got != http.StatusUnauthorized {
+			t.Fatalf("guess %d of the first client: %d, want 401", i+1, got)
+		}
+	}
+	if got := login("192.0.2.1", "guess", "3"); got != http.StatusTooManyRequests {
+		t.Errorf("the first client's fourth guess: %d, want 429", got)
+	}
+	if got := login("192.0.2.2", "guess", "0"); got != http.StatusUnauthorized {
+		t.Errorf("another forwarded client's first guess: %d, want 401 (its own bucket)", got)
+	}
+	if got := login("192.0.2.2", "alice", "alice-pw-91c2"); got != http.StatusOK {
+		t.Errorf("a real login of another forwarded client: %d, want 200", got)
+	}
+}
