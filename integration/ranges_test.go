@@ -81,3 +81,40 @@ func TestRangeEdges(t *testing.T) {
 		}
 	}
 }
+
+// TestRangeEdgesPastTheCache: a blob larger than the cache budget is
+// streamed from the upstream without storing; an unknown range unit is
+// ignored there too (200, the whole blob), and a valid range is relayed.
+func TestRangeEdgesPastTheCache(t *testing.T) {
+	img, _, err := hub.PushImage("library/rangesbig", "1", 1, 256<<10, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := firstLayer(t, img)
+	l, err := img.LayerByDigest(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := l.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startMirror(t, siteOptions{block: "max_size 64KiB"})
+	path := "/v2/rangesbig/blobs/" + h.String()
+	for _, tc := range []struct {
+		rng    string
+		status int
+		length int64
+	}{
+		{"items=0-1", 200, size},
+		{"bytes=100-50", 200, size},
+		{"bytes=0-1", 206, 2},
+	} {
+		resp := m.do(t, http.MethodGet, path, "Range: "+tc.rng)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != tc.status || int64(len(body)) != tc.length {
+			t.Errorf("Range %s past the cache: %d, %d bytes, %v; want %d, %d bytes", tc.rng, resp.StatusCode, len(body), err, tc.status, tc.length)
+		}
+	}
+}
