@@ -104,8 +104,11 @@ func TestSoakFlakyUpstream(t *testing.T) {
 	const (
 		images  = 12
 		clients = 16
-		rounds  = 140
 	)
+	rounds := 140 // about 15 s here, and a few hundred fills through faults
+	if raceDetector {
+		rounds = 40
+	}
 	var imgs []soakImage
 	for i := range images {
 		img, want, err := hub.PushImage("library/soak", fmt.Sprintf("t%d", i), 2, 192<<10, i%2 == 0)
