@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"io"
 	"testing"
 
 	"go.uber.org/zap"
@@ -46,5 +47,31 @@ func TestOverBudgetLoggedOncePerEpisode(t *testing.T) {
 	last := lines[len(lines)-1]
 	if n, _ := last.ContextMap()["count"].(int64); n < passes || last.Message != "cache over budget: what remains is being read or filled: ended" {
 		t.Errorf("last line %q with count %d, want the end of the episode with a count of at least %d", last.Message, n, passes)
+	}
+}
+
+// TestFailedFillsLoggedOncePerEpisode: a flaky upstream whose bodies do
+// not verify fails many fills, and the cache says so in one Warn line.
+func TestFailedFillsLoggedOncePerEpisode(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	s := openTestWith(t, Options{Dir: t.TempDir(), Logger: zap.New(core)})
+	const fills = 100
+	for i := range fills {
+		_, d := seeded(4096, byte(i))
+		wrong, _ := seeded(4096, byte(i+1))
+		r, err := s.Fill(t.Context(), d, fetchOf(wrong, 4096, nil))
+		if err == nil {
+			_, err = io.ReadAll(r)
+			if werr := r.Wait(t.Context()); err == nil {
+				err = werr
+			}
+			r.Close()
+		}
+		if err == nil {
+			t.Fatalf("fill %d of a wrong body succeeded", i)
+		}
+	}
+	if n := logs.FilterLevelExact(zapcore.WarnLevel).FilterMessage("fill failed").Len(); n != 1 {
+		t.Errorf("%d Warn lines for %d failed fills, want 1", n, fills)
 	}
 }
