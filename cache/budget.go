@@ -230,6 +230,7 @@ func (s *Store) evict() error {
 		// the cache, in case the cache is what filled it.
 		target = min(target, s.used.Load()-s.used.Load()/10)
 	} else if s.used.Load()+s.reserved.Load() <= budget {
+		s.overBudget.End(zap.Int64("budget_bytes", budget))
 		return nil
 	}
 	if !s.enter() {
@@ -274,8 +275,10 @@ func (s *Store) evict() error {
 			zap.Int64("used_bytes", s.used.Load()), zap.Int64("budget_bytes", budget))
 	}
 	if over := s.used.Load() + s.reserved.Load() - budget; over > 0 {
-		s.log.Warn("cache over budget: what remains is being read or filled",
-			zap.Int64("over_bytes", over), zap.Int64("budget_bytes", budget))
+		// Logged once per episode, with a count, not once per pass.
+		s.overBudget.Event(zap.Int64("over_bytes", over), zap.Int64("budget_bytes", budget))
+	} else {
+		s.overBudget.End(zap.Int64("budget_bytes", budget))
 	}
 	return nil
 }

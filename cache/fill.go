@@ -304,7 +304,7 @@ func (s *Store) runFill(fl *fill, tmp *os.File, fetch FetchFunc) {
 			c.Write(zap.String("digest", fl.d.String()), zap.Int64("bytes", written))
 		}
 	default:
-		s.log.Warn("fill failed", zap.String("digest", fl.d.String()), zap.Int64("bytes", written), zap.Error(err))
+		s.fillFailed.Event(zap.String("digest", fl.d.String()), zap.Int64("bytes", written), zap.Error(err))
 	}
 	if !stored {
 		_ = tmp.Close()

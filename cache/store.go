@@ -15,6 +15,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/regcache/regcache/episode"
 )
 
 // Errors of the cache.
@@ -124,6 +127,10 @@ type Store struct {
 	log                      *zap.Logger
 	now                      func() time.Time
 	shared                   Shared // nil: none
+	// overBudget logs the passes that cannot bring the cache within its
+	// budget, once per episode; fillFailed the fills whose body broke off
+	// or did not verify (a flaky upstream).
+	overBudget, fillFailed *episode.Log
 
 	// life guards the index and meta.db against Close: operations hold
 	// it for reading, Close for writing, so nothing touches them while
@@ -218,6 +225,9 @@ func Open(opts Options) (*Store, error) {
 		fillQueueTimeout: opts.FillQueueTimeout,
 		inUse:            make(map[digest.Digest]int),
 	}
+	s.overBudget = episode.New(opts.Logger, zapcore.WarnLevel, "cache over budget: what remains is being read or filled",
+		episode.Options{Now: opts.Now})
+	s.fillFailed = episode.New(opts.Logger, zapcore.WarnLevel, "fill failed", episode.Options{Now: opts.Now})
 	if err := os.MkdirAll(s.blobsDir, 0o755); err != nil {
 		return nil, fmt.Errorf("opening cache: creating %s: %w", s.blobsDir, err)
 	}

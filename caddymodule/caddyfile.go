@@ -50,6 +50,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		scrub_interval   <duration>|off
 //		scrub_rate       <size>[/s]
 //		client_login     on|off
+//		login_limit      off | {
+//			burst          <n>
+//			interval       <duration>
+//			total_burst    <n>
+//			total_interval <duration>
+//		}
+//		allowed_networks <cidr>...
 //		token_realm      <url>
 //		default   <registry>
 //		upstream  <registry> [<url>] {
@@ -89,6 +96,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // registry (docker.io/library/*), inside an upstream block they are
 // relative to it (library/*). When any allow is given, everything else is
 // denied; deny wins. key and identity may be repeated.
+//
+// login_limit bounds the credential checks of clients logging in, per client address and overall.
+// allowed_networks lists internal networks (CIDR prefixes or addresses)
+// that upstreams' redirects and token realms may lead to; it may be
+// repeated.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
@@ -212,6 +224,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			default:
 				return d.Errf("client_login: %q is neither on nor off", d.Val())
 			}
+		case "login_limit":
+			l, err := unmarshalLoginLimit(d)
+			if err != nil {
+				return err
+			}
+			h.LoginLimit = l
+		case "allowed_networks":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			if _, err := parseNetworks(args); err != nil {
+				return d.Errf("%v", err)
+			}
+			h.AllowedNetworks = append(h.AllowedNetworks, args...)
 		case "token_realm":
 			if !d.NextArg() {
 				return d.ArgErr()

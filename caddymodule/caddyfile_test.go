@@ -169,6 +169,17 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{name: "verify bad mode", input: "registry_cache {\nverify a.io/b {\nkey /k\nmode maybe\n}\n}", wantErr: true},
 		{name: "identity without issuer", input: "registry_cache {\nverify a.io/b {\nidentity me@x\n}\n}", wantErr: true},
 		{name: "unknown verify option", input: "registry_cache {\nverify a.io/b {\nkey /k\ncert /c\n}\n}", wantErr: true},
+		{name: "login limit off", input: "registry_cache {\nlogin_limit off\n}", want: Handler{LoginLimit: &LoginLimit{Off: true}}},
+		{name: "login limit", input: "registry_cache {\nlogin_limit {\nburst 5\ninterval 30s\ntotal_burst 50\ntotal_interval 2s\n}\n}",
+			want: Handler{LoginLimit: &LoginLimit{Burst: 5, Interval: caddy.Duration(30 * time.Second), TotalBurst: 50, TotalInterval: caddy.Duration(2 * time.Second)}}},
+		{name: "login limit on", input: "registry_cache {\nlogin_limit on\n}", wantErr: true},
+		{name: "login limit zero burst", input: "registry_cache {\nlogin_limit {\nburst 0\n}\n}", wantErr: true},
+		{name: "login limit bad interval", input: "registry_cache {\nlogin_limit {\ninterval soon\n}\n}", wantErr: true},
+		{name: "login limit unknown option", input: "registry_cache {\nlogin_limit {\nrate 5\n}\n}", wantErr: true},
+		{name: "allowed networks", input: "registry_cache {\nallowed_networks 10.0.0.0/8 fd00::/8\nallowed_networks 169.254.170.2\n}",
+			want: Handler{AllowedNetworks: []string{"10.0.0.0/8", "fd00::/8", "169.254.170.2"}}},
+		{name: "allowed networks without value", input: "registry_cache {\nallowed_networks\n}", wantErr: true},
+		{name: "bad allowed network", input: "registry_cache {\nallowed_networks office\n}", wantErr: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -77,7 +77,7 @@ type cacheCollector struct {
 
 	requests, servedBytes, staleServes, rateLimitHolds, negativeHits, fills, fillReaders,
 	evictions, evictedBytes, diskUsed, diskBudget, objects, notStored, unwritable,
-	rateLimitRemaining, policyRefusals *prometheus.Desc
+	rateLimitRemaining, policyRefusals, loginThrottled, internalRefusals *prometheus.Desc
 
 	sharedFills, sharedTakeOvers, sharedUploadFailures, sharedUnavailable *prometheus.Desc
 }
@@ -116,6 +116,10 @@ func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, ups
 			"Requests the edge policy refused (action denied) or served in audit mode despite a failed signature rule (action audited), by rule (allow, deny#N, deny_digest#N, verify#N).", "rule", "action"),
 		rateLimitRemaining: desc("rate_limit_remaining",
 			"The pull budget an upstream last reported (ratelimit-remaining), when it reports one.", "upstream"),
+		loginThrottled: desc("login_throttled_total",
+			"Credential checks of clients logging in refused with 429 by login_limit, without asking the upstream."),
+		internalRefusals: desc("internal_refusals_total",
+			"Connections to internal addresses an upstream redirected the mirror to or named as its token realm, refused (allowed_networks).", "upstream"),
 		sharedFills: desc("shared_fills_total",
 			"Downloads into the local cache with a shared bucket, by source: bucket (the shared copy), node (another node's download, streamed), upstream (downloaded here for every node), alone (from the upstream while the bucket was unreachable).", "source"),
 		sharedTakeOvers: desc("shared_takeovers_total",
@@ -132,6 +136,7 @@ func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.servedBytes, c.staleServes, c.rateLimitHolds,
 		c.negativeHits, c.fills, c.fillReaders, c.evictions, c.evictedBytes, c.diskUsed,
 		c.diskBudget, c.objects, c.notStored, c.unwritable, c.rateLimitRemaining, c.policyRefusals,
+		c.loginThrottled, c.internalRefusals,
 		c.sharedFills, c.sharedTakeOvers, c.sharedUploadFailures, c.sharedUnavailable} {
 		ch <- d
 	}
@@ -160,6 +165,7 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.policyRefusals, rs.Audited, rs.ID, "audited")
 		}
 	}
+	counter(c.loginThrottled, ms.LoginThrottled)
 	st := c.store.Stats()
 	gauge(c.fills, int64(st.Fills))
 	gauge(c.fillReaders, int64(st.FillReaders))
@@ -178,6 +184,7 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 		if rl, ok := u.RateLimit(); ok {
 			gauge(c.rateLimitRemaining, int64(rl.Remaining), u.Name())
 		}
+		counter(c.internalRefusals, u.InternalRefusals(), u.Name())
 	}
 	// Only a cache with a shared bucket has these.
 	if tier, ok := c.store.Shared().(*s3tier.Tier); ok {

@@ -153,6 +153,29 @@ type Handler struct {
 	// and host of each request, with the path /v2/_token.
 	TokenRealm string `json:"token_realm,omitempty"`
 
+	// LoginLimit bounds the credential checks of clients logging in to
+	// the mirror, per client address and overall (see LoginLimit).
+	// Default: 10 refused checks per client address, then 6 a minute; 100
+	// for all clients, then 60 a minute.
+	LoginLimit *LoginLimit `json:"login_limit,omitempty"`
+
+	// AllowedNetworks are internal networks (CIDR prefixes or addresses)
+	// that an upstream's redirects and token realms may lead the mirror
+	// to. The mirror never connects to a loopback (127.0.0.0/8, ::1),
+	// link-local (169.254.0.0/16, fe80::/10), private (10.0.0.0/8,
+	// 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, fc00::/7) or
+	// unspecified (0.0.0.0/8, ::) address because an upstream redirected
+	// it there or named a token realm there, unless an endpoint of that
+	// upstream is itself in that class of network (a registry on the
+	// office network, a test registry on loopback) or the address is in
+	// one of these networks. The check applies to the resolved address of
+	// each connection, so a changed DNS answer cannot bypass it; a refusal
+	// is logged at Warn once per episode, counted in the metric
+	// caddy_registry_cache_internal_refusals_total, and answered 502.
+	// Behind an HTTP proxy (HTTPS_PROXY), the proxy resolves names, so
+	// only targets given as IP addresses are checked. Default: none.
+	AllowedNetworks []string `json:"allowed_networks,omitempty"`
+
 	// MaxDownloads bounds the blob downloads from upstreams into the cache
 	// that run at once, and with them the file descriptors, disk space in
 	// flight and upstream connections that a flood of distinct cold
@@ -323,6 +346,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("registering upstream metrics: %w", err)
 	}
+	allowed, err := parseNetworks(h.AllowedNetworks)
+	if err != nil {
+		return err
+	}
 	clients := make([]*upstream.Client, 0, len(ups))
 	for _, u := range ups {
 		name := mirror.CanonicalRegistry(u.Name)
@@ -346,6 +373,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			ResponseHeaderTimeout: time.Duration(h.ResponseTimeout),
 			StallTimeout:          time.Duration(h.StallTimeout),
 			RateLimitReserve:      h.RateLimitReserve,
+			AllowedNetworks:       allowed,
 		})
 		if err != nil {
 			return fmt.Errorf("upstream %s: %w", u.Name, err)
@@ -403,6 +431,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		AccessTTL:           time.Duration(h.AccessTTL),
 		MaxUpstreamRequests: h.MaxUpstreamRequests,
 		Policy:              policy,
+		LoginLimits:         h.LoginLimit.limits(),
+		ClientAddress:       clientAddress,
 		Logger:              h.logger,
 
 		IgnoreClientCredentials: h.DisableClientLogin,
@@ -478,6 +508,12 @@ func (h *Handler) Validate() error {
 	if h.ScrubRate < 0 {
 		return fmt.Errorf("scrub_rate must not be negative, got %d", h.ScrubRate)
 	}
+	if err := h.LoginLimit.validate(); err != nil {
+		return err
+	}
+	if _, err := parseNetworks(h.AllowedNetworks); err != nil {
+		return err
+	}
 	if h.RateLimitReserve < 0 {
 		return fmt.Errorf("rate_limit_reserve must not be negative, got %d", h.RateLimitReserve)
 	}
@@ -521,7 +557,13 @@ func (h *Handler) Cleanup() error {
 	if h.dir == "" {
 		return nil
 	}
-	return releaseStore(h.dir)
+	err := releaseStore(h.dir)
+	// After the store: its fills, cancelled when it closes, hand back no
+	// connection to reuse.
+	for _, c := range h.clients {
+		c.Close()
+	}
+	return err
 }
 
 // ServeHTTP hands registry API requests (/v2 and below) to the mirror and

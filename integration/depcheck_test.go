@@ -20,6 +20,7 @@ func TestOnlyCaddymoduleImportsCaddy(t *testing.T) {
 		{"cache", []string{"github.com/caddyserver/", "github.com/minio/", module + "upstream", module + "mirror", module + "access", module + "s3tier", module + "caddymodule"}},
 		{"upstream", []string{"github.com/caddyserver/", module + "cache", module + "mirror", module + "access", module + "caddymodule"}},
 		{"mirror", []string{"github.com/caddyserver/", "github.com/minio/", module + "s3tier", module + "caddymodule"}},
+		{"episode", []string{"github.com/caddyserver/", module + "oci", module + "cache", module + "upstream", module + "mirror", module + "s3tier", module + "caddymodule"}},
 		{"s3tier", []string{"github.com/caddyserver/", module + "upstream", module + "mirror", module + "caddymodule"}},
 	}
 	goTool, err := exec.LookPath("go")

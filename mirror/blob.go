@@ -134,7 +134,11 @@ func passesCache(err error) bool {
 func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target, d digest.Digest) error {
 	hdr := http.Header{}
 	if rg := r.Header.Get("Range"); rg != "" {
-		hdr.Set("Range", rg)
+		// An unknown unit or an invalid range set is ignored (RFC 9110
+		// section 14.2), not relayed for the upstream to refuse.
+		if _, ok := parseByteRanges(rg); ok {
+			hdr.Set("Range", rg)
+		}
 	}
 	resp, err := t.upstream.Do(r.Context(), upstream.Request{
 		Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Header: hdr,

@@ -87,7 +87,7 @@ func (m *Mirror) clientOf(r *http.Request) (client, error) {
 		if cred.registry == "" {
 			return client{}, nil // a registry this mirror does not serve: resolve refuses it
 		}
-		accepted, err := m.checkCredentials(r.Context(), cred)
+		accepted, err := m.checkCredentials(r, cred)
 		if err != nil {
 			return client{}, err
 		}
@@ -226,7 +226,7 @@ func (m *Mirror) serveToken(w http.ResponseWriter, r *http.Request) {
 			m.writeError(w, r, notMirrored(r.URL.Query().Get("ns")))
 			return
 		}
-		accepted, err := m.checkCredentials(r.Context(), cred)
+		accepted, err := m.checkCredentials(r, cred)
 		if err != nil {
 			m.writeError(w, r, err)
 			return
@@ -273,11 +273,20 @@ func (m *Mirror) credentialRegistry(r *http.Request) string {
 // checkCredentials asks cred's upstream whether it accepts them, going by
 // a standing verdict when there is one. An upstream that cannot answer
 // says nothing: the credentials are taken as given (and judged by the
-// upstream on use), and nothing is remembered.
-func (m *Mirror) checkCredentials(ctx context.Context, cred clientCredentials) (bool, error) {
+// upstream on use), and nothing is remembered. Checks without a verdict
+// are bounded per client address and overall (LoginLimits): a client
+// over them gets 429 and the upstream is not asked.
+func (m *Mirror) checkCredentials(r *http.Request, cred clientCredentials) (bool, error) {
+	ctx := r.Context()
 	now := m.now()
 	if accepted, known := m.clientTokens.verdictOf(cred, now); known {
 		return accepted, nil
+	}
+	addr := clientPrefix(m.clientAddress(r))
+	if wait, ok := m.loginLimit.take(addr, now); !ok {
+		m.stats.loginThrottled.Add(1)
+		m.throttleLog.Event(zap.String("client", addr.String()))
+		return false, throttledLogin(wait)
 	}
 	u := m.upstreams[cred.registry]
 	if err := m.upstreamSlots.acquire(ctx); err != nil {
@@ -289,16 +298,18 @@ func (m *Mirror) checkCredentials(ctx context.Context, cred clientCredentials) (
 	switch {
 	case err == nil:
 		m.clientTokens.setVerdict(cred, true, now)
+		m.loginLimit.refund(addr, m.now())
 		return true, nil
 	case errors.As(err, &ue) && (ue.Status == http.StatusUnauthorized || ue.Status == http.StatusForbidden):
 		m.clientTokens.setVerdict(cred, false, now)
-		m.log.Info("client credentials refused by the upstream", zap.String("upstream", u.Name()))
+		if ce := m.log.Check(zap.DebugLevel, "client credentials refused by the upstream"); ce != nil {
+			ce.Write(zap.String("upstream", u.Name()), zap.String("client", addr.String()))
+		}
 		return false, nil
 	case ctx.Err() != nil:
 		return false, ctx.Err()
 	default:
-		m.log.Warn("could not check client credentials with the upstream; taking them as given",
-			zap.String("upstream", u.Name()), zap.Error(err))
+		m.credCheckLog.Event(zap.String("upstream", u.Name()), zap.Error(err))
 		return true, nil
 	}
 }

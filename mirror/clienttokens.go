@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"sync"
 	"time"
@@ -39,6 +40,15 @@ type clientCredentials struct {
 // zero reports whether c carries no credentials (an anonymous client).
 func (c clientCredentials) zero() bool { return c.username == "" && c.password == "" }
 
+// credentialsHash identifies credentials in the verdicts without holding
+// them: a flood of refused guesses leaves no password in memory.
+type credentialsHash [sha256.Size]byte
+
+// hash returns c's credentialsHash.
+func (c clientCredentials) hash() credentialsHash {
+	return sha256.Sum256([]byte(c.registry + "\x00" + c.username + "\x00" + c.password))
+}
+
 // clientToken is one issued token.
 type clientToken struct {
 	cred    clientCredentials
@@ -59,12 +69,12 @@ type clientTokens struct {
 	mu        sync.Mutex
 	anonymous string
 	tokens    map[string]clientToken
-	verdicts  map[clientCredentials]verdict
+	verdicts  map[credentialsHash]verdict
 }
 
 // newClientTokens returns an empty store with its anonymous token.
 func newClientTokens() *clientTokens {
-	return &clientTokens{anonymous: randomToken(), tokens: map[string]clientToken{}, verdicts: map[clientCredentials]verdict{}}
+	return &clientTokens{anonymous: randomToken(), tokens: map[string]clientToken{}, verdicts: map[credentialsHash]verdict{}}
 }
 
 // randomToken returns 24 random bytes in hex.
@@ -108,7 +118,7 @@ func (ts *clientTokens) lookup(token string, now time.Time) (clientCredentials, 
 func (ts *clientTokens) verdictOf(cred clientCredentials, now time.Time) (accepted, known bool) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	v, ok := ts.verdicts[cred]
+	v, ok := ts.verdicts[cred.hash()]
 	if !ok || !now.Before(v.until) {
 		return false, false
 	}
@@ -126,7 +136,7 @@ func (ts *clientTokens) setVerdict(cred clientCredentials, accepted bool, now ti
 	if len(ts.verdicts) >= maxClientTokens {
 		shrink(ts.verdicts, func(v verdict) bool { return !now.Before(v.until) })
 	}
-	ts.verdicts[cred] = verdict{accepted: accepted, until: now.Add(lifetime)}
+	ts.verdicts[cred.hash()] = verdict{accepted: accepted, until: now.Add(lifetime)}
 }
 
 // shrink drops the entries of a full map that expired and, when that is

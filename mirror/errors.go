@@ -65,7 +65,8 @@ func (m *Mirror) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	oe := toOCI(err)
 	switch {
 	case oe.Status >= 500:
-		m.log.Warn("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path),
+		// An upstream outage fails many requests: one line per episode.
+		m.failLog.Event(zap.String("method", r.Method), zap.String("path", r.URL.Path),
 			zap.Int("status", oe.Status), zap.Error(err))
 	default:
 		if ce := m.log.Check(zap.DebugLevel, "request refused"); ce != nil {
@@ -100,6 +101,11 @@ func toOCI(err error) *oci.Error {
 		return oci.Errorf(http.StatusGatewayTimeout, oci.CodeUnavailable, "the upstream registry did not answer in time")
 	case errors.Is(err, errBadUpstream):
 		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "%s", err.Error())
+	case errors.Is(err, upstream.ErrInterrupted):
+		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "the upstream registry's answer broke off")
+	case errors.Is(err, upstream.ErrInternalAddress):
+		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable,
+			"the upstream registry sent the mirror to an internal address, which it does not connect to")
 	case errors.Is(err, upstream.ErrUnavailable):
 		return oci.Errorf(http.StatusBadGateway, oci.CodeUnavailable, "the upstream registry is unreachable")
 	case errors.Is(err, errBusy), errors.Is(err, cache.ErrBusy):
@@ -167,15 +173,19 @@ func isTimeout(err error) bool {
 }
 
 // staleAllowed reports whether a failed revalidation may be answered with
-// the last known digest: the upstream was unreachable, timed out, failed
-// (5xx) or rate-limited us (429), or the pull budget held back the GET a
-// moved tag needed. A 404, 401 or 403 is an answer, not a failure, and is
-// passed on.
+// the last known digest: whenever the failure maps to 502, 503 or 504 (the
+// upstream was unreachable, timed out, failed, broke off or sent what
+// cannot be used, or every upstream slot was taken) or to 429 (the upstream
+// rate-limited us, or the pull budget held back the GET a moved tag
+// needed). A 404, 401 or 403 is an answer, not a failure, and is passed
+// on; the client's own cancellation is neither.
 func staleAllowed(err error) bool {
-	var ue *upstream.Error
-	if errors.As(err, &ue) {
-		return ue.Status >= 500 || ue.Status == http.StatusTooManyRequests
+	if errors.Is(err, context.Canceled) && !isTimeout(err) {
+		return false
 	}
-	return errors.Is(err, upstream.ErrUnavailable) || isTimeout(err) || errors.Is(err, errBadUpstream) ||
-		errors.Is(err, upstream.ErrBudgetHeld)
+	switch toOCI(err).Status {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusTooManyRequests:
+		return true
+	}
+	return false
 }

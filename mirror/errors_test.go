@@ -45,6 +45,9 @@ func TestToOCI(t *testing.T) {
 		{"bad upstream", badUpstream("manifest is not JSON"), 502, oci.CodeUnavailable, ""},
 		{"upstream body cut short", fmt.Errorf("fill: %w", upstreamBodyError(io.ErrUnexpectedEOF)), 502, oci.CodeUnavailable, ""},
 		{"upstream body stalled", fmt.Errorf("fill: %w", upstreamBodyError(upstream.ErrStalled)), 504, oci.CodeUnavailable, ""},
+		{"upstream body interrupted", fmt.Errorf("reading manifest: %w", fmt.Errorf("upstream x: %w: %w", upstream.ErrInterrupted, io.ErrUnexpectedEOF)), 502, oci.CodeUnavailable, ""},
+		{"every upstream slot taken", fmt.Errorf("x: %w", errBusy), 503, oci.CodeUnavailable, "10"},
+		{"internal address refused", fmt.Errorf("x: %w: %w", upstream.ErrUnavailable, upstream.ErrInternalAddress), 502, oci.CodeUnavailable, ""},
 		{"closed", cache.ErrClosed, 503, oci.CodeUnavailable, ""},
 		{"anything else", errors.New("boom"), 500, oci.CodeUnknown, ""},
 	}
@@ -72,6 +75,12 @@ func TestStaleAllowed(t *testing.T) {
 		{"404 is an answer", &upstream.Error{Status: 404}, false},
 		{"401 is an answer", &upstream.Error{Status: 401}, false},
 		{"client gone", context.Canceled, false},
+		{"body interrupted", fmt.Errorf("x: %w", upstream.ErrInterrupted), true},
+		{"bad upstream answer", badUpstream("not JSON"), true},
+		{"digest mismatch", cache.ErrDigestMismatch, true},
+		{"every upstream slot taken", errBusy, true},
+		{"pull budget held", &upstream.HeldError{}, true},
+		{"internal error", errors.New("boom"), false},
 	}
 	for _, tc := range tests {
 		if got := staleAllowed(tc.err); got != tc.want {

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
@@ -80,7 +79,7 @@ func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, t target,
 
 // writeManifest sends a manifest's exact bytes with its digest and media
 // type. A plain GET or HEAD is answered directly; ranges and conditional
-// requests (If-None-Match) go through http.ServeContent.
+// requests (If-None-Match) go through serveContent.
 func writeManifest(w http.ResponseWriter, r *http.Request, mc manifestContent) {
 	h := w.Header()
 	mediaType := mc.mediaType
@@ -93,8 +92,9 @@ func writeManifest(w http.ResponseWriter, r *http.Request, mc manifestContent) {
 	h.Set("Content-Type", mediaType)
 	h.Set(oci.ContentDigestHeader, mc.digest.String())
 	h.Set("Etag", `"`+mc.digest.String()+`"`)
+	r = withSettledRange(r, int64(len(mc.data)))
 	if needsServeContent(r) {
-		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(mc.data))
+		serveContent(w, r, bytes.NewReader(mc.data), int64(len(mc.data)))
 		return
 	}
 	h.Set("Accept-Ranges", "bytes")
@@ -244,6 +244,7 @@ func (m *Mirror) manifestByTag(ctx context.Context, t target, tag string, client
 func (m *Mirror) revalidateTag(ctx context.Context, t target, tag string, accept []string, rec cache.Tag, canonical bool) (resolvedTag, error) {
 	res, err := m.revalidate(ctx, t, tag, accept, rec, canonical)
 	if err == nil {
+		m.staleLog.End()
 		return res, nil
 	}
 	withinLimit := m.staleLimit <= 0 || m.now().Sub(rec.FetchedAt) < m.tagTTL+m.staleLimit
@@ -259,7 +260,7 @@ func (m *Mirror) revalidateTag(ctx context.Context, t target, tag string, accept
 			ce.Write(fields...)
 		}
 	} else {
-		m.log.Warn("serving stale tag: upstream failed to revalidate it", fields...)
+		m.staleLog.Event(fields...)
 	}
 	return resolvedTag{content: manifestContent{digest: rec.Digest, mediaType: rec.MediaType}, stale: true}, nil
 }

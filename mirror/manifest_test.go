@@ -77,11 +77,17 @@ func newFakeRegistry(t *testing.T) *fakeRegistry {
 func (f *fakeRegistry) push(repo, tag string) digest.Digest {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return pushManifest(f.manifests, repo, tag)
+}
+
+// pushManifest stores a new manifest, distinct from every other in
+// manifests, under repo:tag and repo@digest, and returns its digest.
+func pushManifest(manifests map[string][]byte, repo, tag string) digest.Digest {
 	body := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":2},"layers":[],"annotations":{"n":"%d"}}`,
-		oci.MediaTypeOCIManifest, strings.Repeat("0", 64), len(f.manifests))
+		oci.MediaTypeOCIManifest, strings.Repeat("0", 64), len(manifests))
 	d := digest.FromString(body)
-	f.manifests[repo+":"+tag] = []byte(body)
-	f.manifests[repo+"@"+d.String()] = []byte(body)
+	manifests[repo+":"+tag] = []byte(body)
+	manifests[repo+"@"+d.String()] = []byte(body)
 	return d
 }
 

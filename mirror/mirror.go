@@ -12,6 +12,7 @@ import (
 
 	"github.com/regcache/regcache/access"
 	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/episode"
 	"github.com/regcache/regcache/oci"
 	"github.com/regcache/regcache/upstream"
 )
@@ -71,6 +72,13 @@ type Config struct {
 	// signature rules, applied to every request. Default: nil, everything
 	// the upstream serves is served.
 	Policy *access.Policy
+	// LoginLimits bound the credential checks asked of upstreams per
+	// client address and overall. Default: see LoginLimits.
+	LoginLimits LoginLimits
+	// ClientAddress returns the address a request's client is limited
+	// under (LoginLimits), as the server resolved it (behind trusted
+	// proxies, the client's own). Default: the host of r.RemoteAddr.
+	ClientAddress func(r *http.Request) string
 	// Logger receives the mirror's logs. Default: a no-op logger.
 	Logger *zap.Logger
 	// Now is the clock. Default: time.Now.
@@ -103,6 +111,12 @@ type Mirror struct {
 	upstreamSlots           *limiter
 	policy                  *access.Policy
 	verdicts                flight[verdictKey, access.Verdict]
+	loginLimit              *loginLimiter // nil: off
+	clientAddress           func(r *http.Request) string
+
+	// Lasting conditions, logged once per episode with a count (see
+	// package episode), not once per request.
+	staleLog, failLog, abortLog, credCheckLog, throttleLog *episode.Log
 }
 
 // New returns a Mirror for cfg.
@@ -167,6 +181,17 @@ func New(cfg Config) (*Mirror, error) {
 	if m.now == nil {
 		m.now = time.Now
 	}
+	m.loginLimit = newLoginLimiter(cfg.LoginLimits, m.now())
+	m.clientAddress = cfg.ClientAddress
+	if m.clientAddress == nil {
+		m.clientAddress = func(r *http.Request) string { return r.RemoteAddr }
+	}
+	eo := episode.Options{Now: m.now}
+	m.staleLog = episode.New(m.log, zapcore.WarnLevel, "serving stale tags: the upstream failed to revalidate them", eo)
+	m.failLog = episode.New(m.log, zapcore.WarnLevel, "requests failed", eo)
+	m.abortLog = episode.New(m.log, zapcore.WarnLevel, "aborting blob responses: their fill failed", eo)
+	m.throttleLog = episode.New(m.log, zapcore.WarnLevel, "refusing credential checks: too many from a client or in all", eo)
+	m.credCheckLog = episode.New(m.log, zapcore.WarnLevel, "could not check client credentials with the upstream; taking them as given", eo)
 	return m, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
@@ -40,11 +39,12 @@ func needsServeContent(r *http.Request) bool {
 
 // serveFile sends a verified blob. A plain GET of the whole object hands the
 // bare *os.File to the response's ReadFrom so the kernel can copy it
-// (sendfile); ranges and conditional requests go through http.ServeContent.
+// (sendfile); ranges and conditional requests go through serveContent.
 func (m *Mirror) serveFile(w http.ResponseWriter, r *http.Request, f *os.File, d digest.Digest, size int64) {
 	setBlobHeaders(w.Header(), d)
+	r = withSettledRange(r, size)
 	if needsServeContent(r) {
-		http.ServeContent(w, r, "", time.Time{}, f)
+		serveContent(w, r, f, size)
 		return
 	}
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
@@ -139,7 +139,7 @@ func (m *Mirror) serveFill(w http.ResponseWriter, r *http.Request, rd *cache.Rea
 // handler's goroutine.
 func (m *Mirror) abort(r *http.Request, d digest.Digest, err error) {
 	if r.Context().Err() == nil {
-		m.log.Warn("aborting blob response: fill failed", zap.String("digest", d.String()), zap.Error(err))
+		m.abortLog.Event(zap.String("digest", d.String()), zap.Error(err))
 	}
 	panic(http.ErrAbortHandler)
 }

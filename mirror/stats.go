@@ -23,6 +23,9 @@ type Stats struct {
 	// NegativeHits counts manifest requests answered with a remembered
 	// upstream 404 instead of asking the upstream again.
 	NegativeHits int64
+	// LoginThrottled counts credential checks refused with 429 because
+	// the client, or all clients together, made too many (LoginLimits).
+	LoginThrottled int64
 	// Requests counts the answered requests by kind and result: hit (the
 	// cache answered), miss (the content came from the upstream), stale (a
 	// tag the upstream could not confirm, answered from the cache) and
@@ -39,6 +42,7 @@ type statCounters struct {
 	staleServes    atomic.Int64
 	rateLimitHolds atomic.Int64
 	negativeHits   atomic.Int64
+	loginThrottled atomic.Int64
 	requests       requestCounters
 }
 
@@ -48,6 +52,7 @@ func (m *Mirror) Stats() Stats {
 		StaleServes:    m.stats.staleServes.Load(),
 		RateLimitHolds: m.stats.rateLimitHolds.Load(),
 		NegativeHits:   m.stats.negativeHits.Load(),
+		LoginThrottled: m.stats.loginThrottled.Load(),
 
 		Requests:          m.stats.requests.counts(),
 		BytesFromCache:    m.stats.requests.bytesFromCache.Load(),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -14,6 +15,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/regcache/regcache/episode"
 )
 
 // Config describes one upstream registry.
@@ -55,11 +58,19 @@ type Options struct {
 	// Transport is the base transport. Default: a clone of
 	// http.DefaultTransport that never decompresses bodies, with HTTP/2
 	// attempted, 64 idle connections per host, DialTimeout, a 10s TLS
-	// handshake timeout, ResponseHeaderTimeout and a 90s idle timeout. A
-	// transport given here must not decompress either (an *http.Transport
-	// needs DisableCompression), or bodies would no longer match their
-	// digests.
+	// handshake timeout, ResponseHeaderTimeout, a 90s idle timeout, and
+	// the dial guard (see AllowedNetworks). A transport given here must
+	// not decompress either (an *http.Transport needs DisableCompression),
+	// or bodies would no longer match their digests; it has no dial guard.
 	Transport http.RoundTripper
+	// AllowedNetworks are internal networks (loopback, link-local,
+	// private: see AddrClass) that redirects and token realms may lead to
+	// even though no endpoint of the upstream is in their class. Every
+	// other internal address is refused at dial time, on the resolved
+	// address, with an error wrapping ErrInternalAddress (default
+	// transport only). Connections to an endpoint's own host are never
+	// refused. Default: none.
+	AllowedNetworks []netip.Prefix
 	// DialTimeout bounds connecting (default transport only). Default: 10s.
 	DialTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for response headers (default
@@ -119,6 +130,7 @@ type Client struct {
 	now          func() time.Time
 	onResponse   func(Exchange)
 	budget       budget
+	guard        *dialGuard
 	// defaultID is the identity of the configured credentials.
 	defaultID string
 }
@@ -176,9 +188,13 @@ func New(cfg Config, opts Options) (*Client, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	for _, ep := range c.endpoints {
+		ep.down = episode.New(c.log, zapcore.WarnLevel, "upstream endpoint failed", episode.Options{Now: c.now})
+	}
+	c.guard = newDialGuard(cfg.Name, c.endpoints, slices.Clone(opts.AllowedNetworks), c.log, episode.Options{Now: c.now})
 	base := opts.Transport
 	if base == nil {
-		base = defaultTransport(opts.DialTimeout, opts.ResponseHeaderTimeout)
+		base = defaultTransport(opts.DialTimeout, opts.ResponseHeaderTimeout, c.guard)
 	}
 	c.http = &http.Client{
 		Transport:     &authTransport{base: base, client: c},
@@ -188,8 +204,9 @@ func New(cfg Config, opts Options) (*Client, error) {
 }
 
 // defaultTransport is a clone of http.DefaultTransport tuned for a registry:
-// it never decompresses (bytes must stay exactly as the upstream sent them).
-func defaultTransport(dial, header time.Duration) *http.Transport {
+// it never decompresses (bytes must stay exactly as the upstream sent them),
+// and guard checks every connection it makes.
+func defaultTransport(dial, header time.Duration, guard *dialGuard) *http.Transport {
 	if dial <= 0 {
 		dial = 10 * time.Second
 	}
@@ -197,7 +214,8 @@ func defaultTransport(dial, header time.Duration) *http.Transport {
 		header = 30 * time.Second
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = (&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}).DialContext
+	t.DialContext = guard.dialContext(&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second})
+	t.Proxy = guard.proxy(t.Proxy)
 	t.DisableCompression = true
 	t.ForceAttemptHTTP2 = true
 	t.MaxIdleConnsPerHost = 64
@@ -209,6 +227,17 @@ func defaultTransport(dial, header time.Duration) *http.Transport {
 
 // Name returns the registry's name.
 func (c *Client) Name() string { return c.cfg.Name }
+
+// Close closes the client's idle connections, so that a configuration
+// that is unloaded leaves none behind; requests in flight finish. The
+// client stays usable.
+func (c *Client) Close() {
+	c.http.CloseIdleConnections()
+}
+
+// InternalRefusals returns how many connections to internal addresses the
+// dial guard refused (see Options.AllowedNetworks).
+func (c *Client) InternalRefusals() int64 { return c.guard.refusals.Load() }
 
 // Request is one read request to the registry API of the upstream.
 type Request struct {
@@ -261,6 +290,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*http.Response, error) {
 		resp, err := c.doEndpoint(ctx, ep, req)
 		if err == nil {
 			ep.succeeded(c.now())
+			ep.down.End(zap.String("upstream", c.cfg.Name), zap.String("endpoint", ep.base.String()))
 			return resp, nil
 		}
 		if ctx.Err() != nil {
@@ -270,13 +300,14 @@ func (c *Client) Do(ctx context.Context, req Request) (*http.Response, error) {
 		if errors.As(err, &ue) {
 			if ue.Status < 500 && ue.Status != http.StatusTooManyRequests {
 				ep.succeeded(c.now())
+				ep.down.End(zap.String("upstream", c.cfg.Name), zap.String("endpoint", ep.base.String()))
 				return nil, err
 			}
 			lastAnswer = ue
 		}
 		ep.failed(c.now(), c.cooldown, err)
-		c.log.Warn("upstream endpoint failed", zap.String("upstream", c.cfg.Name),
-			zap.String("endpoint", ep.base.String()), zap.Error(err))
+		// Once per episode: an upstream that is down fails every request.
+		ep.down.Event(zap.String("upstream", c.cfg.Name), zap.String("endpoint", ep.base.String()), zap.Error(err))
 		lastErr = err
 	}
 	if lastAnswer != nil {

@@ -9,6 +9,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/net/publicsuffix"
+
+	"github.com/regcache/regcache/episode"
 )
 
 // endpoint is one base URL of an upstream, with its auth challenge and
@@ -26,6 +28,9 @@ type endpoint struct {
 	lastErr     string
 	lastSuccess time.Time
 	skipLogged  bool // the current cooldown's first skip was logged
+	// down logs the endpoint's failures once per episode, which its next
+	// success ends.
+	down *episode.Log
 }
 
 // url builds the URL of req on this endpoint.

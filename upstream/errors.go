@@ -16,6 +16,11 @@ var (
 	ErrStalled = errors.New("upstream body stalled")
 	// ErrUnavailable means no endpoint of the upstream could be reached.
 	ErrUnavailable = errors.New("no upstream endpoint reachable")
+	// ErrInterrupted means a response body broke off before its end: the
+	// connection was reset or closed early, or a read failed. Reads of
+	// every body Do returns wrap it, except a stall (ErrStalled) and the
+	// caller's own cancellation, which keep their own errors.
+	ErrInterrupted = errors.New("upstream body interrupted")
 )
 
 // maxErrorBody caps the error body read from an upstream.

@@ -100,6 +100,13 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// CloseIdleConnections closes the base transport's idle connections.
+func (t *authTransport) CloseIdleConnections() {
+	if ci, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
+}
+
 // checkRedirect follows at most maxRedirects redirects. It never copies an
 // Authorization header (authTransport sets it per hop) nor a Referer, and
 // logs only the scheme, host and path of the target: its query may be a
@@ -152,8 +159,13 @@ func (b *stallBody) Read(p []byte) (int, error) {
 	b.timer.Reset(b.timeout)
 	n, err := b.rc.Read(p)
 	b.timer.Stop()
-	if err != nil && !errors.Is(err, io.EOF) && b.stalled.Load() {
-		return n, b.stallError()
+	if err != nil && !errors.Is(err, io.EOF) {
+		if b.stalled.Load() {
+			return n, b.stallError()
+		}
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("upstream %s: %w: %w", b.upstream, ErrInterrupted, err)
+		}
 	}
 	return n, err
 }

@@ -1,0 +1,255 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/regcache/regcache/episode"
+)
+
+// ErrInternalAddress means the client refused to connect to a loopback,
+// link-local or private address that an upstream redirected it to or named
+// as its token realm (see AddrClass).
+var ErrInternalAddress = errors.New("refusing to connect to an internal address")
+
+// AddrClass is the kind of network an IP address belongs to, for the dial
+// guard: a redirect or token realm may lead the client to an address of
+// another class than public only when an endpoint of the upstream is in
+// that class, or the address is in Options.AllowedNetworks.
+type AddrClass uint8
+
+// The address classes.
+const (
+	// ClassPublic is every address not in another class.
+	ClassPublic AddrClass = iota
+	// ClassLoopback is 127.0.0.0/8 and ::1.
+	ClassLoopback
+	// ClassLinkLocal is 169.254.0.0/16 and fe80::/10, where cloud
+	// metadata services answer.
+	ClassLinkLocal
+	// ClassPrivate is 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 (RFC
+	// 1918), 100.64.0.0/10 (RFC 6598 shared address space, where some
+	// clouds serve metadata too) and fc00::/7 (unique local).
+	ClassPrivate
+	// ClassUnspecified is 0.0.0.0/8 and ::, which reach the local host.
+	ClassUnspecified
+)
+
+// String returns the name of the class.
+func (c AddrClass) String() string {
+	switch c {
+	case ClassLoopback:
+		return "loopback"
+	case ClassLinkLocal:
+		return "link-local"
+	case ClassPrivate:
+		return "private"
+	case ClassUnspecified:
+		return "unspecified"
+	}
+	return "public"
+}
+
+// privatePrefixes are the prefixes of ClassPrivate.
+var privatePrefixes = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("fc00::/7"),
+}
+
+// ClassOf returns the class of ip (an IPv4-mapped IPv6 address is taken as
+// its IPv4 address).
+func ClassOf(ip netip.Addr) AddrClass {
+	ip = ip.Unmap()
+	switch {
+	case ip.IsLoopback():
+		return ClassLoopback
+	case ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast():
+		return ClassLinkLocal
+	case ip.IsUnspecified(), ip.Is4() && ip.As4()[0] == 0:
+		return ClassUnspecified
+	}
+	for _, p := range privatePrefixes {
+		if p.Contains(ip) {
+			return ClassPrivate
+		}
+	}
+	return ClassPublic
+}
+
+// DialAllowed decides whether the client may connect to dialed, an address
+// reached by a redirect or a token realm (not by an endpoint's own host):
+// a public address always, any other when an endpoint of the upstream is
+// in its class (endpointClasses) or it is in one of the allowed prefixes.
+func DialAllowed(endpointClasses []AddrClass, allowed []netip.Prefix, dialed netip.Addr) bool {
+	dialed = dialed.Unmap()
+	class := ClassOf(dialed)
+	if class == ClassPublic {
+		return true
+	}
+	for _, c := range endpointClasses {
+		if c == class {
+			return true
+		}
+	}
+	for _, p := range allowed {
+		if p.Contains(dialed) {
+			return true
+		}
+	}
+	return false
+}
+
+// dialGuard checks every connection of a client's default transport at
+// dial time, on the resolved address (so that a DNS answer changed after
+// a check cannot slip through): connections to an endpoint's own host
+// are always made, and teach the guard the class of the endpoint's
+// address; any other goes to an internal address only as DialAllowed
+// says.
+type dialGuard struct {
+	upstream  string
+	allowed   []netip.Prefix
+	endpoints map[string]bool // host:port of the endpoints, lowercase
+	proxies   sync.Map        // host:port of proxies in use -> true
+	refusals  atomic.Int64
+	refused   *episode.Log
+
+	mu      sync.Mutex
+	classes []AddrClass // of the endpoints' addresses
+}
+
+// newDialGuard returns the guard of endpoints.
+func newDialGuard(name string, endpoints []*endpoint, allowed []netip.Prefix, log *zap.Logger, opts episode.Options) *dialGuard {
+	g := &dialGuard{upstream: name, allowed: allowed, endpoints: map[string]bool{}}
+	g.refused = episode.New(log, zapcore.WarnLevel, "refused to connect to an internal address an upstream sent the mirror to", opts)
+	for _, ep := range endpoints {
+		g.endpoints[hostPort(ep.base)] = true
+		host := strings.ToLower(ep.base.Hostname())
+		if ip, err := netip.ParseAddr(host); err == nil {
+			g.learn(ClassOf(ip))
+		} else if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+			g.learn(ClassLoopback)
+		}
+	}
+	return g
+}
+
+// hostPort returns u's lowercase host:port, with the scheme's default
+// port when it names none.
+func hostPort(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return strings.ToLower(net.JoinHostPort(u.Hostname(), port))
+}
+
+// learn adds an endpoint address class.
+func (g *dialGuard) learn(c AddrClass) {
+	if c == ClassPublic {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, have := range g.classes {
+		if have == c {
+			return
+		}
+	}
+	g.classes = append(g.classes, c)
+}
+
+// check decides a connection to ip for the dial of host:port addr.
+func (g *dialGuard) check(addr string, ip netip.Addr) error {
+	key := strings.ToLower(addr)
+	if g.endpoints[key] {
+		g.learn(ClassOf(ip))
+		return nil
+	}
+	if _, ok := g.proxies.Load(key); ok {
+		return nil
+	}
+	g.mu.Lock()
+	classes := g.classes
+	g.mu.Unlock()
+	if DialAllowed(classes, g.allowed, ip) {
+		return nil
+	}
+	return g.refuse(addr, ip)
+}
+
+// refuse counts, logs and returns the refusal of a connection to ip.
+func (g *dialGuard) refuse(addr string, ip netip.Addr) error {
+	g.refusals.Add(1)
+	g.refused.Event(zap.String("upstream", g.upstream), zap.String("target", addr), zap.String("address", ip.String()),
+		zap.String("class", ClassOf(ip).String()))
+	return fmt.Errorf("%w: %s is at %s, a %s address, and no endpoint of upstream %s is",
+		ErrInternalAddress, addr, ip, ClassOf(ip), g.upstream)
+}
+
+// dialContext returns the transport's DialContext: d's, with the check
+// run on the resolved address of each connection.
+func (g *dialGuard) dialContext(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dd := *d
+		dd.Control = func(_, address string, _ syscall.RawConn) error {
+			host, _, err := net.SplitHostPort(address)
+			if err != nil {
+				return fmt.Errorf("dialing %s: %w", address, err)
+			}
+			ip, err := netip.ParseAddr(host)
+			if err != nil {
+				return fmt.Errorf("dialing %s: %w", address, err)
+			}
+			return g.check(addr, ip)
+		}
+		return dd.DialContext(ctx, network, addr)
+	}
+}
+
+// proxy wraps a transport's Proxy function: a proxy it names is dialed
+// without a check (the operator configured it), and since the proxy
+// resolves the target's name, a target given as an internal IP address is
+// checked here instead.
+func (g *dialGuard) proxy(next func(*http.Request) (*url.URL, error)) func(*http.Request) (*url.URL, error) {
+	if next == nil {
+		return nil
+	}
+	return func(req *http.Request) (*url.URL, error) {
+		u, err := next(req)
+		if err != nil || u == nil {
+			return u, err
+		}
+		g.proxies.Store(hostPort(u), true)
+		target := hostPort(req.URL)
+		if g.endpoints[target] {
+			return u, nil
+		}
+		if ip, perr := netip.ParseAddr(req.URL.Hostname()); perr == nil {
+			g.mu.Lock()
+			classes := g.classes
+			g.mu.Unlock()
+			if !DialAllowed(classes, g.allowed, ip) {
+				return nil, g.refuse(target, ip)
+			}
+		}
+		return u, nil
+	}
+}

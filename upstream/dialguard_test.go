@@ -1,0 +1,107 @@
+package upstream
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/regcache/regcache/episode"
+)
+
+func TestClassOf(t *testing.T) {
+	for addr, want := range map[string]AddrClass{
+		"8.8.8.8": ClassPublic, "2001:db8::1": ClassPublic, "172.32.0.1": ClassPublic, "100.128.0.1": ClassPublic,
+		"127.0.0.1": ClassLoopback, "127.9.9.9": ClassLoopback, "::1": ClassLoopback, "::ffff:127.0.0.1": ClassLoopback,
+		"169.254.169.254": ClassLinkLocal, "fe80::1": ClassLinkLocal, "::ffff:169.254.169.254": ClassLinkLocal,
+		"10.1.2.3": ClassPrivate, "172.16.0.1": ClassPrivate, "172.31.255.255": ClassPrivate, "192.168.1.1": ClassPrivate,
+		"100.100.100.200": ClassPrivate, "fd00::1": ClassPrivate, "fc00::1": ClassPrivate,
+		"0.0.0.0": ClassUnspecified, "0.1.2.3": ClassUnspecified, "::": ClassUnspecified,
+	} {
+		if got := ClassOf(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("ClassOf(%s) = %s, want %s", addr, got, want)
+		}
+	}
+}
+
+func TestDialAllowed(t *testing.T) {
+	loopback, private, linkLocal := []AddrClass{ClassLoopback}, []AddrClass{ClassPrivate}, []AddrClass{ClassLinkLocal}
+	extra := []netip.Prefix{netip.MustParsePrefix("169.254.170.0/24")}
+	tests := []struct {
+		name      string
+		endpoints []AddrClass
+		allowed   []netip.Prefix
+		dialed    string
+		want      bool
+	}{
+		{"public from a public endpoint", nil, nil, "93.184.216.34", true},
+		{"public from a loopback endpoint", loopback, nil, "93.184.216.34", true},
+		{"loopback from a public endpoint", nil, nil, "127.0.0.1", false},
+		{"mapped loopback from a public endpoint", nil, nil, "::ffff:127.0.0.1", false},
+		{"metadata from a public endpoint", nil, nil, "169.254.169.254", false},
+		{"IPv6 link-local from a public endpoint", nil, nil, "fe80::1", false},
+		{"private from a public endpoint", nil, nil, "10.0.0.5", false},
+		{"unique local from a public endpoint", nil, nil, "fd12::5", false},
+		{"unspecified from a public endpoint", nil, nil, "0.0.0.0", false},
+		{"IPv6 unspecified from a public endpoint", nil, nil, "::", false},
+		{"loopback from a loopback endpoint", loopback, nil, "127.0.0.1", true},
+		{"metadata from a loopback endpoint", loopback, nil, "169.254.169.254", false},
+		{"loopback from a private endpoint", private, nil, "127.0.0.1", false},
+		{"metadata from a private endpoint", private, nil, "169.254.169.254", false},
+		{"private from a private endpoint", private, nil, "192.168.7.7", true},
+		{"link-local from a link-local endpoint", linkLocal, nil, "169.254.169.254", true},
+		{"an allowed network", nil, extra, "169.254.170.2", true},
+		{"next to an allowed network", nil, extra, "169.254.169.254", false},
+	}
+	for _, tc := range tests {
+		if got := DialAllowed(tc.endpoints, tc.allowed, netip.MustParseAddr(tc.dialed)); got != tc.want {
+			t.Errorf("%s: DialAllowed(%v, %v, %s) = %v, want %v", tc.name, tc.endpoints, tc.allowed, tc.dialed, got, tc.want)
+		}
+	}
+}
+
+// TestDialGuardOnLoopback: the endpoint, named as localhost, is on
+// loopback, so its redirects to loopback are followed. A guard whose
+// endpoint is on a private network (never dialed here) refuses a
+// connection to loopback at dial time, before connecting, and makes its
+// endpoint's connections.
+func TestDialGuardOnLoopback(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "inside") }))
+	defer target.Close()
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+"/x", http.StatusTemporaryRedirect)
+	}))
+	defer front.Close()
+	local := strings.Replace(front.URL, "127.0.0.1", "localhost", 1)
+	c := mustNew(t, Config{Name: "x", Endpoints: []string{local}}, Options{})
+	resp, err := c.Do(t.Context(), Request{Method: http.MethodGet, Repository: "a", Path: "blobs/sha256:aa"})
+	if err != nil {
+		t.Fatalf("a loopback endpoint's redirect to loopback: %v", err)
+	}
+	resp.Body.Close()
+
+	u, _ := url.Parse("http://10.255.255.1:5000")
+	g := newDialGuard("x", []*endpoint{{base: u}}, nil, nil, episode.Options{})
+	dial := g.dialContext(&net.Dialer{})
+	conn, err := dial(t.Context(), "tcp", target.Listener.Addr().String())
+	if err == nil {
+		conn.Close()
+	}
+	if !errors.Is(err, ErrInternalAddress) || g.refusals.Load() != 1 {
+		t.Fatalf("a private endpoint's redirect to loopback: %v, %d refusals; want ErrInternalAddress", err, g.refusals.Load())
+	}
+	if err := g.check("10.255.255.1:5000", netip.MustParseAddr("10.255.255.1")); err != nil {
+		t.Errorf("the endpoint's own address: %v", err)
+	}
+	if err := g.check("registry.lan:443", netip.MustParseAddr("192.168.1.1")); err != nil {
+		t.Errorf("another private address of a private endpoint: %v", err)
+	}
+	if err := g.check("metadata:80", netip.MustParseAddr("169.254.169.254")); !errors.Is(err, ErrInternalAddress) {
+		t.Errorf("the metadata address from a private endpoint: %v", err)
+	}
+}
