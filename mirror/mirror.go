@@ -68,6 +68,9 @@ type Config struct {
 	MaxUpstreamRequests int
 	// Logger receives the mirror's logs. Default: a no-op logger.
 	Logger *zap.Logger
+	// Audit receives one Info line per image pull (see auditPull).
+	// Default: none.
+	Audit *zap.Logger
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 }
@@ -80,6 +83,7 @@ type Mirror struct {
 	tagTTL      time.Duration
 	staleLimit  time.Duration
 	log         *zap.Logger
+	audit       *zap.Logger // nil: no audit log
 	now         func() time.Time
 
 	tagFlight      flight[tagKey, resolvedTag]
@@ -112,6 +116,7 @@ func New(cfg Config) (*Mirror, error) {
 		tagTTL:     cfg.TagTTL,
 		staleLimit: cfg.StaleIfError,
 		log:        cfg.Logger,
+		audit:      cfg.Audit,
 		now:        cfg.Now,
 
 		accessTTL:               cfg.AccessTTL,
@@ -198,10 +203,16 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w = cw
 	completed := false
 	start := m.now()
-	var target target
+	var (
+		target target
+		cl     client
+	)
 	defer func() {
 		failed := !completed || cw.status >= 400
 		m.stats.requests.count(route.Kind, cw.source, failed, cw.n)
+		if completed {
+			m.auditPull(r, route, target, cl, cw)
+		}
 		// One line per request, at Debug: a busy office makes many.
 		if ce := m.log.Check(zapcore.DebugLevel, "request"); ce != nil {
 			ce.Write(zap.String("method", r.Method), zap.String("kind", route.Kind.String()),
@@ -210,7 +221,7 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				zap.Int("status", cw.status), zap.Int64("bytes", cw.n), zap.Duration("duration", m.now().Sub(start)))
 		}
 	}()
-	cl, err := m.clientOf(r)
+	cl, err = m.clientOf(r)
 	if err == nil {
 		target, err = m.resolve(r, route.Name)
 	}
