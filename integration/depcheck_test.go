@@ -20,6 +20,7 @@ func TestOnlyCaddymoduleImportsCaddy(t *testing.T) {
 		{"upstream", []string{"github.com/caddyserver/", module + "cache", module + "mirror", module + "caddymodule"}},
 		{"mirror", []string{"github.com/caddyserver/", "github.com/minio/", module + "s3tier", module + "caddymodule"}},
 		{"s3tier", []string{"github.com/caddyserver/", module + "upstream", module + "mirror", module + "caddymodule"}},
+		{"schedule", []string{"github.com/caddyserver/", "github.com/minio/", module + "s3tier", module + "caddymodule"}},
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
