@@ -35,6 +35,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			}
 //		}
 //		max_size  <size>
+//		max_idle  <duration>
 //		memory    <size>
 //		tag_ttl   <duration>
 //		stale_if_error <duration>
@@ -55,6 +56,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			password <password>
 //			trusted_realm <host>
 //		}
+//		sync <image or repository> {
+//			tags      <glob or ~regex>...
+//			semver    <constraint>...
+//			newest    <n>
+//			platforms <os/arch[/variant]>...
+//			every     <duration>
+//		}
 //	}
 //
 // Sizes accept units (50GiB, 256MiB, 10GB) or plain bytes. upstream may be
@@ -64,7 +72,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // and the well-known public registries. negative_ttl off (or 0) disables
 // the memory of upstream 404s. The s3 block of storage shares the cache
 // with other nodes through a bucket; access_key and secret_key accept
-// placeholders such as {env.S3_SECRET_KEY}.
+// placeholders such as {env.S3_SECRET_KEY}. Durations accept d for days
+// (max_idle 30d). sync may be repeated, once per image or repository;
+// tags, semver and platforms may be repeated inside its block.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
@@ -106,6 +116,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				h.Memory = size
 			}
+		case "max_idle":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("max_idle: %v", err)
+			}
+			h.MaxIdle = caddy.Duration(dur)
+		case "sync":
+			r, err := unmarshalSync(d)
+			if err != nil {
+				return err
+			}
+			h.Sync = append(h.Sync, r)
 		case "tag_ttl", "stale_if_error":
 			opt := d.Val()
 			if !d.NextArg() {

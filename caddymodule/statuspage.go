@@ -10,7 +10,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/dustin/go-humanize"
+	"github.com/opencontainers/go-digest"
 
+	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/mirror"
 )
 
@@ -25,6 +27,13 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 		}
 		return humanize.Time(t)
 	},
+	"short": func(d digest.Digest) string {
+		if enc := d.Encoded(); len(enc) > 12 {
+			return string(d.Algorithm()) + ":" + enc[:12]
+		}
+		return d.String()
+	},
+	"seconds": func(n int64) string { return (time.Duration(n) * time.Second).String() },
 }).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -80,11 +89,26 @@ svg { background: #fafafa; border: 1px solid #eee; }
 <td>{{if and (eq $i 0) $u.RateLimit}}{{$u.RateLimit.Remaining}} of {{$u.RateLimit.Limit}}{{if $u.RateLimit.Held}} (held){{end}}{{end}}</td></tr>
 {{end}}{{end}}
 </table>
+{{if .Sync}}<h3>Sync rules</h3>
+<table class="sync">
+<tr><th>rule</th><th>last run</th><th>result</th><th>next run</th><th>images</th><th>fetched (last / all)</th><th>pinned</th></tr>
+{{range .Sync}}<tr><td>{{.Rule}}</td><td>{{ago .LastRun}}</td>
+<td>{{if .Running}}running{{else if eq .Result "ok"}}<span class="ok">ok</span>{{else if .Result}}<span class="bad">{{.Result}}</span>{{else}}not yet{{end}}{{if .Message}}: {{.Message}}{{end}}</td>
+<td>{{ago .NextRun}}</td><td>{{.Tags}} ({{.Updated}} updated)</td><td>{{bytes .LastBytes}} / {{bytes .TotalBytes}}</td><td>{{.Pinned}}</td></tr>
+{{end}}</table>{{end}}
 <h3>Top repositories</h3>
 <table class="repositories">
 <tr><th>repository</th><th>tags</th><th>cached</th><th>last used</th></tr>
 {{range .Top}}<tr><td>{{.Upstream}}/{{.Repository}}</td><td>{{len .Tags}}</td><td>{{bytes .Bytes}}</td><td>{{ago .LastUsed}}</td></tr>
 {{else}}<tr><td colspan="4">nothing cached yet</td></tr>{{end}}
+</table>
+<h3>Oldest entries</h3>
+<p>{{if .MaxIdleSeconds}}Content unread for {{seconds .MaxIdleSeconds}} is evicted (max_idle): {{.IdleEvictions}} objects so far.{{else}}No max_idle: content is evicted only to stay within max_size.{{end}}
+{{.PinnedObjects}} objects are pinned by sync rules.</p>
+<table class="oldest">
+<tr><th>object</th><th>kind</th><th>size</th><th>last used</th><th>pinned</th></tr>
+{{range .Oldest}}<tr><td><code>{{short .Digest}}</code></td><td>{{if .Manifest}}manifest{{else}}blob{{end}}</td><td>{{bytes .Size}}</td><td>{{ago .LastAccess}}</td><td>{{if .Pinned}}yes{{end}}</td></tr>
+{{else}}<tr><td colspan="5">nothing cached yet</td></tr>{{end}}
 </table>
 </section>
 {{end}}
@@ -100,7 +124,11 @@ type statusView struct {
 	RatioPoints, SavedPoints string
 	Since                    string
 	Top                      []mirror.RepositoryInfo
+	Oldest                   []cache.Entry
 }
+
+// maxOldestEntries is the number of oldest entries on the status page.
+const maxOldestEntries = 10
 
 // maxTopRepositories is the number of repositories on the status page.
 const maxTopRepositories = 10
@@ -137,6 +165,9 @@ func (a *AdminAPI) serveStatusPage(w http.ResponseWriter, r *http.Request) error
 			return strings.Compare(a.Repository, b.Repository)
 		})
 		v.Top = repos[:min(len(repos), maxTopRepositories)]
+		if v.Oldest, err = h.store.Oldest(maxOldestEntries); err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
+		}
 		views = append(views, v)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
