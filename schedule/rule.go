@@ -13,9 +13,12 @@ const (
 	DefaultEvery = 6 * time.Hour
 	// MinEvery is the shortest interval a rule may have.
 	MinEvery = time.Minute
-	// maxFirstDelay bounds the random delay of a rule's first run after
-	// the scheduler starts.
-	maxFirstDelay = 5 * time.Minute
+	// firstDelay is the least time between the scheduler's start and a
+	// rule's first run, so that a server is up (and a config reload
+	// settled) before syncs begin.
+	firstDelay = time.Minute
+	// maxFirstJitter bounds the random delay added to firstDelay.
+	maxFirstJitter = 5 * time.Minute
 )
 
 // Rule is one sync rule.
@@ -37,7 +40,9 @@ type Rule struct {
 	// none: every platform.
 	Platforms []string
 	// Every is the interval between runs, each jittered by up to a tenth
-	// either way. Default: DefaultEvery.
+	// either way; the first run comes a minute after the scheduler starts,
+	// plus up to a tenth of it (at most five minutes). Default:
+	// DefaultEvery.
 	Every time.Duration
 }
 

@@ -99,10 +99,7 @@ func (s *Scheduler) sync(ctx context.Context, r *rule, progress func(Progress)) 
 			}
 			return out
 		}
-		images = images[:0]
-		for _, tag := range r.sel.Select(tags) {
-			images = append(images, repo+":"+tag)
-		}
+		images = s.order(repo, r.sel.Select(tags))
 	}
 	out := outcome{result: ResultOK, images: len(images)}
 	failed := 0
@@ -150,6 +147,30 @@ func (s *Scheduler) sync(ctx context.Context, r *rule, progress func(Progress)) 
 		out.message = fmt.Sprintf("%d of %d images failed; first: %v", failed, len(images), firstErr)
 	}
 	return out
+}
+
+// order returns the images of a repository's chosen tags, those the cache
+// has first: their HEADs cost nothing on Docker Hub and report the pull
+// budget (ending a hold of manifest GETs that the budget no longer
+// needs) before the new tags' GETs spend it.
+func (s *Scheduler) order(repo string, tags []string) []string {
+	cached, err := s.cfg.Source.CachedTags(repo)
+	if err != nil {
+		s.log.Error("reading the cached tags of a sync rule", zap.String("repository", repo), zap.Error(err))
+	}
+	have := make(map[string]bool, len(cached))
+	for _, t := range cached {
+		have[t] = true
+	}
+	images := make([]string, 0, len(tags))
+	for _, pass := range []bool{true, false} {
+		for _, t := range tags {
+			if have[t] == pass {
+				images = append(images, repo+":"+t)
+			}
+		}
+	}
+	return images
 }
 
 // pauseOf reports whether err means the upstream's pull budget is spent

@@ -136,8 +136,8 @@ type Scheduler struct {
 	wake  chan struct{}
 }
 
-// New returns a scheduler of cfg's rules, each due first at a random
-// moment within a tenth of its interval (at most five minutes) from now.
+// New returns a scheduler of cfg's rules, each due first a minute from now
+// plus a random part of a tenth of its interval (at most five minutes).
 func New(cfg Config) (*Scheduler, error) {
 	if cfg.Source == nil || cfg.Pins == nil {
 		return nil, errors.New("schedule: a source and a cache are required")
@@ -164,9 +164,9 @@ func New(cfg Config) (*Scheduler, error) {
 		if r.Every == 0 {
 			r.Every = DefaultEvery
 		}
-		first := min(r.Every/10, maxFirstDelay)
+		first := firstDelay + s.jitter(min(r.Every/10, maxFirstJitter))
 		s.rules = append(s.rules, &rule{Rule: r, sel: sel, owner: cfg.Owner + " " + r.Name,
-			status: Status{Rule: r.Name, NextRun: now.Add(s.jitter(first)), Runs: map[Result]int64{}}})
+			status: Status{Rule: r.Name, NextRun: now.Add(first), Runs: map[Result]int64{}}})
 	}
 	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,7 +45,17 @@ func (f *fakeSource) Sync(_ context.Context, image string, _ []string, progress 
 	return []digest.Digest{digest.FromString(image)}, nil
 }
 
-func (f *fakeSource) CachedTags(string) ([]string, error) { return nil, nil }
+func (f *fakeSource) CachedTags(repo string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var tags []string
+	for image := range f.cached {
+		if tag, ok := strings.CutPrefix(image, repo+":"); ok {
+			tags = append(tags, tag)
+		}
+	}
+	return tags, nil
+}
 
 func (f *fakeSource) CachedImage(image string) ([]digest.Digest, error) {
 	f.mu.Lock()
@@ -66,7 +77,7 @@ func (p fakePins) Pin(owner string, ds []digest.Digest) { p[owner] = ds }
 func TestSchedulerRunsDueRules(t *testing.T) {
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	src := &fakeSource{tags: []string{"3.18", "3.19", "3.20", "latest", "edge"}, cached: map[string]bool{},
+	src := &fakeSource{tags: []string{"3.18", "3.19", "3.20", "latest", "edge"}, cached: map[string]bool{"docker.io/library/alpine:latest": true},
 		limited:  map[string]bool{"docker.io/library/alpine:3.19": true},
 		fetchTag: map[string]int64{"docker.io/library/alpine:3.20": 100, "docker.io/library/alpine:latest": 50}}
 	pins := fakePins{}
@@ -85,25 +96,33 @@ func TestSchedulerRunsDueRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := s.Status()[0]
-	if !st.NextRun.Equal(now) || st.Result != ResultNever {
-		t.Fatalf("before the first run: %+v, want due now, never run", st)
+	if !st.NextRun.Equal(now.Add(time.Minute)) || st.Result != ResultNever {
+		t.Fatalf("before the first run: %+v, want due in a minute, never run", st)
 	}
+	s.RunDue(t.Context())
+	if src.lists != 0 {
+		t.Fatal("a rule ran before its first run was due")
+	}
+	now = now.Add(time.Minute)
 
-	// First run: 3.20 synced, 3.19 answers 429: paused, 3.19 and latest
-	// wait for the next run.
+	// First run: latest (cached, so first) and 3.20 synced, then 3.19
+	// answers 429: paused, 3.19 waits for the next run.
 	s.RunDue(t.Context())
 	st = s.Status()[0]
 	if st.Result != ResultPaused || st.Runs[ResultPaused] != 1 || src.lists != 1 {
 		t.Fatalf("after a 429: %+v (lists %d), want paused", st, src.lists)
 	}
-	if !slices.Equal(src.synced, []string{"docker.io/library/alpine:3.20"}) {
-		t.Errorf("synced %q, want 3.20 only before the pause", src.synced)
+	if !slices.Equal(src.synced, []string{"docker.io/library/alpine:latest", "docker.io/library/alpine:3.20"}) {
+		t.Errorf("synced %q, want latest and 3.20 before the pause", src.synced)
+	}
+	if !strings.Contains(st.Message, "429") || !strings.Contains(st.Message, "2 of 3 images") {
+		t.Errorf("pause message %q, want the 429 and how far it got", st.Message)
 	}
 	if want := now.Add(6*time.Hour - 36*time.Minute); !st.NextRun.Equal(want) {
 		t.Errorf("next run %s, want %s (the interval less a tenth, at the jitter's low end)", st.NextRun, want)
 	}
-	if got := pins["test docker.io/library/alpine"]; len(got) != 1 || got[0] != digest.FromString("docker.io/library/alpine:3.20") {
-		t.Errorf("pins after the pause %v, want 3.20's", got)
+	if got := pins["test docker.io/library/alpine"]; len(got) != 2 {
+		t.Errorf("pins after the pause %v, want those of latest and 3.20", got)
 	}
 
 	// Not due yet: nothing runs.
@@ -119,10 +138,13 @@ func TestSchedulerRunsDueRules(t *testing.T) {
 	jitterMax = true
 	s.RunDue(t.Context())
 	st = s.Status()[0]
-	if st.Result != ResultOK || st.Tags != 3 || st.Pinned != 3 || st.Runs[ResultOK] != 1 || st.TotalBytes != 250 {
-		t.Fatalf("after the resumed run: %+v, want ok with 3 images pinned and 250 bytes in all", st)
+	if st.Result != ResultOK || st.Tags != 3 || st.Pinned != 3 || st.Runs[ResultOK] != 1 || st.TotalBytes != 300 {
+		t.Fatalf("after the resumed run: %+v, want ok with 3 images pinned and 300 bytes in all", st)
 	}
-	if want := []string{"docker.io/library/alpine:3.20", "docker.io/library/alpine:3.20", "docker.io/library/alpine:3.19", "docker.io/library/alpine:latest"}; !slices.Equal(src.synced, want) {
+	// The tags the cache has first (their HEADs report the budget), then
+	// the new one.
+	if want := []string{"docker.io/library/alpine:latest", "docker.io/library/alpine:3.20",
+		"docker.io/library/alpine:3.20", "docker.io/library/alpine:latest", "docker.io/library/alpine:3.19"}; !slices.Equal(src.synced, want) {
 		t.Errorf("synced %q, want %q", src.synced, want)
 	}
 	if want := now.Add(6*time.Hour + 36*time.Minute - 1); !st.NextRun.Equal(want) {
