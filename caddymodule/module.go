@@ -368,6 +368,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.clients = clients
 	h.provisioned = time.Now()
 	h.budgetOnce = new(sync.Once)
+	for _, r := range h.Sync {
+		ref, err := mirror.ParseImageRef(r.Image, m.DefaultUpstream(), true)
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", r.Image, err)
+		}
+		if !m.Mirrors(ref.Registry) {
+			return fmt.Errorf("sync %s: registry %s is not among the upstreams", r.Image, ref.Registry)
+		}
+	}
 	if len(h.Sync) > 0 {
 		h.scheduler, err = schedule.New(schedule.Config{
 			Rules: h.syncRules(), Source: m, Pins: store,
