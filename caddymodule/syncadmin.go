@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/regcache/regcache/mirror"
 	"github.com/regcache/regcache/schedule"
 )
 
@@ -43,14 +44,11 @@ func (a *AdminAPI) serveSync(w http.ResponseWriter, r *http.Request) error {
 	}
 	rules := target.scheduler.Rules()
 	if req.Rule != "" {
-		found := false
-		for _, name := range rules {
-			found = found || name == req.Rule
-		}
-		if !found {
+		name, ok := matchRule(rules, req.Rule, target.mirror.DefaultUpstream())
+		if !ok {
 			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("%w: %q (the rules are %q)", schedule.ErrUnknownRule, req.Rule, rules)}
 		}
-		rules = []string{req.Rule}
+		rules = []string{name}
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
@@ -69,4 +67,28 @@ func (a *AdminAPI) serveSync(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return nil
+}
+
+// matchRule returns the rule that want names: a rule of that name as
+// configured, else the one that names the same image or repository once
+// both are written in full (alpine and docker.io/library/alpine).
+func matchRule(rules []string, want, defaultUpstream string) (string, bool) {
+	full := func(s string) string {
+		ref, err := mirror.ParseImageRef(s, defaultUpstream, true)
+		if err != nil {
+			return s
+		}
+		return ref.String()
+	}
+	for _, name := range rules {
+		if name == want {
+			return name, true
+		}
+	}
+	for _, name := range rules {
+		if full(name) == full(want) {
+			return name, true
+		}
+	}
+	return "", false
 }

@@ -180,3 +180,40 @@ func getBody(t *testing.T, url string) string {
 	}
 	return string(body)
 }
+
+// TestSyncRulePlatforms runs a rule of one multi-platform image limited
+// to one platform: it fetches the index and that platform's manifest and
+// blobs only, pins them, and an unchanged run costs one HEAD (a rule of
+// one image lists no tags).
+func TestSyncRulePlatforms(t *testing.T) {
+	if _, _, err := hub.PushIndex("library/syncmulti", "1", []string{"linux/amd64", "linux/arm64"}, true); err != nil {
+		t.Fatal(err)
+	}
+	const rule = "syncmulti:1"
+	storage := filepath.Join(t.TempDir(), "cache")
+	host, admin := startAdminMirrorWith(t, storage, blockLines("sync "+rule+" {", "\tplatforms linux/amd64", "}"))
+	hub.Counters.Reset()
+	st := runSyncRule(t, admin, rule)
+	// The index, the amd64 manifest, its config and its layer.
+	if st.Result != schedule.ResultOK || st.Tags != 1 || st.Pinned != 4 {
+		t.Fatalf("run: %+v, want ok with 4 objects pinned", st)
+	}
+	wantCount(t, "run: manifest GETs", hub.Counters.ManifestGET.Load(), 2)
+	wantCount(t, "run: tag lists", hub.Counters.TagsList.Load(), 0)
+
+	hub.Counters.Reset()
+	pullPlatform(t, host+"/syncmulti:1", "amd64")
+	wantCount(t, "pull of the synced platform: upstream requests", hub.Counters.Upstream(), 0)
+
+	hub.Counters.Reset()
+	if st := runSyncRule(t, admin, rule); st.Result != schedule.ResultOK || st.Updated != 0 {
+		t.Errorf("unchanged run: %+v, want ok with nothing fetched", st)
+	}
+	wantCount(t, "unchanged: manifest HEADs", hub.Counters.ManifestHEAD.Load(), 1)
+	wantCount(t, "unchanged: manifest GETs", hub.Counters.ManifestGET.Load(), 0)
+
+	pullPlatform(t, host+"/syncmulti:1", "arm64")
+	if hub.Counters.CDNGET.Load() == 0 {
+		t.Errorf("the platform not synced came from nowhere: %s", hub.Counters)
+	}
+}
