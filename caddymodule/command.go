@@ -207,7 +207,7 @@ func runSync(cmd *cobra.Command, args []string) error {
 
 // syncLine renders the status of a rule after its run.
 func syncLine(st schedule.Status) string {
-	line := fmt.Sprintf("%s  %s  %d images, %d updated, %s fetched, next run %s", st.Rule, st.Result, st.Tags,
+	line := fmt.Sprintf("%s  %s  %d images, %d updated, %s fetched, next run %s", st.Rule, st.Result, st.Images,
 		st.Updated, humanize.IBytes(uint64(st.LastBytes)), humanize.Time(st.NextRun))
 	if st.Message != "" {
 		line += "\n  " + st.Message

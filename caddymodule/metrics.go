@@ -205,7 +205,7 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 				paused = 1
 			}
 			gauge(c.syncPaused, paused, rs.Rule)
-			gauge(c.syncImages, int64(rs.Tags), rs.Rule)
+			gauge(c.syncImages, int64(rs.Images), rs.Rule)
 		}
 	}
 	for _, u := range c.upstreams {

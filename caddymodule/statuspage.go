@@ -94,7 +94,7 @@ svg { background: #fafafa; border: 1px solid #eee; }
 <tr><th>rule</th><th>last run</th><th>result</th><th>next run</th><th>images</th><th>fetched (last / all)</th><th>pinned</th></tr>
 {{range .Sync}}<tr><td>{{.Rule}}</td><td>{{ago .LastRun}}</td>
 <td>{{if .Running}}running{{else if eq .Result "ok"}}<span class="ok">ok</span>{{else if .Result}}<span class="bad">{{.Result}}</span>{{else}}not yet{{end}}{{if .Message}}: {{.Message}}{{end}}</td>
-<td>{{ago .NextRun}}</td><td>{{.Tags}} ({{.Updated}} updated)</td><td>{{bytes .LastBytes}} / {{bytes .TotalBytes}}</td><td>{{.Pinned}}</td></tr>
+<td>{{ago .NextRun}}</td><td>{{.Images}} ({{.Updated}} updated)</td><td>{{bytes .LastBytes}} / {{bytes .TotalBytes}}</td><td>{{.Pinned}}</td></tr>
 {{end}}</table>{{end}}
 <h3>Top repositories</h3>
 <table class="repositories">

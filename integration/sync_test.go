@@ -46,8 +46,8 @@ func runSyncRule(t *testing.T, admin, rule string) schedule.Status {
 	if finished == nil {
 		t.Fatalf("sync %s: the progress stream ended without the rule's status", rule)
 	}
-	if finished.Result == schedule.ResultOK && len(images) != finished.Tags {
-		t.Errorf("sync %s: progress finished %d images, the status counts %d", rule, len(images), finished.Tags)
+	if finished.Result == schedule.ResultOK && len(images) != finished.Images {
+		t.Errorf("sync %s: progress finished %d images, the status counts %d", rule, len(images), finished.Images)
 	}
 	return *finished
 }
@@ -81,7 +81,7 @@ func TestSyncRule(t *testing.T) {
 
 	hub.Counters.Reset()
 	st := runSyncRule(t, admin, rule)
-	if st.Result != schedule.ResultOK || st.Tags != 2 || st.Updated != 2 || st.LastBytes == 0 {
+	if st.Result != schedule.ResultOK || st.Images != 2 || st.Updated != 2 || st.LastBytes == 0 {
 		t.Fatalf("first run: %+v, want ok with 1.0 and latest fetched", st)
 	}
 	wantCount(t, "first run: tag lists", hub.Counters.TagsList.Load(), 1)
@@ -119,7 +119,7 @@ func TestSyncRule(t *testing.T) {
 
 	// The next run resumes and completes.
 	st = runSyncRule(t, admin, rule)
-	if st.Result != schedule.ResultOK || st.Tags != 3 || st.Updated != 1 || st.Runs[schedule.ResultPaused] != 1 {
+	if st.Result != schedule.ResultOK || st.Images != 3 || st.Updated != 1 || st.Runs[schedule.ResultPaused] != 1 {
 		t.Fatalf("run after the pause: %+v, want ok with 1.1 fetched", st)
 	}
 	hub.Counters.Reset()
@@ -195,7 +195,7 @@ func TestSyncRulePlatforms(t *testing.T) {
 	hub.Counters.Reset()
 	st := runSyncRule(t, admin, rule)
 	// The index, the amd64 manifest, its config and its layer.
-	if st.Result != schedule.ResultOK || st.Tags != 1 || st.Pinned != 4 {
+	if st.Result != schedule.ResultOK || st.Images != 1 || st.Pinned != 4 {
 		t.Fatalf("run: %+v, want ok with 4 objects pinned", st)
 	}
 	wantCount(t, "run: manifest GETs", hub.Counters.ManifestGET.Load(), 2)

@@ -50,7 +50,7 @@ func (s *Scheduler) runRule(ctx context.Context, r *rule, progress func(Progress
 	st.Result, st.Message = out.result, out.message
 	st.NextRun = s.next(r, end)
 	if !out.keepPins {
-		st.Tags, st.Pinned = out.images, countDistinct(out.pins)
+		st.Images, st.Pinned = out.images, countDistinct(out.pins)
 	}
 	st.Updated, st.LastBytes = out.updated, out.fetched
 	st.TotalBytes += out.fetched

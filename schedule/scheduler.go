@@ -93,9 +93,9 @@ type Status struct {
 	Message string `json:"message,omitempty"`
 	// NextRun is when the rule runs next.
 	NextRun time.Time `json:"next_run"`
-	// Tags is the number of images the rule keeps; Updated those of the
+	// Images is the number of images the rule keeps; Updated those of the
 	// last run that were new or moved (something had to be fetched).
-	Tags    int `json:"tags"`
+	Images  int `json:"images"`
 	Updated int `json:"updated"`
 	// LastBytes are the blob bytes the last run fetched from the upstream;
 	// TotalBytes those of every run since the scheduler started.
@@ -258,7 +258,7 @@ func (s *Scheduler) pinCached(r *rule) {
 	s.cfg.Pins.Pin(r.owner, pins)
 	r.mu.Lock()
 	r.status.Pinned = countDistinct(pins)
-	r.status.Tags = len(images)
+	r.status.Images = len(images)
 	r.mu.Unlock()
 }
 

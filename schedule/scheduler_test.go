@@ -138,7 +138,7 @@ func TestSchedulerRunsDueRules(t *testing.T) {
 	jitterMax = true
 	s.RunDue(t.Context())
 	st = s.Status()[0]
-	if st.Result != ResultOK || st.Tags != 3 || st.Pinned != 3 || st.Runs[ResultOK] != 1 || st.TotalBytes != 300 {
+	if st.Result != ResultOK || st.Images != 3 || st.Pinned != 3 || st.Runs[ResultOK] != 1 || st.TotalBytes != 300 {
 		t.Fatalf("after the resumed run: %+v, want ok with 3 images pinned and 300 bytes in all", st)
 	}
 	// The tags the cache has first (their HEADs report the budget), then
