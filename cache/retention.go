@@ -2,12 +2,14 @@ package cache
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 )
 
@@ -110,16 +112,29 @@ type IdleEviction struct {
 // every hundredth of max_idle (at least every minute, at most every
 // hour).
 func (s *Store) EvictIdle() (IdleEviction, error) {
-	var res IdleEviction
 	idle := time.Duration(s.maxIdle.Load())
 	if idle <= 0 {
-		return res, nil
+		return IdleEviction{}, nil
 	}
+	res, err := s.evictIdleObjects(s.now().Add(-idle).UnixNano())
+	if err == nil {
+		res.Tags, err = s.pruneTags()
+	}
+	if res.Objects > 0 || res.Tags > 0 {
+		s.log.Info("evicted content unused for max_idle", zap.Int64("objects", res.Objects),
+			zap.Int64("bytes", res.Bytes), zap.Int("tags", res.Tags), zap.Duration("max_idle", idle))
+	}
+	return res, err
+}
+
+// evictIdleObjects removes the objects last read before cutoff (Unix
+// nanoseconds) that are neither pinned, read nor filled.
+func (s *Store) evictIdleObjects(cutoff int64) (IdleEviction, error) {
+	var res IdleEviction
 	if !s.enter() {
 		return res, ErrClosed
 	}
 	defer s.leave()
-	cutoff := s.now().Add(-idle).UnixNano()
 	cands, err := s.candidates()
 	if err != nil {
 		return res, err
@@ -137,25 +152,18 @@ func (s *Store) EvictIdle() (IdleEviction, error) {
 		s.idleEvictions.Add(1)
 		s.evictedBytes.Add(size)
 	}
-	tags, err := s.pruneTags()
-	res.Tags = tags
-	if res.Objects > 0 || res.Tags > 0 {
-		s.log.Info("evicted content unused for max_idle", zap.Int64("objects", res.Objects),
-			zap.Int64("bytes", res.Bytes), zap.Int("tags", res.Tags), zap.Duration("max_idle", idle))
-	}
-	return res, err
+	return res, nil
 }
 
 // pruneTags removes the local tag records whose manifest is not stored,
 // and reports how many. The mirror's own records (tags beginning with
 // ":") are left alone.
 func (s *Store) pruneTags() (int, error) {
-	type rec struct{ upstream, repo, tag string }
-	var all []rec
+	var keys [][]byte
 	var ds []digest.Digest
 	err := s.EachTag(func(upstream, repo, tag string, t Tag) bool {
 		if !strings.HasPrefix(tag, ":") {
-			all = append(all, rec{upstream, repo, tag})
+			keys = append(keys, tagKey(upstream, repo, tag))
 			ds = append(ds, t.Digest)
 		}
 		return true
@@ -163,15 +171,29 @@ func (s *Store) pruneTags() (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if !s.enter() {
+		return 0, ErrClosed
+	}
+	defer s.leave()
 	n := 0
-	for i, r := range all {
+	for i, key := range keys {
 		if _, ok := s.readObjectMeta(ds[i]); ok || s.busy(ds[i]) {
 			continue
 		}
-		if err := s.DeleteTag(r.upstream, r.repo, r.tag); err != nil {
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(tagsBucket)
+			// Only if it still points at the missing manifest: a fill
+			// may have moved it meanwhile.
+			var cur Tag
+			if v := b.Get(key); v == nil || json.Unmarshal(v, &cur) != nil || cur.Digest != ds[i] {
+				return nil
+			}
+			n++
+			return b.Delete(key)
+		})
+		if err != nil {
 			return n, fmt.Errorf("pruning tags: %w", err)
 		}
-		n++
 	}
 	return n, nil
 }
