@@ -8,6 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/mirror"
 	"github.com/regcache/regcache/schedule"
 )
 
@@ -130,3 +132,10 @@ func (h *Handler) checkSync() error {
 	}
 	return schedule.Check(h.syncRules())
 }
+
+// Interface guards: the mirror is the scheduler's source, the cache keeps
+// its pins.
+var (
+	_ schedule.Source = (*mirror.Mirror)(nil)
+	_ schedule.Pinner = (*cache.Store)(nil)
+)
