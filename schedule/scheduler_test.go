@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/regcache/regcache/mirror"
 	"github.com/regcache/regcache/oci"
@@ -82,7 +85,9 @@ func TestSchedulerRunsDueRules(t *testing.T) {
 		fetchTag: map[string]int64{"docker.io/library/alpine:3.20": 100, "docker.io/library/alpine:latest": 50}}
 	pins := fakePins{}
 	jitterMax := false
+	core, logs := observer.New(zapcore.DebugLevel)
 	s, err := New(Config{
+		Logger: zap.New(core),
 		Rules:  []Rule{{Name: "docker.io/library/alpine", Tags: []string{"3.*", "latest"}, Newest: 2, Every: 6 * time.Hour}},
 		Source: src, Pins: pins, Owner: "test", Now: clock,
 		Jitter: func(n int64) int64 {
@@ -124,6 +129,9 @@ func TestSchedulerRunsDueRules(t *testing.T) {
 	if got := pins["test docker.io/library/alpine"]; len(got) != 2 {
 		t.Errorf("pins after the pause %v, want those of latest and 3.20", got)
 	}
+	if warned := logs.FilterLevelExact(zapcore.WarnLevel).FilterMessageSnippet("paused").Len(); warned != 1 {
+		t.Errorf("%d Warn lines for the pause, want 1", warned)
+	}
 
 	// Not due yet: nothing runs.
 	now = now.Add(time.Hour)
@@ -132,18 +140,33 @@ func TestSchedulerRunsDueRules(t *testing.T) {
 		t.Fatalf("a rule ran before it was due")
 	}
 
+	// Due, and the budget still spent: paused again, said at Debug only.
+	now = st.NextRun
+	s.RunDue(t.Context())
+	st = s.Status()[0]
+	if st.Result != ResultPaused || st.Runs[ResultPaused] != 2 {
+		t.Fatalf("second run with a 429: %+v, want paused twice", st)
+	}
+	if warned := logs.FilterLevelExact(zapcore.WarnLevel).FilterMessageSnippet("paused").Len(); warned != 1 {
+		t.Errorf("%d Warn lines after a second pause, want still 1", warned)
+	}
+
 	// Due, and the budget is back: the run completes.
 	now = st.NextRun
 	src.limited = nil
 	jitterMax = true
 	s.RunDue(t.Context())
 	st = s.Status()[0]
-	if st.Result != ResultOK || st.Images != 3 || st.Pinned != 3 || st.Runs[ResultOK] != 1 || st.TotalBytes != 300 {
-		t.Fatalf("after the resumed run: %+v, want ok with 3 images pinned and 300 bytes in all", st)
+	if st.Result != ResultOK || st.Images != 3 || st.Pinned != 3 || st.Runs[ResultOK] != 1 || st.TotalBytes != 450 {
+		t.Fatalf("after the resumed run: %+v, want ok with 3 images pinned and 450 bytes in all", st)
+	}
+	if resumed := logs.FilterLevelExact(zapcore.InfoLevel).FilterMessageSnippet("resumed").Len(); resumed != 1 {
+		t.Errorf("%d Info lines for the resumed run, want 1", resumed)
 	}
 	// The tags the cache has first (their HEADs report the budget), then
 	// the new one.
 	if want := []string{"docker.io/library/alpine:latest", "docker.io/library/alpine:3.20",
+		"docker.io/library/alpine:3.20", "docker.io/library/alpine:latest",
 		"docker.io/library/alpine:3.20", "docker.io/library/alpine:latest", "docker.io/library/alpine:3.19"}; !slices.Equal(src.synced, want) {
 		t.Errorf("synced %q, want %q", src.synced, want)
 	}
