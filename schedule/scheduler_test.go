@@ -213,3 +213,37 @@ func TestCheckRules(t *testing.T) {
 		t.Error("Check accepted a rule twice")
 	}
 }
+
+// TestStartPinsWhatTheCacheHas checks that a scheduler pins, before any
+// run, the images its rules keep among the tags the cache has records
+// of: a restart does not leave them to eviction until the first run.
+func TestStartPinsWhatTheCacheHas(t *testing.T) {
+	// Far ahead of the real clock: the first run is not due while the
+	// test runs.
+	now := time.Date(2040, 1, 1, 0, 0, 0, 0, time.UTC)
+	src := &fakeSource{cached: map[string]bool{
+		"docker.io/library/alpine:3.19":   true,
+		"docker.io/library/alpine:3.20":   true,
+		"docker.io/library/alpine:edge":   true,
+		"docker.io/library/other:3.20":    true,
+		"docker.io/library/alpine:latest": true,
+	}}
+	pins := fakePins{}
+	s, err := New(Config{
+		Rules:  []Rule{{Name: "docker.io/library/alpine", Tags: []string{"3.*"}, Newest: 1}},
+		Source: src, Pins: pins, Owner: "test", Now: func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	s.Start(ctx)
+	got := pins["test docker.io/library/alpine"]
+	if want := []digest.Digest{digest.FromString("docker.io/library/alpine:3.20")}; !slices.Equal(got, want) {
+		t.Errorf("pins at start %v, want 3.20's only (the newest 3.x)", got)
+	}
+	if st := s.Status()[0]; st.Images != 1 || st.Pinned != 1 || src.lists != 0 {
+		t.Errorf("status at start %+v (tag lists %d), want one image pinned and no request", st, src.lists)
+	}
+}
