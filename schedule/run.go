@@ -35,7 +35,8 @@ func (s *Scheduler) runRule(ctx context.Context, r *rule, progress func(Progress
 	start := s.cfg.Now()
 	r.mu.Lock()
 	r.status.Running = true
-	wasPaused := r.status.Result == ResultPaused
+	prev := r.status
+	wasPaused := prev.Result == ResultPaused
 	r.mu.Unlock()
 
 	out := s.sync(ctx, r, progress)
@@ -78,7 +79,14 @@ func (s *Scheduler) runRule(ctx context.Context, r *rule, progress func(Progress
 			ce.Write(append(fields, zap.String("reason", out.message))...)
 		}
 	default:
-		s.log.Warn("sync rule failed", append(fields, zap.String("error", out.message))...)
+		// Once per episode: the same failure again is said at Debug.
+		level := zap.WarnLevel
+		if prev.Result == ResultFailed && prev.Message == out.message {
+			level = zap.DebugLevel
+		}
+		if ce := s.log.Check(level, "sync rule failed"); ce != nil {
+			ce.Write(append(fields, zap.String("error", out.message))...)
+		}
 	}
 	if progress != nil {
 		progress(Progress{Rule: r.Name, Finished: &final})
