@@ -158,6 +158,13 @@ func TestSyncRule(t *testing.T) {
 		!strings.Contains(string(out), rule+"  ok  3 images, 0 updated") {
 		t.Errorf("caddy registry-cache sync: %v\n%s", err, out)
 	}
+	cmd = exec.Command(os.Args[0], "registry-cache", "stats", "--address", strings.TrimPrefix(admin, "http://"))
+	cmd.Env = append(os.Environ(), childCaddyEnv+"=1", "HOME="+t.TempDir())
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "sync        "+rule+"  ok  3 images") ||
+		!strings.Contains(string(out), "12 objects pinned by sync rules") {
+		t.Errorf("caddy registry-cache stats: %v\n%s", err, out)
+	}
 	cmd = exec.Command(os.Args[0], "registry-cache", "sync", "--address", strings.TrimPrefix(admin, "http://"), "docker.io/library/other")
 	cmd.Env = append(os.Environ(), childCaddyEnv+"=1", "HOME="+t.TempDir())
 	if out, err := cmd.CombinedOutput(); err == nil {
