@@ -507,11 +507,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	h.applyBudget()
 	user := siteUser(r)
-	ctx := mirror.WithAuditClient(r.Context(), mirror.AuditClient{Address: clientIP(r), User: user})
+	ctx := r.Context()
+	if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/") {
+		// Only a manifest GET may be a pull the audit log records.
+		ctx = mirror.WithAuditClient(ctx, mirror.AuditClient{Address: clientIP(r), User: user})
+	}
 	if user != "" {
 		ctx = mirror.WithSiteAuthenticated(ctx)
 	}
-	h.mirror.ServeHTTP(w, r.WithContext(ctx))
+	if ctx != r.Context() {
+		r = r.WithContext(ctx)
+	}
+	h.mirror.ServeHTTP(w, r)
 	return nil
 }
 
