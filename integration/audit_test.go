@@ -3,7 +3,9 @@ package integration
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,9 +19,9 @@ import (
 
 // TestAuditLogFile runs Caddy with the README's log block, which writes
 // the audit logger to a file of its own, and checks that a pull by tag
-// and a Docker-style pull (HEAD by tag, GET by digest) make one line each
-// with the client, the image and the source, that the site's basic_auth
-// user is named, and that no credential is written.
+// and a Docker-style pull (HEAD by tag, then GET by digest) make one line
+// each with the client, the image and the source, that the site's
+// basic_auth user is named, and that no credential is written.
 func TestAuditLogFile(t *testing.T) {
 	img, _, err := hub.PushImage("library/audited", "1", 1, 1024, false)
 	if err != nil {
@@ -33,40 +35,9 @@ func TestAuditLogFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	auditFile := filepath.Join(dir, "audit.log")
-	port := freePort(t)
-	storage := filepath.Join(dir, "cache")
-	loadCaddyfile(t, fmt.Sprintf(`{
-	admin off
-	persist_config off
-	skip_install_trust
-	storage file_system %s
-	log default {
-		exclude http.handlers.registry_cache.audit
-		level ERROR
-	}
-	log audit {
-		include http.handlers.registry_cache.audit
-		output file %s
-		format json
-	}
-}
-
-http://127.0.0.1:%d {
-	bind 127.0.0.1
-	route {
-		basic_auth /v2/private/* {
+	host, auditFile := startAuditedMirror(t, fmt.Sprintf(`basic_auth /v2/private/* {
 			alice %s
-		}
-		registry_cache {
-			storage %s
-			upstream docker.io %s
-		}
-	}
-}
-`, filepath.Join(dir, "caddy-data"), auditFile, port, hash, storage, hub.URL))
-	host := fmt.Sprintf("127.0.0.1:%d", port)
+		}`, hash))
 
 	// A pull by tag (go-containerregistry: GET by tag, then blobs).
 	pullImage(t, host+"/audited:1")
@@ -109,26 +80,14 @@ http://127.0.0.1:%d {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(auditFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(raw), "s3cret") || strings.Contains(string(raw), "Authorization") {
+	raw, lines := auditLines(t, auditFile)
+	if strings.Contains(raw, "s3cret") || strings.Contains(raw, "Authorization") {
 		t.Errorf("the audit log holds a credential:\n%s", raw)
-	}
-	var lines []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(string(raw)))
-	for sc.Scan() {
-		var l map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatalf("audit line %q: %v", sc.Text(), err)
-		}
-		lines = append(lines, l)
 	}
 	type want struct{ repo, reference, digest, source, user string }
 	wants := []want{
 		{"library/audited", "1", manifest.String(), "upstream", ""},
-		{"library/audited", manifest.String(), manifest.String(), "cache", ""},
+		{"library/audited", "1", manifest.String(), "cache", ""}, // the HEAD; its GET by digest writes none
 		{"private/audited", "1", privateDigest.String(), "upstream", "alice"},
 	}
 	if len(lines) != len(wants) {
@@ -140,6 +99,99 @@ http://127.0.0.1:%d {
 			l["client_ip"] != "127.0.0.1" || l["upstream"] != "docker.io" || l["repository"] != w.repo ||
 			l["reference"] != w.reference || l["digest"] != w.digest || l["source"] != w.source || l["user"] != w.user {
 			t.Errorf("audit line %d: %v, want %+v", i, l, w)
+		}
+	}
+}
+
+// startAuditedMirror runs a mirror site whose Caddy writes the audit
+// logger to a file of its own with the README's log block, and returns
+// the site's host and the file. auth is a handler placed before
+// registry_cache in the site's route (empty: none).
+func startAuditedMirror(t *testing.T, auth string) (host, auditFile string) {
+	t.Helper()
+	dir := shortTempDir(t)
+	auditFile = filepath.Join(dir, "audit.log")
+	port := freePort(t)
+	if auth != "" {
+		auth = "\n\t\t" + auth
+	}
+	loadCaddyfile(t, fmt.Sprintf(`{
+	admin off
+	persist_config off
+	skip_install_trust
+	storage file_system %s
+	log default {
+		exclude http.handlers.registry_cache.audit
+		level ERROR
+	}
+	log audit {
+		include http.handlers.registry_cache.audit
+		output file %s
+		format json
+	}
+}
+
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	route {%s
+		registry_cache {
+			storage %s
+			upstream docker.io %s
+		}
+	}
+}
+`, filepath.Join(dir, "caddy-data"), auditFile, port, auth, filepath.Join(dir, "cache"), hub.URL))
+	return fmt.Sprintf("127.0.0.1:%d", port), auditFile
+}
+
+// auditLines reads an audit log file: its text and its JSON lines.
+func auditLines(t *testing.T, file string) (string, []map[string]any) {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var lines []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(string(raw)))
+	for sc.Scan() {
+		var l map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("audit line %q: %v", sc.Text(), err)
+		}
+		lines = append(lines, l)
+	}
+	return string(raw), lines
+}
+
+// TestDockerPullIsAuditedOnce pulls with the Docker daemon, which asks a
+// mirror HEAD by tag, then GET by digest unless it still holds the
+// manifest: each pull writes one audit line, from the upstream the first
+// time and from the cache the second.
+func TestDockerPullIsAuditedOnce(t *testing.T) {
+	img, _, err := hub.PushImage("library/dockeraudit", "latest", 1, 2048, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, auditFile := startAuditedMirror(t, "")
+	d := startDockerd(t, fmt.Sprintf(`{
+  "registry-mirrors": ["http://%s"],
+  "insecure-registries": [%q]
+}`, host, host))
+	for i, source := range []string{"upstream", "cache"} {
+		d.docker(t, "pull", "dockeraudit")
+		d.docker(t, "rmi", "dockeraudit")
+		raw, lines := auditLines(t, auditFile)
+		if len(lines) != i+1 {
+			t.Fatalf("after %d docker pulls: %d audit lines, want %d:\n%s", i+1, len(lines), i+1, raw)
+		}
+		l := lines[i]
+		if l["repository"] != "library/dockeraudit" || l["reference"] != "latest" || l["digest"] != want.String() || l["source"] != source ||
+			l["client_ip"] != "127.0.0.1" || l["upstream"] != "docker.io" {
+			t.Errorf("audit line of docker pull %d: %v, want library/dockeraudit %s from the %s", i+1, l, want, source)
 		}
 	}
 }

@@ -16,13 +16,15 @@ import (
 )
 
 // TestAuditOnePerPull sends the requests of pulls and others, and checks
-// the audit lines: one per manifest GET answered with the manifest, with
-// the client, the image and the source, and none for HEADs, errors, or
-// the mirror's own requests.
+// the audit lines: one per manifest answered by tag (GET or HEAD) or GET
+// by digest, with the client, the image and the source, none for the GET
+// by digest that completes a HEAD's pull, and none for HEADs by digest,
+// errors, blobs, or the mirror's own requests.
 func TestAuditOnePerPull(t *testing.T) {
 	core, audit := observer.New(zapcore.InfoLevel)
 	mt := newManifestTest(t, Config{Audit: zap.New(core), StaleIfError: time.Hour}, upstream.Options{})
 	d := mt.reg.push("library/app", "1")
+	d2 := mt.reg.push("library/app", "2")
 	send := func(method, path string, who *AuditClient) int {
 		r := httptest.NewRequest(method, path, nil)
 		r.RemoteAddr = "192.0.2.7:41000"
@@ -44,12 +46,26 @@ func TestAuditOnePerPull(t *testing.T) {
 	}{
 		{name: "GET by tag, cold", method: http.MethodGet, path: "/v2/app/manifests/1",
 			want: &line{"192.0.2.7", "", "1", d.String(), "upstream"}},
-		{name: "HEAD by tag", method: http.MethodHead, path: "/v2/app/manifests/1"},
 		{name: "GET by digest from the cache, site user", method: http.MethodGet, path: "/v2/app/manifests/" + d.String(),
 			who:  &AuditClient{Address: "198.51.100.2", User: "alice"},
 			want: &line{"198.51.100.2", "alice", d.String(), d.String(), "cache"}},
+		{name: "Docker's HEAD by tag is the pull", method: http.MethodHead, path: "/v2/app/manifests/2",
+			want: &line{"192.0.2.7", "", "2", d2.String(), "upstream"}},
+		{name: "and its GET by digest is not written again", method: http.MethodGet, path: "/v2/app/manifests/" + d2.String()},
+		{name: "another client's GET by digest is its own pull", method: http.MethodGet, path: "/v2/app/manifests/" + d2.String(),
+			who:  &AuditClient{Address: "198.51.100.3"},
+			want: &line{"198.51.100.3", "", d2.String(), d2.String(), "cache"}},
+		{name: "a second GET by digest is a pull again", method: http.MethodGet, path: "/v2/app/manifests/" + d2.String(),
+			want: &line{"192.0.2.7", "", d2.String(), d2.String(), "cache"}},
+		{name: "HEAD by digest", method: http.MethodHead, path: "/v2/app/manifests/" + d2.String()},
 		{name: "unknown tag", method: http.MethodGet, path: "/v2/app/manifests/nope"},
 		{name: "blob", method: http.MethodGet, path: "/v2/app/blobs/" + d.String()},
+		{name: "a GET by digest long after the HEAD is a pull", method: http.MethodGet, path: "/v2/app/manifests/" + d.String(),
+			before: func() {
+				send(http.MethodHead, "/v2/app/manifests/1", nil)
+				mt.clk.Add(2 * time.Minute)
+			},
+			want: &line{"192.0.2.7", "", d.String(), d.String(), "cache"}},
 		{name: "stale tag", method: http.MethodGet, path: "/v2/app/manifests/1",
 			before: func() { mt.reg.setAnswer(fakeAnswer{503, "UNAVAILABLE"}); mt.clk.Add(DefaultTagTTL) },
 			want:   &line{"192.0.2.7", "", "1", d.String(), "stale"}},

@@ -77,14 +77,15 @@ type Config struct {
 
 // Mirror is the pull-through cache as an http.Handler for /v2/ requests.
 type Mirror struct {
-	upstreams   map[string]*upstream.Client
-	defaultName string
-	store       *cache.Store
-	tagTTL      time.Duration
-	staleLimit  time.Duration
-	log         *zap.Logger
-	audit       *zap.Logger // nil: no audit log
-	now         func() time.Time
+	upstreams    map[string]*upstream.Client
+	defaultName  string
+	store        *cache.Store
+	tagTTL       time.Duration
+	staleLimit   time.Duration
+	log          *zap.Logger
+	audit        *zap.Logger // nil: no audit log
+	auditedHeads recentHeads // for the audit log
+	now          func() time.Time
 
 	tagFlight      flight[tagKey, resolvedTag]
 	manifestFlight flight[string, manifestContent]
