@@ -77,15 +77,16 @@ type Config struct {
 
 // Mirror is the pull-through cache as an http.Handler for /v2/ requests.
 type Mirror struct {
-	upstreams    map[string]*upstream.Client
-	defaultName  string
-	store        *cache.Store
-	tagTTL       time.Duration
-	staleLimit   time.Duration
-	log          *zap.Logger
+	upstreams   map[string]*upstream.Client
+	defaultName string
+	store       *cache.Store
+	tagTTL      time.Duration
+	staleLimit  time.Duration
+	log         *zap.Logger
+	now         func() time.Time
+
 	audit        *zap.Logger // nil: no audit log
-	auditedHeads recentHeads // for the audit log
-	now          func() time.Time
+	auditedHeads recentHeads // the HEADs by tag of pulls, for the audit log
 
 	tagFlight      flight[tagKey, resolvedTag]
 	manifestFlight flight[string, manifestContent]
