@@ -251,7 +251,7 @@ func runStats(cmd *cobra.Command, _ []string) error {
 		}
 		if c.MaxIdleSeconds > 0 || c.PinnedObjects > 0 {
 			fmt.Fprintf(out, "  retention   max_idle %s, %d evicted for age, %d objects pinned by sync rules\n",
-				time.Duration(c.MaxIdleSeconds)*time.Second, c.IdleEvictions, c.PinnedObjects)
+				durationText(time.Duration(c.MaxIdleSeconds)*time.Second), c.IdleEvictions, c.PinnedObjects)
 		}
 		for _, st := range c.Sync {
 			fmt.Fprintf(out, "  sync        %s\n", syncLine(st))

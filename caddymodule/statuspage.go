@@ -33,7 +33,7 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 		}
 		return d.String()
 	},
-	"seconds": func(n int64) string { return (time.Duration(n) * time.Second).String() },
+	"seconds": func(n int64) string { return durationText(time.Duration(n) * time.Second) },
 }).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -115,6 +115,15 @@ svg { background: #fafafa; border: 1px solid #eee; }
 </body>
 </html>
 `))
+
+// durationText writes a duration as the Caddyfile would: 30d for whole
+// days, else as time.Duration does.
+func durationText(d time.Duration) string {
+	if day := 24 * time.Hour; d >= day && d%day == 0 {
+		return fmt.Sprintf("%dd", d/day)
+	}
+	return d.String()
+}
 
 // statusView is one cache on the status page.
 type statusView struct {
