@@ -1,9 +1,6 @@
 package caddymodule
 
-import (
-	"testing"
-	"time"
-)
+import "testing"
 
 func TestMatchRule(t *testing.T) {
 	rules := []string{"alpine", "docker.io/library/nginx", "ghcr.io/owner/app:1.2"}
@@ -24,19 +21,6 @@ func TestMatchRule(t *testing.T) {
 		got, ok := matchRule(rules, tc.want, "docker.io")
 		if got != tc.rule || ok != tc.ok {
 			t.Errorf("matchRule(%q) = %q, %v; want %q, %v", tc.want, got, ok, tc.rule, tc.ok)
-		}
-	}
-}
-
-func TestDurationText(t *testing.T) {
-	for d, want := range map[time.Duration]string{
-		30 * 24 * time.Hour: "30d",
-		36 * time.Hour:      "36h0m0s",
-		90 * time.Minute:    "1h30m0s",
-		0:                   "0s",
-	} {
-		if got := durationText(d); got != want {
-			t.Errorf("durationText(%s) = %q, want %q", d, got, want)
 		}
 	}
 }
