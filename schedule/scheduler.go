@@ -94,7 +94,8 @@ type Status struct {
 	// NextRun is when the rule runs next.
 	NextRun time.Time `json:"next_run"`
 	// Images is the number of images the rule keeps; Updated those of the
-	// last run that were new or moved (something had to be fetched).
+	// last run whose blobs had to be fetched (new or moved, unless the
+	// new manifest only names blobs the cache had).
 	Images  int `json:"images"`
 	Updated int `json:"updated"`
 	// LastBytes are the blob bytes the last run fetched from the upstream;
