@@ -37,9 +37,18 @@ type Stats struct {
 	ReservedBytes int64
 	// BudgetBytes is the disk budget (Options.MaxBytes); 0 means none.
 	BudgetBytes int64
-	// Evictions is the number of objects evicted since Open.
+	// Evictions is the number of objects evicted since Open to keep
+	// within the budget.
 	Evictions int64
-	// EvictedBytes is the size of the objects evicted since Open.
+	// IdleEvictions is the number of objects evicted since Open for
+	// going unread longer than max_idle.
+	IdleEvictions int64
+	// MaxIdle is the idle limit (Options.MaxIdle); 0 means none.
+	MaxIdle time.Duration
+	// PinnedObjects is the number of objects sync rules pin now.
+	PinnedObjects int
+	// EvictedBytes is the size of the objects evicted since Open, for the
+	// budget or for max_idle.
 	EvictedBytes int64
 	// NotStored counts verified contents served without being stored
 	// (disk full or unwritable, or larger than the budget).
@@ -64,6 +73,9 @@ func (s *Store) Stats() Stats {
 		ReservedBytes: s.reserved.Load(),
 		BudgetBytes:   s.maxBytes.Load(),
 		Evictions:     s.evictions.Load(),
+		IdleEvictions: s.idleEvictions.Load(),
+		MaxIdle:       time.Duration(s.maxIdle.Load()),
+		PinnedObjects: s.PinnedObjects(),
 		EvictedBytes:  s.evictedBytes.Load(),
 		NotStored:     s.notStored.Load(),
 		WriteFailures: s.writeFailures.Load(),
@@ -255,7 +267,7 @@ func (s *Store) evict() error {
 		if s.used.Load()+s.reserved.Load() <= target {
 			break
 		}
-		if s.busy(c.d) {
+		if s.busy(c.d) || s.pinned(c.d) {
 			continue
 		}
 		size, err := s.remove(c.d)
@@ -501,11 +513,12 @@ func (s *Store) reconcileOnce() (dropped, adopted int, err error) {
 }
 
 // startBackground starts the store's background work: the access flusher,
-// the evictor and the reconciliation of metadata with the disk.
+// the evictor, the idle evictor and the reconciliation of metadata with the disk.
 func (s *Store) startBackground(flushEvery time.Duration) {
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.flushAccessLoop(flushEvery)
 	go s.evictLoop()
+	go s.idleLoop()
 	go s.reconcile()
 }
 

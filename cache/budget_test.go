@@ -320,18 +320,19 @@ func TestReconcileAfterCrash(t *testing.T) {
 	s = openTest(t, dir)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, ok := s.readObjectMeta(do); ok {
-			if _, ghost := s.readObjectMeta(dl); !ghost {
-				break
-			}
+		// The adopted file's record is written before its bytes are
+		// counted: wait for both.
+		_, adopted := s.readObjectMeta(do)
+		_, ghost := s.readObjectMeta(dl)
+		st := s.Stats()
+		if adopted && !ghost && st.Objects == 2 && st.UsedBytes == 400 {
+			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("reconciliation did not happen")
+			t.Fatalf("after reconciliation: orphan adopted %v, ghost record left %v, %d objects, %d bytes; want 2, 400",
+				adopted, ghost, st.Objects, st.UsedBytes)
 		}
 		time.Sleep(5 * time.Millisecond)
-	}
-	if st := s.Stats(); st.Objects != 2 || st.UsedBytes != 400 {
-		t.Errorf("after reconciliation: %d objects, %d bytes; want 2, 400", st.Objects, st.UsedBytes)
 	}
 }
 

@@ -45,7 +45,7 @@ func TestOverBudgetLoggedOncePerEpisode(t *testing.T) {
 		t.Fatalf("%d lines about the cache over budget, want at most 2: %v", len(lines), lines)
 	}
 	last := lines[len(lines)-1]
-	if n, _ := last.ContextMap()["count"].(int64); n < passes || last.Message != "cache over budget: what remains is being read or filled: ended" {
+	if n, _ := last.ContextMap()["count"].(int64); n < passes || last.Message != "cache over budget: what remains is being read, filled or pinned by sync rules: ended" {
 		t.Errorf("last line %q with count %d, want the end of the episode with a count of at least %d", last.Message, n, passes)
 	}
 }

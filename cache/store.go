@@ -78,6 +78,9 @@ type Options struct {
 	// a fill larger than it fails with ErrTooLarge (the caller streams the
 	// object past the cache). Zero or less: no budget.
 	MaxBytes int64
+	// MaxIdle evicts objects nobody read for this long (see EvictIdle),
+	// alongside MaxBytes; pinned objects stay. Zero or less: none.
+	MaxIdle time.Duration
 	// WriteRetryInterval is how long the store stops writing after the disk
 	// was found full or unwritable; content is served without being stored
 	// meanwhile. Writing resumes earlier when the file system shows 1 MiB
@@ -167,6 +170,13 @@ type Store struct {
 	useMu sync.Mutex
 	inUse map[digest.Digest]int // readers per object
 
+	// Retention: see retention.go.
+	pinMu         sync.Mutex
+	pins          map[string]map[digest.Digest]struct{} // owner -> pinned objects; under pinMu
+	maxIdle       atomic.Int64                          // nanoseconds; 0: none
+	idleWake      chan struct{}
+	idleEvictions atomic.Int64
+
 	// removeMu orders removals (eviction, Delete) against the
 	// reconciliation's dropping of records without files.
 	removeMu sync.Mutex
@@ -224,8 +234,10 @@ func Open(opts Options) (*Store, error) {
 
 		fillQueueTimeout: opts.FillQueueTimeout,
 		inUse:            make(map[digest.Digest]int),
+		pins:             make(map[string]map[digest.Digest]struct{}),
+		idleWake:         make(chan struct{}, 1),
 	}
-	s.overBudget = episode.New(opts.Logger, zapcore.WarnLevel, "cache over budget: what remains is being read or filled",
+	s.overBudget = episode.New(opts.Logger, zapcore.WarnLevel, "cache over budget: what remains is being read, filled or pinned by sync rules",
 		episode.Options{Now: opts.Now})
 	s.fillFailed = episode.New(opts.Logger, zapcore.WarnLevel, "fill failed", episode.Options{Now: opts.Now})
 	if err := os.MkdirAll(s.blobsDir, 0o755); err != nil {
@@ -251,6 +263,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.maxBytes.Store(opts.MaxBytes)
+	s.maxIdle.Store(int64(opts.MaxIdle))
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.access.init()
 	s.integ.init()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/regcache/regcache/access"
 	"github.com/regcache/regcache/mirror"
+	"github.com/regcache/regcache/schedule"
 	"github.com/regcache/regcache/upstream"
 )
 
@@ -80,6 +81,7 @@ func liveHandlers() []*Handler {
 //	POST /registry_cache/purge          {"image": "..."} or {"repository": "..."}
 //	POST /registry_cache/warm           {"images": [...], "platforms": [...]}
 //	POST /registry_cache/verify         {"repair": true} checks content at rest
+//	POST /registry_cache/sync           {"rule": "..."}: run a sync rule (all without one) now
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -99,6 +101,7 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/registry_cache/purge", Handler: caddy.AdminHandlerFunc(a.servePurge)},
 		{Pattern: "/registry_cache/warm", Handler: caddy.AdminHandlerFunc(a.serveWarm)},
 		{Pattern: "/registry_cache/verify", Handler: caddy.AdminHandlerFunc(a.serveVerify)},
+		{Pattern: "/registry_cache/sync", Handler: caddy.AdminHandlerFunc(a.serveSync)},
 	}
 }
 
@@ -123,6 +126,15 @@ type CacheStats struct {
 	// Evictions and EvictedBytes count eviction since the cache opened.
 	Evictions    int64 `json:"evictions"`
 	EvictedBytes int64 `json:"evicted_bytes"`
+	// IdleEvictions counts the objects evicted for max_idle since the
+	// cache opened (their bytes are in EvictedBytes).
+	IdleEvictions int64 `json:"idle_evictions"`
+	// MaxIdleSeconds is max_idle; 0 when not set.
+	MaxIdleSeconds int64 `json:"max_idle_seconds"`
+	// PinnedObjects is the number of objects sync rules keep.
+	PinnedObjects int `json:"pinned_objects"`
+	// Sync is the status of every sync rule.
+	Sync []schedule.Status `json:"sync,omitempty"`
 	// NotStored counts contents served without being stored.
 	NotStored int64 `json:"not_stored"`
 	// Unwritable is true while the disk refuses writes.
@@ -213,6 +225,7 @@ func (h *Handler) stats() CacheStats {
 		Storage: h.dir, Objects: st.Objects, UsedBytes: st.UsedBytes, BudgetBytes: st.BudgetBytes,
 		ReservedBytes: st.ReservedBytes, Evictions: st.Evictions, EvictedBytes: st.EvictedBytes,
 		NotStored: st.NotStored, Unwritable: st.Unwritable, Fills: st.Fills, FillReaders: st.FillReaders,
+		IdleEvictions: st.IdleEvictions, MaxIdleSeconds: int64(st.MaxIdle / time.Second), PinnedObjects: st.PinnedObjects,
 		Requests:       map[string]map[string]int64{},
 		BytesFromCache: ms.BytesFromCache, BytesFromUpstream: ms.BytesFromUpstream,
 		StaleServes: ms.StaleServes, RateLimitHolds: ms.RateLimitHolds, NegativeHits: ms.NegativeHits,
@@ -241,6 +254,9 @@ func (h *Handler) stats() CacheStats {
 		cs.Upstreams = append(cs.Upstreams, upstreamStats(c))
 	}
 	cs.Integrity = integrityStats(h.store)
+	if h.scheduler != nil {
+		cs.Sync = h.scheduler.Status()
+	}
 	return cs
 }
 
@@ -394,17 +410,9 @@ func (a *AdminAPI) serveWarm(w http.ResponseWriter, r *http.Request) error {
 	if len(req.Images) == 0 || len(req.Images) > maxWarmImages {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("give between 1 and %d images", maxWarmImages)}
 	}
-	var target *Handler
-	for _, h := range liveHandlers() {
-		if req.Storage == "" || req.Storage == h.dir {
-			if target != nil {
-				return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`several caches are configured: name one with "storage"`)}
-			}
-			target = h
-		}
-	}
-	if target == nil {
-		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("no such registry cache")}
+	target, err := oneHandler(req.Storage)
+	if err != nil {
+		return err
 	}
 	target.applyBudget()
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -426,6 +434,24 @@ func (a *AdminAPI) serveWarm(w http.ResponseWriter, r *http.Request) error {
 	}
 	target.logger.Info("warmed the cache", zap.Int("images", len(req.Images)), zap.Int("failed", failed))
 	return nil
+}
+
+// oneHandler returns the handler of the cache in storage, or the only
+// one when storage is empty.
+func oneHandler(storage string) (*Handler, error) {
+	var target *Handler
+	for _, h := range liveHandlers() {
+		if storage == "" || storage == h.dir {
+			if target != nil {
+				return nil, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`several caches are configured: name one with "storage"`)}
+			}
+			target = h
+		}
+	}
+	if target == nil {
+		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: errors.New("no such registry cache")}
+	}
+	return target, nil
 }
 
 // Interface guards

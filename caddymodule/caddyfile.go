@@ -36,6 +36,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			}
 //		}
 //		max_size  <size>
+//		max_idle  <duration>
 //		memory    <size>
 //		tag_ttl   <duration>
 //		stale_if_error <duration>
@@ -78,6 +79,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			mode         enforce|audit
 //			verdict_ttl  <duration>
 //		}
+//		sync <image or repository> {
+//			tags      <glob or ~regex>...
+//			semver    <constraint>...
+//			newest    <n>
+//			platforms <os/arch[/variant]>...
+//			every     <duration>
+//		}
 //	}
 //
 // Sizes accept units (50GiB, 256MiB, 10GB) or plain bytes. upstream may be
@@ -87,7 +95,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // and the well-known public registries. negative_ttl off (or 0) disables
 // the memory of upstream 404s. The s3 block of storage shares the cache
 // with other nodes through a bucket; access_key and secret_key accept
-// placeholders such as {env.S3_SECRET_KEY}. scrub_interval off turns the
+// placeholders such as {env.S3_SECRET_KEY}. Durations accept d for days
+// (max_idle 30d). sync may be repeated, once per image or repository;
+// tags, semver and platforms may be repeated inside its block.
+// scrub_interval off turns the
 // background scrub of content at rest off; scrub_rate is in bytes per
 // second (50MiB or 50MiB/s).
 //
@@ -142,6 +153,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				h.Memory = size
 			}
+		case "max_idle":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("max_idle: %v", err)
+			}
+			h.MaxIdle = caddy.Duration(dur)
+		case "sync":
+			r, err := unmarshalSync(d)
+			if err != nil {
+				return err
+			}
+			h.Sync = append(h.Sync, r)
 		case "tag_ttl", "stale_if_error":
 			opt := d.Val()
 			if !d.NextArg() {

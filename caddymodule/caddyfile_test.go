@@ -117,6 +117,36 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			want: Handler{Upstreams: []Upstream{{Name: "reg.example",
 				TrustedRealms: []string{"auth.example.net", "login.example.org"}}}},
 		},
+		{
+			name: "max_idle and sync rules",
+			input: `registry_cache {
+				max_idle 30d
+				sync docker.io/library/alpine {
+					tags 3.* latest
+					tags ~edge-[0-9]+
+					semver >=1.25 <2
+					newest 3
+					platforms linux/amd64 linux/arm64
+					every 6h
+				}
+				sync ghcr.io/owner/app:1.2
+			}`,
+			want: Handler{
+				MaxIdle: caddy.Duration(30 * 24 * time.Hour),
+				Sync: []SyncRule{
+					{Image: "docker.io/library/alpine", Tags: []string{"3.*", "latest", "~edge-[0-9]+"}, Semver: []string{">=1.25", "<2"},
+						Newest: 3, Platforms: []string{"linux/amd64", "linux/arm64"}, Every: caddy.Duration(6 * time.Hour)},
+					{Image: "ghcr.io/owner/app:1.2"},
+				},
+			},
+		},
+		{name: "sync without image", input: "registry_cache {\nsync\n}", wantErr: true},
+		{name: "sync with two images", input: "registry_cache {\nsync a b\n}", wantErr: true},
+		{name: "sync unknown option", input: "registry_cache {\nsync a {\nkeep 3\n}\n}", wantErr: true},
+		{name: "sync newest not a number", input: "registry_cache {\nsync a {\nnewest many\n}\n}", wantErr: true},
+		{name: "sync newest twice", input: "registry_cache {\nsync a {\nnewest 1 2\n}\n}", wantErr: true},
+		{name: "sync tags without value", input: "registry_cache {\nsync a {\ntags\n}\n}", wantErr: true},
+		{name: "bad max_idle", input: "registry_cache {\nmax_idle forever\n}", wantErr: true},
 		{name: "argument on directive", input: `registry_cache foo`, wantErr: true},
 		{name: "unknown option", input: "registry_cache {\nfrobnicate yes\n}", wantErr: true},
 		{name: "storage without value", input: "registry_cache {\nstorage\n}", wantErr: true},

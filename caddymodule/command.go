@@ -3,11 +3,13 @@ package caddymodule
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/dustin/go-humanize"
@@ -15,13 +17,14 @@ import (
 	"golang.org/x/term"
 
 	"github.com/regcache/regcache/mirror"
+	"github.com/regcache/regcache/schedule"
 )
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "registry-cache",
-		Usage: "warm|stats|purge|verify [--address <admin>] ...",
-		Short: "Warms, reports on, purges and verifies the registry caches of a running Caddy",
+		Usage: "warm|sync|stats|purge|verify [--address <admin>] ...",
+		Short: "Warms, syncs, reports on, purges and verifies the registry caches of a running Caddy",
 		Long: `
 Talks to the admin API of a running Caddy (--address, default: localhost:2019)
 about the registry_cache handlers of its config:
@@ -29,6 +32,9 @@ about the registry_cache handlers of its config:
   caddy registry-cache warm [--platform linux/amd64]... IMAGE...
       fetches every manifest and blob of the images into the cache, showing
       progress (blobs and bytes per image); all platforms unless --platform
+  caddy registry-cache sync [RULE]
+      runs a sync rule of the config now (every rule without RULE, named
+      by its image as configured), with the same progress display as warm
   caddy registry-cache stats [--json]
       shows what the caches hold, their hit ratio and the upstreams' health
   caddy registry-cache purge [--repository] IMAGE
@@ -52,6 +58,12 @@ IMAGE is docker.io/library/alpine:3.19, alpine:3.19, ghcr.io/owner/app@sha256:â€
 				RunE:  runWarm,
 			}
 			warm.Flags().StringArrayP("platform", "p", nil, "platform to fetch of multi-platform images (os/arch[/variant]); repeatable")
+			syncCmd := &cobra.Command{
+				Use:   "sync [RULE]",
+				Short: "Run a sync rule now",
+				Args:  cobra.MaximumNArgs(1),
+				RunE:  runSync,
+			}
 			stats := &cobra.Command{
 				Use:   "stats",
 				Short: "Show the caches' figures and the upstreams' health",
@@ -74,7 +86,7 @@ IMAGE is docker.io/library/alpine:3.19, alpine:3.19, ghcr.io/owner/app@sha256:â€
 			}
 			verify.Flags().Bool("repair", false, "remove the corrupt objects, so that the next request fetches them again")
 			verify.Flags().String("rate", "", "bound the reads to this many bytes per second (100MiB); default: as fast as the disk goes")
-			cmd.AddCommand(warm, stats, purge, verify)
+			cmd.AddCommand(warm, syncCmd, stats, purge, verify)
 		},
 	})
 }
@@ -108,11 +120,7 @@ func runWarm(cmd *cobra.Command, images []string) error {
 		return err
 	}
 	defer resp.Body.Close()
-	out := cmd.OutOrStdout()
-	tty := false
-	if f, ok := out.(*os.File); ok {
-		tty = term.IsTerminal(int(f.Fd()))
-	}
+	show := newProgressPrinter(cmd.OutOrStdout())
 	failed, finished := 0, 0
 	dec := json.NewDecoder(resp.Body)
 	for dec.More() {
@@ -120,15 +128,7 @@ func runWarm(cmd *cobra.Command, images []string) error {
 		if err := dec.Decode(&p); err != nil {
 			return fmt.Errorf("reading progress: %w", err)
 		}
-		line := progressLine(p)
-		switch {
-		case tty && p.Done || tty && p.Error != "":
-			fmt.Fprintf(out, "\r\033[K%s\n", line)
-		case tty:
-			fmt.Fprintf(out, "\r\033[K%s", line)
-		default:
-			fmt.Fprintln(out, line)
-		}
+		show(progressLine(p), p.Done || p.Error != "")
 		if p.Error != "" {
 			failed++
 		}
@@ -145,6 +145,26 @@ func runWarm(cmd *cobra.Command, images []string) error {
 	return nil
 }
 
+// newProgressPrinter returns a function that prints progress lines to
+// out: on a terminal, each line replaces the one before until a final
+// line; elsewhere, one line each.
+func newProgressPrinter(out io.Writer) func(line string, final bool) {
+	tty := false
+	if f, ok := out.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	return func(line string, final bool) {
+		switch {
+		case tty && final:
+			fmt.Fprintf(out, "\r\033[K%s\n", line)
+		case tty:
+			fmt.Fprintf(out, "\r\033[K%s", line)
+		default:
+			fmt.Fprintln(out, line)
+		}
+	}
+}
+
 // progressLine renders one progress report.
 func progressLine(p mirror.WarmProgress) string {
 	state := "fetching"
@@ -156,6 +176,56 @@ func progressLine(p mirror.WarmProgress) string {
 	}
 	return fmt.Sprintf("%s  manifests %d  blobs %d/%d  %s/%s  %s", p.Image, p.Manifests, p.Blobs, p.BlobsTotal,
 		humanize.IBytes(uint64(p.Bytes)), humanize.IBytes(uint64(p.BytesTotal)), state)
+}
+
+// runSync is `caddy registry-cache sync`.
+func runSync(cmd *cobra.Command, args []string) error {
+	storage, _ := cmd.Flags().GetString("storage")
+	req := SyncRequest{Storage: storage}
+	if len(args) == 1 {
+		req.Rule = args[0]
+	}
+	resp, err := adminRequest(cmd, http.MethodPost, "/registry_cache/sync", req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	show := newProgressPrinter(cmd.OutOrStdout())
+	var notOK []string
+	rules := 0
+	dec := json.NewDecoder(resp.Body)
+	for dec.More() {
+		var p schedule.Progress
+		if err := dec.Decode(&p); err != nil {
+			return fmt.Errorf("reading progress: %w", err)
+		}
+		if p.Finished == nil {
+			show(progressLine(p.WarmProgress), false)
+			continue
+		}
+		rules++
+		show(syncLine(*p.Finished), true)
+		if p.Finished.Result != schedule.ResultOK {
+			notOK = append(notOK, p.Rule)
+		}
+	}
+	if rules == 0 || (req.Rule != "" && rules != 1) {
+		return errors.New("the progress stream ended before the rule finished")
+	}
+	if len(notOK) > 0 {
+		return fmt.Errorf("sync did not complete for %s", strings.Join(notOK, ", "))
+	}
+	return nil
+}
+
+// syncLine renders the status of a rule after its run.
+func syncLine(st schedule.Status) string {
+	line := fmt.Sprintf("%s  %s  %d images, %d updated, %s fetched, next run %s", st.Rule, st.Result, st.Images,
+		st.Updated, humanize.IBytes(uint64(st.LastBytes)), humanize.Time(st.NextRun))
+	if st.Message != "" {
+		line += "\n  " + st.Message
+	}
+	return line
 }
 
 // runStats is `caddy registry-cache stats`.
@@ -191,6 +261,13 @@ func runStats(cmd *cobra.Command, _ []string) error {
 			c.StaleServes, c.RateLimitHolds, c.NegativeHits, c.NotStored)
 		if c.Unwritable {
 			fmt.Fprintln(out, "  DISK FULL OR UNWRITABLE: streaming without storing")
+		}
+		if c.MaxIdleSeconds > 0 || c.PinnedObjects > 0 {
+			fmt.Fprintf(out, "  retention   max_idle %s, %d evicted for age, %d objects pinned by sync rules\n",
+				durationText(time.Duration(c.MaxIdleSeconds)*time.Second), c.IdleEvictions, c.PinnedObjects)
+		}
+		for _, st := range c.Sync {
+			fmt.Fprintf(out, "  sync        %s\n", syncLine(st))
 		}
 		for _, u := range c.Upstreams {
 			budget := ""

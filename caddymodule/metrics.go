@@ -9,6 +9,7 @@ import (
 	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/mirror"
 	"github.com/regcache/regcache/s3tier"
+	"github.com/regcache/regcache/schedule"
 	"github.com/regcache/regcache/upstream"
 )
 
@@ -80,16 +81,33 @@ type cacheCollector struct {
 	rateLimitRemaining, policyRefusals, loginThrottled, internalRefusals *prometheus.Desc
 
 	sharedFills, sharedTakeOvers, sharedUploadFailures, sharedUnavailable *prometheus.Desc
+
+	idleEvictions, pinnedObjects *prometheus.Desc
+	// The sync rules' figures; scheduler is nil without rules.
+	scheduler                                                             *schedule.Scheduler
+	syncRuns, syncBytes, syncLastRun, syncNextRun, syncPaused, syncImages *prometheus.Desc
 }
 
 // newCacheCollector describes the metrics of the cache in storage.
-func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, upstreams []*upstream.Client) *cacheCollector {
+func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, upstreams []*upstream.Client, sched *schedule.Scheduler) *cacheCollector {
 	constLabels := prometheus.Labels{"storage": storage}
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(metricsNamespace, metricsSubsystem, name), help, labels, constLabels)
 	}
 	return &cacheCollector{
-		store: store, mirror: m, upstreams: upstreams,
+		store: store, mirror: m, upstreams: upstreams, scheduler: sched,
+		idleEvictions: desc("idle_evictions_total", "Objects evicted for going unread longer than max_idle."),
+		pinnedObjects: desc("pinned_objects", "Objects (manifests and blobs) that sync rules keep from eviction."),
+		// The rule label is a rule of the config (its image as
+		// configured), never something a client chose.
+		syncRuns: desc("sync_runs_total", "Runs of a sync rule, by result (ok, paused, failed).", "rule", "result"),
+		syncBytes: desc("sync_fetched_bytes_total",
+			"Blob bytes sync rules fetched from upstreams.", "rule"),
+		syncLastRun: desc("sync_last_run_timestamp_seconds", "When a sync rule last ran (Unix time; 0: never).", "rule"),
+		syncNextRun: desc("sync_next_run_timestamp_seconds", "When a sync rule runs next (Unix time).", "rule"),
+		syncPaused: desc("sync_paused",
+			"1 while a sync rule is paused because the upstream's pull budget is spent; its next run resumes.", "rule"),
+		syncImages: desc("sync_images", "Images a sync rule keeps.", "rule"),
 		requests: desc("requests_total",
 			"Registry API requests answered, by kind (manifest, blob, tags, referrers) and result (hit, miss, stale, error).", "kind", "result"),
 		servedBytes: desc("served_bytes_total",
@@ -137,7 +155,9 @@ func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.negativeHits, c.fills, c.fillReaders, c.evictions, c.evictedBytes, c.diskUsed,
 		c.diskBudget, c.objects, c.notStored, c.unwritable, c.rateLimitRemaining, c.policyRefusals,
 		c.loginThrottled, c.internalRefusals,
-		c.sharedFills, c.sharedTakeOvers, c.sharedUploadFailures, c.sharedUnavailable} {
+		c.sharedFills, c.sharedTakeOvers, c.sharedUploadFailures, c.sharedUnavailable,
+		c.idleEvictions, c.pinnedObjects, c.syncRuns, c.syncBytes, c.syncLastRun, c.syncNextRun,
+		c.syncPaused, c.syncImages} {
 		ch <- d
 	}
 }
@@ -180,6 +200,28 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 		unwritable = 1
 	}
 	gauge(c.unwritable, unwritable)
+	counter(c.idleEvictions, st.IdleEvictions)
+	gauge(c.pinnedObjects, int64(st.PinnedObjects))
+	if c.scheduler != nil {
+		for _, rs := range c.scheduler.Status() {
+			for _, res := range []schedule.Result{schedule.ResultOK, schedule.ResultPaused, schedule.ResultFailed} {
+				counter(c.syncRuns, rs.Runs[res], rs.Rule, string(res))
+			}
+			counter(c.syncBytes, rs.TotalBytes, rs.Rule)
+			last := int64(0)
+			if !rs.LastRun.IsZero() {
+				last = rs.LastRun.Unix()
+			}
+			gauge(c.syncLastRun, last, rs.Rule)
+			gauge(c.syncNextRun, rs.NextRun.Unix(), rs.Rule)
+			paused := int64(0)
+			if rs.Result == schedule.ResultPaused {
+				paused = 1
+			}
+			gauge(c.syncPaused, paused, rs.Rule)
+			gauge(c.syncImages, int64(rs.Images), rs.Rule)
+		}
+	}
 	for _, u := range c.upstreams {
 		if rl, ok := u.RateLimit(); ok {
 			gauge(c.rateLimitRemaining, int64(rl.Remaining), u.Name())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/mirror"
 	"github.com/regcache/regcache/s3tier"
+	"github.com/regcache/regcache/schedule"
 	"github.com/regcache/regcache/upstream"
 )
 
@@ -69,6 +71,18 @@ type Handler struct {
 	// of the budget; a blob larger than the budget is served without being
 	// stored. The hot index and metadata are not counted.
 	MaxSize int64 `json:"max_size,omitempty"`
+
+	// MaxIdle evicts the manifests and blobs no client read for this long,
+	// and the tags whose manifest that removes, alongside max_size (which
+	// still evicts the least recently used first when the disk budget is
+	// reached). Content a sync rule keeps stays. Checked every hundredth
+	// of it (at least every minute, at most every hour). The Caddyfile
+	// accepts days: 30d. Default: 0, content is evicted only for max_size.
+	MaxIdle caddy.Duration `json:"max_idle,omitempty"`
+
+	// Sync keeps images in the cache before any client asks for them, on
+	// a schedule; see SyncRule. Default: none.
+	Sync []SyncRule `json:"sync,omitempty"`
 
 	// Memory is the budget of the in-memory hot index in bytes, which holds
 	// manifests and blob metadata. Default: 64 MiB.
@@ -256,6 +270,7 @@ type Handler struct {
 	dir         string
 	provisioned time.Time
 	history     *history
+	scheduler   *schedule.Scheduler // nil: no sync rules
 	logger      *zap.Logger
 	// budgetOnce applies MaxSize to a cache that a reload found open, once
 	// the handler serves: a reload that fails after provisioning it must
@@ -313,6 +328,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.ScrubRate < 0 {
 		// Checked before the cache opens with it.
 		return fmt.Errorf("scrub_rate must not be negative, got %d", h.ScrubRate)
+	}
+	if err := h.checkSync(); err != nil {
+		return err
 	}
 	repl := caddy.NewReplacer()
 	if h.Storage == "" {
@@ -384,6 +402,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Dir:         dir,
 		MemoryBytes: h.Memory,
 		MaxBytes:    h.MaxSize,
+		MaxIdle:     time.Duration(h.MaxIdle),
 		MaxFills:    h.MaxDownloads,
 		Logger:      h.logger.Named("cache"),
 	}
@@ -434,6 +453,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		LoginLimits:         h.LoginLimit.limits(),
 		ClientAddress:       clientAddress,
 		Logger:              h.logger,
+		// http.handlers.registry_cache.audit: a log block can send it
+		// to its own file.
+		Audit: h.logger.Named("audit"),
 
 		IgnoreClientCredentials: h.DisableClientLogin,
 		TokenRealm:              h.TokenRealm,
@@ -446,9 +468,32 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.clients = clients
 	h.provisioned = time.Now()
 	h.budgetOnce = new(sync.Once)
+	for _, r := range h.Sync {
+		ref, err := mirror.ParseImageRef(r.Image, m.DefaultUpstream(), true)
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", r.Image, err)
+		}
+		if !m.Mirrors(ref.Registry) {
+			return fmt.Errorf("sync %s: registry %s is not among the upstreams", r.Image, ref.Registry)
+		}
+	}
+	if len(h.Sync) > 0 {
+		h.scheduler, err = schedule.New(schedule.Config{
+			Rules: h.syncRules(), Source: m, Pins: store,
+			// Each config's scheduler keeps its own pins during a reload.
+			Owner:     fmt.Sprintf("sync %p", h),
+			BeforeRun: h.applyBudget,
+			Logger:    h.logger.Named("sync"),
+		})
+		if err != nil {
+			return err
+		}
+		// Runs until the config is unloaded, then releases its pins.
+		h.scheduler.Start(ctx)
+	}
 	h.history = startHistory(h)
 	addLive(h)
-	err = ctx.GetMetricsRegistry().Register(newCacheCollector(dir, store, m, clients))
+	err = ctx.GetMetricsRegistry().Register(newCacheCollector(dir, store, m, clients, h.scheduler))
 	var are prometheus.AlreadyRegisteredError
 	if errors.As(err, &are) {
 		// Another handler of this config serves the same directory and
@@ -514,6 +559,9 @@ func (h *Handler) Validate() error {
 	if _, err := parseNetworks(h.AllowedNetworks); err != nil {
 		return err
 	}
+	if err := h.checkSync(); err != nil {
+		return err
+	}
 	if h.RateLimitReserve < 0 {
 		return fmt.Errorf("rate_limit_reserve must not be negative, got %d", h.RateLimitReserve)
 	}
@@ -573,28 +621,53 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	h.applyBudget()
-	if siteAuthenticated(r) {
-		r = r.WithContext(mirror.WithSiteAuthenticated(r.Context()))
+	user := siteUser(r)
+	ctx := r.Context()
+	if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/") {
+		// Only a manifest GET may be a pull the audit log records.
+		ctx = mirror.WithAuditClient(ctx, mirror.AuditClient{Address: clientIP(r), User: user})
+	}
+	if user != "" {
+		ctx = mirror.WithSiteAuthenticated(ctx)
+	}
+	if ctx != r.Context() {
+		r = r.WithContext(ctx)
 	}
 	h.mirror.ServeHTTP(w, r)
 	return nil
 }
 
-// siteAuthenticated reports whether an authentication handler of the site
-// (basic_auth, say) authenticated the request before it got here: its
-// Authorization header is then the site's, not registry credentials.
-func siteAuthenticated(r *http.Request) bool {
+// siteUser returns the user an authentication handler of the site
+// (basic_auth, say) authenticated before the request got here; empty when
+// none. With one, the Authorization header is the site's, not registry
+// credentials.
+func siteUser(r *http.Request) string {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if !ok {
-		return false
+		return ""
 	}
 	id, _ := repl.GetString("http.auth.user.id")
-	return id != ""
+	return id
 }
 
-// applyBudget gives the cache this handler's max_size, once.
+// clientIP returns the client's address as Caddy determined it (through
+// the server's trusted_proxies), else the connection's.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+// applyBudget gives the cache this handler's max_size and max_idle, once.
 func (h *Handler) applyBudget() {
-	h.budgetOnce.Do(func() { h.store.SetMaxBytes(h.MaxSize) })
+	h.budgetOnce.Do(func() {
+		h.store.SetMaxBytes(h.MaxSize)
+		h.store.SetMaxIdle(time.Duration(h.MaxIdle))
+	})
 }
 
 // Interface guards

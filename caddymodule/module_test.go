@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -120,6 +121,9 @@ func TestFailedProvisionKeepsTheLiveCache(t *testing.T) {
 	}{
 		{"mirror refuses the config", &Handler{Storage: dir, Default: "nope.example", Upstreams: []Upstream{{Name: "docker.io"}}}},
 		{"upstream refuses its URL", &Handler{Storage: dir, Upstreams: []Upstream{{Name: "a.io", URLs: []string{"https://u:p@a.io"}}}}},
+		{"sync of a registry not mirrored", &Handler{Storage: dir, Upstreams: []Upstream{{Name: "docker.io"}}, Sync: []SyncRule{{Image: "ghcr.io/owner/app"}}}},
+		{"sync of a bad name", &Handler{Storage: dir, Sync: []SyncRule{{Image: "docker.io/Alpine"}}}},
+		{"sync rule refused", &Handler{Storage: dir, Sync: []SyncRule{{Image: "alpine", Every: caddy.Duration(time.Second)}}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

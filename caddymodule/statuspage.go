@@ -10,7 +10,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/dustin/go-humanize"
+	"github.com/opencontainers/go-digest"
 
+	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/mirror"
 )
 
@@ -26,6 +28,13 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 		}
 		return humanize.Time(t)
 	},
+	"short": func(d digest.Digest) string {
+		if enc := d.Encoded(); len(enc) > 12 {
+			return string(d.Algorithm()) + ":" + enc[:12]
+		}
+		return d.String()
+	},
+	"seconds": func(n int64) string { return durationText(time.Duration(n) * time.Second) },
 }).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -87,17 +96,41 @@ svg { background: #fafafa; border: 1px solid #eee; }
 <tr><th>rule</th><th>pattern</th><th>mode</th><th>refused</th><th>served in audit</th></tr>
 {{range .Policy}}<tr><td>{{.ID}}</td><td><code>{{.Text}}</code></td><td>{{.Mode}}</td><td>{{.Refused}}</td><td>{{.Audited}}</td></tr>
 {{end}}</table>{{end}}
+{{if .Sync}}<h3>Sync rules</h3>
+<table class="sync">
+<tr><th>rule</th><th>last run</th><th>result</th><th>next run</th><th>images</th><th>fetched (last / all)</th><th>pinned</th></tr>
+{{range .Sync}}<tr><td>{{.Rule}}</td><td>{{ago .LastRun}}</td>
+<td>{{if .Running}}running{{else if eq .Result "ok"}}<span class="ok">ok</span>{{else if .Result}}<span class="bad">{{.Result}}</span>{{else}}not yet{{end}}{{if .Message}}: {{.Message}}{{end}}</td>
+<td>{{ago .NextRun}}</td><td>{{.Images}} ({{.Updated}} updated)</td><td>{{bytes .LastBytes}} / {{bytes .TotalBytes}}</td><td>{{.Pinned}}</td></tr>
+{{end}}</table>{{end}}
 <h3>Top repositories</h3>
 <table class="repositories">
 <tr><th>repository</th><th>tags</th><th>cached</th><th>last used</th></tr>
 {{range .Top}}<tr><td>{{.Upstream}}/{{.Repository}}</td><td>{{len .Tags}}</td><td>{{bytes .Bytes}}</td><td>{{ago .LastUsed}}</td></tr>
 {{else}}<tr><td colspan="4">nothing cached yet</td></tr>{{end}}
 </table>
+<h3>Oldest entries</h3>
+<p>{{if .MaxIdleSeconds}}Content unread for {{seconds .MaxIdleSeconds}} is evicted (max_idle): {{.IdleEvictions}} objects so far.{{else}}No max_idle: content is evicted only to stay within max_size.{{end}}
+{{.PinnedObjects}} objects are pinned by sync rules.</p>
+<table class="oldest">
+<tr><th>object</th><th>kind</th><th>size</th><th>last used</th><th>pinned</th></tr>
+{{range .Oldest}}<tr><td><code>{{short .Digest}}</code></td><td>{{if .Manifest}}manifest{{else}}blob{{end}}</td><td>{{bytes .Size}}</td><td>{{ago .LastAccess}}</td><td>{{if .Pinned}}yes{{end}}</td></tr>
+{{else}}<tr><td colspan="5">nothing cached yet</td></tr>{{end}}
+</table>
 </section>
 {{end}}
 </body>
 </html>
 `))
+
+// durationText writes a duration as the Caddyfile would: 30d for whole
+// days, else as time.Duration does.
+func durationText(d time.Duration) string {
+	if day := 24 * time.Hour; d >= day && d%day == 0 {
+		return fmt.Sprintf("%dd", d/day)
+	}
+	return d.String()
+}
 
 // statusView is one cache on the status page.
 type statusView struct {
@@ -107,7 +140,11 @@ type statusView struct {
 	RatioPoints, SavedPoints string
 	Since                    string
 	Top                      []mirror.RepositoryInfo
+	Oldest                   []cache.Entry
 }
+
+// maxOldestEntries is the number of oldest entries on the status page.
+const maxOldestEntries = 10
 
 // maxTopRepositories is the number of repositories on the status page.
 const maxTopRepositories = 10
@@ -144,6 +181,9 @@ func (a *AdminAPI) serveStatusPage(w http.ResponseWriter, r *http.Request) error
 			return strings.Compare(a.Repository, b.Repository)
 		})
 		v.Top = repos[:min(len(repos), maxTopRepositories)]
+		if v.Oldest, err = h.store.Oldest(maxOldestEntries); err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
+		}
 		views = append(views, v)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

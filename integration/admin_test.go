@@ -112,6 +112,13 @@ http://127.0.0.1:%d {
 // returns the site's host and the admin endpoint's base URL.
 func startAdminMirror(t *testing.T, storage string) (host, admin string) {
 	t.Helper()
+	return startAdminMirrorWith(t, storage, "")
+}
+
+// startAdminMirrorWith is startAdminMirror with extra lines inside
+// registry_cache { }.
+func startAdminMirrorWith(t *testing.T, storage, block string) (host, admin string) {
+	t.Helper()
 	port, adminPort := freePort(t), freePort(t)
 	loadCaddyfile(t, caddyGlobalsAdmin(filepath.Join(filepath.Dir(storage), "caddy-data"), fmt.Sprintf("127.0.0.1:%d", adminPort))+fmt.Sprintf(`
 http://127.0.0.1:%d {
@@ -119,9 +126,10 @@ http://127.0.0.1:%d {
 	registry_cache {
 		storage %s
 		upstream docker.io %s
+%s
 	}
 }
-`, port, storage, hub.URL))
+`, port, storage, hub.URL, block))
 	return fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 }
 

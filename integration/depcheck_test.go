@@ -22,6 +22,7 @@ func TestOnlyCaddymoduleImportsCaddy(t *testing.T) {
 		{"mirror", []string{"github.com/caddyserver/", "github.com/minio/", module + "s3tier", module + "caddymodule"}},
 		{"episode", []string{"github.com/caddyserver/", module + "oci", module + "cache", module + "upstream", module + "mirror", module + "s3tier", module + "caddymodule"}},
 		{"s3tier", []string{"github.com/caddyserver/", module + "upstream", module + "mirror", module + "caddymodule"}},
+		{"schedule", []string{"github.com/caddyserver/", "github.com/minio/", module + "s3tier", module + "caddymodule"}},
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {

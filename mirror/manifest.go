@@ -39,6 +39,9 @@ type tagKey struct {
 	// identity is the credential the upstream is asked with: what it
 	// answers one client is not another's.
 	identity string
+	// confirm is set for a sync, which asks the upstream even within the
+	// TTL and takes no stale answer.
+	confirm bool
 }
 
 // resolvedTag is what a tag points at. content.data is nil when only the
@@ -184,7 +187,8 @@ func (m *Mirror) manifestByTag(ctx context.Context, t target, tag string, client
 	// canonical record; a client that accepts less may be answered with a
 	// different manifest (a platform's image instead of the index).
 	canonical := coversAllManifestTypes(accept)
-	if rec, _, fresh := m.tagRecord(t, tag, clientAccept); fresh {
+	confirm := mustConfirm(ctx)
+	if rec, _, fresh := m.tagRecord(t, tag, clientAccept); fresh && !confirm {
 		if ce := m.log.Check(zapcore.DebugLevel, "tag fresh"); ce != nil {
 			ce.Write(zap.String("repository", t.repo), zap.String("tag", tag), zap.String("digest", rec.Digest.String()))
 		}
@@ -194,7 +198,7 @@ func (m *Mirror) manifestByTag(ctx context.Context, t target, tag string, client
 	if err := m.rememberedMissing(nkey); err != nil {
 		return manifestContent{}, err
 	}
-	key := tagKey{registry: t.registry, repo: t.repo, tag: tag, accept: strings.Join(accept, ","), identity: t.upstream.CredentialID(ctx)}
+	key := tagKey{registry: t.registry, repo: t.repo, tag: tag, accept: strings.Join(accept, ","), identity: t.upstream.CredentialID(ctx), confirm: confirm}
 	res, err := m.tagFlight.do(ctx, key, func(ctx context.Context) (resolvedTag, error) {
 		// A flight that ended just before this one began may have settled
 		// the tag: use what it learned rather than ask again.
@@ -202,7 +206,7 @@ func (m *Mirror) manifestByTag(ctx context.Context, t target, tag string, client
 			return resolvedTag{}, err
 		}
 		rec, known, fresh := m.tagRecord(t, tag, clientAccept)
-		if fresh {
+		if fresh && !confirm {
 			return resolvedTag{content: manifestContent{digest: rec.Digest, mediaType: rec.MediaType}}, nil
 		}
 		if known {
@@ -248,7 +252,7 @@ func (m *Mirror) revalidateTag(ctx context.Context, t target, tag string, accept
 		return res, nil
 	}
 	withinLimit := m.staleLimit <= 0 || m.now().Sub(rec.FetchedAt) < m.tagTTL+m.staleLimit
-	if !staleAllowed(err) || !withinLimit {
+	if !staleAllowed(err) || !withinLimit || mustConfirm(ctx) {
 		return resolvedTag{}, err
 	}
 	m.stats.staleServes.Add(1)

@@ -81,6 +81,9 @@ type Config struct {
 	ClientAddress func(r *http.Request) string
 	// Logger receives the mirror's logs. Default: a no-op logger.
 	Logger *zap.Logger
+	// Audit receives one Info line per image pull (see auditPull).
+	// Default: none.
+	Audit *zap.Logger
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 }
@@ -94,6 +97,9 @@ type Mirror struct {
 	staleLimit  time.Duration
 	log         *zap.Logger
 	now         func() time.Time
+
+	audit        *zap.Logger // nil: no audit log
+	auditedHeads recentHeads // the HEADs by tag of pulls, for the audit log
 
 	tagFlight      flight[tagKey, resolvedTag]
 	manifestFlight flight[string, manifestContent]
@@ -133,6 +139,7 @@ func New(cfg Config) (*Mirror, error) {
 		tagTTL:     cfg.TagTTL,
 		staleLimit: cfg.StaleIfError,
 		log:        cfg.Logger,
+		audit:      cfg.Audit,
 		now:        cfg.Now,
 
 		accessTTL:               cfg.AccessTTL,
@@ -231,10 +238,16 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w = cw
 	completed := false
 	start := m.now()
-	var target target
+	var (
+		target target
+		cl     client
+	)
 	defer func() {
 		failed := !completed || cw.status >= 400
 		m.stats.requests.count(route.Kind, cw.source, failed, cw.n)
+		if completed {
+			m.auditPull(r, route, target, cl, cw)
+		}
 		// One line per request, at Debug: a busy office makes many.
 		if ce := m.log.Check(zapcore.DebugLevel, "request"); ce != nil {
 			ce.Write(zap.String("method", r.Method), zap.String("kind", route.Kind.String()),
@@ -243,7 +256,7 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				zap.Int("status", cw.status), zap.Int64("bytes", cw.n), zap.Duration("duration", m.now().Sub(start)))
 		}
 	}()
-	cl, err := m.clientOf(r)
+	cl, err = m.clientOf(r)
 	if err == nil {
 		target, err = m.resolve(r, route.Name)
 	}

@@ -6,7 +6,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/regcache/regcache/oci"
 )
@@ -24,6 +28,9 @@ type WarmProgress struct {
 	// Bytes and BytesTotal are the same in bytes.
 	Bytes      int64 `json:"bytes"`
 	BytesTotal int64 `json:"bytes_total"`
+	// FetchedBytes are the bytes of the blobs that were not cached yet
+	// and came from the upstream.
+	FetchedBytes int64 `json:"fetched_bytes"`
 	// Done is set on the image's last report.
 	Done bool `json:"done,omitempty"`
 	// Error is why the image could not be warmed, on its last report.
@@ -34,8 +41,16 @@ type WarmProgress struct {
 // the mirror's own request handling (the same fills, checks and
 // accounting as a client's pull), for the given platforms ("linux/amd64",
 // "linux/arm/v7"; all when none). progress is called after every manifest
-// and blob, and once more with Done or Error set.
+// and blob, and once more with Done or Error set. A failed request is a
+// *PullError.
 func (m *Mirror) Warm(ctx context.Context, image string, platforms []string, progress func(WarmProgress)) error {
+	_, err := m.pull(ctx, image, platforms, progress)
+	return err
+}
+
+// pull is Warm, returning the digests of the manifests and blobs the image
+// has for the platforms, all of them cached when it succeeds.
+func (m *Mirror) pull(ctx context.Context, image string, platforms []string, progress func(WarmProgress)) ([]digest.Digest, error) {
 	p := WarmProgress{Image: image}
 	report := func(err error) error {
 		if err != nil {
@@ -48,26 +63,27 @@ func (m *Mirror) Warm(ctx context.Context, image string, platforms []string, pro
 	}
 	ref, err := ParseImageRef(image, m.defaultName, false)
 	if err != nil {
-		return report(err)
+		return nil, report(err)
 	}
 	if _, ok := m.upstreams[ref.Registry]; !ok {
-		return report(fmt.Errorf("registry %q is not mirrored here", ref.Registry))
+		return nil, report(fmt.Errorf("registry %q is not mirrored here", ref.Registry))
 	}
-	name := ref.Repository
-	if ref.Registry != m.defaultName {
-		name = ref.Registry + "/" + ref.Repository
-	}
+	name := m.pathName(ref)
 	reference := ref.Tag
 	if ref.Digest != "" {
 		reference = ref.Digest.String()
 	}
 	var blobs []oci.Descriptor
+	var walked []digest.Digest
 	seen := map[string]bool{}
 	var walk func(reference string, depth int) error
 	walk = func(reference string, depth int) error {
-		body, err := m.warmGet(ctx, "/v2/"+name+"/manifests/"+reference, true)
+		body, hdr, err := m.internalGet(ctx, "/v2/"+name+"/manifests/"+reference, oci.AcceptHeader(digestAccept), true)
 		if err != nil {
 			return err
+		}
+		if d, err := digest.Parse(hdr.Get(oci.ContentDigestHeader)); err == nil {
+			walked = append(walked, d)
 		}
 		p.Manifests++
 		progress(p)
@@ -94,25 +110,36 @@ func (m *Mirror) Warm(ctx context.Context, image string, platforms []string, pro
 		return nil
 	}
 	if err := walk(reference, 0); err != nil {
-		return report(err)
+		return nil, report(err)
 	}
 	progress(p)
 	for _, b := range blobs {
 		d, err := oci.ParseDigest(b.Digest)
 		if err != nil {
-			return report(fmt.Errorf("blob %q: %w", b.Digest, err))
+			return nil, report(fmt.Errorf("blob %q: %w", b.Digest, err))
 		}
 		// A blob already cached need not be read.
 		if _, err := m.store.Inspect(d); err != nil {
-			if _, err := m.warmGet(ctx, "/v2/"+name+"/blobs/"+b.Digest, false); err != nil {
-				return report(err)
+			if _, _, err := m.internalGet(ctx, "/v2/"+name+"/blobs/"+b.Digest, "", false); err != nil {
+				return nil, report(err)
 			}
+			p.FetchedBytes += b.Size
 		}
+		walked = append(walked, d)
 		p.Blobs++
 		p.Bytes += b.Size
 		progress(p)
 	}
-	return report(nil)
+	return walked, report(nil)
+}
+
+// pathName is the repository of ref as a request path names it: with its
+// registry in front unless it is the default upstream.
+func (m *Mirror) pathName(ref ImageRef) string {
+	if ref.Registry != m.defaultName {
+		return ref.Registry + "/" + ref.Repository
+	}
+	return ref.Repository
 }
 
 // platformWanted reports whether an index entry's platform is among the
@@ -130,22 +157,58 @@ func platformWanted(p *oci.Platform, wanted []string) bool {
 	})
 }
 
-// warmGet sends a GET through the mirror as a client would and returns the
-// body of a manifest (nil for a blob, whose body is discarded as it
-// streams). A response the mirror aborts (a bad upstream body) is an
-// error.
-func (m *Mirror) warmGet(ctx context.Context, path string, manifest bool) (body []byte, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return nil, err
+// PullError is a request of Warm or Sync that the mirror did not answer
+// with 200.
+type PullError struct {
+	// Path is the request's path.
+	Path string
+	// Status is the mirror's answer; 0 when the response was aborted.
+	Status int
+	// Code and Message are the first OCI error of the answer, if any.
+	Code    oci.Code
+	Message string
+	// RetryAfter is the answer's Retry-After, when it has one.
+	RetryAfter time.Duration
+}
+
+// Error implements error.
+func (e *PullError) Error() string {
+	if e.Status == 0 {
+		return fmt.Sprintf("GET %s: the response was aborted: the upstream sent bad content", e.Path)
 	}
-	if manifest {
-		req.Header.Set("Accept", oci.AcceptHeader(digestAccept))
+	msg := ""
+	if e.Code != "" {
+		msg = ": " + string(e.Code) + " " + e.Message
+	}
+	return fmt.Sprintf("GET %s: status %d%s", e.Path, e.Status, msg)
+}
+
+// internalKey marks the requests that Warm and Sync send through the
+// mirror, which are not a client's pulls.
+type internalKey struct{}
+
+// internal reports whether ctx is that of a request of Warm or Sync.
+func internal(ctx context.Context) bool {
+	v, _ := ctx.Value(internalKey{}).(bool)
+	return v
+}
+
+// internalGet sends a GET through the mirror as a client would and
+// returns the answer's body (nil unless keepBody: a blob's body is
+// discarded as it streams) and headers. An answer other than 200, or a
+// response the mirror aborts (a bad upstream body), is a *PullError.
+func (m *Mirror) internalGet(ctx context.Context, path, accept string, keepBody bool) (body []byte, hdr http.Header, err error) {
+	req, err := http.NewRequestWithContext(context.WithValue(ctx, internalKey{}, true), http.MethodGet, path, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
 	}
 	var w http.ResponseWriter
 	rec := httptest.NewRecorder()
 	discard := &discardWriter{header: http.Header{}}
-	if manifest {
+	if keepBody {
 		w = rec
 	} else {
 		w = discard
@@ -155,28 +218,31 @@ func (m *Mirror) warmGet(ctx context.Context, path string, manifest bool) (body 
 			if r != http.ErrAbortHandler {
 				panic(r)
 			}
-			err = fmt.Errorf("GET %s: the response was aborted: the upstream sent bad content", path)
+			err = &PullError{Path: path}
 		}
 	}()
 	m.ServeHTTP(w, req)
-	status := rec.Code
-	if !manifest {
-		status = discard.status
+	status, hdr := rec.Code, rec.Header()
+	if !keepBody {
+		status, hdr = discard.status, discard.header
 	}
 	if status != http.StatusOK {
-		msg := ""
-		if items := oci.ParseErrorBody(rec.Body.Bytes()); manifest && len(items) > 0 {
-			msg = ": " + string(items[0].Code) + " " + items[0].Message
+		e := &PullError{Path: path, Status: status}
+		if items := oci.ParseErrorBody(rec.Body.Bytes()); keepBody && len(items) > 0 {
+			e.Code, e.Message = items[0].Code, items[0].Message
 		}
-		return nil, fmt.Errorf("GET %s: status %d%s", path, status, msg)
+		if secs, perr := strconv.Atoi(hdr.Get("Retry-After")); perr == nil && secs > 0 {
+			e.RetryAfter = time.Duration(secs) * time.Second
+		}
+		return nil, hdr, e
 	}
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return nil, hdr, ctx.Err()
 	}
-	if manifest {
-		return rec.Body.Bytes(), nil
+	if keepBody {
+		return rec.Body.Bytes(), hdr, nil
 	}
-	return nil, nil
+	return nil, hdr, nil
 }
 
 // discardWriter is the ResponseWriter of a warming blob request: it keeps
@@ -203,3 +269,6 @@ func (d *discardWriter) Write(p []byte) (int, error) {
 
 // Flush does nothing; it lets the mirror flush as it would to a client.
 func (d *discardWriter) Flush() {}
+
+// Interface guards
+var _ error = (*PullError)(nil)
