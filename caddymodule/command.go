@@ -20,7 +20,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "registry-cache",
-		Usage: "warm|stats|purge [--address <admin>] ...",
+		Usage: "warm|stats|purge|client-config [--address <admin>] ...",
 		Short: "Warms, reports on and purges the registry caches of a running Caddy",
 		Long: `
 Talks to the admin API of a running Caddy (--address, default: localhost:2019)
@@ -34,6 +34,9 @@ about the registry_cache handlers of its config:
   caddy registry-cache purge [--repository] IMAGE
       removes an image (or with --repository, the whole repository) and the
       content no other cached image uses
+  caddy registry-cache client-config --mirror URL [--ca FILE] [--registry R]...
+      prints Docker's daemon.json, containerd's hosts.toml per upstream and a
+      registries.conf for podman and CRI-O that pull through the mirror
 
 IMAGE is docker.io/library/alpine:3.19, alpine:3.19, ghcr.io/owner/app@sha256:â€¦
 `,
@@ -61,7 +64,7 @@ IMAGE is docker.io/library/alpine:3.19, alpine:3.19, ghcr.io/owner/app@sha256:â€
 				RunE:  runPurge,
 			}
 			purge.Flags().Bool("repository", false, "remove the whole repository of IMAGE")
-			cmd.AddCommand(warm, stats, purge)
+			cmd.AddCommand(warm, stats, purge, newClientConfigCommand())
 		},
 	})
 }
