@@ -132,7 +132,9 @@ const (
 	dockerDaemonJSON   = "/etc/docker/daemon.json"
 	dockerCertsDir     = "/etc/docker/certs.d"
 	containerdHostsDir = "/etc/containerd/certs.d"
-	containerdCA       = "/etc/containerd/certs.d/regcache-ca.crt"
+	// containerdCA is the CA's file name next to each hosts.toml, which
+	// containerd resolves relative to the file's directory.
+	containerdCA       = "regcache-ca.crt"
 	containersDropIn   = "/etc/containers/registries.conf.d/50-regcache.conf"
 	containersCertsDir = "/etc/containers/certs.d"
 )
@@ -189,9 +191,9 @@ func clientConfigFiles(mirrorURL string, ca []byte, registries []string) ([]clie
 			fmt.Fprintf(&sb, "  ca = %q\n", containerdCA)
 		}
 		files = append(files, clientFile{Path: path.Join(containerdHostsDir, r, "hosts.toml"), Content: sb.String()})
-	}
-	if len(ca) > 0 {
-		files = append(files, clientFile{Path: containerdCA, Content: string(ca)})
+		if len(ca) > 0 {
+			files = append(files, clientFile{Path: path.Join(containerdHostsDir, r, containerdCA), Content: string(ca)})
+		}
 	}
 
 	// podman, CRI-O, skopeo: a registries.conf drop-in with a mirror per

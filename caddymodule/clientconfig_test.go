@@ -48,9 +48,10 @@ func TestClientConfigFiles(t *testing.T) {
 			want: map[string][]string{
 				"/etc/docker/daemon.json":                              {`"registry-mirrors": [`, `"https://mirror.office.example"`},
 				"/etc/docker/certs.d/mirror.office.example/ca.crt":     {"BEGIN CERTIFICATE"},
-				"/etc/containerd/certs.d/docker.io/hosts.toml":         {`server = "https://registry-1.docker.io"`, `[host."https://mirror.office.example"]`, `capabilities = ["pull", "resolve"]`, `ca = "/etc/containerd/certs.d/regcache-ca.crt"`},
+				"/etc/containerd/certs.d/docker.io/hosts.toml":         {`server = "https://registry-1.docker.io"`, `[host."https://mirror.office.example"]`, `capabilities = ["pull", "resolve"]`, `ca = "regcache-ca.crt"`},
 				"/etc/containerd/certs.d/ghcr.io/hosts.toml":           {`server = "https://ghcr.io"`, `ns=ghcr.io`},
-				"/etc/containerd/certs.d/regcache-ca.crt":              {"BEGIN CERTIFICATE"},
+				"/etc/containerd/certs.d/docker.io/regcache-ca.crt":    {"BEGIN CERTIFICATE"},
+				"/etc/containerd/certs.d/ghcr.io/regcache-ca.crt":      {"BEGIN CERTIFICATE"},
 				"/etc/containers/registries.conf.d/50-regcache.conf":   {`prefix = "docker.io"`, `location = "mirror.office.example/docker.io"`, `location = "mirror.office.example/ghcr.io"`},
 				"/etc/containers/certs.d/mirror.office.example/ca.crt": {"BEGIN CERTIFICATE"},
 			},
@@ -62,7 +63,7 @@ func TestClientConfigFiles(t *testing.T) {
 				"/etc/containerd/certs.d/registry.example.com:5000/hosts.toml": {`server = "https://registry.example.com:5000"`, `[host."http://10.0.0.5:5000"]`},
 				"/etc/containers/registries.conf.d/50-regcache.conf":           {`location = "10.0.0.5:5000/registry.example.com:5000"`, "insecure = true"},
 			},
-			absent: []string{"/etc/containerd/certs.d/regcache-ca.crt", "/etc/docker/certs.d/10.0.0.5:5000/ca.crt"},
+			absent: []string{"/etc/containerd/certs.d/docker.io/regcache-ca.crt", "/etc/docker/certs.d/10.0.0.5:5000/ca.crt"},
 		},
 	}
 	for _, tc := range tests {
