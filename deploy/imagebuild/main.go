@@ -261,6 +261,9 @@ func rootfs(created time.Time, bin, conf, certs []byte) ([]byte, error) {
 		{name: "etc/caddy/", mode: 0o755},
 		{name: "etc/caddy/Caddyfile", mode: 0o644, body: conf},
 		{name: "etc/group", mode: 0o644, body: []byte(group)},
+		// Container runtimes mount their own; without a runtime (a chroot)
+		// this one resolves localhost.
+		{name: "etc/hosts", mode: 0o644, body: []byte("127.0.0.1\tlocalhost\n::1\tlocalhost\n")},
 		{name: "etc/nsswitch.conf", mode: 0o644, body: []byte("hosts: files dns\n")},
 		{name: "etc/passwd", mode: 0o644, body: []byte(passwd)},
 		{name: "etc/ssl/", mode: 0o755},
