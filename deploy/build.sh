@@ -21,15 +21,7 @@ platform="${1:-$(go env GOOS)/$(go env GOARCH)}"
 goos="${platform%%/*}"
 goarch="${platform#*/}"
 
-version="${REGCACHE_VERSION:-}"
-if [ -z "$version" ]; then
-	if rev="$(git rev-parse --short=12 HEAD 2>/dev/null)"; then
-		when="$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y%m%d%H%M%S HEAD)"
-		version="v0.0.0-$when-$rev"
-	else
-		version="v0.0.0-00010101000000-000000000000"
-	fi
-fi
+version="$(deploy/version.sh)"
 
 # The binary is built as a dependency of a small main module, as xcaddy
 # does, so that Go records regcache's version in the build information
