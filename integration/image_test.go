@@ -119,6 +119,14 @@ func TestContainerImage(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "regcache "+version+" caddy v2.") {
 		t.Errorf("caddy version in the image: %v: %s", err, out)
 	}
+	// The image's own Caddyfile loads (provisioned as its user, in its
+	// file system).
+	validate := exec.Command("chroot", "--userspec=1000:1000", rootfs, "/usr/bin/caddy", "validate",
+		"--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile")
+	validate.Env = cf.Config.Env
+	if out, err := validate.CombinedOutput(); err != nil || !strings.Contains(string(out), "Valid configuration") {
+		t.Errorf("caddy validate of the image's Caddyfile: %v\n%s", err, out)
+	}
 	_, want, err := hub.PushImage("library/imagetest", "1", 2, 4096, false)
 	if err != nil {
 		t.Fatal(err)
