@@ -237,7 +237,6 @@ func platformImage(o options, platform string, conf, certs []byte) (v1.Image, er
 			"org.opencontainers.image.revision":    o.revision,
 			"org.opencontainers.image.created":     o.created.Format(time.RFC3339),
 			"org.opencontainers.image.source":      "https://github.com/regcache/regcache",
-			"org.opencontainers.image.licenses":    "Apache-2.0",
 		},
 	}
 	return mutate.ConfigFile(img, cf)
