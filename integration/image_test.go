@@ -68,7 +68,19 @@ func TestContainerImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := p.ImageIndex()
+	top, err := p.ImageIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// index.json names the multi-platform index by the version.
+	tm, err := top.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tm.Manifests) != 1 || !tm.Manifests[0].MediaType.IsIndex() || tm.Manifests[0].Annotations["org.opencontainers.image.ref.name"] == "" {
+		t.Fatalf("index.json lists %+v, want one index named by the version", tm.Manifests)
+	}
+	idx, err := top.ImageIndex(tm.Manifests[0].Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +100,9 @@ func TestContainerImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	version := cf.Config.Labels["org.opencontainers.image.version"]
+	if name := tm.Manifests[0].Annotations["org.opencontainers.image.ref.name"]; name != version {
+		t.Errorf("index.json names the index %q, want the version %q", name, version)
+	}
 	if cf.Config.User != "1000:1000" || cf.Config.WorkingDir != "/data" || version == "" ||
 		!has(cf.Config.ExposedPorts, "5000/tcp") || !has(cf.Config.Volumes, "/data") ||
 		strings.Join(cf.Config.Cmd, " ") != "caddy run --config /etc/caddy/Caddyfile --adapter caddyfile" {

@@ -5,7 +5,8 @@
 //
 // It writes into -out:
 //
-//	oci/                        an OCI image layout with the multi-platform index
+//	oci/                        an OCI image layout: index.json names the
+//	                            multi-platform index, tagged with the version
 //	regcache-<os>-<arch>.tar    per platform, a tar that both `docker load`
 //	                            (manifest.json) and `podman load` (OCI layout) accept
 //
@@ -132,7 +133,15 @@ func build(o options) error {
 	if err := os.RemoveAll(ociDir); err != nil {
 		return err
 	}
-	if _, err := layout.Write(ociDir, idx); err != nil {
+	// index.json names the multi-platform index by the version, as
+	// skopeo's oci:dist/oci:<version> and crane push expect.
+	lp, err := layout.Write(ociDir, empty.Index)
+	if err != nil {
+		return fmt.Errorf("writing the OCI layout: %w", err)
+	}
+	if err := lp.AppendIndex(idx, layout.WithAnnotations(map[string]string{
+		"org.opencontainers.image.ref.name": o.version,
+	})); err != nil {
 		return fmt.Errorf("writing the OCI layout: %w", err)
 	}
 	d, err := idx.Digest()
