@@ -31,8 +31,17 @@ fi
 systemd-analyze security --offline=true --root="$root" regcache.service | tail -1
 
 echo "== ExecStart and ExecReload as the unit runs them"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-admin="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+# A loopback port nothing answers on.
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 40000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+	done
+}
+port="$(free_port)"
+admin="$(free_port)"
+while [ "$admin" = "$port" ]; do admin="$(free_port)"; done
 cat >>"$root/etc/regcache/regcache.env" <<ENV
 REGCACHE_SITE=http://127.0.0.1:$port
 REGCACHE_ADMIN=127.0.0.1:$admin
