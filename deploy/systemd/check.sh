@@ -67,13 +67,21 @@ log="$stage/caddy.log"
 pid=$!
 stop() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
 trap 'stop; rm -rf "$stage"' EXIT
+# get PATH: the response (status line, headers, body) of the mirror, over
+# bash's /dev/tcp (no HTTP client needed).
+get() {
+	exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+	printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1:%s\r\n\r\n' "$1" "$port" >&3
+	tr -d '\r' <&3
+	exec 3<&-
+}
 for _ in $(seq 100); do
-	curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+	get /healthz 2>/dev/null | head -1 | grep -q ' 200' && break
 	kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; echo "ExecStart exited" >&2; exit 1; }
 	sleep 0.2
 done
-curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null
-curl -sS -D - -o /dev/null "http://127.0.0.1:$port/v2/" | grep -qi '^docker-distribution-api-version: registry/2.0' || {
+get /healthz | head -1 | grep -q ' 200' || { cat "$log" >&2; echo "no /healthz" >&2; exit 1; }
+get /v2/ | grep -qi '^docker-distribution-api-version: registry/2.0' || {
 	cat "$log" >&2
 	echo "/v2/ does not answer as a registry" >&2
 	exit 1
