@@ -22,6 +22,12 @@ for p in "${entries[@]}"; do
 done
 export GOPROXY="${proxies:+$proxies|}off"
 
+# regcache's version, shown by `caddy version` and the status page (a
+# local directory gives Go no version to record).
+if [ -z "${XCADDY_GO_BUILD_FLAGS:-}" ]; then
+	export XCADDY_GO_BUILD_FLAGS="-trimpath -ldflags '-w -s -X $MODULE/caddymodule.buildVersion=$(deploy/version.sh)'"
+fi
+
 go tool xcaddy build "$CADDY_VERSION" --with "$MODULE=./" --output ./caddy
 
 ./caddy list-modules | grep -qx 'http.handlers.registry_cache' || {

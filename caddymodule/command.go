@@ -23,8 +23,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "registry-cache",
-		Usage: "warm|sync|stats|purge|verify [--address <admin>] ...",
-		Short: "Warms, syncs, reports on, purges and verifies the registry caches of a running Caddy",
+		Usage: "warm|sync|stats|purge|verify|client-config [--address <admin>] ...",
+		Short: "Warms, syncs, reports on, purges and verifies the registry caches of a running Caddy, and prints client set-up",
 		Long: `
 Talks to the admin API of a running Caddy (--address, default: localhost:2019)
 about the registry_cache handlers of its config:
@@ -45,6 +45,9 @@ about the registry_cache handlers of its config:
       corrupt ones (exit status 1 when there are any); --repair removes them,
       so that the next pull fetches them again. Without a running Caddy (no
       admin API answers), --storage DIR verifies that directory directly
+  caddy registry-cache client-config --mirror URL [--ca FILE] [--registry R]...
+      prints Docker's daemon.json, containerd's hosts.toml per upstream and a
+      registries.conf for podman and CRI-O that pull through the mirror
 
 IMAGE is docker.io/library/alpine:3.19, alpine:3.19, ghcr.io/owner/app@sha256:â€¦
 `,
@@ -86,7 +89,7 @@ IMAGE is docker.io/library/alpine:3.19, alpine:3.19, ghcr.io/owner/app@sha256:â€
 			}
 			verify.Flags().Bool("repair", false, "remove the corrupt objects, so that the next request fetches them again")
 			verify.Flags().String("rate", "", "bound the reads to this many bytes per second (100MiB); default: as fast as the disk goes")
-			cmd.AddCommand(warm, syncCmd, stats, purge, verify)
+			cmd.AddCommand(warm, syncCmd, stats, purge, verify, newClientConfigCommand())
 		},
 	})
 }

@@ -57,7 +57,7 @@ svg { background: #fafafa; border: 1px solid #eee; }
 </style>
 </head>
 <body>
-<h1>regcache</h1>
+<h1>regcache <small id="version">{{.Version}}</small></h1>
 {{if not .Caches}}<p>No registry cache is configured.</p>{{end}}
 {{range .Caches}}
 <section class="cache">
@@ -188,7 +188,10 @@ func (a *AdminAPI) serveStatusPage(w http.ResponseWriter, r *http.Request) error
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
-	return statusPage.Execute(w, struct{ Caches []statusView }{views})
+	return statusPage.Execute(w, struct {
+		Version string
+		Caches  []statusView
+	}{Version(), views})
 }
 
 // chartPoints turns samples into the two polylines of the chart (600×160,

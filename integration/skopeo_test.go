@@ -19,9 +19,22 @@ func clientBinary(t *testing.T, name string) string {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("%s is not installed; .ci/run installs it", name)
 		}
-		t.Skipf("%s is not installed (apt-get install %s); CI installs it", name, name)
+		t.Skipf("%s is not installed (%s); CI installs it", name, installHint(name))
 	}
 	return p
+}
+
+// installHint says how to install a client program the tests run.
+func installHint(name string) string {
+	switch name {
+	case "crane":
+		return "go install github.com/google/go-containerregistry/cmd/crane@<the version go.mod pins>"
+	case "regctl":
+		return "go install github.com/regclient/regclient/cmd/regctl@<the version go.mod pins>"
+	case "ctr":
+		return "apt-get install containerd"
+	}
+	return "apt-get install " + name
 }
 
 // TestSkopeoCopiesIndexThroughMirror runs skopeo copy --all of a

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"html"
 	"net/http"
 	"os"
 	"os/exec"
@@ -87,6 +88,7 @@ http://127.0.0.1:%[6]d {
 		"of 100", // the pull budget the hub reports
 		"<polyline",
 		"10 GiB", // the default budget
+		`id="version">` + html.EscapeString(caddymodule.Version()) + "<",
 	} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the rendered page lacks %q", want)
