@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,7 +30,14 @@ type transfer struct {
 	tmp   *os.File
 	fetch FetchFunc
 	h     hash.Hash
-	// written is the contiguous prefix of the content in tmp, all hashed.
+	// pos is how many first bytes of the content are hashed: the offset
+	// of the next byte of the current body.
+	pos int64
+	// written is the contiguous prefix of the content in tmp, which
+	// readers see. It is pos, or more after the fill started over from the
+	// first byte: the bytes below it are then compared with the file as
+	// they come again, never rewritten, so that everything a reader got is
+	// covered by the digest.
 	written int64
 	flushed int64
 	// high is the longest prefix any attempt reached: an attempt that goes
@@ -38,10 +46,8 @@ type transfer struct {
 	// noRanges is set once the upstream answered a range wrongly: every
 	// further attempt starts from the first byte.
 	noRanges bool
-	// restarted is set once the fill started over from the first byte
-	// after its start; a continued partial download that fails its digest
-	// starts over once.
-	restarted bool
+	// cmp is the buffer the bytes of the file are read into to compare.
+	cmp []byte
 }
 
 // errBreak marks a body that broke (reset, stall, early end): the fill
@@ -61,11 +67,12 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, bool, 
 	if fl.partial > 0 {
 		if err := hashPrefix(tmp, fl.partial, t.h); err != nil {
 			s.log.Warn("partial download unreadable; starting over", zap.String("digest", fl.d.String()), zap.Error(err))
-			if err := t.restart(); err != nil {
-				return t.fail(err)
+			t.h.Reset()
+			if err := tmp.Truncate(0); err != nil {
+				return t.fail(fmt.Errorf("filling %s: emptying the download: %w", fl.d, s.noteWriteError("truncating a download", err)))
 			}
 		} else {
-			t.written, t.flushed, t.high = fl.partial, fl.partial, fl.partial
+			t.pos, t.written, t.flushed, t.high = fl.partial, fl.partial, fl.partial, fl.partial
 			s.partialsContinued.Add(1)
 			if c := s.log.Check(zapcore.DebugLevel, "continuing a partial download"); c != nil {
 				c.Write(zap.String("digest", fl.d.String()), zap.Int64("offset", fl.partial))
@@ -74,15 +81,15 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, bool, 
 	}
 	var src Source
 	var err error
-	if t.written == 0 {
+	if t.pos == 0 {
 		src, err = s.source(fl.d, fetch)
 	} else {
-		src, err = fetch(s.ctx, t.written)
+		src, err = fetch(s.ctx, t.pos)
 	}
 	if err == nil && src.Body == nil {
 		err = fmt.Errorf("filling %s: the upstream returned no body", fl.d)
 	}
-	if err == nil && t.written > 0 {
+	if err == nil && t.pos > 0 {
 		err = t.accept(&src, fl.partialMeta.Size)
 	}
 	if err != nil {
@@ -139,15 +146,6 @@ func (t *transfer) run(src Source) (int64, bool, error) {
 				if err == nil {
 					return t.written, false, nil
 				}
-				if errors.Is(err, ErrDigestMismatch) && fl.partial > 0 && !t.restarted {
-					// The bytes kept from an earlier fill may be what is
-					// wrong: once more from the first byte.
-					s.log.Warn("continued download does not verify; starting over", zap.String("digest", fl.d.String()))
-					if rerr := t.restart(); rerr != nil {
-						return t.fail(rerr)
-					}
-					err = errBreak{err}
-				}
 			}
 			var brk errBreak
 			if !errors.As(err, &brk) {
@@ -182,7 +180,7 @@ func (t *transfer) run(src Source) (int64, bool, error) {
 // the first byte once ranges proved broken).
 func (t *transfer) reopen() (Source, error) {
 	s, fl := t.s, t.fl
-	off := t.written
+	off := t.pos
 	if t.noRanges {
 		off = 0
 	}
@@ -217,29 +215,25 @@ func (t *transfer) accept(src *Source, size int64) error {
 	case src.Size >= 0 && size >= 0 && src.Size != size:
 		_ = src.Body.Close()
 		return fmt.Errorf("filling %s: %d bytes announced, %d before: %w", t.fl.d, src.Size, size, ErrRangeMismatch)
-	case src.Offset == t.written:
+	case src.Offset == t.pos:
 		return nil
 	case src.Offset == 0:
 		t.noRanges = true
-		return t.restart()
+		t.restart()
+		return nil
 	default:
 		_ = src.Body.Close()
-		return fmt.Errorf("filling %s: a body from byte %d to continue at %d: %w", t.fl.d, src.Offset, t.written, ErrRangeMismatch)
+		return fmt.Errorf("filling %s: a body from byte %d to continue at %d: %w", t.fl.d, src.Offset, t.pos, ErrRangeMismatch)
 	}
 }
 
-// restart empties the download to take the content from its first byte
-// again. Readers wait for the bytes to come back.
-func (t *transfer) restart() error {
+// restart takes the content from its first byte again: the bytes the
+// file holds are compared as they come again, then the download goes on.
+// Readers see nothing of it.
+func (t *transfer) restart() {
 	t.s.fillRestarts.Add(1)
-	t.restarted = true
-	t.fl.restart()
 	t.h.Reset()
-	t.written, t.flushed = 0, 0
-	if err := t.tmp.Truncate(0); err != nil {
-		return fmt.Errorf("filling %s: emptying the download: %w", t.fl.d, t.s.noteWriteError("truncating a download", err))
-	}
-	return nil
+	t.pos = 0
 }
 
 // pause waits before the next attempt after failures attempts in a row
@@ -283,42 +277,76 @@ func (t *transfer) copy(src Source) error {
 	for {
 		n, rerr := src.Body.Read(buf)
 		if n > 0 {
-			if size >= 0 && t.written+int64(n) > size {
-				return fmt.Errorf("filling %s: more than the %d bytes announced: %w", fl.d, size, ErrSizeMismatch)
+			if err := t.absorb(buf[:n], size); err != nil {
+				return err
 			}
-			if !s.fitsBudget(t.written + int64(n)) {
-				s.notStored.Add(1)
-				return fmt.Errorf("filling %s: more bytes than the cache budget: %w", fl.d, ErrTooLarge)
-			}
-			if _, werr := t.tmp.WriteAt(buf[:n], t.written); werr != nil {
-				return fmt.Errorf("filling %s: writing: %w", fl.d, s.noteWriteError("writing a download", werr))
-			}
-			t.h.Write(buf[:n])
-			t.written += int64(n)
-			t.high = max(t.high, t.written)
-			if t.written-t.flushed >= writebackChunk {
-				startWriteback(t.tmp, t.flushed, t.written-t.flushed)
-				t.flushed = t.written
-			}
-			fl.progress(t.written)
 		}
 		if rerr == io.EOF {
-			if size >= 0 && t.written < size {
-				return errBreak{fmt.Errorf("filling %s: got %d of %d bytes: %w", fl.d, t.written, size, ErrSizeMismatch)}
+			if size >= 0 && t.pos < size {
+				return errBreak{fmt.Errorf("filling %s: got %d of %d bytes: %w", fl.d, t.pos, size, ErrSizeMismatch)}
 			}
 			return nil
 		}
 		if rerr != nil {
-			return errBreak{fmt.Errorf("filling %s: reading the upstream body after %d bytes: %w", fl.d, t.written, rerr)}
+			return errBreak{fmt.Errorf("filling %s: reading the upstream body after %d bytes: %w", fl.d, t.pos, rerr)}
 		}
 	}
+}
+
+// absorb takes the next bytes of the content, at pos: bytes the file
+// holds already are compared with it (a difference fails the fill: a
+// reader may have got the other bytes), the rest are written and
+// published; all are hashed.
+func (t *transfer) absorb(b []byte, size int64) error {
+	s, fl := t.s, t.fl
+	if size >= 0 && t.pos+int64(len(b)) > size {
+		return fmt.Errorf("filling %s: more than the %d bytes announced: %w", fl.d, size, ErrSizeMismatch)
+	}
+	t.h.Write(b)
+	if t.pos < t.written {
+		k := min(int64(len(b)), t.written-t.pos)
+		if t.cmp == nil {
+			t.cmp = make([]byte, len(b))
+		}
+		if int64(len(t.cmp)) < k {
+			t.cmp = make([]byte, k)
+		}
+		if _, err := t.tmp.ReadAt(t.cmp[:k], t.pos); err != nil {
+			return fmt.Errorf("filling %s: reading the download back: %w", fl.d, err)
+		}
+		if !bytes.Equal(t.cmp[:k], b[:k]) {
+			return fmt.Errorf("filling %s: the upstream sent other bytes than before within the first %d: %w",
+				fl.d, t.written, ErrDigestMismatch)
+		}
+		t.pos += k
+		b = b[k:]
+		if len(b) == 0 {
+			return nil
+		}
+	}
+	if !s.fitsBudget(t.pos + int64(len(b))) {
+		s.notStored.Add(1)
+		return fmt.Errorf("filling %s: more bytes than the cache budget: %w", fl.d, ErrTooLarge)
+	}
+	if _, werr := t.tmp.WriteAt(b, t.pos); werr != nil {
+		return fmt.Errorf("filling %s: writing: %w", fl.d, s.noteWriteError("writing a download", werr))
+	}
+	t.pos += int64(len(b))
+	t.written = t.pos
+	t.high = max(t.high, t.pos)
+	if t.written-t.flushed >= writebackChunk {
+		startWriteback(t.tmp, t.flushed, t.written-t.flushed)
+		t.flushed = t.written
+	}
+	fl.progress(t.written)
+	return nil
 }
 
 // verify checks the whole content's size and digest.
 func (t *transfer) verify() error {
 	fl := t.fl
-	if fl.size >= 0 && t.written != fl.size {
-		return fmt.Errorf("filling %s: got %d of %d bytes: %w", fl.d, t.written, fl.size, ErrSizeMismatch)
+	if t.pos != t.written || fl.size >= 0 && t.written != fl.size {
+		return fmt.Errorf("filling %s: got %d of %d bytes: %w", fl.d, t.pos, max(fl.size, t.written), ErrSizeMismatch)
 	}
 	if got := digest.NewDigest(fl.d.Algorithm(), t.h); got != fl.d {
 		return fmt.Errorf("filling %s: content hashes to %s: %w", fl.d, got, ErrDigestMismatch)

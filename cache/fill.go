@@ -71,14 +71,10 @@ type fill struct {
 
 	mu      sync.Mutex
 	written int64
-	// restarts counts the times the download started over from the
-	// first byte (its file emptied): a reader that finds the file shorter
-	// than written reads again once it changed.
-	restarts int
-	done     bool
-	err      error         // the verdict, once done
-	notify   chan struct{} // closed and replaced on every change
-	readers  int
+	done    bool
+	err     error         // the verdict, once done
+	notify  chan struct{} // closed and replaced on every change
+	readers int
 }
 
 // progress publishes n written bytes and wakes the readers.
@@ -88,24 +84,6 @@ func (f *fill) progress(n int64) {
 	close(f.notify)
 	f.notify = make(chan struct{})
 	f.mu.Unlock()
-}
-
-// restart publishes that the download starts over from the first byte,
-// before its file is emptied, and wakes the readers.
-func (f *fill) restart() {
-	f.mu.Lock()
-	f.written = 0
-	f.restarts++
-	close(f.notify)
-	f.notify = make(chan struct{})
-	f.mu.Unlock()
-}
-
-// generation returns the restart count.
-func (f *fill) generation() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.restarts
 }
 
 // finish publishes the verdict (nil: verified and stored) and wakes the

@@ -41,36 +41,20 @@ func (r *Reader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	for {
-		gen := r.generation()
-		avail, err := r.Ready()
-		if err != nil {
-			return 0, err
-		}
-		n := min(int64(len(p)), avail)
-		got, err := r.file.ReadAt(p[:n], r.off)
-		r.off += int64(got)
-		if got > 0 {
-			return got, nil
-		}
-		if r.generation() != gen {
-			// The download started over meanwhile: wait for its bytes.
-			continue
-		}
-		if err == nil || errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return 0, fmt.Errorf("reading cached content at offset %d: %w", r.off, err)
+	avail, err := r.Ready()
+	if err != nil {
+		return 0, err
 	}
-}
-
-// generation returns the restart count of the fill read, 0 for a
-// complete object.
-func (r *Reader) generation() int {
-	if r.complete || r.fill == nil {
-		return 0
+	n := min(int64(len(p)), avail)
+	got, err := r.file.ReadAt(p[:n], r.off)
+	r.off += int64(got)
+	if got > 0 {
+		return got, nil
 	}
-	return r.fill.generation()
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return 0, fmt.Errorf("reading cached content at offset %d: %w", r.off, err)
 }
 
 // Ready waits, like Read, until bytes beyond the reader's offset are
@@ -107,15 +91,13 @@ func (r *Reader) Ready() (int64, error) {
 }
 
 // CopyTo writes the next n bytes, which Ready reported, to w and advances
-// the offset by what was written; fewer without an error when the download
-// started over meanwhile. When w is an io.ReaderFrom (an HTTP
+// the offset by what was written. When w is an io.ReaderFrom (an HTTP
 // response) it gets the reader's own file, limited to those bytes, so that
 // the kernel can copy them (sendfile).
 func (r *Reader) CopyTo(w io.Writer, n int64) (int64, error) {
 	if r.closed {
 		return 0, os.ErrClosed
 	}
-	gen := r.generation()
 	if _, err := r.file.Seek(r.off, io.SeekStart); err != nil {
 		return 0, fmt.Errorf("reading cached content at offset %d: %w", r.off, err)
 	}
@@ -127,9 +109,7 @@ func (r *Reader) CopyTo(w io.Writer, n int64) (int64, error) {
 		written, err = io.CopyN(w, r.file, n)
 	}
 	r.off += written
-	if err == nil && written < n && r.generation() == gen {
-		// (A download that started over meanwhile has fewer bytes: the
-		// caller asks Ready again, which waits for them.)
+	if err == nil && written < n {
 		err = fmt.Errorf("reading cached content at offset %d: %w", r.off, io.ErrUnexpectedEOF)
 	}
 	return written, err
