@@ -81,9 +81,14 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, bool, 
 	}
 	var src Source
 	var err error
-	if t.pos == 0 {
+	switch {
+	case t.pos == 0:
 		src, err = s.source(fl.d, fetch)
-	} else {
+	case t.pos == fl.partialMeta.Size:
+		// Whole already (stopped before it was stored): nothing to fetch,
+		// only to verify.
+		src = Source{Body: io.NopCloser(bytes.NewReader(nil)), Size: t.pos, MediaType: fl.partialMeta.MediaType, Offset: t.pos}
+	default:
 		src, err = fetch(s.ctx, t.pos)
 	}
 	if err == nil && src.Body == nil {

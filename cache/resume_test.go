@@ -395,3 +395,34 @@ func TestIngestSweep(t *testing.T) {
 		})
 	}
 }
+
+func TestWholePartialDownloadIsOnlyVerified(t *testing.T) {
+	data, d := content(200000)
+	dir := t.TempDir()
+	ingest := filepath.Join(dir, "ingest")
+	if err := os.MkdirAll(ingest, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Every byte arrived, but the store stopped before it stored them.
+	path := filepath.Join(ingest, "partial-sha256-"+d.Encoded())
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSidecar(path, partialMeta{Digest: d, Size: int64(len(data)), Updated: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	o := &faultyOrigin{data: data}
+	s := openTest(t, dir)
+	r, err := s.Fill(t.Context(), d, httpFetch(startOrigin(t, o)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("fill of a whole partial download: %d bytes, %v", len(got), err)
+	}
+	if n := o.requests.Load(); n != 0 {
+		t.Errorf("%d upstream requests for bytes the disk had, want 0", n)
+	}
+}

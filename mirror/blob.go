@@ -79,7 +79,7 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 		m.serveFile(w, r, f, d, rd.Size())
 		return nil
 	}
-	err = m.serveFill(w, r, rd, d)
+	err = m.serveFill(w, r, t, rd, d)
 	if passesCache(err) {
 		// The disk filled up, or the blob outgrew the budget, before this
 		// client got a byte.
