@@ -53,7 +53,13 @@ type transfer struct {
 	segs       *segments
 	limit      int64
 	splitTried bool
+	// segment fetches exact ranges once the fill is split: the main
+	// stream continues its own range with it.
+	segment SegmentFunc
 }
+
+// errFirstRange ends a first body that brought only the bytes asked for.
+var errFirstRange = errors.New("the first range is done")
 
 // errBreak marks a body that broke (reset, stall, early end): the fill
 // goes on from the bytes it has.
@@ -150,7 +156,7 @@ func (t *transfer) run(src Source) (int64, bool, error) {
 	var cause, err error
 	for {
 		if src.Body != nil {
-			if t.segs == nil && t.pos == src.Offset && t.split(src.Segment) {
+			if t.segs == nil && t.pos == src.Offset && t.split(src.Segment, src.End) {
 				s.recordPartial(fl, t.pos, true)
 			}
 			before := t.high
@@ -204,7 +210,17 @@ func (t *transfer) reopen() (Source, error) {
 	if off > 0 {
 		s.fillResumes.Add(1)
 	}
-	src, err := t.fetch(s.ctx, off)
+	var src Source
+	var err error
+	if t.segs != nil && off == t.pos {
+		// The main stream's own range, no further: the workers have the
+		// rest.
+		var body io.ReadCloser
+		body, err = t.segment(s.ctx, off, t.limit-1)
+		src = Source{Body: body, Size: fl.size, MediaType: fl.mediaType, Offset: off, End: t.limit}
+	} else {
+		src, err = t.fetch(s.ctx, off)
+	}
 	if err == nil && src.Body == nil {
 		err = errors.New("the upstream returned no body")
 	}
@@ -315,6 +331,14 @@ func (t *transfer) copy(src Source) error {
 			return nil
 		}
 		if rerr == io.EOF {
+			if src.End > 0 && t.pos == src.End {
+				// The first range asked for; the rest follows in ranges,
+				// or (without the workers) as a continuation.
+				if t.segs != nil {
+					return nil
+				}
+				return errBreak{fmt.Errorf("filling %s: continuing after the first %d bytes: %w", fl.d, t.pos, errFirstRange)}
+			}
 			if size >= 0 && t.pos < size {
 				return errBreak{fmt.Errorf("filling %s: got %d of %d bytes: %w", fl.d, t.pos, size, ErrSizeMismatch)}
 			}

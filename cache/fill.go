@@ -30,6 +30,9 @@ type Source struct {
 	// Offset is where Body starts in the content: the off asked for, or 0
 	// when the upstream answered the whole content.
 	Offset int64
+	// End, when positive, is where Body stops short of the content's end
+	// (a first fetch that asked for the first Store.SplitSize bytes only).
+	End int64
 	// Segment, when set, fetches exact ranges of the content: a fill of
 	// at least Options.FillSplitSize bytes then fetches later ranges over
 	// further connections while Body brings the first.
@@ -51,6 +54,11 @@ type Source struct {
 // from every client and cancelled only by Store.Close, so the fill
 // completes even if all its clients leave; it is called again, with the
 // offset reached, when a body breaks (see Options.FillRetries).
+//
+// Called with off 0 by a store that splits large fills (SplitSize > 0),
+// it may ask for only the first SplitSize bytes (FirstRangeHeader) and
+// mark where the body stops in Source.End: the store fetches the rest in
+// ranges, and no byte is sent twice.
 type FetchFunc func(ctx context.Context, off int64) (Source, error)
 
 // fill is the one download in progress of a digest.

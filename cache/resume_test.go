@@ -126,7 +126,7 @@ func httpFetch(url string) FetchFunc {
 		if err != nil {
 			return Source{}, err
 		}
-		return ResponseSource(resp, off, "application/octet-stream")
+		return ResponseSource(resp, off, 0, "application/octet-stream")
 	}
 }
 
@@ -144,6 +144,20 @@ func httpSegment(url string, size int64) SegmentFunc {
 		}
 		return ResponseSegment(resp, first, last, size)
 	}
+}
+
+// firstRangeFetch asks url for its first end bytes only.
+func firstRangeFetch(ctx context.Context, url string, end int64) (Source, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return Source{}, err
+	}
+	req.Header.Set("Range", FirstRangeHeader(end))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return Source{}, err
+	}
+	return ResponseSource(resp, 0, end, "application/octet-stream")
 }
 
 // startOrigin serves o on loopback and returns its URL.
@@ -456,11 +470,17 @@ func TestFillInSegments(t *testing.T) {
 		// ranges is how many range requests the fill made, at least.
 		ranges int
 		splits int64
+		// first asks for the first SplitSize bytes only, the way the
+		// mirror does; exact then bounds the bytes sent to the blob's.
+		first, exact bool
 	}{
-		{"good origin", &faultyOrigin{}, 3, 1},
-		{"every transfer cut after 700000 bytes", &faultyOrigin{cutAfter: 700000}, 8, 1},
-		{"ranges ignored: one stream", &faultyOrigin{ignoreRange: true}, 0, 1},
-		{"wrong Content-Range: one stream", &faultyOrigin{shiftRange: true}, 0, 1},
+		{"good origin", &faultyOrigin{}, 3, 1, false, false},
+		{"good origin, first range asked for", &faultyOrigin{}, 4, 1, true, true},
+		{"every transfer cut after 700000 bytes", &faultyOrigin{cutAfter: 700000}, 8, 1, false, false},
+		{"every transfer cut, first range asked for", &faultyOrigin{cutAfter: 700000}, 8, 1, true, true},
+		{"ranges ignored: one stream", &faultyOrigin{ignoreRange: true}, 0, 1, false, false},
+		{"ranges ignored, first range asked for", &faultyOrigin{ignoreRange: true}, 0, 1, true, false},
+		{"wrong Content-Range: one stream", &faultyOrigin{shiftRange: true}, 0, 1, false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -469,7 +489,13 @@ func TestFillInSegments(t *testing.T) {
 			url := startOrigin(t, o)
 			s := openTestWith(t, Options{Dir: t.TempDir(), FillConnections: 4, FillSplitSize: 4 << 20})
 			fetch := func(ctx context.Context, off int64) (Source, error) {
-				src, err := httpFetch(url)(ctx, off)
+				var src Source
+				var err error
+				if off == 0 && tc.first {
+					src, err = firstRangeFetch(ctx, url, s.SplitSize())
+				} else {
+					src, err = httpFetch(url)(ctx, off)
+				}
 				src.Segment = httpSegment(url, size)
 				return src, err
 			}
@@ -490,6 +516,9 @@ func TestFillInSegments(t *testing.T) {
 			}
 			if ranged < tc.ranges {
 				t.Errorf("%d range requests (%q), want at least %d", ranged, o.rangesSeen(), tc.ranges)
+			}
+			if n := o.sent.Load(); tc.exact && n != size {
+				t.Errorf("the origin sent %d bytes, want exactly the blob's %d", n, size)
 			}
 			if n := s.Stats().FillSplits; n != tc.splits {
 				t.Errorf("%d fills split, want %d", n, tc.splits)

@@ -47,8 +47,10 @@ type segments struct {
 // split starts the workers of a fill of more than the split size, when the
 // upstream offers ranges: the content from pos on is cut into as many
 // ranges as the fill has connections, and the main stream stops at the
-// end of the first. It reports whether it did.
-func (t *transfer) split(seg SegmentFunc) bool {
+// end of the first; when the main stream's body ends short of the
+// content's end (at end > 0), it keeps that range and the rest is cut
+// into one range fewer. It reports whether it did.
+func (t *transfer) split(seg SegmentFunc, end int64) bool {
 	s, fl := t.s, t.fl
 	if t.splitTried {
 		return false
@@ -62,8 +64,15 @@ func (t *transfer) split(seg SegmentFunc) bool {
 	ctx, cancel := context.WithCancel(s.ctx)
 	sg := &segments{wake: make(chan struct{}, 1), cancel: cancel}
 	bounds := make([]int64, n+1)
-	for i := range n + 1 {
-		bounds[i] = t.pos + rest*i/n
+	if end > t.pos && end < fl.size {
+		bounds[0] = t.pos
+		for i := range n {
+			bounds[i+1] = end + (fl.size-end)*i/(n-1)
+		}
+	} else {
+		for i := range n + 1 {
+			bounds[i] = t.pos + rest*i/n
+		}
 	}
 	for i := int64(1); i < n; i++ {
 		g := &segment{first: bounds[i], end: bounds[i+1], failed: make(chan struct{})}
@@ -71,12 +80,22 @@ func (t *transfer) split(seg SegmentFunc) bool {
 		sg.wg.Add(1)
 		go t.fetchSegment(ctx, sg, g, seg)
 	}
-	t.segs, t.limit = sg, bounds[1]
+	t.segs, t.limit, t.segment = sg, bounds[1], seg
 	s.fillSplits.Add(1)
 	if c := s.log.Check(zapcore.DebugLevel, "fill split into ranges"); c != nil {
 		c.Write(zap.String("digest", fl.d.String()), zap.Int64("bytes", fl.size), zap.Int64("ranges", n))
 	}
 	return true
+}
+
+// SplitSize is the size from which fills are fetched in ranges, 0 when
+// they never are (FillConnections 1): a FetchFunc asked for a content from
+// its first byte may ask for only that many bytes (see FetchFunc).
+func (s *Store) SplitSize() int64 {
+	if s.fillConnections < 2 {
+		return 0
+	}
+	return s.fillSplitSize
 }
 
 // minSegment is the smallest range worth a connection of its own.

@@ -183,6 +183,7 @@ type Store struct {
 	fillResumes       atomic.Int64
 	fillRestarts      atomic.Int64
 	fillSplits        atomic.Int64
+	prefetches        atomic.Int64
 	partialsContinued atomic.Int64
 
 	access accessLog
