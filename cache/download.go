@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -56,6 +57,14 @@ type transfer struct {
 	// segment fetches exact ranges once the fill is split: the main
 	// stream continues its own range with it.
 	segment SegmentFunc
+	// source is the index of the source the next attempt uses (see
+	// fill.source); slow is set when the watchdog dropped a body that sent
+	// nothing while other sources were there.
+	source int
+	slow   atomic.Bool
+	// lastByte is when the current body last gave bytes, in Unix
+	// nanoseconds.
+	lastByte atomic.Int64
 }
 
 // errFirstRange ends a first body that brought only the bytes asked for.
@@ -174,9 +183,15 @@ func (t *transfer) run(src Source) (int64, bool, error) {
 			if !errors.As(err, &brk) {
 				return t.fail(err)
 			}
-			if t.high > before {
+			progressed := t.high > before
+			if progressed {
 				failures = 0
 			}
+			if (!progressed || t.slow.Swap(false)) && fl.hasOtherSources() {
+				t.nextSource()
+			}
+		} else if fl.hasOtherSources() {
+			t.nextSource()
 		}
 		if failures == 0 {
 			cause = err
@@ -219,7 +234,9 @@ func (t *transfer) reopen() (Source, error) {
 		body, err = t.segment(s.ctx, off, t.limit-1)
 		src = Source{Body: body, Size: fl.size, MediaType: fl.mediaType, Offset: off, End: t.limit}
 	} else {
-		src, err = t.fetch(s.ctx, off)
+		var fetch FetchFunc
+		fetch, t.source = fl.source(t.fetch, t.source)
+		src, err = fetch(s.ctx, off)
 	}
 	if err == nil && src.Body == nil {
 		err = errors.New("the upstream returned no body")
@@ -237,6 +254,39 @@ func (t *transfer) reopen() (Source, error) {
 		return Source{}, fmt.Errorf("filling %s: continuing at byte %d: %w", fl.d, off, err)
 	}
 	return src, nil
+}
+
+// nextSource makes the next attempt use the fill's next source. A fill
+// split into ranges goes on in one stream: the workers fetch from the
+// source that failed.
+func (t *transfer) nextSource() {
+	t.source++
+	t.s.sourceSwitches.Add(1)
+	t.stopSegments()
+	if c := t.s.log.Check(zapcore.DebugLevel, "fill switching source"); c != nil {
+		c.Write(zap.String("digest", t.fl.d.String()), zap.Int64("offset", t.pos))
+	}
+}
+
+// watch drops body when it sends nothing for the store's slow-source time
+// while the fill has other sources, marking the attempt slow; it returns
+// when done closes.
+func (t *transfer) watch(body io.Closer, done <-chan struct{}) {
+	tick := time.NewTicker(min(t.s.slowSource/4, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-tick.C:
+			idle := now.Sub(time.Unix(0, t.lastByte.Load()))
+			if idle >= t.s.slowSource && t.fl.hasOtherSources() {
+				t.slow.Store(true)
+				_ = body.Close()
+				return
+			}
+		}
+	}
 }
 
 // accept checks that src continues the content at the prefix reached: it
@@ -308,6 +358,10 @@ func (t *transfer) copy(src Source) error {
 			_ = src.Body.Close()
 		}
 	}()
+	t.lastByte.Store(time.Now().UnixNano())
+	done := make(chan struct{})
+	defer close(done)
+	go t.watch(src.Body, done)
 	size := fl.size
 	bp := fillBuffers.Get().(*[]byte)
 	defer fillBuffers.Put(bp)
@@ -323,6 +377,7 @@ func (t *transfer) copy(src Source) error {
 		}
 		n, rerr := src.Body.Read(want)
 		if n > 0 {
+			t.lastByte.Store(time.Now().UnixNano())
 			if err := t.absorb(want[:n], size); err != nil {
 				return err
 			}

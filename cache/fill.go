@@ -83,6 +83,10 @@ type fill struct {
 
 	mu      sync.Mutex
 	written int64
+	// sources are further fetches of the content, by clients that joined
+	// the fill (their upstream and credentials), tried when the current
+	// one fails or stalls.
+	sources []FetchFunc
 	done    bool
 	err     error         // the verdict, once done
 	notify  chan struct{} // closed and replaced on every change
@@ -121,6 +125,37 @@ func (f *fill) isDone() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.done
+}
+
+// maxSources bounds the further sources a fill keeps.
+const maxSources = 8
+
+// addSource adds a further source to a fill in progress.
+func (f *fill) addSource(fetch FetchFunc) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.done && len(f.sources) < maxSources {
+		f.sources = append(f.sources, fetch)
+	}
+}
+
+// source returns the fetch of source i: 0 is the fill's own, the others
+// those added since; i wraps around.
+func (f *fill) source(own FetchFunc, i int) (FetchFunc, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i %= 1 + len(f.sources)
+	if i == 0 {
+		return own, 0
+	}
+	return f.sources[i-1], i
+}
+
+// hasOtherSources reports whether sources were added.
+func (f *fill) hasOtherSources() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.sources) > 0
 }
 
 // addReaders counts readers attached to the fill.

@@ -37,6 +37,9 @@ type faultyOrigin struct {
 	shiftRange bool
 	// refuseRanges answers a range with 503.
 	refuseRanges bool
+	// stallAfter sends that many bytes of every response, then nothing
+	// until the client goes; 0: never.
+	stallAfter int64
 	// corruptLater flips the byte at that offset in every response after
 	// the first; 0: never.
 	corruptLater int
@@ -95,6 +98,13 @@ func (o *faultyOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if o.cutFirst > 0 && n == 1 {
 		limit = min(limit, o.cutFirst)
+	}
+	if o.stallAfter > 0 && o.stallAfter < limit {
+		written, _ := w.Write(body[:o.stallAfter])
+		o.sent.Add(int64(written))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		return
 	}
 	written, _ := w.Write(body[:limit])
 	o.sent.Add(int64(written))
@@ -592,5 +602,39 @@ func TestSegmentedPartialKeepsOnlyItsPrefix(t *testing.T) {
 	}
 	if rs := second.rangesSeen(); !slices.Equal(rs, []string{fmt.Sprintf("bytes=%d-", fi.Size())}) {
 		t.Errorf("continued with %q, want only the missing bytes", rs)
+	}
+}
+
+func TestFillTurnsToAnotherSource(t *testing.T) {
+	data, d := content(1 << 20)
+	stalled := &faultyOrigin{data: data, stallAfter: 300000}
+	good := &faultyOrigin{data: data}
+	s := openTestWith(t, Options{Dir: t.TempDir(), SlowSourceAfter: 50 * time.Millisecond})
+	first, err := s.Fill(t.Context(), d, httpFetch(startOrigin(t, stalled)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	// A client of another upstream joins and offers its source.
+	second, err := s.Fill(t.Context(), d, fetchOf(nil, 0, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.AddSource(httpFetch(startOrigin(t, good)))
+	for _, r := range []*Reader{first, second} {
+		got, err := io.ReadAll(r)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("read %d bytes, %v; want the blob", len(got), err)
+		}
+	}
+	if rs := good.rangesSeen(); len(rs) != 1 || !strings.HasPrefix(rs[0], "bytes=") || rs[0] == "bytes=0-" {
+		t.Errorf("the second source was asked %q, want the bytes the first did not send", rs)
+	}
+	if n := good.sent.Load() + stalled.sent.Load(); n != int64(len(data)) {
+		t.Errorf("the sources sent %d bytes together, want %d", n, len(data))
+	}
+	if n := s.Stats().SourceSwitches; n < 1 {
+		t.Errorf("%d source switches, want at least 1", n)
 	}
 }

@@ -64,6 +64,10 @@ const (
 	// DefaultFillSplitSize is the size from which a fill uses several
 	// connections by default: 32 MiB.
 	DefaultFillSplitSize = 32 << 20
+	// DefaultSlowSourceAfter is how long a fill waits for a byte from its
+	// source by default before it turns to another one, when it has
+	// another: 10 seconds.
+	DefaultSlowSourceAfter = 10 * time.Second
 	// DefaultIngestMaxBytes is how many bytes of partial downloads the
 	// ingest area keeps by default: 4 GiB.
 	DefaultIngestMaxBytes = 4 << 30
@@ -127,6 +131,11 @@ type Options struct {
 	// FillSplitSize is the size from which a fill is fetched in ranges.
 	// Default: 32 MiB.
 	FillSplitSize int64
+	// SlowSourceAfter is how long a fill's body may send nothing while
+	// other sources of the content are there (clients of other upstreams
+	// or credentials that joined the fill, see Reader.AddSource) before
+	// the fill drops it and continues from the next source. Default: 10s.
+	SlowSourceAfter time.Duration
 	// IngestMaxBytes bounds the partial downloads kept for a later fill
 	// of their digest to continue (a fill that gave up, or was stopped by
 	// Close): beyond it the oldest are removed. Default: 4 GiB.
@@ -178,12 +187,14 @@ type Store struct {
 	ingestMaxBytes   int64
 	fillConnections  int
 	fillSplitSize    int64
+	slowSource       time.Duration
 	ingestMaxAge     time.Duration
 
 	fillResumes       atomic.Int64
 	fillRestarts      atomic.Int64
 	fillSplits        atomic.Int64
 	prefetches        atomic.Int64
+	sourceSwitches    atomic.Int64
 	partialsContinued atomic.Int64
 
 	access accessLog
@@ -256,6 +267,9 @@ func Open(opts Options) (*Store, error) {
 	if opts.FillSplitSize <= 0 {
 		opts.FillSplitSize = DefaultFillSplitSize
 	}
+	if opts.SlowSourceAfter <= 0 {
+		opts.SlowSourceAfter = DefaultSlowSourceAfter
+	}
 	if opts.IngestMaxBytes <= 0 {
 		opts.IngestMaxBytes = DefaultIngestMaxBytes
 	}
@@ -282,6 +296,7 @@ func Open(opts Options) (*Store, error) {
 		ingestMaxBytes:   opts.IngestMaxBytes,
 		fillConnections:  opts.FillConnections,
 		fillSplitSize:    opts.FillSplitSize,
+		slowSource:       opts.SlowSourceAfter,
 		ingestMaxAge:     opts.IngestMaxAge,
 		inUse:            make(map[digest.Digest]int),
 	}

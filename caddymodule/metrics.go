@@ -76,7 +76,7 @@ type cacheCollector struct {
 	upstreams []*upstream.Client
 
 	requests, servedBytes, staleServes, rateLimitHolds, negativeHits, fills, fillReaders,
-	fillResumes, fillRestarts, fillSplits, partialsContinued, prefetches, evictions, evictedBytes, diskUsed, diskBudget, objects, notStored, unwritable,
+	fillResumes, fillRestarts, fillSplits, partialsContinued, prefetches, sourceSwitches, evictions, evictedBytes, diskUsed, diskBudget, objects, notStored, unwritable,
 	rateLimitRemaining *prometheus.Desc
 
 	sharedFills, sharedTakeOvers, sharedUploadFailures, sharedUnavailable *prometheus.Desc
@@ -110,6 +110,8 @@ func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, ups
 			"Downloads of large blobs fetched as several ranges at once (fill_connections)."),
 		partialsContinued: desc("partials_continued_total",
 			"Downloads that continued a partial download an earlier download (or run of Caddy) left in ingest/."),
+		sourceSwitches: desc("fill_source_switches_total",
+			"Downloads that turned to another source of the blob (another client's upstream or credentials) after theirs failed or stalled."),
 		prefetches: desc("prefetches_total",
 			"Blob downloads started ahead of the clients, for the config and layers of an image manifest fetched for a client."),
 		evictions: desc("evictions_total", "Objects evicted to keep the cache within max_size."),
@@ -139,7 +141,7 @@ func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, ups
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.servedBytes, c.staleServes, c.rateLimitHolds,
 		c.negativeHits, c.fills, c.fillReaders, c.fillResumes, c.fillRestarts, c.fillSplits,
-		c.partialsContinued, c.prefetches, c.evictions, c.evictedBytes, c.diskUsed,
+		c.partialsContinued, c.prefetches, c.sourceSwitches, c.evictions, c.evictedBytes, c.diskUsed,
 		c.diskBudget, c.objects, c.notStored, c.unwritable, c.rateLimitRemaining,
 		c.sharedFills, c.sharedTakeOvers, c.sharedUploadFailures, c.sharedUnavailable} {
 		ch <- d
@@ -171,6 +173,7 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.fillSplits, st.FillSplits)
 	counter(c.partialsContinued, st.PartialsContinued)
 	counter(c.prefetches, st.Prefetches)
+	counter(c.sourceSwitches, st.SourceSwitches)
 	counter(c.evictions, st.Evictions)
 	counter(c.evictedBytes, st.EvictedBytes)
 	gauge(c.diskUsed, st.UsedBytes)

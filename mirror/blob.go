@@ -91,7 +91,8 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 // fillBlob returns a reader of the fill of d: one this request starts with
 // its client's credentials (the upstream's answer is the access check), or
 // one it joins or finds stored, which the client may read only when
-// mayServe lets it. A fill that another client started and the upstream
+// mayServe lets it; a fill it joins then gets this client's upstream and
+// credentials as a further source. A fill that another client started and the upstream
 // refused to that client is tried once more with this client's own.
 func (m *Mirror) fillBlob(ctx context.Context, t target, d digest.Digest) (*cache.Reader, error) {
 	for attempt := 0; ; attempt++ {
@@ -114,6 +115,9 @@ func (m *Mirror) fillBlob(ctx context.Context, t target, d digest.Digest) (*cach
 			_ = rd.Close()
 			return nil, err
 		}
+		// The fill may take its bytes from this client's upstream too,
+		// when the one it uses fails or stalls.
+		rd.AddSource(fetch)
 		return rd, nil
 	}
 }
