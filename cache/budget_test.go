@@ -276,13 +276,13 @@ func TestFillSlots(t *testing.T) {
 }
 
 // waitFillsDone waits until no fill is registered.
-func waitFillsDone(t *testing.T, s *Store) {
+func waitFillsDone(t testing.TB, s *Store) {
 	t.Helper()
 	waitFillsAtMost(t, s, 0)
 }
 
 // waitFillsAtMost waits until at most n fills are registered.
-func waitFillsAtMost(t *testing.T, s *Store, n int) {
+func waitFillsAtMost(t testing.TB, s *Store, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -54,6 +54,9 @@ type transfer struct {
 	segs       *segments
 	limit      int64
 	splitTried bool
+	// splitPending is set while a planned split waits for splitAt.
+	splitPending bool
+	splitAt      time.Time
 	// segment fetches exact ranges once the fill is split: the main
 	// stream continues its own range with it.
 	segment SegmentFunc
@@ -165,8 +168,8 @@ func (t *transfer) run(src Source) (int64, bool, error) {
 	var cause, err error
 	for {
 		if src.Body != nil {
-			if t.segs == nil && t.pos == src.Offset && t.split(src.Segment, src.End) {
-				s.recordPartial(fl, t.pos, true)
+			if t.segs == nil && t.pos == src.Offset {
+				t.planSplit(src.Segment, src.End)
 			}
 			before := t.high
 			err = t.copy(src)
@@ -227,7 +230,7 @@ func (t *transfer) reopen() (Source, error) {
 	}
 	var src Source
 	var err error
-	if t.segs != nil && off == t.pos {
+	if t.segment != nil && t.limit > t.pos && off == t.pos {
 		// The main stream's own range, no further: the workers have the
 		// rest.
 		var body io.ReadCloser
@@ -368,10 +371,13 @@ func (t *transfer) copy(src Source) error {
 	buf := *bp
 	for {
 		want := buf
-		if t.segs != nil {
-			// The workers fetch what lies beyond.
+		if t.limit > 0 {
+			// The workers fetch (or are about to fetch) what lies beyond.
 			if t.pos >= t.limit {
-				return nil
+				if t.endOwnRange() {
+					return nil
+				}
+				return errBreak{fmt.Errorf("filling %s: continuing after the first %d bytes: %w", fl.d, t.pos, errFirstRange)}
 			}
 			want = buf[:min(int64(len(buf)), t.limit-t.pos)]
 		}
@@ -382,14 +388,20 @@ func (t *transfer) copy(src Source) error {
 				return err
 			}
 		}
-		if t.segs != nil && t.pos >= t.limit {
-			return nil
+		if t.splitPending && time.Now().After(t.splitAt) {
+			t.startSplit()
+		}
+		if t.limit > 0 && t.pos >= t.limit {
+			if t.endOwnRange() {
+				return nil
+			}
+			return errBreak{fmt.Errorf("filling %s: continuing after the first %d bytes: %w", fl.d, t.pos, errFirstRange)}
 		}
 		if rerr == io.EOF {
 			if src.End > 0 && t.pos == src.End {
 				// The first range asked for; the rest follows in ranges,
 				// or (without the workers) as a continuation.
-				if t.segs != nil {
+				if t.endOwnRange() {
 					return nil
 				}
 				return errBreak{fmt.Errorf("filling %s: continuing after the first %d bytes: %w", fl.d, t.pos, errFirstRange)}

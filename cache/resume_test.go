@@ -497,7 +497,7 @@ func TestFillInSegments(t *testing.T) {
 			o := tc.origin
 			o.data = data
 			url := startOrigin(t, o)
-			s := openTestWith(t, Options{Dir: t.TempDir(), FillConnections: 4, FillSplitSize: 4 << 20})
+			s := openTestWith(t, Options{Dir: t.TempDir(), FillConnections: 4, FillSplitSize: 2 << 20, FillSplitAfter: time.Nanosecond})
 			fetch := func(ctx context.Context, off int64) (Source, error) {
 				var src Source
 				var err error
@@ -565,7 +565,7 @@ func TestSegmentedPartialKeepsOnlyItsPrefix(t *testing.T) {
 		}
 		return src, err
 	}
-	s, err := Open(Options{Dir: dir, FillConnections: 4, FillSplitSize: 4 << 20, FillRetries: 1, FillRetryBackoff: time.Millisecond})
+	s, err := Open(Options{Dir: dir, FillConnections: 4, FillSplitSize: 4 << 20, FillSplitAfter: time.Nanosecond, FillRetries: 1, FillRetryBackoff: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
