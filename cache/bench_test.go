@@ -130,12 +130,19 @@ func BenchmarkColdFillLoopback(b *testing.B) {
 		}
 	})
 	for _, tc := range []struct {
-		name  string
-		conns int
-		after time.Duration // the split delay; 0: the default
-	}{{"fill-1conn", 1, 0}, {"fill-4conn-default", 4, 0}, {"fill-4conn-forced", 4, time.Nanosecond}} {
+		name   string
+		conns  int
+		after  time.Duration // the split delay; 0: the default
+		inline bool          // hash on the copying goroutine
+	}{
+		{"fill-1conn-inline-hash", 1, 0, true},
+		{"fill-1conn", 1, 0, false},
+		{"fill-4conn-default", 4, 0, false},
+		{"fill-4conn-forced", 4, time.Nanosecond, false},
+	} {
 		b.Run(tc.name, func(b *testing.B) {
 			s := openTestWith(b, Options{Dir: b.TempDir(), FillConnections: tc.conns, FillSplitAfter: tc.after})
+			s.inlineHash = tc.inline
 			fetch := func(ctx context.Context, off int64) (Source, error) {
 				var src Source
 				var err error

@@ -366,10 +366,10 @@ func (t *transfer) copy(src Source) error {
 	defer close(done)
 	go t.watch(src.Body, done)
 	size := fl.size
-	bp := fillBuffers.Get().(*[]byte)
-	defer fillBuffers.Put(bp)
-	buf := *bp
+	hp := newHashPipe(t.h, s.inlineHash)
+	defer hp.close()
 	for {
+		buf := hp.buffer()
 		want := buf
 		if t.limit > 0 {
 			// The workers fetch (or are about to fetch) what lies beyond.
@@ -384,9 +384,11 @@ func (t *transfer) copy(src Source) error {
 		n, rerr := src.Body.Read(want)
 		if n > 0 {
 			t.lastByte.Store(time.Now().UnixNano())
-			if err := t.absorb(want[:n], size); err != nil {
+			if err := t.absorb(want[:n], size, hp); err != nil {
 				return err
 			}
+		} else {
+			hp.give(buf)
 		}
 		if t.splitPending && time.Now().After(t.splitAt) {
 			t.startSplit()
@@ -420,13 +422,14 @@ func (t *transfer) copy(src Source) error {
 // absorb takes the next bytes of the content, at pos: bytes the file
 // holds already are compared with it (a difference fails the fill: a
 // reader may have got the other bytes), the rest are written and
-// published; all are hashed.
-func (t *transfer) absorb(b []byte, size int64) error {
+// published; all are handed to hp to be hashed (b is a buffer of its
+// ring, which it takes; on an error it is dropped).
+func (t *transfer) absorb(b []byte, size int64, hp *hashPipe) error {
 	s, fl := t.s, t.fl
 	if size >= 0 && t.pos+int64(len(b)) > size {
 		return fmt.Errorf("filling %s: more than the %d bytes announced: %w", fl.d, size, ErrSizeMismatch)
 	}
-	t.h.Write(b)
+	all := b
 	if t.pos < t.written {
 		k := min(int64(len(b)), t.written-t.pos)
 		if t.cmp == nil {
@@ -445,6 +448,7 @@ func (t *transfer) absorb(b []byte, size int64) error {
 		t.pos += k
 		b = b[k:]
 		if len(b) == 0 {
+			hp.hash(all)
 			return nil
 		}
 	}
@@ -463,6 +467,7 @@ func (t *transfer) absorb(b []byte, size int64) error {
 		t.flushed = t.written
 	}
 	fl.progress(t.written)
+	hp.hash(all)
 	return nil
 }
 

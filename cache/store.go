@@ -197,8 +197,11 @@ type Store struct {
 	fillConnections  int
 	fillSplitSize    int64
 	slowSource       time.Duration
-	fillSplitAfter   time.Duration
-	ingestMaxAge     time.Duration
+	// inlineHash hashes a fill on its copying goroutine, as before the
+	// hash pipe; set by benchmarks only, to compare.
+	inlineHash     bool
+	fillSplitAfter time.Duration
+	ingestMaxAge   time.Duration
 
 	fillResumes       atomic.Int64
 	fillRestarts      atomic.Int64
