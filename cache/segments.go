@@ -120,10 +120,11 @@ func (t *transfer) endOwnRange() bool {
 }
 
 // SplitSize is the size from which fills are fetched in ranges, 0 when
-// they never are (FillConnections 1): a FetchFunc asked for a content from
+// they never are (FillConnections 1, or a shared tier, which streams each
+// fill in one piece to every node): a FetchFunc asked for a content from
 // its first byte may ask for only that many bytes (see FetchFunc).
 func (s *Store) SplitSize() int64 {
-	if s.fillConnections < 2 {
+	if s.fillConnections < 2 || s.shared != nil {
 		return 0
 	}
 	return s.fillSplitSize

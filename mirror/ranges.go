@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -69,7 +70,8 @@ func parseSingleRange(v string, size int64) (br byteRange, ok, unsatisfiable boo
 // written (at once when they already are), or, when the range starts far
 // beyond what the fill has, passed through from the upstream while the
 // fill goes on. A client of a range checks the digest of what it
-// assembles, as it does when a range is relayed. It reports false when it
+// assembles, as it does when a range is relayed; a range that ends with
+// the blob waits for the verdict before its last byte. It reports false when it
 // did not handle the request (not one plain range, or an unknown size):
 // the caller waits for the verdict and serves the verified file.
 func (m *Mirror) serveFillRange(w http.ResponseWriter, r *http.Request, t target, rd *cache.Reader, d digest.Digest) (bool, error) {
@@ -109,7 +111,14 @@ func (m *Mirror) serveFillRange(w http.ResponseWriter, r *http.Request, t target
 	w.Header().Set("Content-Length", strconv.FormatInt(br.last-br.first+1, 10))
 	w.WriteHeader(http.StatusPartialContent)
 	rc := http.NewResponseController(w)
+	// A range that ends with the blob holds back its last byte until the
+	// digest verified, as a whole-blob answer does: a client that
+	// assembles ranges never gets a clean end of a bad blob.
+	holdLast := br.last == size-1
 	left := br.last - br.first + 1
+	if holdLast {
+		left--
+	}
 	for left > 0 {
 		if err != nil {
 			m.abort(r, d, err)
@@ -123,6 +132,16 @@ func (m *Mirror) serveFillRange(w http.ResponseWriter, r *http.Request, t target
 		if left > 0 {
 			n, err = rd.Ready()
 		}
+	}
+	if holdLast {
+		if verr := rd.Wait(r.Context()); verr != nil {
+			m.abort(r, d, verr)
+		}
+		var lastByte [1]byte
+		if _, rerr := io.ReadFull(rd, lastByte[:]); rerr != nil {
+			m.abort(r, d, rerr)
+		}
+		_, _ = w.Write(lastByte[:])
 	}
 	return true, nil
 }
