@@ -31,8 +31,9 @@ type transfer struct {
 	tmp   *os.File
 	fetch FetchFunc
 	h     hash.Hash
-	// pos is how many first bytes of the content are hashed: the offset
-	// of the next byte of the current body.
+	// pos is how many first bytes of the content are hashed (or handed to
+	// the hash pipe, which is drained before the digest is checked): the
+	// offset of the next byte of the current body.
 	pos int64
 	// written is the contiguous prefix of the content in tmp, which
 	// readers see. It is pos, or more after the fill started over from the
