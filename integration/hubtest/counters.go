@@ -131,11 +131,16 @@ type BlobTraffic struct {
 	Redirects int64
 	// Bytes counts the body bytes of the blob sent to clients.
 	Bytes int64
+	// Peak is the largest number of the blob's body GETs (redirects
+	// excepted) that were under way at once: above 1, the blob moved
+	// over several connections in parallel.
+	Peak int64
 }
 
 // blobCounters are the live counters behind a BlobTraffic.
 type blobCounters struct {
 	requests, ranges, redirects, bytes atomic.Int64
+	active, peak                       atomic.Int64
 }
 
 // blob returns the counters of digest, creating them on first use.
@@ -154,14 +159,27 @@ func (c *Counters) blob(digest string) *blobCounters {
 }
 
 // countBlobGET counts a GET for the body of digest (with a Range header or
-// not) and returns the counter of its body bytes.
-func (c *Counters) countBlobGET(digest string, r *http.Request) *atomic.Int64 {
+// not) and returns the counters of the blob.
+func (c *Counters) countBlobGET(digest string, r *http.Request) *blobCounters {
 	b := c.blob(digest)
 	b.requests.Add(1)
 	if r.Header.Get("Range") != "" {
 		b.ranges.Add(1)
 	}
-	return &b.bytes
+	return b
+}
+
+// start counts a transfer of the blob's body under way until done is
+// called.
+func (b *blobCounters) start() (done func()) {
+	n := b.active.Add(1)
+	for {
+		p := b.peak.Load()
+		if n <= p || b.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	return func() { b.active.Add(-1) }
 }
 
 // Blob returns the traffic of one blob digest since the last Reset: how
@@ -170,13 +188,13 @@ func (c *Counters) Blob(digest string) BlobTraffic {
 	b := c.blob(digest)
 	return BlobTraffic{
 		Requests: b.requests.Load(), Ranges: b.ranges.Load(),
-		Redirects: b.redirects.Load(), Bytes: b.bytes.Load(),
+		Redirects: b.redirects.Load(), Bytes: b.bytes.Load(), Peak: b.peak.Load(),
 	}
 }
 
 // String formats the traffic for test messages.
 func (t BlobTraffic) String() string {
-	return fmt.Sprintf("%d requests (%d ranges, %d redirects), %d bytes", t.Requests, t.Ranges, t.Redirects, t.Bytes)
+	return fmt.Sprintf("%d requests (%d ranges, %d redirects, at most %d at once), %d bytes", t.Requests, t.Ranges, t.Redirects, t.Peak, t.Bytes)
 }
 
 // countingWriter adds the body bytes written through it to counters.

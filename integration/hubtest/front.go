@@ -95,11 +95,12 @@ func (h *Hub) serveFront(w http.ResponseWriter, r *http.Request) {
 	// front serves blobs itself.
 	redirect := get && rt.kind == "blobs" && !h.opts.DirectBlobs
 	if get && rt.kind == "blobs" {
-		body := h.Counters.countBlobGET(rt.ref, r)
+		b := h.Counters.countBlobGET(rt.ref, r)
 		if redirect {
-			h.Counters.blob(rt.ref).redirects.Add(1)
+			b.redirects.Add(1)
 		} else {
-			w = &countingWriter{ResponseWriter: w, ns: []*atomic.Int64{body}}
+			defer b.start()()
+			w = &countingWriter{ResponseWriter: w, ns: []*atomic.Int64{&b.bytes}}
 		}
 	}
 	w, faults, answered := h.applyFaults(w, r, faultPoint{target: target, body: get && !redirect, redirect: redirect, digest: rt.ref})

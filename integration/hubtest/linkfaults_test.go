@@ -88,7 +88,7 @@ func TestBlobRanges(t *testing.T) {
 					t.Errorf("%s: wrong %d bytes", tc.rng, len(a.body))
 				}
 				got := h.Counters.Blob(layer)
-				if got.Requests != 1 || got.Ranges != 1 || got.Bytes != tc.end-tc.start || got.Redirects != 0 {
+				if got.Requests != 1 || got.Ranges != 1 || got.Bytes != tc.end-tc.start || got.Redirects != 0 || got.Peak != 1 {
 					t.Errorf("%s: blob traffic %s, want 1 range request of %d bytes", tc.rng, got, tc.end-tc.start)
 				}
 			}
@@ -300,7 +300,7 @@ func TestConnBandwidth(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := blobBytes(t, size, 13)
-	h.SetFault(Fault{Kind: FaultConnBandwidth, Target: TargetBlob, BytesPerSecond: 2 << 20})
+	h.SetFault(Fault{Kind: FaultConnBandwidth, Target: TargetBlob, BytesPerSecond: 256 << 10})
 	u := h.signedBlobURL("library/cap", layer, cdnLifetime)
 	got := make([][]byte, parts)
 	var wg sync.WaitGroup
@@ -318,7 +318,7 @@ func TestConnBandwidth(t *testing.T) {
 	if !bytes.Equal(bytes.Join(got, nil), want) {
 		t.Errorf("the parts do not make up the blob")
 	}
-	if tr := h.Counters.Blob(layer); tr.Requests != parts || tr.Ranges != parts || tr.Bytes != size || h.Counters.Faults.Load() != parts {
+	if tr := h.Counters.Blob(layer); tr.Requests != parts || tr.Ranges != parts || tr.Bytes != size || tr.Peak < 2 || h.Counters.Faults.Load() != parts {
 		t.Errorf("blob traffic %s, faults %d; want %d ranges of %d bytes in all", tr, h.Counters.Faults.Load(), parts, size)
 	}
 }
