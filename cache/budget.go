@@ -53,6 +53,15 @@ type Stats struct {
 	Fills int
 	// FillReaders is the number of readers attached to those fills.
 	FillReaders int
+	// FillResumes counts the attempts of fills that continued a broken
+	// download from its last byte, since Open.
+	FillResumes int64
+	// FillRestarts counts the fills that started over from the first byte
+	// (an upstream that ignored or botched a range), since Open.
+	FillRestarts int64
+	// PartialsContinued counts the fills that continued a partial download
+	// an earlier fill left, since Open.
+	PartialsContinued int64
 }
 
 // Stats returns the store's current figures.
@@ -70,6 +79,10 @@ func (s *Store) Stats() Stats {
 		Unwritable:    s.unwritableUntil.Load() > s.now().UnixNano(),
 		Fills:         fills,
 		FillReaders:   readers,
+
+		FillResumes:       s.fillResumes.Load(),
+		FillRestarts:      s.fillRestarts.Load(),
+		PartialsContinued: s.partialsContinued.Load(),
 	}
 }
 

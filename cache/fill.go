@@ -23,10 +23,13 @@ var fillBuffers = sync.Pool{New: func() any { b := make([]byte, fillBufferSize);
 
 // Source is an upstream body being filled into the cache.
 type Source struct {
-	// Body is the content; the fill closes it.
+	// Body is the content from Offset; the fill closes it.
 	Body io.ReadCloser
-	// Size is the expected size, or -1 when unknown.
+	// Size is the expected size of the whole content, or -1 when unknown.
 	Size int64
+	// Offset is where Body starts in the content: the off asked for, or 0
+	// when the upstream answered the whole content.
+	Offset int64
 	// MediaType is recorded with the object.
 	MediaType string
 	// Done, when set, is called once with the fill's verdict: the verified
@@ -36,15 +39,25 @@ type Source struct {
 	Done func(content *os.File, obj Object, err error)
 }
 
-// FetchFunc opens the upstream body of a fill. It is called with a context
-// owned by the fill, detached from every client and cancelled only by
-// Store.Close, so the fill completes even if all its clients leave.
-type FetchFunc func(ctx context.Context) (Source, error)
+// FetchFunc opens the upstream body of a fill from byte off: the whole
+// content when off is 0, else (asking with RangeHeader(off)) the content
+// from off, which the Source's Offset confirms; an upstream that ignores
+// the range answers the whole content with Offset 0, and the fill starts
+// over with it. It is called with a context owned by the fill, detached
+// from every client and cancelled only by Store.Close, so the fill
+// completes even if all its clients leave; it is called again, with the
+// offset reached, when a body breaks (see Options.FillRetries).
+type FetchFunc func(ctx context.Context, off int64) (Source, error)
 
 // fill is the one download in progress of a digest.
 type fill struct {
 	d       digest.Digest
 	tmpPath string
+	// partial is how many first bytes of the content the download file
+	// held when the fill started (a previous fill's partial download),
+	// and partialMeta that download's sidecar.
+	partial     int64
+	partialMeta partialMeta
 	// reserved is the budget reserved for the announced size; set before
 	// ready closes.
 	reserved int64
@@ -254,7 +267,7 @@ func (s *Store) startFill(d digest.Digest, fetch FetchFunc) (*fill, error) {
 		s.notStored.Add(1)
 		return nil, fmt.Errorf("filling %s: %w", d, ErrUnwritable)
 	}
-	tmp, err := os.CreateTemp(s.ingestDir, d.Encoded()+"-*")
+	tmp, partial, meta, err := s.openPartial(d)
 	if err != nil {
 		err = s.noteWriteError("creating a download file", err)
 		if errors.Is(err, ErrUnwritable) {
@@ -262,7 +275,8 @@ func (s *Store) startFill(d digest.Digest, fetch FetchFunc) (*fill, error) {
 		}
 		return nil, fmt.Errorf("filling %s: %w", d, err)
 	}
-	fl := &fill{d: d, tmpPath: tmp.Name(), ready: make(chan struct{}), notify: make(chan struct{})}
+	fl := &fill{d: d, tmpPath: tmp.Name(), partial: partial, partialMeta: meta,
+		ready: make(chan struct{}), notify: make(chan struct{})}
 	s.fills[d] = fl
 	s.wg.Add(1)
 	go s.runFill(fl, tmp, fetch)
@@ -278,10 +292,17 @@ func (s *Store) startFill(d digest.Digest, fetch FetchFunc) (*fill, error) {
 func (s *Store) runFill(fl *fill, tmp *os.File, fetch FetchFunc) {
 	defer s.wg.Done()
 	start := s.now()
-	written, err := s.download(fl, tmp, fetch)
-	stored := false
+	written, resumable, err := s.download(fl, tmp, fetch)
+	stored, keep := false, false
 	if err == nil {
 		stored = s.store(fl, tmp, written)
+	}
+	if stored {
+		_ = os.Remove(fl.tmpPath + sidecarSuffix)
+	} else {
+		// Before the verdict: a fill of the digest that starts once it is
+		// out continues the partial download only if it was kept.
+		keep = s.keepPartial(fl, tmp, written, resumable && err != nil)
 	}
 	s.release(fl.reserved)
 	if err != nil && s.ctx.Err() != nil && !errors.Is(err, ErrClosed) {
@@ -310,13 +331,17 @@ func (s *Store) runFill(fl *fill, tmp *os.File, fetch FetchFunc) {
 		_ = tmp.Close()
 	}
 	s.mu.Lock()
-	if !stored {
-		// Under s.mu, so that a reader joining now either opened the file
-		// already or sees the verdict.
-		_ = os.Remove(fl.tmpPath)
-	}
 	if s.fills[fl.d] == fl {
+		// Under s.mu, so that a reader joining now either opened the file
+		// already or sees the verdict. A fill of the digest that started
+		// since owns the file.
+		if !stored && !keep {
+			removePartial(fl.tmpPath)
+		}
 		delete(s.fills, fl.d)
+		if keep {
+			s.sweepIngest(false)
+		}
 	}
 	s.freeSlot()
 	s.mu.Unlock()
@@ -340,96 +365,6 @@ func (s *Store) store(fl *fill, tmp *os.File, written int64) bool {
 	}
 	s.setIndex(obj, nil)
 	return true
-}
-
-// download fetches the body into tmp, hashing it, and checks its size and
-// digest. It returns the bytes written, and leaves tmp open for commit.
-// writebackChunk is how much of a download is written before the kernel
-// is asked to start writing it to disk (see startWriteback).
-const writebackChunk = 8 << 20
-
-func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, error) {
-	src, err := s.source(fl.d, fetch)
-	if err == nil && src.Body == nil {
-		err = fmt.Errorf("filling %s: the upstream returned no body", fl.d)
-	}
-	if err != nil {
-		if s.ctx.Err() != nil && !errors.Is(err, ErrClosed) {
-			err = fmt.Errorf("%w: %w", ErrClosed, err)
-		}
-		fl.fetchErr = err
-		close(fl.ready)
-		return 0, err
-	}
-	if src.Size < 0 {
-		src.Size = -1
-	}
-	if !s.fitsBudget(src.Size) {
-		// Never written to disk: the caller streams it past the cache.
-		_ = src.Body.Close()
-		if src.Done != nil {
-			src.Done(nil, Object{}, ErrTooLarge)
-		}
-		s.notStored.Add(1)
-		fl.fetchErr = fmt.Errorf("filling %s: %d bytes exceed the cache budget: %w", fl.d, src.Size, ErrTooLarge)
-		close(fl.ready)
-		return 0, fl.fetchErr
-	}
-	fl.size, fl.mediaType, fl.onDone = src.Size, src.MediaType, src.Done
-	if src.Size > 0 && s.fitsBudget(src.Size) {
-		fl.reserved = src.Size
-		s.reserve(src.Size)
-	}
-	close(fl.ready)
-
-	// Close unblocks a Read that ignores the context.
-	stop := context.AfterFunc(s.ctx, func() { _ = src.Body.Close() })
-	defer func() {
-		if stop() {
-			_ = src.Body.Close()
-		}
-	}()
-
-	h := fl.d.Algorithm().Hash()
-	bp := fillBuffers.Get().(*[]byte)
-	defer fillBuffers.Put(bp)
-	buf := *bp
-	var written, flushed int64
-	for {
-		n, rerr := src.Body.Read(buf)
-		if n > 0 {
-			if src.Size >= 0 && written+int64(n) > src.Size {
-				return written, fmt.Errorf("filling %s: more than the %d bytes announced: %w", fl.d, src.Size, ErrSizeMismatch)
-			}
-			if !s.fitsBudget(written + int64(n)) {
-				s.notStored.Add(1)
-				return written, fmt.Errorf("filling %s: more bytes than the cache budget: %w", fl.d, ErrTooLarge)
-			}
-			if _, werr := tmp.Write(buf[:n]); werr != nil {
-				return written, fmt.Errorf("filling %s: writing: %w", fl.d, s.noteWriteError("writing a download", werr))
-			}
-			h.Write(buf[:n])
-			written += int64(n)
-			if written-flushed >= writebackChunk {
-				startWriteback(tmp, flushed, written-flushed)
-				flushed = written
-			}
-			fl.progress(written)
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return written, fmt.Errorf("filling %s: reading the upstream body after %d bytes: %w", fl.d, written, rerr)
-		}
-	}
-	if src.Size >= 0 && written != src.Size {
-		return written, fmt.Errorf("filling %s: got %d of %d bytes: %w", fl.d, written, src.Size, ErrSizeMismatch)
-	}
-	if got := digest.NewDigest(fl.d.Algorithm(), h); got != fl.d {
-		return written, fmt.Errorf("filling %s: content hashes to %s: %w", fl.d, got, ErrDigestMismatch)
-	}
-	return written, nil
 }
 
 // FillStats reports the fills in flight and the readers attached to them.

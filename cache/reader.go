@@ -160,6 +160,17 @@ func (r *Reader) Close() error {
 	return r.file.Close()
 }
 
+// Written returns how many first bytes of the content can be read now
+// without waiting: the size of a complete object, else the bytes the fill
+// wrote so far.
+func (r *Reader) Written() int64 {
+	if r.complete {
+		return r.size
+	}
+	written, _, _, _ := r.fill.state()
+	return written
+}
+
 // Size returns the expected size, or -1 when unknown.
 func (r *Reader) Size() int64 { return r.size }
 

@@ -52,6 +52,18 @@ const (
 	// DefaultFillQueueTimeout is how long a new fill waits for a slot by
 	// default: one minute.
 	DefaultFillQueueTimeout = time.Minute
+	// DefaultFillRetries is how many attempts in a row without progress a
+	// fill makes by default before it gives up: 5.
+	DefaultFillRetries = 5
+	// DefaultFillRetryBackoff is the default pause after a fill's first
+	// attempt without progress (it doubles with each further one): 500ms.
+	DefaultFillRetryBackoff = 500 * time.Millisecond
+	// DefaultIngestMaxBytes is how many bytes of partial downloads the
+	// ingest area keeps by default: 4 GiB.
+	DefaultIngestMaxBytes = 4 << 30
+	// DefaultIngestMaxAge is how long a partial download is kept by
+	// default: 24 hours.
+	DefaultIngestMaxAge = 24 * time.Hour
 )
 
 // Options configure a Store; zero values mean defaults.
@@ -91,6 +103,22 @@ type Options struct {
 	// Shared is a tier that the stores of several nodes share (see
 	// Shared), asked on a local miss before the upstream. Default: none.
 	Shared Shared
+	// FillRetries is how many attempts in a row a fill makes without
+	// progress after its body broke (reset, stall, early end, an expired
+	// signed URL) before it gives up. Each attempt continues from the bytes
+	// the fill has, with a range; an attempt that got further than any
+	// before does not count. Default: 5.
+	FillRetries int
+	// FillRetryBackoff is the pause after a fill's first attempt without
+	// progress; it doubles with each further one, up to 30s. Default:
+	// 500ms.
+	FillRetryBackoff time.Duration
+	// IngestMaxBytes bounds the partial downloads kept for a later fill
+	// of their digest to continue (a fill that gave up, or was stopped by
+	// Close): beyond it the oldest are removed. Default: 4 GiB.
+	IngestMaxBytes int64
+	// IngestMaxAge is how long a partial download is kept. Default: 24h.
+	IngestMaxAge time.Duration
 }
 
 // Object is the metadata of one verified object.
@@ -131,6 +159,14 @@ type Store struct {
 	fillSlots        chan struct{} // one token per running fill
 	slotFreed        chan struct{} // closed and replaced when a slot frees; under mu
 	fillQueueTimeout time.Duration
+	fillRetries      int
+	fillBackoff      time.Duration
+	ingestMaxBytes   int64
+	ingestMaxAge     time.Duration
+
+	fillResumes       atomic.Int64
+	fillRestarts      atomic.Int64
+	partialsContinued atomic.Int64
 
 	access accessLog
 
@@ -157,7 +193,8 @@ type Store struct {
 }
 
 // Open opens (creating if needed) the cache in opts.Dir, removes leftovers
-// of downloads interrupted by a crash, and starts the background work:
+// of interrupted writes (keeping the partial downloads a later fill
+// continues, within their limits), and starts the background work:
 // the access flusher, the evictor, and the reconciliation of the metadata
 // with the disk (the store serves meanwhile). A second Open of a directory
 // that is already open, by this process or another, fails after a second.
@@ -189,6 +226,18 @@ func Open(opts Options) (*Store, error) {
 	if opts.FillQueueTimeout <= 0 {
 		opts.FillQueueTimeout = DefaultFillQueueTimeout
 	}
+	if opts.FillRetries <= 0 {
+		opts.FillRetries = DefaultFillRetries
+	}
+	if opts.FillRetryBackoff <= 0 {
+		opts.FillRetryBackoff = DefaultFillRetryBackoff
+	}
+	if opts.IngestMaxBytes <= 0 {
+		opts.IngestMaxBytes = DefaultIngestMaxBytes
+	}
+	if opts.IngestMaxAge <= 0 {
+		opts.IngestMaxAge = DefaultIngestMaxAge
+	}
 	s := &Store{
 		dir:         opts.Dir,
 		blobsDir:    filepath.Join(opts.Dir, "blobs"),
@@ -204,6 +253,10 @@ func Open(opts Options) (*Store, error) {
 		slotFreed:   make(chan struct{}),
 
 		fillQueueTimeout: opts.FillQueueTimeout,
+		fillRetries:      opts.FillRetries,
+		fillBackoff:      opts.FillRetryBackoff,
+		ingestMaxBytes:   opts.IngestMaxBytes,
+		ingestMaxAge:     opts.IngestMaxAge,
 		inUse:            make(map[digest.Digest]int),
 	}
 	if err := os.MkdirAll(s.blobsDir, 0o755); err != nil {
@@ -214,11 +267,13 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.db = db
-	// Only the holder of meta.db's lock may clean the ingest area.
-	if err := resetDir(s.ingestDir); err != nil {
+	// Only the holder of meta.db's lock may sweep the ingest area: it
+	// keeps the partial downloads a later fill continues.
+	if err := os.MkdirAll(s.ingestDir, 0o755); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("opening cache: removing interrupted downloads: %w", err)
+		return nil, fmt.Errorf("opening cache: creating %s: %w", s.ingestDir, err)
 	}
+	s.sweepIngest(true)
 	if err := s.loadUsage(); err != nil {
 		_ = db.Close()
 		return nil, err

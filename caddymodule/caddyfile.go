@@ -44,6 +44,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		response_timeout <duration>
 //		stall_timeout    <duration>
 //		max_downloads    <n>
+//		fill_retries     <n>
+//		ingest_max_size  <size>
+//		ingest_max_age   <duration>
 //		max_upstream_requests <n>
 //		access_ttl       <duration>
 //		client_login     on|off
@@ -92,7 +95,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if h.Storage == "" && h.S3 == nil {
 				return d.ArgErr()
 			}
-		case "max_size", "memory":
+		case "max_size", "memory", "ingest_max_size":
 			opt := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -101,12 +104,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return d.Errf("%s: %v", opt, err)
 			}
-			if opt == "max_size" {
+			switch opt {
+			case "max_size":
 				h.MaxSize = size
-			} else {
+			case "memory":
 				h.Memory = size
+			default:
+				h.IngestMaxSize = size
 			}
-		case "tag_ttl", "stale_if_error":
+		case "tag_ttl", "stale_if_error", "ingest_max_age":
 			opt := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -115,10 +121,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return d.Errf("%s: %v", opt, err)
 			}
-			if opt == "tag_ttl" {
+			switch opt {
+			case "tag_ttl":
 				h.TagTTL = caddy.Duration(dur)
-			} else {
+			case "stale_if_error":
 				h.StaleIfError = caddy.Duration(dur)
+			default:
+				h.IngestMaxAge = caddy.Duration(dur)
 			}
 		case "negative_ttl":
 			if !d.NextArg() {
@@ -129,7 +138,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("negative_ttl: %v", err)
 			}
 			h.NegativeTTL = ttl
-		case "rate_limit_reserve", "max_downloads", "max_upstream_requests":
+		case "rate_limit_reserve", "max_downloads", "max_upstream_requests", "fill_retries":
 			opt := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -143,6 +152,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.RateLimitReserve = n
 			case "max_downloads":
 				h.MaxDownloads = n
+			case "fill_retries":
+				h.FillRetries = n
 			default:
 				h.MaxUpstreamRequests = n
 			}

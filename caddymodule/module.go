@@ -162,6 +162,29 @@ type Handler struct {
 	// directory is first opened. Default: 64.
 	MaxDownloads int `json:"max_downloads,omitempty"`
 
+	// FillRetries is how many attempts in a row a blob download makes
+	// without getting further after its transfer broke (a reset, a stall,
+	// a cut, an expired signed URL) before it gives up. Each attempt
+	// continues from the last byte received with a Range request (through
+	// the registry again, so tokens and redirects are renewed); an attempt
+	// that got further than any before does not count, and the pause
+	// between attempts doubles from 500ms up to 30s. It applies when the
+	// cache directory is first opened. Default: 5.
+	FillRetries int `json:"fill_retries,omitempty"`
+
+	// IngestMaxSize bounds, in bytes, the partial downloads kept in the
+	// cache directory's ingest/ area: a download that gave up, or was
+	// stopped by a restart, is kept so that the next request for its blob
+	// continues it instead of starting over; beyond this size the oldest
+	// are removed. It applies when the cache directory is first opened.
+	// Default: 4 GiB.
+	IngestMaxSize int64 `json:"ingest_max_size,omitempty"`
+
+	// IngestMaxAge is how long a partial download is kept for a later
+	// request to continue. It applies when the cache directory is first
+	// opened. Default: 24h.
+	IngestMaxAge caddy.Duration `json:"ingest_max_age,omitempty"`
+
 	// MaxUpstreamRequests bounds the other upstream requests that run at
 	// once: manifests (at most 4 MiB each in memory), access checks, tag
 	// lists and referrers. More wait up to 30s for a slot, then get 503
@@ -300,6 +323,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MaxBytes:    h.MaxSize,
 		MaxFills:    h.MaxDownloads,
 		Logger:      h.logger.Named("cache"),
+
+		FillRetries:    h.FillRetries,
+		IngestMaxBytes: h.IngestMaxSize,
+		IngestMaxAge:   time.Duration(h.IngestMaxAge),
 	}
 	if h.S3 != nil {
 		tier, err := s3tier.New(h.S3.tierConfig(repl, h.logger.Named("s3")))
@@ -387,6 +414,10 @@ func (h *Handler) Validate() error {
 	}
 	if h.StaleIfError < 0 {
 		return fmt.Errorf("stale_if_error must not be negative, got %s", time.Duration(h.StaleIfError))
+	}
+	if h.FillRetries < 0 || h.IngestMaxSize < 0 || h.IngestMaxAge < 0 {
+		return fmt.Errorf("fill_retries, ingest_max_size and ingest_max_age must not be negative, got %d, %d and %s",
+			h.FillRetries, h.IngestMaxSize, time.Duration(h.IngestMaxAge))
 	}
 	if h.MaxDownloads < 0 || h.MaxUpstreamRequests < 0 {
 		return fmt.Errorf("max_downloads and max_upstream_requests must not be negative, got %d and %d", h.MaxDownloads, h.MaxUpstreamRequests)

@@ -79,7 +79,7 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 		m.serveFile(w, r, f, d, rd.Size())
 		return nil
 	}
-	err = m.serveFill(w, r, rd, d)
+	err = m.serveFill(w, r, t, rd, d)
 	if passesCache(err) {
 		// The disk filled up, or the blob outgrew the budget, before this
 		// client got a byte.
@@ -97,9 +97,9 @@ func (m *Mirror) fillBlob(ctx context.Context, t target, d digest.Digest) (*cach
 	for attempt := 0; ; attempt++ {
 		var mine atomic.Bool
 		fetch := m.blobFetch(ctx, t, d)
-		rd, err := m.store.Fill(ctx, d, func(fctx context.Context) (cache.Source, error) {
+		rd, err := m.store.Fill(ctx, d, func(fctx context.Context, off int64) (cache.Source, error) {
 			mine.Store(true)
-			return fetch(fctx)
+			return fetch(fctx, off)
 		})
 		if mine.Load() {
 			return rd, err
@@ -197,15 +197,23 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 
 // blobFetch returns the fill's fetch of blob d from t's upstream. It runs
 // on the fill's own context, detached from the client that started it, but
-// with that client's credentials (those of client).
+// with that client's credentials (those of client). Asked for the blob
+// from an offset (the fill resumes a broken download), it sends a Range;
+// each call goes through the registry again, so an expired token or
+// signed redirect is renewed, and the next endpoint answers when the
+// first fails.
 func (m *Mirror) blobFetch(client context.Context, t target, d digest.Digest) cache.FetchFunc {
-	return func(ctx context.Context) (cache.Source, error) {
+	return func(ctx context.Context, off int64) (cache.Source, error) {
 		ctx = upstream.CopyCredentials(ctx, client)
+		var hdr http.Header
+		if off > 0 {
+			hdr = http.Header{"Range": {cache.RangeHeader(off)}}
+		}
 		resp, err := t.upstream.Do(ctx, upstream.Request{
-			Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(),
+			Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Header: hdr,
 		})
 		m.noteAccess(ctx, t, err)
-		if err == nil && resp.StatusCode == http.StatusOK {
+		if err == nil && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent) {
 			// Linked before the fill can store it: once visible, it is
 			// visible under this repository.
 			m.link(t, d)
@@ -213,13 +221,18 @@ func (m *Mirror) blobFetch(client context.Context, t target, d digest.Digest) ca
 		if err != nil {
 			return cache.Source{}, fmt.Errorf("fetching blob %s@%s: %w", t.repo, d, err)
 		}
-		if resp.StatusCode != http.StatusOK {
+		if resp.StatusCode != http.StatusOK && (off == 0 || resp.StatusCode != http.StatusPartialContent) {
 			_ = resp.Body.Close()
 			return cache.Source{}, badUpstream("blob %s@%s answered status %d", t.repo, d, resp.StatusCode)
 		}
 		// Blobs are recorded as octet-stream, so that they are never taken
 		// for manifests.
-		return cache.Source{Body: upstreamBody{resp.Body}, Size: resp.ContentLength, MediaType: blobContentType}, nil
+		src, err := cache.ResponseSource(resp, off, blobContentType)
+		if err != nil {
+			return cache.Source{}, fmt.Errorf("%w: blob %s@%s: %w", errBadUpstream, t.repo, d, err)
+		}
+		src.Body = upstreamBody{src.Body}
+		return src, nil
 	}
 }
 

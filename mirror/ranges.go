@@ -1,0 +1,128 @@
+package mirror
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/regcache/regcache/cache"
+)
+
+// rangeWaitWindow is how far beyond the bytes a fill has a range may start
+// and still be answered from the fill, once its bytes arrive; a range
+// further out is passed through from the upstream while the fill goes on.
+const rangeWaitWindow = 8 << 20
+
+// byteRange is one satisfiable range of an object: first to last, both
+// included.
+type byteRange struct{ first, last int64 }
+
+// parseSingleRange reads a Range header of one byte range (RFC 9110,
+// 14.1.2) against an object of size bytes. ok is false for anything else
+// (several ranges, another unit, a malformed header), which the caller
+// answers as it did before; unsatisfiable is set for a well formed range
+// that starts beyond the object.
+func parseSingleRange(v string, size int64) (br byteRange, ok, unsatisfiable bool) {
+	spec, found := strings.CutPrefix(strings.TrimSpace(v), "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return byteRange{}, false, false
+	}
+	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return byteRange{}, false, false
+	}
+	if a == "" {
+		// The last n bytes.
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n < 0 {
+			return byteRange{}, false, false
+		}
+		if n == 0 || size == 0 {
+			return byteRange{}, true, true
+		}
+		return byteRange{first: max(size-n, 0), last: size - 1}, true, false
+	}
+	first, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || first < 0 {
+		return byteRange{}, false, false
+	}
+	last := size - 1
+	if b != "" {
+		if last, err = strconv.ParseInt(b, 10, 64); err != nil || last < first {
+			return byteRange{}, false, false
+		}
+		last = min(last, size-1)
+	}
+	if first >= size {
+		return byteRange{}, true, true
+	}
+	return byteRange{first: first, last: last}, true, false
+}
+
+// serveFillRange answers a GET of one byte range of a blob still being
+// filled, as soon as those bytes can be had: from the fill once they are
+// written (at once when they already are), or, when the range starts far
+// beyond what the fill has, passed through from the upstream while the
+// fill goes on. A client of a range checks the digest of what it
+// assembles, as it does when a range is relayed. It reports false when it
+// did not handle the request (not one plain range, or an unknown size):
+// the caller waits for the verdict and serves the verified file.
+func (m *Mirror) serveFillRange(w http.ResponseWriter, r *http.Request, t target, rd *cache.Reader, d digest.Digest) (bool, error) {
+	size := rd.Size()
+	h := r.Header
+	if size < 0 || r.Method != http.MethodGet || h.Get("If-Range") != "" || h.Get("If-None-Match") != "" ||
+		h.Get("If-Match") != "" || h.Get("If-Modified-Since") != "" || h.Get("If-Unmodified-Since") != "" {
+		return false, nil
+	}
+	br, ok, unsatisfiable := parseSingleRange(h.Get("Range"), size)
+	if !ok {
+		return false, nil
+	}
+	setBlobHeaders(w.Header(), d)
+	if unsatisfiable {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+		w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+		return true, nil
+	}
+	if br.first > rd.Written()+rangeWaitWindow {
+		if ce := m.log.Check(zapcore.DebugLevel, "range beyond the fill passed through"); ce != nil {
+			ce.Write(zap.String("digest", d.String()), zap.Int64("first", br.first), zap.Int64("filled", rd.Written()))
+		}
+		w.Header().Del("Content-Range")
+		return true, m.serveUncached(w, r, t, d)
+	}
+	if _, err := rd.Seek(br.first, 0); err != nil {
+		return true, err
+	}
+	// The headers go out with the first bytes: a fill that fails before
+	// any of them arrived is still answered with a proper error.
+	n, err := rd.Ready()
+	if err != nil {
+		return true, err
+	}
+	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", br.first, br.last, size))
+	w.Header().Set("Content-Length", strconv.FormatInt(br.last-br.first+1, 10))
+	w.WriteHeader(http.StatusPartialContent)
+	rc := http.NewResponseController(w)
+	left := br.last - br.first + 1
+	for left > 0 {
+		if err != nil {
+			m.abort(r, d, err)
+		}
+		c, werr := rd.CopyTo(w, min(n, left))
+		if werr != nil {
+			return true, nil // the client left; the fill goes on without it
+		}
+		left -= c
+		_ = rc.Flush()
+		if left > 0 {
+			n, err = rd.Ready()
+		}
+	}
+	return true, nil
+}
