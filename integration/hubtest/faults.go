@@ -167,9 +167,11 @@ type Fault struct {
 }
 
 // SetFault replaces the active faults by f; the zero Fault clears them.
-// It is safe to call while requests are served.
+// It is safe to call while requests are served. Transfers under way that
+// a bandwidth fault paces go on at full speed from then on.
 func (h *Hub) SetFault(f Fault) {
 	h.mu.Lock()
+	h.faultGen++
 	h.faults = nil
 	if f.Kind != FaultNone {
 		h.faults = []Fault{f}
@@ -219,9 +221,17 @@ func (f Fault) applies(p faultPoint) bool {
 	return true
 }
 
+// paced reports whether a transfer that a bandwidth fault began pacing at
+// generation gen is still to be paced: SetFault was not called since.
+func (h *Hub) paced(gen uint64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.faultGen == gen
+}
+
 // takeFaults returns the active faults that apply to a request at p, and
-// spends one of the Count of each.
-func (h *Hub) takeFaults(p faultPoint) []Fault {
+// spends one of the Count of each, with the generation of the faults.
+func (h *Hub) takeFaults(p faultPoint) ([]Fault, uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var taken []Fault
@@ -240,7 +250,7 @@ func (h *Hub) takeFaults(p faultPoint) []Fault {
 	}
 	clear(h.faults[len(kept):])
 	h.faults = kept
-	return taken
+	return taken, h.faultGen
 }
 
 // urlLifetime returns the lifetime of a signed blob URL for a front blob
@@ -259,22 +269,23 @@ func urlLifetime(faults []Fault) time.Duration {
 // and whether a fault already answered, in which case the caller must
 // stop.
 func (h *Hub) applyFaults(w http.ResponseWriter, r *http.Request, p faultPoint) (http.ResponseWriter, []Fault, bool) {
-	faults := h.takeFaults(p)
+	faults, gen := h.takeFaults(p)
 	if len(faults) == 0 {
 		return w, nil, false
 	}
 	h.Counters.Faults.Add(1)
 	for _, f := range faults {
 		var answered bool
-		if w, answered = h.apply(w, r, f); answered {
+		if w, answered = h.apply(w, r, f, gen); answered {
 			return w, faults, true
 		}
 	}
 	return w, faults, false
 }
 
-// apply applies one fault, as applyFaults does.
-func (h *Hub) apply(w http.ResponseWriter, r *http.Request, f Fault) (http.ResponseWriter, bool) {
+// apply applies one fault of generation gen, as applyFaults does.
+func (h *Hub) apply(w http.ResponseWriter, r *http.Request, f Fault, gen uint64) (http.ResponseWriter, bool) {
+	paced := func() bool { return h.paced(gen) }
 	switch f.Kind {
 	case FaultRefuse:
 		conn, _, err := http.NewResponseController(w).Hijack()
@@ -298,11 +309,11 @@ func (h *Hub) apply(w http.ResponseWriter, r *http.Request, f Fault) (http.Respo
 		}
 	case FaultBandwidth:
 		if f.BytesPerSecond > 0 {
-			return &pacedWriter{ResponseWriter: w, ctx: r.Context(), chunk: paceChunk(f.BytesPerSecond), due: responseRate(f.BytesPerSecond)}, false
+			return &pacedWriter{ResponseWriter: w, ctx: r.Context(), chunk: paceChunk(f.BytesPerSecond), due: responseRate(f.BytesPerSecond), paced: paced}, false
 		}
 	case FaultConnBandwidth:
 		if p := connPacerOf(r); p != nil && f.BytesPerSecond > 0 {
-			return &pacedWriter{ResponseWriter: w, ctx: r.Context(), chunk: paceChunk(f.BytesPerSecond), due: p.pace(f.BytesPerSecond)}, false
+			return &pacedWriter{ResponseWriter: w, ctx: r.Context(), chunk: paceChunk(f.BytesPerSecond), due: p.pace(f.BytesPerSecond), paced: paced}, false
 		}
 	case FaultTruncate, FaultCorrupt, FaultNoBody:
 		return &bodyFaultWriter{ResponseWriter: w, kind: f.Kind}, false

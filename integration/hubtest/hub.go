@@ -92,6 +92,7 @@ type Hub struct {
 	pullLimit int
 	pullsUsed int
 	faults    []Fault
+	faultGen  uint64 // counts SetFault calls
 }
 
 // Start starts the registry, the front, the token realm and the CDN, each

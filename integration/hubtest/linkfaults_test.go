@@ -352,3 +352,35 @@ func TestAddFault(t *testing.T) {
 		t.Errorf("%d faults left after their counts were spent", left)
 	}
 }
+
+// TestSetFaultEndsPace: a transfer paced at 4 KB/s goes on at full speed
+// once SetFault replaces the fault; at the old pace its 1 MiB would take
+// over four minutes, past the client's 60-second limit.
+func TestSetFaultEndsPace(t *testing.T) {
+	h := startHub(t, Options{})
+	const size = 1 << 20
+	layer, _, err := h.PushLargeBlobImage("library/pace", "1", size, 15)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []FaultKind{FaultBandwidth, FaultConnBandwidth} {
+		t.Run(kind.String(), func(t *testing.T) {
+			h.SetFault(Fault{Kind: kind, Target: TargetBlob, BytesPerSecond: 4 << 10})
+			client := &http.Client{Timeout: time.Minute}
+			resp, err := client.Get(h.signedBlobURL("library/pace", layer, cdnLifetime))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			head := make([]byte, 1024)
+			if _, err := io.ReadFull(resp.Body, head); err != nil {
+				t.Fatal(err)
+			}
+			h.SetFault(Fault{})
+			rest, err := io.ReadAll(resp.Body)
+			if err != nil || len(head)+len(rest) != size {
+				t.Errorf("after SetFault: %d bytes, %v", len(head)+len(rest), err)
+			}
+		})
+	}
+}

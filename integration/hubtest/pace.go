@@ -35,6 +35,9 @@ type pacedWriter struct {
 	chunk int
 	// due books n more bytes and returns when they have left.
 	due func(n int) time.Time
+	// paced reports whether the pace still holds; once it does not, the
+	// rest of the body goes at full speed.
+	paced func() bool
 }
 
 // responseRate returns the pace of FaultBandwidth: rate bytes per second
@@ -52,6 +55,10 @@ func responseRate(rate int64) func(int) time.Time {
 func (pw *pacedWriter) Write(p []byte) (int, error) {
 	total := 0
 	for len(p) > 0 {
+		if !pw.paced() {
+			n, err := pw.ResponseWriter.Write(p)
+			return total + n, err
+		}
 		n, err := pw.ResponseWriter.Write(p[:min(pw.chunk, len(p))])
 		total += n
 		if err != nil {
