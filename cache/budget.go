@@ -59,6 +59,9 @@ type Stats struct {
 	// FillRestarts counts the fills that started over from the first byte
 	// (an upstream that ignored or botched a range), since Open.
 	FillRestarts int64
+	// FillSplits counts the fills fetched in several ranges at once,
+	// since Open.
+	FillSplits int64
 	// PartialsContinued counts the fills that continued a partial download
 	// an earlier fill left, since Open.
 	PartialsContinued int64
@@ -83,6 +86,7 @@ func (s *Store) Stats() Stats {
 		FillResumes:       s.fillResumes.Load(),
 		FillRestarts:      s.fillRestarts.Load(),
 		PartialsContinued: s.partialsContinued.Load(),
+		FillSplits:        s.fillSplits.Load(),
 	}
 }
 

@@ -48,6 +48,11 @@ type transfer struct {
 	noRanges bool
 	// cmp is the buffer the bytes of the file are read into to compare.
 	cmp []byte
+	// segs are the workers fetching later ranges, nil in one stream; the
+	// main stream then stops at limit.
+	segs       *segments
+	limit      int64
+	splitTried bool
 }
 
 // errBreak marks a body that broke (reset, stall, early end): the fill
@@ -127,11 +132,12 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, bool, 
 		fl.reserved = src.Size
 		s.reserve(src.Size)
 	}
-	s.recordPartial(fl, t.written)
+	s.recordPartial(fl, t.written, false)
 	if t.written > 0 {
 		fl.progress(t.written)
 	}
 	close(fl.ready)
+	defer t.stopSegments()
 	return t.run(src)
 }
 
@@ -144,8 +150,14 @@ func (t *transfer) run(src Source) (int64, bool, error) {
 	var cause, err error
 	for {
 		if src.Body != nil {
+			if t.segs == nil && t.pos == src.Offset && t.split(src.Segment) {
+				s.recordPartial(fl, t.pos, true)
+			}
 			before := t.high
 			err = t.copy(src)
+			if err == nil && t.segs != nil {
+				err = t.catchUp()
+			}
 			if err == nil {
 				err = t.verify()
 				if err == nil {
@@ -245,6 +257,11 @@ func (t *transfer) restart() {
 // without progress, doubling from the store's backoff; false when the
 // store closes meanwhile.
 func (t *transfer) pause(failures int) bool {
+	return t.pauseCtx(t.s.ctx, failures)
+}
+
+// pauseCtx is pause, ended early by ctx.
+func (t *transfer) pauseCtx(ctx context.Context, failures int) bool {
 	wait := t.s.fillBackoff << min(failures-1, 16)
 	wait = min(wait, maxRetryBackoff)
 	timer := time.NewTimer(wait)
@@ -252,7 +269,7 @@ func (t *transfer) pause(failures int) bool {
 	select {
 	case <-timer.C:
 		return true
-	case <-t.s.ctx.Done():
+	case <-ctx.Done():
 		return false
 	}
 }
@@ -280,11 +297,22 @@ func (t *transfer) copy(src Source) error {
 	defer fillBuffers.Put(bp)
 	buf := *bp
 	for {
-		n, rerr := src.Body.Read(buf)
+		want := buf
+		if t.segs != nil {
+			// The workers fetch what lies beyond.
+			if t.pos >= t.limit {
+				return nil
+			}
+			want = buf[:min(int64(len(buf)), t.limit-t.pos)]
+		}
+		n, rerr := src.Body.Read(want)
 		if n > 0 {
-			if err := t.absorb(buf[:n], size); err != nil {
+			if err := t.absorb(want[:n], size); err != nil {
 				return err
 			}
+		}
+		if t.segs != nil && t.pos >= t.limit {
+			return nil
 		}
 		if rerr == io.EOF {
 			if size >= 0 && t.pos < size {
@@ -360,13 +388,14 @@ func (t *transfer) verify() error {
 }
 
 // recordPartial writes the sidecar of fl's download, so that a later fill
-// (after a crash, too) can continue it.
-func (s *Store) recordPartial(fl *fill, offset int64) {
+// (after a crash, too) can continue it. segmented tells that the file may
+// hold bytes beyond offset that are not part of a whole prefix.
+func (s *Store) recordPartial(fl *fill, offset int64, segmented bool) {
 	if s.shared != nil {
 		return
 	}
 	err := writeSidecar(fl.tmpPath, partialMeta{Digest: fl.d, Size: fl.size, MediaType: fl.mediaType,
-		Offset: offset, Updated: s.now()})
+		Offset: offset, Segmented: segmented, Updated: s.now()})
 	if err != nil {
 		if c := s.log.Check(zapcore.DebugLevel, "recording a download"); c != nil {
 			c.Write(zap.String("digest", fl.d.String()), zap.Error(err))
@@ -381,7 +410,13 @@ func (s *Store) recordPartial(fl *fill, offset int64) {
 // reports whether the download was kept.
 func (s *Store) keepPartial(fl *fill, tmp *os.File, written int64, keep bool) bool {
 	if keep && written > 0 && s.shared == nil {
-		if err := tmp.Sync(); err == nil {
+		// Bytes of later ranges beyond the prefix go: a later fill takes
+		// the file's length for the prefix.
+		err := tmp.Truncate(written)
+		if err == nil {
+			err = tmp.Sync()
+		}
+		if err == nil {
 			err = writeSidecar(fl.tmpPath, partialMeta{Digest: fl.d, Size: fl.size, MediaType: fl.mediaType,
 				Offset: written, Updated: s.now()})
 			if err == nil {

@@ -30,6 +30,10 @@ type Source struct {
 	// Offset is where Body starts in the content: the off asked for, or 0
 	// when the upstream answered the whole content.
 	Offset int64
+	// Segment, when set, fetches exact ranges of the content: a fill of
+	// at least Options.FillSplitSize bytes then fetches later ranges over
+	// further connections while Body brings the first.
+	Segment SegmentFunc
 	// MediaType is recorded with the object.
 	MediaType string
 	// Done, when set, is called once with the fill's verdict: the verified

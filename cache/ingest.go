@@ -40,6 +40,10 @@ type partialMeta struct {
 	// Offset is how many of the content's first bytes the data file held
 	// when the sidecar was written.
 	Offset int64 `json:"offset"`
+	// Segmented is set while a fill fetches the content in several
+	// ranges: the data file may then hold bytes of later ranges, and only
+	// its first Offset bytes are a prefix of the content.
+	Segmented bool `json:"segmented,omitempty"`
 	// Updated is when the sidecar was written.
 	Updated time.Time `json:"updated"`
 }
@@ -102,8 +106,19 @@ func (s *Store) openPartial(d digest.Digest) (*os.File, int64, partialMeta, erro
 		fi.Size() > 0 && (m.Size < 0 || fi.Size() <= m.Size) {
 		// The data file may hold more than the sidecar's offset (a crash
 		// before the sidecar was rewritten): the bytes are verified with
-		// the rest at the end, and a mismatch starts over.
-		return f, fi.Size(), m, nil
+		// the rest at the end, and a mismatch starts over. A download in
+		// ranges holds a whole prefix only up to the offset.
+		n := fi.Size()
+		if m.Segmented {
+			n = min(n, m.Offset)
+			if err := f.Truncate(n); err != nil {
+				_ = f.Close()
+				return nil, 0, partialMeta{}, err
+			}
+		}
+		if n > 0 {
+			return f, n, m, nil
+		}
 	}
 	_ = os.Remove(path + sidecarSuffix)
 	if err := f.Truncate(0); err != nil {

@@ -54,22 +54,26 @@ func (o *faultyOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o.ranges = append(o.ranges, rg)
 	o.mu.Unlock()
 	size := int64(len(o.data))
-	var off int64
+	off, end := int64(0), size
 	if rg != "" && !o.ignoreRange {
 		if o.refuseRanges {
 			http.Error(w, "busy", http.StatusServiceUnavailable)
 			return
 		}
 		v, ok := strings.CutPrefix(rg, "bytes=")
-		v, ok2 := strings.CutSuffix(v, "-")
-		o, err := strconv.ParseInt(v, 10, 64)
-		if !ok || !ok2 || err != nil || o >= size {
+		a, b, ok2 := strings.Cut(v, "-")
+		first, err := strconv.ParseInt(a, 10, 64)
+		last := size - 1
+		if b != "" {
+			last, err = strconv.ParseInt(b, 10, 64)
+		}
+		if !ok || !ok2 || err != nil || first >= size || last < first || last >= size {
 			http.Error(w, "bad range", http.StatusRequestedRangeNotSatisfiable)
 			return
 		}
-		off = o
+		off, end = first, last+1
 	}
-	body := o.data[off:]
+	body := o.data[off:end]
 	if o.corruptLater > 0 && n > 1 && int64(o.corruptLater) >= off {
 		body = bytes.Clone(body)
 		body[int64(o.corruptLater)-off] ^= 0xff
@@ -80,7 +84,7 @@ func (o *faultyOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if o.shiftRange {
 			first++
 		}
-		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, size-1, size))
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, end-1, size))
 		w.WriteHeader(http.StatusPartialContent)
 	} else {
 		w.WriteHeader(http.StatusOK)
@@ -123,6 +127,22 @@ func httpFetch(url string) FetchFunc {
 			return Source{}, err
 		}
 		return ResponseSource(resp, off, "application/octet-stream")
+	}
+}
+
+// httpSegment fetches exact ranges from url, the way the mirror does.
+func httpSegment(url string, size int64) SegmentFunc {
+	return func(ctx context.Context, first, last int64) (io.ReadCloser, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", first, last))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		return ResponseSegment(resp, first, last, size)
 	}
 }
 
@@ -424,5 +444,124 @@ func TestWholePartialDownloadIsOnlyVerified(t *testing.T) {
 	}
 	if n := o.requests.Load(); n != 0 {
 		t.Errorf("%d upstream requests for bytes the disk had, want 0", n)
+	}
+}
+
+func TestFillInSegments(t *testing.T) {
+	data, d := content(6<<20 + 3)
+	size := int64(len(data))
+	tests := []struct {
+		name   string
+		origin *faultyOrigin
+		// ranges is how many range requests the fill made, at least.
+		ranges int
+		splits int64
+	}{
+		{"good origin", &faultyOrigin{}, 3, 1},
+		{"every transfer cut after 700000 bytes", &faultyOrigin{cutAfter: 700000}, 8, 1},
+		{"ranges ignored: one stream", &faultyOrigin{ignoreRange: true}, 0, 1},
+		{"wrong Content-Range: one stream", &faultyOrigin{shiftRange: true}, 0, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.origin
+			o.data = data
+			url := startOrigin(t, o)
+			s := openTestWith(t, Options{Dir: t.TempDir(), FillConnections: 4, FillSplitSize: 4 << 20})
+			fetch := func(ctx context.Context, off int64) (Source, error) {
+				src, err := httpFetch(url)(ctx, off)
+				src.Segment = httpSegment(url, size)
+				return src, err
+			}
+			r, err := s.Fill(t.Context(), d, fetch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(r)
+			r.Close()
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("read %d bytes, %v; want the blob", len(got), err)
+			}
+			ranged := 0
+			for _, rg := range o.rangesSeen() {
+				if rg != "" {
+					ranged++
+				}
+			}
+			if ranged < tc.ranges {
+				t.Errorf("%d range requests (%q), want at least %d", ranged, o.rangesSeen(), tc.ranges)
+			}
+			if n := s.Stats().FillSplits; n != tc.splits {
+				t.Errorf("%d fills split, want %d", n, tc.splits)
+			}
+			if obj, err := s.Stat(d); err != nil || obj.Size != size {
+				t.Errorf("not stored: %+v, %v", obj, err)
+			}
+		})
+	}
+}
+
+func TestSegmentedPartialKeepsOnlyItsPrefix(t *testing.T) {
+	data, d := content(6 << 20)
+	size := int64(len(data))
+	dir := t.TempDir()
+	// Ranges are cut after 500000 bytes and then refused, so the fill gives
+	// up with bytes of several ranges in its file.
+	o := &faultyOrigin{data: data, cutAfter: 500000}
+	url := startOrigin(t, o)
+	var refuse atomic.Bool
+	fetch := func(ctx context.Context, off int64) (Source, error) {
+		if refuse.Load() {
+			return Source{}, errors.New("refused")
+		}
+		src, err := httpFetch(url)(ctx, off)
+		src.Segment = func(ctx context.Context, first, last int64) (io.ReadCloser, error) {
+			if o.requests.Load() > 4 {
+				refuse.Store(true)
+			}
+			if refuse.Load() {
+				return nil, errors.New("refused")
+			}
+			return httpSegment(url, size)(ctx, first, last)
+		}
+		return src, err
+	}
+	s, err := Open(Options{Dir: dir, FillConnections: 4, FillSplitSize: 4 << 20, FillRetries: 1, FillRetryBackoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Fill(t.Context(), d, fetch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Wait(t.Context()); err == nil {
+		t.Fatal("verified without its bytes")
+	}
+	r.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "ingest", "partial-sha256-"+d.Encoded())
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(kept, data[:fi.Size()]) {
+		t.Fatalf("the kept partial download (%d bytes) is not a prefix of the content: %v", fi.Size(), err)
+	}
+	second := &faultyOrigin{data: data}
+	s = openTest(t, dir)
+	r, err = s.Fill(t.Context(), d, httpFetch(startOrigin(t, second)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("continued: %d bytes, %v", len(got), err)
+	}
+	if rs := second.rangesSeen(); !slices.Equal(rs, []string{fmt.Sprintf("bytes=%d-", fi.Size())}) {
+		t.Errorf("continued with %q, want only the missing bytes", rs)
 	}
 }

@@ -3,6 +3,7 @@ package cache
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -69,4 +70,27 @@ func parseContentRange(v string) (first, last, total int64, err error) {
 		return 0, 0, 0, fmt.Errorf("Content-Range %q is malformed or has no total size", v)
 	}
 	return first, last, total, nil
+}
+
+// ResponseSegment checks an upstream's answer to a GET of bytes first to
+// last of content of size bytes, and returns its body: a 206 whose
+// Content-Range is exactly that range; anything else closes the body and
+// returns an error wrapping ErrRangeMismatch.
+func ResponseSegment(resp *http.Response, first, last, size int64) (io.ReadCloser, error) {
+	if resp.StatusCode != http.StatusPartialContent {
+		_ = resp.Body.Close()
+		return nil, fmt.Errorf("%w: asked for bytes %d-%d and got status %d", ErrRangeMismatch, first, last, resp.StatusCode)
+	}
+	a, b, total, err := parseContentRange(resp.Header.Get("Content-Range"))
+	if err == nil && (a != first || b != last || total != size) {
+		err = fmt.Errorf("asked for bytes %d-%d/%d and got %d-%d/%d", first, last, size, a, b, total)
+	}
+	if err == nil && resp.ContentLength >= 0 && resp.ContentLength != last-first+1 {
+		err = fmt.Errorf("Content-Range %d-%d with Content-Length %d", first, last, resp.ContentLength)
+	}
+	if err != nil {
+		_ = resp.Body.Close()
+		return nil, fmt.Errorf("%w: %w", ErrRangeMismatch, err)
+	}
+	return resp.Body, nil
 }

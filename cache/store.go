@@ -58,6 +58,12 @@ const (
 	// DefaultFillRetryBackoff is the default pause after a fill's first
 	// attempt without progress (it doubles with each further one): 500ms.
 	DefaultFillRetryBackoff = 500 * time.Millisecond
+	// DefaultFillConnections is how many connections a large fill uses by
+	// default: 4.
+	DefaultFillConnections = 4
+	// DefaultFillSplitSize is the size from which a fill uses several
+	// connections by default: 32 MiB.
+	DefaultFillSplitSize = 32 << 20
 	// DefaultIngestMaxBytes is how many bytes of partial downloads the
 	// ingest area keeps by default: 4 GiB.
 	DefaultIngestMaxBytes = 4 << 30
@@ -113,6 +119,14 @@ type Options struct {
 	// progress; it doubles with each further one, up to 30s. Default:
 	// 500ms.
 	FillRetryBackoff time.Duration
+	// FillConnections is how many ranges a fill of at least FillSplitSize
+	// bytes fetches at once, each over its own connection, when its
+	// source can fetch ranges (Source.Segment); 1 fetches every fill in
+	// one stream. Default: 4.
+	FillConnections int
+	// FillSplitSize is the size from which a fill is fetched in ranges.
+	// Default: 32 MiB.
+	FillSplitSize int64
 	// IngestMaxBytes bounds the partial downloads kept for a later fill
 	// of their digest to continue (a fill that gave up, or was stopped by
 	// Close): beyond it the oldest are removed. Default: 4 GiB.
@@ -162,10 +176,13 @@ type Store struct {
 	fillRetries      int
 	fillBackoff      time.Duration
 	ingestMaxBytes   int64
+	fillConnections  int
+	fillSplitSize    int64
 	ingestMaxAge     time.Duration
 
 	fillResumes       atomic.Int64
 	fillRestarts      atomic.Int64
+	fillSplits        atomic.Int64
 	partialsContinued atomic.Int64
 
 	access accessLog
@@ -232,6 +249,12 @@ func Open(opts Options) (*Store, error) {
 	if opts.FillRetryBackoff <= 0 {
 		opts.FillRetryBackoff = DefaultFillRetryBackoff
 	}
+	if opts.FillConnections <= 0 {
+		opts.FillConnections = DefaultFillConnections
+	}
+	if opts.FillSplitSize <= 0 {
+		opts.FillSplitSize = DefaultFillSplitSize
+	}
 	if opts.IngestMaxBytes <= 0 {
 		opts.IngestMaxBytes = DefaultIngestMaxBytes
 	}
@@ -256,6 +279,8 @@ func Open(opts Options) (*Store, error) {
 		fillRetries:      opts.FillRetries,
 		fillBackoff:      opts.FillRetryBackoff,
 		ingestMaxBytes:   opts.IngestMaxBytes,
+		fillConnections:  opts.FillConnections,
+		fillSplitSize:    opts.FillSplitSize,
 		ingestMaxAge:     opts.IngestMaxAge,
 		inUse:            make(map[digest.Digest]int),
 	}

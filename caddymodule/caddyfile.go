@@ -45,6 +45,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		stall_timeout    <duration>
 //		max_downloads    <n>
 //		fill_retries     <n>
+//		fill_connections <n>
+//		fill_split_size  <size>
 //		ingest_max_size  <size>
 //		ingest_max_age   <duration>
 //		max_upstream_requests <n>
@@ -95,7 +97,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if h.Storage == "" && h.S3 == nil {
 				return d.ArgErr()
 			}
-		case "max_size", "memory", "ingest_max_size":
+		case "max_size", "memory", "ingest_max_size", "fill_split_size":
 			opt := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -109,6 +111,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.MaxSize = size
 			case "memory":
 				h.Memory = size
+			case "fill_split_size":
+				h.FillSplitSize = size
 			default:
 				h.IngestMaxSize = size
 			}
@@ -138,7 +142,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("negative_ttl: %v", err)
 			}
 			h.NegativeTTL = ttl
-		case "rate_limit_reserve", "max_downloads", "max_upstream_requests", "fill_retries":
+		case "rate_limit_reserve", "max_downloads", "max_upstream_requests", "fill_retries", "fill_connections":
 			opt := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -154,6 +158,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.MaxDownloads = n
 			case "fill_retries":
 				h.FillRetries = n
+			case "fill_connections":
+				h.FillConnections = n
 			default:
 				h.MaxUpstreamRequests = n
 			}

@@ -172,6 +172,21 @@ type Handler struct {
 	// cache directory is first opened. Default: 5.
 	FillRetries int `json:"fill_retries,omitempty"`
 
+	// FillConnections is how many connections a download of a large blob
+	// (at least fill_split_size) uses at once: the blob is cut into as
+	// many ranges, each fetched over its own connection and written at its
+	// offset, while clients stream the verified prefix as it grows. On a
+	// link that caps each connection this multiplies the speed of a first
+	// pull. An upstream that does not answer ranges is read in one stream.
+	// 1 turns it off. It applies when the cache directory is first opened.
+	// Default: 4.
+	FillConnections int `json:"fill_connections,omitempty"`
+
+	// FillSplitSize is the size in bytes from which a blob download uses
+	// fill_connections. It applies when the cache directory is first
+	// opened. Default: 32 MiB.
+	FillSplitSize int64 `json:"fill_split_size,omitempty"`
+
 	// IngestMaxSize bounds, in bytes, the partial downloads kept in the
 	// cache directory's ingest/ area: a download that gave up, or was
 	// stopped by a restart, is kept so that the next request for its blob
@@ -324,9 +339,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MaxFills:    h.MaxDownloads,
 		Logger:      h.logger.Named("cache"),
 
-		FillRetries:    h.FillRetries,
-		IngestMaxBytes: h.IngestMaxSize,
-		IngestMaxAge:   time.Duration(h.IngestMaxAge),
+		FillRetries:     h.FillRetries,
+		FillConnections: h.FillConnections,
+		FillSplitSize:   h.FillSplitSize,
+		IngestMaxBytes:  h.IngestMaxSize,
+		IngestMaxAge:    time.Duration(h.IngestMaxAge),
 	}
 	if h.S3 != nil {
 		tier, err := s3tier.New(h.S3.tierConfig(repl, h.logger.Named("s3")))
@@ -415,9 +432,9 @@ func (h *Handler) Validate() error {
 	if h.StaleIfError < 0 {
 		return fmt.Errorf("stale_if_error must not be negative, got %s", time.Duration(h.StaleIfError))
 	}
-	if h.FillRetries < 0 || h.IngestMaxSize < 0 || h.IngestMaxAge < 0 {
-		return fmt.Errorf("fill_retries, ingest_max_size and ingest_max_age must not be negative, got %d, %d and %s",
-			h.FillRetries, h.IngestMaxSize, time.Duration(h.IngestMaxAge))
+	if h.FillRetries < 0 || h.IngestMaxSize < 0 || h.IngestMaxAge < 0 || h.FillConnections < 0 || h.FillSplitSize < 0 {
+		return fmt.Errorf("fill_retries, fill_connections, fill_split_size, ingest_max_size and ingest_max_age must not be negative, got %d, %d, %d, %d and %s",
+			h.FillRetries, h.FillConnections, h.FillSplitSize, h.IngestMaxSize, time.Duration(h.IngestMaxAge))
 	}
 	if h.MaxDownloads < 0 || h.MaxUpstreamRequests < 0 {
 		return fmt.Errorf("max_downloads and max_upstream_requests must not be negative, got %d and %d", h.MaxDownloads, h.MaxUpstreamRequests)

@@ -75,3 +75,29 @@ func TestRangeOfAColdBlob(t *testing.T) {
 		t.Errorf("the ranges do not hold the blob's bytes")
 	}
 }
+
+// TestLargeBlobIsFetchedInRanges pulls a blob above fill_split_size over
+// a link that caps each connection: the mirror fetches it as
+// fill_connections ranges at once, and the client gets it whole and
+// verified in one stream.
+func TestLargeBlobIsFetchedInRanges(t *testing.T) {
+	const size = 16 << 20
+	layer, _, err := hub.PushLargeBlobImage("library/split", "1", size, 43)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := startMirror(t, siteOptions{block: "fill_connections 4\n\t\tfill_split_size 8MiB"})
+	hub.Counters.Reset()
+	hub.SetFault(hubtest.Fault{Kind: hubtest.FaultBandwidth, Target: hubtest.TargetBlob, BytesPerSecond: 8 << 20})
+	t.Cleanup(func() { hub.SetFault(hubtest.Fault{}) })
+	resp := m.do(t, http.MethodGet, "/v2/split/blobs/"+layer)
+	got, n, err := hashBody(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil || got != layer || n != size {
+		t.Fatalf("status %d, %s (%d bytes), %v; want the whole blob", resp.StatusCode, got, n, err)
+	}
+	wantCount(t, "CDN GETs: the first and three ranges", hub.Counters.CDNGET.Load(), 4)
+	if moved := hub.Counters.CDNBytes.Load(); moved > size*11/10 {
+		t.Errorf("the CDN sent %d bytes for a %d-byte blob, want at most 1.1x", moved, size)
+	}
+}

@@ -232,7 +232,31 @@ func (m *Mirror) blobFetch(client context.Context, t target, d digest.Digest) ca
 			return cache.Source{}, fmt.Errorf("%w: blob %s@%s: %w", errBadUpstream, t.repo, d, err)
 		}
 		src.Body = upstreamBody{src.Body}
+		if src.Size > 0 {
+			src.Segment = m.blobSegment(client, t, d, src.Size)
+		}
 		return src, nil
+	}
+}
+
+// blobSegment returns the fetch of exact ranges of blob d (of size bytes)
+// from t's upstream, with the credentials of client, for a fill fetched
+// over several connections.
+func (m *Mirror) blobSegment(client context.Context, t target, d digest.Digest, size int64) cache.SegmentFunc {
+	return func(ctx context.Context, first, last int64) (io.ReadCloser, error) {
+		ctx = upstream.CopyCredentials(ctx, client)
+		resp, err := t.upstream.Do(ctx, upstream.Request{
+			Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(),
+			Header: http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", first, last)}},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("fetching blob %s@%s: %w", t.repo, d, err)
+		}
+		body, err := cache.ResponseSegment(resp, first, last, size)
+		if err != nil {
+			return nil, fmt.Errorf("blob %s@%s: %w", t.repo, d, err)
+		}
+		return upstreamBody{body}, nil
 	}
 }
 
