@@ -62,6 +62,11 @@ type Stats struct {
 	// FillSplits counts the fills fetched in several ranges at once,
 	// since Open.
 	FillSplits int64
+	// SourceSwitches counts the times a fill turned to another source of
+	// its content after the one it used failed or stalled, since Open.
+	SourceSwitches int64
+	// Prefetches counts the fills started by Prefetch, since Open.
+	Prefetches int64
 	// PartialsContinued counts the fills that continued a partial download
 	// an earlier fill left, since Open.
 	PartialsContinued int64
@@ -87,6 +92,8 @@ func (s *Store) Stats() Stats {
 		FillRestarts:      s.fillRestarts.Load(),
 		PartialsContinued: s.partialsContinued.Load(),
 		FillSplits:        s.fillSplits.Load(),
+		Prefetches:        s.prefetches.Load(),
+		SourceSwitches:    s.sourceSwitches.Load(),
 	}
 }
 

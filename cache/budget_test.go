@@ -276,18 +276,24 @@ func TestFillSlots(t *testing.T) {
 }
 
 // waitFillsDone waits until no fill is registered.
-func waitFillsDone(t *testing.T, s *Store) {
+func waitFillsDone(t testing.TB, s *Store) {
+	t.Helper()
+	waitFillsAtMost(t, s, 0)
+}
+
+// waitFillsAtMost waits until at most n fills are registered.
+func waitFillsAtMost(t testing.TB, s *Store, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s.mu.Lock()
-		n := len(s.fills)
+		left := len(s.fills)
 		s.mu.Unlock()
-		if n == 0 {
+		if left <= n {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d fills never ended", n)
+			t.Fatalf("%d fills never ended", left)
 		}
 		time.Sleep(time.Millisecond)
 	}

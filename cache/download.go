@@ -8,6 +8,7 @@ import (
 	"hash"
 	"io"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -53,7 +54,24 @@ type transfer struct {
 	segs       *segments
 	limit      int64
 	splitTried bool
+	// splitPending is set while a planned split waits for splitAt.
+	splitPending bool
+	splitAt      time.Time
+	// segment fetches exact ranges once the fill is split: the main
+	// stream continues its own range with it.
+	segment SegmentFunc
+	// source is the index of the source the next attempt uses (see
+	// fill.source); slow is set when the watchdog dropped a body that sent
+	// nothing while other sources were there.
+	source int
+	slow   atomic.Bool
+	// lastByte is when the current body last gave bytes, in Unix
+	// nanoseconds.
+	lastByte atomic.Int64
 }
+
+// errFirstRange ends a first body that brought only the bytes asked for.
+var errFirstRange = errors.New("the first range is done")
 
 // errBreak marks a body that broke (reset, stall, early end): the fill
 // goes on from the bytes it has.
@@ -150,8 +168,8 @@ func (t *transfer) run(src Source) (int64, bool, error) {
 	var cause, err error
 	for {
 		if src.Body != nil {
-			if t.segs == nil && t.pos == src.Offset && t.split(src.Segment) {
-				s.recordPartial(fl, t.pos, true)
+			if t.segs == nil && t.pos == src.Offset {
+				t.planSplit(src.Segment, src.End)
 			}
 			before := t.high
 			err = t.copy(src)
@@ -168,9 +186,15 @@ func (t *transfer) run(src Source) (int64, bool, error) {
 			if !errors.As(err, &brk) {
 				return t.fail(err)
 			}
-			if t.high > before {
+			progressed := t.high > before
+			if progressed {
 				failures = 0
 			}
+			if (!progressed || t.slow.Swap(false)) && fl.hasOtherSources() {
+				t.nextSource()
+			}
+		} else if fl.hasOtherSources() {
+			t.nextSource()
 		}
 		if failures == 0 {
 			cause = err
@@ -204,7 +228,19 @@ func (t *transfer) reopen() (Source, error) {
 	if off > 0 {
 		s.fillResumes.Add(1)
 	}
-	src, err := t.fetch(s.ctx, off)
+	var src Source
+	var err error
+	if t.segment != nil && t.limit > t.pos && off == t.pos {
+		// The main stream's own range, no further: the workers have the
+		// rest.
+		var body io.ReadCloser
+		body, err = t.segment(s.ctx, off, t.limit-1)
+		src = Source{Body: body, Size: fl.size, MediaType: fl.mediaType, Offset: off, End: t.limit}
+	} else {
+		var fetch FetchFunc
+		fetch, t.source = fl.source(t.fetch, t.source)
+		src, err = fetch(s.ctx, off)
+	}
 	if err == nil && src.Body == nil {
 		err = errors.New("the upstream returned no body")
 	}
@@ -221,6 +257,39 @@ func (t *transfer) reopen() (Source, error) {
 		return Source{}, fmt.Errorf("filling %s: continuing at byte %d: %w", fl.d, off, err)
 	}
 	return src, nil
+}
+
+// nextSource makes the next attempt use the fill's next source. A fill
+// split into ranges goes on in one stream: the workers fetch from the
+// source that failed.
+func (t *transfer) nextSource() {
+	t.source++
+	t.s.sourceSwitches.Add(1)
+	t.stopSegments()
+	if c := t.s.log.Check(zapcore.DebugLevel, "fill switching source"); c != nil {
+		c.Write(zap.String("digest", t.fl.d.String()), zap.Int64("offset", t.pos))
+	}
+}
+
+// watch drops body when it sends nothing for the store's slow-source time
+// while the fill has other sources, marking the attempt slow; it returns
+// when done closes.
+func (t *transfer) watch(body io.Closer, done <-chan struct{}) {
+	tick := time.NewTicker(min(t.s.slowSource/4, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-tick.C:
+			idle := now.Sub(time.Unix(0, t.lastByte.Load()))
+			if idle >= t.s.slowSource && t.fl.hasOtherSources() {
+				t.slow.Store(true)
+				_ = body.Close()
+				return
+			}
+		}
+	}
 }
 
 // accept checks that src continues the content at the prefix reached: it
@@ -292,29 +361,51 @@ func (t *transfer) copy(src Source) error {
 			_ = src.Body.Close()
 		}
 	}()
+	t.lastByte.Store(time.Now().UnixNano())
+	done := make(chan struct{})
+	defer close(done)
+	go t.watch(src.Body, done)
 	size := fl.size
 	bp := fillBuffers.Get().(*[]byte)
 	defer fillBuffers.Put(bp)
 	buf := *bp
 	for {
 		want := buf
-		if t.segs != nil {
-			// The workers fetch what lies beyond.
+		if t.limit > 0 {
+			// The workers fetch (or are about to fetch) what lies beyond.
 			if t.pos >= t.limit {
-				return nil
+				if t.endOwnRange() {
+					return nil
+				}
+				return errBreak{fmt.Errorf("filling %s: continuing after the first %d bytes: %w", fl.d, t.pos, errFirstRange)}
 			}
 			want = buf[:min(int64(len(buf)), t.limit-t.pos)]
 		}
 		n, rerr := src.Body.Read(want)
 		if n > 0 {
+			t.lastByte.Store(time.Now().UnixNano())
 			if err := t.absorb(want[:n], size); err != nil {
 				return err
 			}
 		}
-		if t.segs != nil && t.pos >= t.limit {
-			return nil
+		if t.splitPending && time.Now().After(t.splitAt) {
+			t.startSplit()
+		}
+		if t.limit > 0 && t.pos >= t.limit {
+			if t.endOwnRange() {
+				return nil
+			}
+			return errBreak{fmt.Errorf("filling %s: continuing after the first %d bytes: %w", fl.d, t.pos, errFirstRange)}
 		}
 		if rerr == io.EOF {
+			if src.End > 0 && t.pos == src.End {
+				// The first range asked for; the rest follows in ranges,
+				// or (without the workers) as a continuation.
+				if t.endOwnRange() {
+					return nil
+				}
+				return errBreak{fmt.Errorf("filling %s: continuing after the first %d bytes: %w", fl.d, t.pos, errFirstRange)}
+			}
 			if size >= 0 && t.pos < size {
 				return errBreak{fmt.Errorf("filling %s: got %d of %d bytes: %w", fl.d, t.pos, size, ErrSizeMismatch)}
 			}

@@ -30,6 +30,9 @@ type Source struct {
 	// Offset is where Body starts in the content: the off asked for, or 0
 	// when the upstream answered the whole content.
 	Offset int64
+	// End, when positive, is where Body stops short of the content's end
+	// (a first fetch that asked for the first Store.SplitSize bytes only).
+	End int64
 	// Segment, when set, fetches exact ranges of the content: a fill of
 	// at least Options.FillSplitSize bytes then fetches later ranges over
 	// further connections while Body brings the first.
@@ -51,6 +54,11 @@ type Source struct {
 // from every client and cancelled only by Store.Close, so the fill
 // completes even if all its clients leave; it is called again, with the
 // offset reached, when a body breaks (see Options.FillRetries).
+//
+// Called with off 0 by a store that splits large fills (SplitSize > 0),
+// it may ask for only the first SplitSize bytes (FirstRangeHeader) and
+// mark where the body stops in Source.End: the store fetches the rest in
+// ranges, and no byte is sent twice.
 type FetchFunc func(ctx context.Context, off int64) (Source, error)
 
 // fill is the one download in progress of a digest.
@@ -75,6 +83,10 @@ type fill struct {
 
 	mu      sync.Mutex
 	written int64
+	// sources are further fetches of the content, by clients that joined
+	// the fill (their upstream and credentials), tried when the current
+	// one fails or stalls.
+	sources []FetchFunc
 	done    bool
 	err     error         // the verdict, once done
 	notify  chan struct{} // closed and replaced on every change
@@ -113,6 +125,37 @@ func (f *fill) isDone() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.done
+}
+
+// maxSources bounds the further sources a fill keeps.
+const maxSources = 8
+
+// addSource adds a further source to a fill in progress.
+func (f *fill) addSource(fetch FetchFunc) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.done && len(f.sources) < maxSources {
+		f.sources = append(f.sources, fetch)
+	}
+}
+
+// source returns the fetch of source i: 0 is the fill's own, the others
+// those added since; i wraps around.
+func (f *fill) source(own FetchFunc, i int) (FetchFunc, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i %= 1 + len(f.sources)
+	if i == 0 {
+		return own, 0
+	}
+	return f.sources[i-1], i
+}
+
+// hasOtherSources reports whether sources were added.
+func (f *fill) hasOtherSources() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.sources) > 0
 }
 
 // addReaders counts readers attached to the fill.

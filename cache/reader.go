@@ -171,6 +171,18 @@ func (r *Reader) Written() int64 {
 	return written
 }
 
+// AddSource offers the fill being read a further source of the content:
+// the fetch of another client that joined it (another upstream or
+// endpoint, other credentials), once that client's access was checked.
+// When the fill's current source fails or sends nothing for a while, the
+// fill continues from the next source, where it stopped. It does nothing
+// for a complete object.
+func (r *Reader) AddSource(fetch FetchFunc) {
+	if !r.complete && r.fill != nil && fetch != nil {
+		r.fill.addSource(fetch)
+	}
+}
+
 // Size returns the expected size, or -1 when unknown.
 func (r *Reader) Size() int64 { return r.size }
 

@@ -37,6 +37,9 @@ type faultyOrigin struct {
 	shiftRange bool
 	// refuseRanges answers a range with 503.
 	refuseRanges bool
+	// stallAfter sends that many bytes of every response, then nothing
+	// until the client goes; 0: never.
+	stallAfter int64
 	// corruptLater flips the byte at that offset in every response after
 	// the first; 0: never.
 	corruptLater int
@@ -96,6 +99,13 @@ func (o *faultyOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if o.cutFirst > 0 && n == 1 {
 		limit = min(limit, o.cutFirst)
 	}
+	if o.stallAfter > 0 && o.stallAfter < limit {
+		written, _ := w.Write(body[:o.stallAfter])
+		o.sent.Add(int64(written))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+		return
+	}
 	written, _ := w.Write(body[:limit])
 	o.sent.Add(int64(written))
 	if limit < int64(len(body)) {
@@ -126,7 +136,7 @@ func httpFetch(url string) FetchFunc {
 		if err != nil {
 			return Source{}, err
 		}
-		return ResponseSource(resp, off, "application/octet-stream")
+		return ResponseSource(resp, off, 0, "application/octet-stream")
 	}
 }
 
@@ -144,6 +154,20 @@ func httpSegment(url string, size int64) SegmentFunc {
 		}
 		return ResponseSegment(resp, first, last, size)
 	}
+}
+
+// firstRangeFetch asks url for its first end bytes only.
+func firstRangeFetch(ctx context.Context, url string, end int64) (Source, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return Source{}, err
+	}
+	req.Header.Set("Range", FirstRangeHeader(end))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return Source{}, err
+	}
+	return ResponseSource(resp, 0, end, "application/octet-stream")
 }
 
 // startOrigin serves o on loopback and returns its URL.
@@ -456,20 +480,32 @@ func TestFillInSegments(t *testing.T) {
 		// ranges is how many range requests the fill made, at least.
 		ranges int
 		splits int64
+		// first asks for the first SplitSize bytes only, the way the
+		// mirror does; exact then bounds the bytes sent to the blob's.
+		first, exact bool
 	}{
-		{"good origin", &faultyOrigin{}, 3, 1},
-		{"every transfer cut after 700000 bytes", &faultyOrigin{cutAfter: 700000}, 8, 1},
-		{"ranges ignored: one stream", &faultyOrigin{ignoreRange: true}, 0, 1},
-		{"wrong Content-Range: one stream", &faultyOrigin{shiftRange: true}, 0, 1},
+		{"good origin", &faultyOrigin{}, 3, 1, false, false},
+		{"good origin, first range asked for", &faultyOrigin{}, 4, 1, true, true},
+		{"every transfer cut after 700000 bytes", &faultyOrigin{cutAfter: 700000}, 8, 1, false, false},
+		{"every transfer cut, first range asked for", &faultyOrigin{cutAfter: 700000}, 8, 1, true, true},
+		{"ranges ignored: one stream", &faultyOrigin{ignoreRange: true}, 0, 1, false, false},
+		{"ranges ignored, first range asked for", &faultyOrigin{ignoreRange: true}, 0, 1, true, false},
+		{"wrong Content-Range: one stream", &faultyOrigin{shiftRange: true}, 0, 1, false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			o := tc.origin
 			o.data = data
 			url := startOrigin(t, o)
-			s := openTestWith(t, Options{Dir: t.TempDir(), FillConnections: 4, FillSplitSize: 4 << 20})
+			s := openTestWith(t, Options{Dir: t.TempDir(), FillConnections: 4, FillSplitSize: 2 << 20, FillSplitAfter: time.Nanosecond})
 			fetch := func(ctx context.Context, off int64) (Source, error) {
-				src, err := httpFetch(url)(ctx, off)
+				var src Source
+				var err error
+				if off == 0 && tc.first {
+					src, err = firstRangeFetch(ctx, url, s.SplitSize())
+				} else {
+					src, err = httpFetch(url)(ctx, off)
+				}
 				src.Segment = httpSegment(url, size)
 				return src, err
 			}
@@ -490,6 +526,9 @@ func TestFillInSegments(t *testing.T) {
 			}
 			if ranged < tc.ranges {
 				t.Errorf("%d range requests (%q), want at least %d", ranged, o.rangesSeen(), tc.ranges)
+			}
+			if n := o.sent.Load(); tc.exact && n != size {
+				t.Errorf("the origin sent %d bytes, want exactly the blob's %d", n, size)
 			}
 			if n := s.Stats().FillSplits; n != tc.splits {
 				t.Errorf("%d fills split, want %d", n, tc.splits)
@@ -526,7 +565,7 @@ func TestSegmentedPartialKeepsOnlyItsPrefix(t *testing.T) {
 		}
 		return src, err
 	}
-	s, err := Open(Options{Dir: dir, FillConnections: 4, FillSplitSize: 4 << 20, FillRetries: 1, FillRetryBackoff: time.Millisecond})
+	s, err := Open(Options{Dir: dir, FillConnections: 4, FillSplitSize: 4 << 20, FillSplitAfter: time.Nanosecond, FillRetries: 1, FillRetryBackoff: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,5 +602,39 @@ func TestSegmentedPartialKeepsOnlyItsPrefix(t *testing.T) {
 	}
 	if rs := second.rangesSeen(); !slices.Equal(rs, []string{fmt.Sprintf("bytes=%d-", fi.Size())}) {
 		t.Errorf("continued with %q, want only the missing bytes", rs)
+	}
+}
+
+func TestFillTurnsToAnotherSource(t *testing.T) {
+	data, d := content(1 << 20)
+	stalled := &faultyOrigin{data: data, stallAfter: 300000}
+	good := &faultyOrigin{data: data}
+	s := openTestWith(t, Options{Dir: t.TempDir(), SlowSourceAfter: 50 * time.Millisecond})
+	first, err := s.Fill(t.Context(), d, httpFetch(startOrigin(t, stalled)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	// A client of another upstream joins and offers its source.
+	second, err := s.Fill(t.Context(), d, fetchOf(nil, 0, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.AddSource(httpFetch(startOrigin(t, good)))
+	for _, r := range []*Reader{first, second} {
+		got, err := io.ReadAll(r)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("read %d bytes, %v; want the blob", len(got), err)
+		}
+	}
+	if rs := good.rangesSeen(); len(rs) != 1 || !strings.HasPrefix(rs[0], "bytes=") || rs[0] == "bytes=0-" {
+		t.Errorf("the second source was asked %q, want the bytes the first did not send", rs)
+	}
+	if n := good.sent.Load() + stalled.sent.Load(); n != int64(len(data)) {
+		t.Errorf("the sources sent %d bytes together, want %d", n, len(data))
+	}
+	if n := s.Stats().SourceSwitches; n < 1 {
+		t.Errorf("%d source switches, want at least 1", n)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -44,39 +45,88 @@ type segments struct {
 	wg     sync.WaitGroup
 }
 
-// split starts the workers of a fill of more than the split size, when the
-// upstream offers ranges: the content from pos on is cut into as many
-// ranges as the fill has connections, and the main stream stops at the
-// end of the first. It reports whether it did.
-func (t *transfer) split(seg SegmentFunc) bool {
+// planSplit prepares the split of a fill of at least the split size,
+// when the upstream offers ranges (seg): the workers start once the main
+// stream has run for the store's split delay without finishing its first
+// range (end, when its body stops there) — a link that brings the first
+// range sooner is fast enough that more connections would only cost CPU,
+// and the fill goes on in one stream. It reports whether it planned one.
+func (t *transfer) planSplit(seg SegmentFunc, end int64) bool {
 	s, fl := t.s, t.fl
 	if t.splitTried {
 		return false
 	}
 	t.splitTried = true
 	n := int64(s.fillConnections)
-	rest := fl.size - t.pos
-	if seg == nil || n < 2 || fl.size < s.fillSplitSize || t.noRanges || rest < n*minSegment {
+	if seg == nil || n < 2 || fl.size < s.fillSplitSize || t.noRanges || fl.size-t.pos < n*minSegment {
 		return false
+	}
+	t.segment, t.limit, t.splitPending = seg, end, true
+	t.splitAt = time.Now().Add(s.fillSplitAfter)
+	return true
+}
+
+// startSplit starts the workers of a planned split: the content from the
+// main stream's position on is cut into as many ranges as the fill has
+// connections, and the main stream stops at the end of the first; when
+// its body stops short of the content's end (at limit), it keeps that
+// range and the rest is cut into one range fewer.
+func (t *transfer) startSplit() {
+	s, fl := t.s, t.fl
+	t.splitPending = false
+	n := int64(s.fillConnections)
+	bounds := make([]int64, n+1)
+	bounds[0] = t.pos
+	if t.limit > t.pos && t.limit < fl.size {
+		for i := range n {
+			bounds[i+1] = t.limit + (fl.size-t.limit)*i/(n-1)
+		}
+	} else {
+		for i := range n + 1 {
+			bounds[i] = t.pos + (fl.size-t.pos)*i/n
+		}
+	}
+	if bounds[2]-bounds[1] < minSegment {
+		// Too little left to be worth more connections.
+		t.segment, t.limit = nil, 0
+		return
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	sg := &segments{wake: make(chan struct{}, 1), cancel: cancel}
-	bounds := make([]int64, n+1)
-	for i := range n + 1 {
-		bounds[i] = t.pos + rest*i/n
-	}
 	for i := int64(1); i < n; i++ {
 		g := &segment{first: bounds[i], end: bounds[i+1], failed: make(chan struct{})}
 		sg.list = append(sg.list, g)
 		sg.wg.Add(1)
-		go t.fetchSegment(ctx, sg, g, seg)
+		go t.fetchSegment(ctx, sg, g, t.segment)
 	}
 	t.segs, t.limit = sg, bounds[1]
 	s.fillSplits.Add(1)
+	s.recordPartial(fl, t.pos, true)
 	if c := s.log.Check(zapcore.DebugLevel, "fill split into ranges"); c != nil {
 		c.Write(zap.String("digest", fl.d.String()), zap.Int64("bytes", fl.size), zap.Int64("ranges", n))
 	}
-	return true
+}
+
+// endOwnRange is called when the main stream reached its limit: with the
+// workers running it is done with its range (true); otherwise the split
+// never started (the link was fast), and the fill goes on in one stream
+// from here (false).
+func (t *transfer) endOwnRange() bool {
+	if t.segs != nil {
+		return true
+	}
+	t.splitPending, t.segment, t.limit = false, nil, 0
+	return false
+}
+
+// SplitSize is the size from which fills are fetched in ranges, 0 when
+// they never are (FillConnections 1): a FetchFunc asked for a content from
+// its first byte may ask for only that many bytes (see FetchFunc).
+func (s *Store) SplitSize() int64 {
+	if s.fillConnections < 2 {
+		return 0
+	}
+	return s.fillSplitSize
 }
 
 // minSegment is the smallest range worth a connection of its own.
@@ -84,12 +134,13 @@ const minSegment = 1 << 20
 
 // stopSegments stops the workers, if any, and waits for them.
 func (t *transfer) stopSegments() {
+	t.splitPending = false
 	if t.segs == nil {
 		return
 	}
 	t.segs.cancel()
 	t.segs.wg.Wait()
-	t.segs, t.limit = nil, 0
+	t.segs, t.limit, t.segment = nil, 0, nil
 }
 
 // fetchSegment is the worker of one range: it fetches the range, writes

@@ -21,20 +21,32 @@ func RangeHeader(off int64) string {
 	return "bytes=" + strconv.FormatInt(off, 10) + "-"
 }
 
+// FirstRangeHeader is the Range header value asking for only the first
+// end bytes of the content, for a first fetch when the store splits
+// large fills (Store.SplitSize): the rest is fetched in ranges.
+func FirstRangeHeader(end int64) string {
+	return "bytes=0-" + strconv.FormatInt(end-1, 10)
+}
+
 // ResponseSource makes the Source of a fill from an upstream's answer to a
-// GET of the content from byte off (with RangeHeader(off) when off > 0).
-// A 200 is the whole content (Offset 0: the upstream ignored the range);
-// a 206 must carry a Content-Range of exactly off to the end, with the
-// total size, else the body is closed and the error wraps
-// ErrRangeMismatch. Any other status is an error. The Source takes the
-// response's body.
-func ResponseSource(resp *http.Response, off int64, mediaType string) (Source, error) {
+// GET of the content from byte off (with RangeHeader(off) when off > 0),
+// or of only the bytes before end when end > 0 (with FirstRangeHeader). A
+// 200 is the whole content (Offset 0: the upstream ignored the range); a
+// 206 must carry a Content-Range of exactly off to the end (or to end,
+// or to the content's end when it is shorter), with the total size, else
+// the body is closed and the error wraps ErrRangeMismatch. Any other
+// status is an error. The Source takes the response's body.
+func ResponseSource(resp *http.Response, off, end int64, mediaType string) (Source, error) {
 	switch resp.StatusCode {
 	case http.StatusOK:
 		return Source{Body: resp.Body, Size: max(resp.ContentLength, -1), MediaType: mediaType}, nil
 	case http.StatusPartialContent:
 		first, last, total, err := parseContentRange(resp.Header.Get("Content-Range"))
-		if err == nil && (first != off || last != total-1) {
+		wantLast := total - 1
+		if end > 0 {
+			wantLast = min(end, total) - 1
+		}
+		if err == nil && (first != off || last != wantLast) {
 			err = fmt.Errorf("asked for bytes %d- and got %d-%d/%d", off, first, last, total)
 		}
 		if err == nil && resp.ContentLength >= 0 && resp.ContentLength != last-first+1 {
@@ -44,7 +56,11 @@ func ResponseSource(resp *http.Response, off int64, mediaType string) (Source, e
 			_ = resp.Body.Close()
 			return Source{}, fmt.Errorf("%w: %w", ErrRangeMismatch, err)
 		}
-		return Source{Body: resp.Body, Size: total, MediaType: mediaType, Offset: off}, nil
+		src := Source{Body: resp.Body, Size: total, MediaType: mediaType, Offset: off}
+		if last+1 < total {
+			src.End = last + 1
+		}
+		return src, nil
 	default:
 		_ = resp.Body.Close()
 		return Source{}, fmt.Errorf("upstream answered status %d", resp.StatusCode)

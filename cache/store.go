@@ -64,6 +64,13 @@ const (
 	// DefaultFillSplitSize is the size from which a fill uses several
 	// connections by default: 32 MiB.
 	DefaultFillSplitSize = 32 << 20
+	// DefaultFillSplitAfter is how long the first stream of a large fill
+	// runs by default before the other connections start: 250ms.
+	DefaultFillSplitAfter = 250 * time.Millisecond
+	// DefaultSlowSourceAfter is how long a fill waits for a byte from its
+	// source by default before it turns to another one, when it has
+	// another: 10 seconds.
+	DefaultSlowSourceAfter = 10 * time.Second
 	// DefaultIngestMaxBytes is how many bytes of partial downloads the
 	// ingest area keeps by default: 4 GiB.
 	DefaultIngestMaxBytes = 4 << 30
@@ -127,6 +134,17 @@ type Options struct {
 	// FillSplitSize is the size from which a fill is fetched in ranges.
 	// Default: 32 MiB.
 	FillSplitSize int64
+	// FillSplitAfter is how long the first stream of a fill of at least
+	// FillSplitSize bytes runs before the further connections start: a
+	// link that brings the first range (FetchFunc) sooner is fast enough
+	// that more connections would only cost CPU, and the fill goes on in
+	// one stream. Default: 250ms.
+	FillSplitAfter time.Duration
+	// SlowSourceAfter is how long a fill's body may send nothing while
+	// other sources of the content are there (clients of other upstreams
+	// or credentials that joined the fill, see Reader.AddSource) before
+	// the fill drops it and continues from the next source. Default: 10s.
+	SlowSourceAfter time.Duration
 	// IngestMaxBytes bounds the partial downloads kept for a later fill
 	// of their digest to continue (a fill that gave up, or was stopped by
 	// Close): beyond it the oldest are removed. Default: 4 GiB.
@@ -178,11 +196,15 @@ type Store struct {
 	ingestMaxBytes   int64
 	fillConnections  int
 	fillSplitSize    int64
+	slowSource       time.Duration
+	fillSplitAfter   time.Duration
 	ingestMaxAge     time.Duration
 
 	fillResumes       atomic.Int64
 	fillRestarts      atomic.Int64
 	fillSplits        atomic.Int64
+	prefetches        atomic.Int64
+	sourceSwitches    atomic.Int64
 	partialsContinued atomic.Int64
 
 	access accessLog
@@ -255,6 +277,12 @@ func Open(opts Options) (*Store, error) {
 	if opts.FillSplitSize <= 0 {
 		opts.FillSplitSize = DefaultFillSplitSize
 	}
+	if opts.FillSplitAfter <= 0 {
+		opts.FillSplitAfter = DefaultFillSplitAfter
+	}
+	if opts.SlowSourceAfter <= 0 {
+		opts.SlowSourceAfter = DefaultSlowSourceAfter
+	}
 	if opts.IngestMaxBytes <= 0 {
 		opts.IngestMaxBytes = DefaultIngestMaxBytes
 	}
@@ -281,6 +309,8 @@ func Open(opts Options) (*Store, error) {
 		ingestMaxBytes:   opts.IngestMaxBytes,
 		fillConnections:  opts.FillConnections,
 		fillSplitSize:    opts.FillSplitSize,
+		slowSource:       opts.SlowSourceAfter,
+		fillSplitAfter:   opts.FillSplitAfter,
 		ingestMaxAge:     opts.IngestMaxAge,
 		inUse:            make(map[digest.Digest]int),
 	}

@@ -52,6 +52,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_upstream_requests <n>
 //		access_ttl       <duration>
 //		client_login     on|off
+//		prefetch         on|off
 //		token_realm      <url>
 //		default   <registry>
 //		upstream  <registry> [<url>] {
@@ -200,6 +201,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.DisableClientLogin = true
 			default:
 				return d.Errf("client_login: %q is neither on nor off", d.Val())
+			}
+		case "prefetch":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch d.Val() {
+			case "on":
+				h.DisablePrefetch = false
+			case "off":
+				h.DisablePrefetch = true
+			default:
+				return d.Errf("prefetch: %q is neither on nor off", d.Val())
 			}
 		case "token_realm":
 			if !d.NextArg() {

@@ -187,6 +187,20 @@ type Handler struct {
 	// opened. Default: 32 MiB.
 	FillSplitSize int64 `json:"fill_split_size,omitempty"`
 
+	// DisablePrefetch turns prefetch off. By default, when the mirror
+	// fetches an image manifest (not an index) from an upstream for a
+	// client, it starts the downloads of the image's config and layers
+	// right away, with that client's credentials, so the blobs the client
+	// asks for next are already on their way. Prefetch takes a download
+	// slot (max_downloads) only while more than a quarter of them stay
+	// free for the downloads clients wait for, and never fetches a
+	// manifest (on Docker Hub blob GETs do not count against the pull
+	// limit, manifest GETs do). Its cost: the layers of an image whose
+	// manifest a client fetched but whose layers it never pulls (a client
+	// that already has them, or only inspects the image) are downloaded
+	// and stored anyway. Default: false (prefetch on).
+	DisablePrefetch bool `json:"disable_prefetch,omitempty"`
+
 	// IngestMaxSize bounds, in bytes, the partial downloads kept in the
 	// cache directory's ingest/ area: a download that gave up, or was
 	// stopped by a restart, is kept so that the next request for its blob
@@ -380,6 +394,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Logger:              h.logger,
 
 		IgnoreClientCredentials: h.DisableClientLogin,
+		DisablePrefetch:         h.DisablePrefetch,
 		TokenRealm:              h.TokenRealm,
 	})
 	if err != nil {

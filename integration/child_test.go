@@ -157,7 +157,7 @@ func ingestBytes(storage string) int64 {
 	var total int64
 	entries, _ := os.ReadDir(filepath.Join(storage, "ingest"))
 	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".json") {
+		if strings.Contains(e.Name(), ".json") {
 			continue
 		}
 		if fi, err := e.Info(); err == nil {

@@ -34,7 +34,8 @@ func TestKillDuringFill(t *testing.T) {
 		t.Fatal(err)
 	}
 	port, storage := freePort(t), filepath.Join(t.TempDir(), "cache")
-	cfg := childCaddyfile(port, storage, "")
+	// One stream: the partial download is then the file's whole length.
+	cfg := childCaddyfile(port, storage, "fill_connections 1")
 	child := startChildCaddy(t, port, cfg)
 	small := fmt.Sprintf("127.0.0.1:%d/crash-small:1", port)
 	pullImage(t, small)

@@ -91,7 +91,8 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 // fillBlob returns a reader of the fill of d: one this request starts with
 // its client's credentials (the upstream's answer is the access check), or
 // one it joins or finds stored, which the client may read only when
-// mayServe lets it. A fill that another client started and the upstream
+// mayServe lets it; a fill it joins then gets this client's upstream and
+// credentials as a further source. A fill that another client started and the upstream
 // refused to that client is tried once more with this client's own.
 func (m *Mirror) fillBlob(ctx context.Context, t target, d digest.Digest) (*cache.Reader, error) {
 	for attempt := 0; ; attempt++ {
@@ -114,6 +115,9 @@ func (m *Mirror) fillBlob(ctx context.Context, t target, d digest.Digest) (*cach
 			_ = rd.Close()
 			return nil, err
 		}
+		// The fill may take its bytes from this client's upstream too,
+		// when the one it uses fails or stalls.
+		rd.AddSource(fetch)
 		return rd, nil
 	}
 }
@@ -201,42 +205,63 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 // from an offset (the fill resumes a broken download), it sends a Range;
 // each call goes through the registry again, so an expired token or
 // signed redirect is renewed, and the next endpoint answers when the
-// first fails.
+// first fails. From the first byte, with a cache that splits large fills,
+// it asks for the first part only: the cache fetches the rest in ranges,
+// so no byte crosses the link twice.
 func (m *Mirror) blobFetch(client context.Context, t target, d digest.Digest) cache.FetchFunc {
 	return func(ctx context.Context, off int64) (cache.Source, error) {
 		ctx = upstream.CopyCredentials(ctx, client)
+		var end int64
 		var hdr http.Header
-		if off > 0 {
+		switch {
+		case off > 0:
 			hdr = http.Header{"Range": {cache.RangeHeader(off)}}
+		case m.store.SplitSize() > 0:
+			end = m.store.SplitSize()
+			hdr = http.Header{"Range": {cache.FirstRangeHeader(end)}}
 		}
-		resp, err := t.upstream.Do(ctx, upstream.Request{
-			Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Header: hdr,
-		})
-		m.noteAccess(ctx, t, err)
-		if err == nil && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent) {
-			// Linked before the fill can store it: once visible, it is
-			// visible under this repository.
-			m.link(t, d)
+		src, err := m.getBlob(ctx, t, d, off, end, hdr)
+		if end > 0 && errors.Is(err, cache.ErrRangeMismatch) {
+			// An upstream that botches ranges: the whole blob in one go.
+			src, err = m.getBlob(ctx, t, d, 0, 0, nil)
 		}
 		if err != nil {
-			return cache.Source{}, fmt.Errorf("fetching blob %s@%s: %w", t.repo, d, err)
+			return cache.Source{}, err
 		}
-		if resp.StatusCode != http.StatusOK && (off == 0 || resp.StatusCode != http.StatusPartialContent) {
-			_ = resp.Body.Close()
-			return cache.Source{}, badUpstream("blob %s@%s answered status %d", t.repo, d, resp.StatusCode)
-		}
-		// Blobs are recorded as octet-stream, so that they are never taken
-		// for manifests.
-		src, err := cache.ResponseSource(resp, off, blobContentType)
-		if err != nil {
-			return cache.Source{}, fmt.Errorf("%w: blob %s@%s: %w", errBadUpstream, t.repo, d, err)
-		}
-		src.Body = upstreamBody{src.Body}
 		if src.Size > 0 {
 			src.Segment = m.blobSegment(client, t, d, src.Size)
 		}
 		return src, nil
 	}
+}
+
+// getBlob GETs blob d (from off, up to end when end > 0, as hdr asks) and
+// makes the fill's Source of the answer.
+func (m *Mirror) getBlob(ctx context.Context, t target, d digest.Digest, off, end int64, hdr http.Header) (cache.Source, error) {
+	resp, err := t.upstream.Do(ctx, upstream.Request{
+		Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Header: hdr,
+	})
+	m.noteAccess(ctx, t, err)
+	if err == nil && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent) {
+		// Linked before the fill can store it: once visible, it is
+		// visible under this repository.
+		m.link(t, d)
+	}
+	if err != nil {
+		return cache.Source{}, fmt.Errorf("fetching blob %s@%s: %w", t.repo, d, err)
+	}
+	if resp.StatusCode != http.StatusOK && (hdr == nil || resp.StatusCode != http.StatusPartialContent) {
+		_ = resp.Body.Close()
+		return cache.Source{}, badUpstream("blob %s@%s answered status %d", t.repo, d, resp.StatusCode)
+	}
+	// Blobs are recorded as octet-stream, so that they are never taken
+	// for manifests.
+	src, err := cache.ResponseSource(resp, off, end, blobContentType)
+	if err != nil {
+		return cache.Source{}, fmt.Errorf("%w: blob %s@%s: %w", errBadUpstream, t.repo, d, err)
+	}
+	src.Body = upstreamBody{src.Body}
+	return src, nil
 }
 
 // blobSegment returns the fetch of exact ranges of blob d (of size bytes)

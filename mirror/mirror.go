@@ -66,6 +66,12 @@ type Config struct {
 	// downloads are bounded by the cache's fill slots instead. Default:
 	// DefaultMaxUpstreamRequests.
 	MaxUpstreamRequests int
+	// DisablePrefetch turns prefetch off: by default, when the mirror
+	// fetches an image manifest from the upstream for a client, it starts
+	// the fills of the image's config and layers with that client's
+	// credentials, within the cache's download slots and below the fills
+	// clients wait for (see cache.Store.Prefetch).
+	DisablePrefetch bool
 	// Logger receives the mirror's logs. Default: a no-op logger.
 	Logger *zap.Logger
 	// Now is the clock. Default: time.Now.
@@ -96,6 +102,7 @@ type Mirror struct {
 	ignoreClientCredentials bool
 	tokenRealm              string
 	upstreamSlots           *limiter
+	noPrefetch              bool
 }
 
 // New returns a Mirror for cfg.
@@ -117,6 +124,7 @@ func New(cfg Config) (*Mirror, error) {
 		accessTTL:               cfg.AccessTTL,
 		ignoreClientCredentials: cfg.IgnoreClientCredentials,
 		tokenRealm:              cfg.TokenRealm,
+		noPrefetch:              cfg.DisablePrefetch,
 	}
 	if m.accessTTL <= 0 {
 		m.accessTTL = DefaultAccessTTL
