@@ -399,6 +399,7 @@ cold_one() { # server
 	local server=$1 out url token=()
 	case "$server" in
 	regcache) cold_regcache; url=$(url_of regcache "$BLOB_PATH") ;;
+	nginx) cold_nginx; url=$(url_of nginx "$BLOB_PATH") ;;
 	upstream) url=$(url_of upstream "$BLOB_PATH"); token=(-token "$TOKEN") ;;
 	esac
 	reset_counters
