@@ -27,6 +27,7 @@ func TestDockerPullThroughDrops(t *testing.T) {
 		t.Errorf("pull through drops: RepoDigests digest %s, want %s", got, want)
 	}
 	tr := hub.Counters.Blob(layer.Digest.String())
+	t.Logf("the %d-byte layer through drops: %s", layer.Size, tr)
 	wantMovedAtMost(t, "docker pull through drops", tr, layer.Size*11/10)
 	if tr.Ranges == 0 {
 		t.Errorf("docker pull through drops: %s; want transfers continued with Range", tr)
