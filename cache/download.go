@@ -260,39 +260,6 @@ func (t *transfer) reopen() (Source, error) {
 	return src, nil
 }
 
-// nextSource makes the next attempt use the fill's next source. A fill
-// split into ranges goes on in one stream: the workers fetch from the
-// source that failed.
-func (t *transfer) nextSource() {
-	t.source++
-	t.s.sourceSwitches.Add(1)
-	t.stopSegments()
-	if c := t.s.log.Check(zapcore.DebugLevel, "fill switching source"); c != nil {
-		c.Write(zap.String("digest", t.fl.d.String()), zap.Int64("offset", t.pos))
-	}
-}
-
-// watch drops body when it sends nothing for the store's slow-source time
-// while the fill has other sources, marking the attempt slow; it returns
-// when done closes.
-func (t *transfer) watch(body io.Closer, done <-chan struct{}) {
-	tick := time.NewTicker(min(t.s.slowSource/4, time.Second))
-	defer tick.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case now := <-tick.C:
-			idle := now.Sub(time.Unix(0, t.lastByte.Load()))
-			if idle >= t.s.slowSource && t.fl.hasOtherSources() {
-				t.slow.Store(true)
-				_ = body.Close()
-				return
-			}
-		}
-	}
-}
-
 // accept checks that src continues the content at the prefix reached: it
 // starts there, or at the first byte (the fill then starts over), with the
 // size known so far (size, -1 when unknown). A mismatch closes the body
@@ -482,45 +449,4 @@ func (t *transfer) verify() error {
 		return fmt.Errorf("filling %s: content hashes to %s: %w", fl.d, got, ErrDigestMismatch)
 	}
 	return nil
-}
-
-// recordPartial writes the sidecar of fl's download, so that a later fill
-// (after a crash, too) can continue it. segmented tells that the file may
-// hold bytes beyond offset that are not part of a whole prefix.
-func (s *Store) recordPartial(fl *fill, offset int64, segmented bool) {
-	if s.shared != nil {
-		return
-	}
-	err := writeSidecar(fl.tmpPath, partialMeta{Digest: fl.d, Size: fl.size, MediaType: fl.mediaType,
-		Offset: offset, Segmented: segmented, Updated: s.now()})
-	if err != nil {
-		if c := s.log.Check(zapcore.DebugLevel, "recording a download"); c != nil {
-			c.Write(zap.String("digest", fl.d.String()), zap.Error(err))
-		}
-	}
-}
-
-// keepPartial keeps the download of a fill that ended without storing its
-// content, when keep is set and it holds bytes: its data made durable and
-// its sidecar rewritten, so that the next fill of the digest continues it.
-// Otherwise it removes the sidecar (the data file goes with the fill). It
-// reports whether the download was kept.
-func (s *Store) keepPartial(fl *fill, tmp *os.File, written int64, keep bool) bool {
-	if keep && written > 0 && s.shared == nil {
-		// Bytes of later ranges beyond the prefix go: a later fill takes
-		// the file's length for the prefix.
-		err := tmp.Truncate(written)
-		if err == nil {
-			err = tmp.Sync()
-		}
-		if err == nil {
-			err = writeSidecar(fl.tmpPath, partialMeta{Digest: fl.d, Size: fl.size, MediaType: fl.mediaType,
-				Offset: written, Updated: s.now()})
-			if err == nil {
-				return true
-			}
-		}
-	}
-	_ = os.Remove(fl.tmpPath + sidecarSuffix)
-	return false
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // The ingest area holds the downloads in progress and the partial
@@ -207,4 +208,45 @@ func hashPrefix(f *os.File, n int64, h io.Writer) error {
 		return fmt.Errorf("hashing the %d bytes of a partial download: %w", n, err)
 	}
 	return err
+}
+
+// recordPartial writes the sidecar of fl's download, so that a later fill
+// (after a crash, too) can continue it. segmented tells that the file may
+// hold bytes beyond offset that are not part of a whole prefix.
+func (s *Store) recordPartial(fl *fill, offset int64, segmented bool) {
+	if s.shared != nil {
+		return
+	}
+	err := writeSidecar(fl.tmpPath, partialMeta{Digest: fl.d, Size: fl.size, MediaType: fl.mediaType,
+		Offset: offset, Segmented: segmented, Updated: s.now()})
+	if err != nil {
+		if c := s.log.Check(zapcore.DebugLevel, "recording a download"); c != nil {
+			c.Write(zap.String("digest", fl.d.String()), zap.Error(err))
+		}
+	}
+}
+
+// keepPartial keeps the download of a fill that ended without storing its
+// content, when keep is set and it holds bytes: its data made durable and
+// its sidecar rewritten, so that the next fill of the digest continues it.
+// Otherwise it removes the sidecar (the data file goes with the fill). It
+// reports whether the download was kept.
+func (s *Store) keepPartial(fl *fill, tmp *os.File, written int64, keep bool) bool {
+	if keep && written > 0 && s.shared == nil {
+		// Bytes of later ranges beyond the prefix go: a later fill takes
+		// the file's length for the prefix.
+		err := tmp.Truncate(written)
+		if err == nil {
+			err = tmp.Sync()
+		}
+		if err == nil {
+			err = writeSidecar(fl.tmpPath, partialMeta{Digest: fl.d, Size: fl.size, MediaType: fl.mediaType,
+				Offset: written, Updated: s.now()})
+			if err == nil {
+				return true
+			}
+		}
+	}
+	_ = os.Remove(fl.tmpPath + sidecarSuffix)
+	return false
 }
