@@ -524,7 +524,8 @@ func (s *Store) reconcileOnce() (dropped, adopted int, err error) {
 // startBackground starts the store's background work: the access flusher,
 // the evictor and the reconciliation of metadata with the disk.
 func (s *Store) startBackground(flushEvery time.Duration) {
-	s.wg.Add(3)
+	s.wg.Add(4)
+	go s.sweepIngestLoop()
 	go s.flushAccessLoop(flushEvery)
 	go s.evictLoop()
 	go s.reconcile()

@@ -184,6 +184,29 @@ func (s *Store) sweepIngest(all bool) {
 	}
 }
 
+// ingestSweepInterval bounds how often the ingest area is swept besides
+// Open and the fills that keep a partial download, so that partial
+// downloads past their age go even when nothing else happens.
+const ingestSweepInterval = 10 * time.Minute
+
+// sweepIngestLoop sweeps the ingest area every ingestSweepInterval (or
+// a quarter of the age limit, when shorter) until the store closes.
+func (s *Store) sweepIngestLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(min(ingestSweepInterval, max(s.ingestMaxAge/4, time.Second)))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			s.mu.Lock()
+			s.sweepIngest(false)
+			s.mu.Unlock()
+		}
+	}
+}
+
 // activePartial reports whether a running fill downloads into path.
 // Called with s.mu held (or before the store serves).
 func (s *Store) activePartial(path string) bool {

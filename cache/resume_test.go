@@ -638,3 +638,34 @@ func TestFillTurnsToAnotherSource(t *testing.T) {
 		t.Errorf("%d source switches, want at least 1", n)
 	}
 }
+
+func TestIngestSweptWhileOpen(t *testing.T) {
+	dir := t.TempDir()
+	var now atomic.Int64
+	now.Store(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	openTestWith(t, Options{Dir: dir, IngestMaxAge: 4 * time.Second, Now: clock})
+	_, d := content(321)
+	path := filepath.Join(dir, "ingest", "partial-sha256-"+d.Encoded())
+	if err := os.WriteFile(path, make([]byte, 100), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSidecar(path, partialMeta{Digest: d, Size: 321, Offset: 100, Updated: clock()}); err != nil {
+		t.Fatal(err)
+	}
+	// Hours later, with no fill in between, the partial download goes.
+	now.Add(int64(time.Hour))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a partial download past its age was never swept")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if left := dirEntries(t, filepath.Join(dir, "ingest")); len(left) != 0 {
+		t.Errorf("ingest/ keeps %v", left)
+	}
+}
