@@ -169,7 +169,9 @@ func (f *fill) addReaders(n int) {
 // present, otherwise of the one fill of d, joining the fill in progress or
 // starting it with fetch. It waits until fetch has returned, so upstream
 // errors come back here unchanged (errors.Is and errors.As see them), or
-// until ctx ends. ctx bounds only this caller's waiting and reading, never
+// until ctx ends. A caller that joined a fill whose fetch has not answered
+// within Options.SlowSourceAfter gets an error wrapping ErrSlowFill: it
+// may fetch the content past the cache from its own upstream. ctx bounds only this caller's waiting and reading, never
 // the fill.
 func (s *Store) Fill(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Reader, error) {
 	if err := d.Validate(); err != nil {
@@ -205,8 +207,19 @@ func (s *Store) Fill(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Re
 		}
 	}
 	fl := r.fill
+	// A caller that joined a fill does not wait long on the trouble of the
+	// upstream that fill asked: it may go past the cache to its own.
+	var slow <-chan time.Time
+	if !r.started {
+		t := time.NewTimer(s.slowSource)
+		defer t.Stop()
+		slow = t.C
+	}
 	select {
 	case <-fl.ready:
+	case <-slow:
+		_ = r.Close()
+		return nil, fmt.Errorf("filling %s: the download joined has had no answer for %s: %w", d, s.slowSource, ErrSlowFill)
 	case <-ctx.Done():
 		_ = r.Close()
 		return nil, ctx.Err()
@@ -269,7 +282,7 @@ func (s *Store) join(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Re
 		return nil, nil, err
 	}
 	fl.addReaders(1)
-	return &Reader{ctx: ctx, fill: fl, file: file, size: -1, release: s.use(d)}, nil, nil
+	return &Reader{ctx: ctx, fill: fl, file: file, size: -1, release: s.use(d), started: !ok}, nil, nil
 }
 
 // freeSlot gives a fill slot back and wakes the callers waiting for one.

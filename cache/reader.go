@@ -20,6 +20,7 @@ type Reader struct {
 	mediaType string
 	complete  bool
 	closed    bool
+	started   bool   // the caller's Fill started the fill
 	release   func() // ends the object's use, which holds off eviction
 }
 

@@ -669,3 +669,36 @@ func TestIngestSweptWhileOpen(t *testing.T) {
 		t.Errorf("ingest/ keeps %v", left)
 	}
 }
+
+func TestJoinerDoesNotWaitOnAnotherUpstream(t *testing.T) {
+	data, d := content(1000)
+	s := openTestWith(t, Options{Dir: t.TempDir(), SlowSourceAfter: 50 * time.Millisecond})
+	answer := make(chan struct{})
+	hung := func(ctx context.Context, off int64) (Source, error) {
+		select {
+		case <-answer:
+		case <-ctx.Done():
+			return Source{}, ctx.Err()
+		}
+		return Source{Body: io.NopCloser(bytes.NewReader(data)), Size: int64(len(data))}, nil
+	}
+	first := make(chan error, 1)
+	go func() {
+		r, err := s.Fill(t.Context(), d, hung)
+		if err == nil {
+			_, err = io.ReadAll(r)
+			r.Close()
+		}
+		first <- err
+	}()
+	waitReaders(s, 1)
+	// The caller that started the fill waits for its own upstream; one
+	// that joined it does not wait on that upstream's trouble.
+	if _, err := s.Fill(t.Context(), d, fetchOf(data, int64(len(data)), nil)); !errors.Is(err, ErrSlowFill) {
+		t.Errorf("joining a fill whose upstream does not answer: %v, want ErrSlowFill", err)
+	}
+	close(answer)
+	if err := <-first; err != nil {
+		t.Errorf("the caller that started the fill: %v", err)
+	}
+}

@@ -32,6 +32,9 @@ var (
 	ErrClosed = errors.New("cache closed")
 	// ErrBusy means every fill slot stayed taken for the queue timeout.
 	ErrBusy = errors.New("too many downloads in progress")
+	// ErrSlowFill means the fill a caller joined had no answer from its
+	// upstream for Options.SlowSourceAfter.
+	ErrSlowFill = errors.New("the download joined is waiting for its upstream")
 )
 
 // Defaults of Options.
@@ -143,7 +146,9 @@ type Options struct {
 	// SlowSourceAfter is how long a fill's body may send nothing while
 	// other sources of the content are there (clients of other upstreams
 	// or credentials that joined the fill, see Reader.AddSource) before
-	// the fill drops it and continues from the next source. Default: 10s.
+	// the fill drops it and continues from the next source; and how long a
+	// caller that joins a fill waits for that fill's upstream to answer
+	// before Fill returns ErrSlowFill. Default: 10s.
 	SlowSourceAfter time.Duration
 	// IngestMaxBytes bounds the partial downloads kept for a later fill
 	// of their digest to continue (a fill that gave up, or was stopped by

@@ -124,9 +124,11 @@ func (m *Mirror) fillBlob(ctx context.Context, t target, d digest.Digest) (*cach
 
 // passesCache reports whether a fill's error means the blob must go past
 // the cache, streamed from the upstream without storing: the disk is full
-// or unwritable, or the blob is larger than the cache budget.
+// or unwritable, the blob is larger than the cache budget, or the fill
+// this request joined is stuck waiting for another upstream (or another
+// client's credentials), which this client need not wait on.
 func passesCache(err error) bool {
-	return errors.Is(err, cache.ErrUnwritable) || errors.Is(err, cache.ErrTooLarge)
+	return errors.Is(err, cache.ErrUnwritable) || errors.Is(err, cache.ErrTooLarge) || errors.Is(err, cache.ErrSlowFill)
 }
 
 // serveUncached streams blob d from the upstream to the client without
