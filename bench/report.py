@@ -65,10 +65,19 @@ ratio_row(f"Cold blob, {clients} clients verifying the digest: wall time", med("
 ratio_row(f"Cold blob, {clients} clients counting bytes only: wall time", med("cold20count", "regcache", "wall_s"),
           med("cold20count", "nginx", "wall_s"), "nginx cache lock", " s", "≤ 0.8×", lambda r: r <= 0.8)
 fetches = worst("cold20", "regcache", "upstream_fetches")
+moved = worst("cold20", "regcache", "upstream_bytes")
 ok = worst("cold20", "regcache", "ok", min)
-row(f"Cold blob, {clients} clients: upstream fetches (worst round)", fmt(fetches),
-    f"{fmt(worst('cold20', 'nginx', 'upstream_fetches'))} (nginx), {fmt(med('cold20', 'distribution', 'upstream_fetches'))}",
-    "distribution", "", "exactly 1", None if fetches is None else fetches == 1)
+# One fill per digest: a fill fetched in several ranges makes one GET per
+# range, so the bytes the upstream sent tell whether the blob was fetched
+# once.
+def per_blob(server, pick):
+    b, n = pick("cold20", server, "upstream_bytes"), pick("cold20", server, "upstream_fetches")
+    return f"{fmt(b / size if b is not None else None, '×')} ({fmt(n)})"
+
+
+row(f"Cold blob, {clients} clients: bytes the upstream sent ÷ the blob, GETs in brackets (worst round)",
+    per_blob("regcache", worst), f"{per_blob('nginx', worst)} (nginx), {per_blob('distribution', med)} (distribution)",
+    "", "", "≤ 1.1× (one fetch)", None if moved is None else moved / size <= 1.1)
 row(f"Cold blob, {clients} clients: correct clients (worst round)", fmt(ok),
     f"{fmt(worst('cold20', 'nginx', 'ok', min))} (nginx), {fmt(worst('cold20', 'distribution', 'ok', min))}",
     "distribution", "", f"all {clients}", None if ok is None else ok == clients)
@@ -78,6 +87,27 @@ row(f"Cold blob, {clients} clients: last client's first byte after the upstream'
     None if lag is None else lag <= 1.0)
 ratio_row("Cold blob, 1 client: time", med("cold1", "regcache", "wall_s"), med("cold1", "upstream", "wall_s"),
           "straight from the upstream", " s", "≤ 1.1×", lambda r: r <= 1.1)
+ratio_row("Cold blob, 1 client: time", med("cold1", "regcache", "wall_s"), med("cold1", "nginx", "wall_s"),
+          "nginx proxy_cache", " s", "≤ 1.0×", lambda r: r <= 1.0)
+def yes_no(ok):
+    return "n/a" if ok is None else ("yes" if ok == 1 else "no")
+
+
+image = med("meta", "badlink", "image_bytes")
+cap = med("meta", "badlink", "cap")
+cut = med("meta", "badlink", "cut")
+if image:
+    ratio_row(f"Bad link, {fmt(cap / 1e6 if cap else None)} MB/s per connection: first pull of {fmt(image / (1 << 20))} MiB in 4 layers: time",
+              med("badcap", "regcache", "wall_s"), med("badcap", "upstream", "wall_s"), "pulled straight from the upstream",
+              " s", "≤ 0.5×", lambda r: r <= 0.5)
+    drops_ok = worst("baddrops", "regcache", "ok", min)
+    row(f"Bad link, every transfer cut after {fmt(cut / (1 << 20) if cut else None)} MiB: pull succeeds (worst round)",
+        yes_no(drops_ok),
+        ", ".join(f"{yes_no(worst('baddrops', s, 'ok', min))} ({s})" for s in ("upstream", "nginx", "distribution")),
+        "", "", "succeeds", None if drops_ok is None else drops_ok == 1)
+    moved = worst("baddrops", "regcache", "upstream_bytes")
+    ratio_row(f"Bad link, every transfer cut after {fmt(cut / (1 << 20) if cut else None)} MiB: bytes moved upstream (worst round)",
+              moved, image, "the image's blobs", " B", "≤ 1.1×", lambda r: r <= 1.1)
 ratio_row("Manifest by digest, warm, 32 connections: requests/s", med("manifest", "regcache", "rps"),
           med("manifest", "nginx", "rps"), "nginx proxy_cache hit", "", "≥ 1.0×", lambda r: r >= 1.0)
 ratio_row("Manifest by digest, warm, 32 connections: p99", med("manifest", "regcache", "p99_ms"),
@@ -115,6 +145,29 @@ table = "\n".join(lines) + "\n"
 with open(f"{out}/table.md", "w") as f:
     f.write(table)
 print(table)
+
+# The bad-link table: every server side by side, from the same run.
+if image:
+    blines = [f"Bad link: a {fmt(image / (1 << 20))} MiB image in 4 layers pulled cold (3 blobs at once, Range after a break, "
+              f"5 tries per blob), {rounds} round(s), medians (ok: worst round); time ratio = server ÷ straight from the upstream, "
+              "bytes ratio = bytes the upstream's CDN sent ÷ the image's bytes", "",
+              "| Link | Server | Pull ok | Time | Time ratio | Bytes moved upstream | Bytes ratio |",
+              "|---|---|---|---|---|---|---|"]
+    for scen, link in (("badcap", f"{fmt(cap / 1e6 if cap else None)} MB/s per connection"),
+                       ("baddrops", f"cut after every {fmt(cut / (1 << 20) if cut else None)} MiB")):
+        direct = med(scen, "upstream", "wall_s")
+        for s_, label in (("regcache", "regcache"), ("nginx", "nginx proxy_cache"), ("distribution", "distribution proxy"),
+                          ("upstream", "straight from the upstream")):
+            t = med(scen, s_, "wall_s")
+            b = med(scen, s_, "upstream_bytes")
+            ok_ = worst(scen, s_, "ok", min)
+            blines.append(f"| {link} | {label} | {yes_no(ok_)} | {fmt(t, ' s')} | "
+                          f"{fmt(t / direct if t is not None and direct else None, '×')} | "
+                          f"{fmt(b / (1 << 20) if b is not None else None, ' MiB')} | {fmt(b / image if b is not None else None, '×')} |")
+    btable = "\n".join(blines) + "\n"
+    with open(f"{out}/badlink.md", "w") as f:
+        f.write(btable)
+    print(btable)
 
 # Chart data: throughput (MB/s, every client's bytes per wall second) and
 # upstream bytes (MiB) per scenario and server.

@@ -3,8 +3,12 @@
 # prints a table of figures and ratios (regcache ÷ peer). See BENCHMARKS.md.
 #
 #   bench/run.sh                 the full run: a 512 MiB blob, 3 rounds
-#   QUICK=1 bench/run.sh         a smoke run: a 64 MiB blob, 1 round, short wrk
+#   QUICK=1 bench/run.sh         a smoke run: a 64 MiB blob, 1 round, short wrk,
+#                                a 4x40 MiB bad-link image cut every 12 MiB
 #   SIZE=268435456 ROUNDS=5 ...  another blob size (bytes) or number of rounds
+#   LAYER_SIZE=... CUT=... CAP=... the bad-link image's layer size, the bytes
+#                                after which every transfer is cut, and the
+#                                cap of each connection in bytes per second
 #
 # Peers: nginx (Debian) as a /v2/ caching reverse proxy (proxy_cache with
 # proxy_cache_lock, following the upstream's 307 to the CDN itself) and as
@@ -12,6 +16,13 @@
 # mode. The upstream is the Docker-Hub-like test front (token realm, 307
 # blob redirects to a CDN listener) on loopback. Scenarios run for each
 # server alternately (A B A B), and the medians are reported.
+#
+# The bad-link scenarios pull a 4-layer image (bench/pull: the Docker
+# daemon's way, 3 blobs at once, a broken body continued with Range up to
+# 5 tries) cold through each server and straight from the upstream, while
+# the upstream's CDN caps every TCP connection at $CAP bytes/s, or cuts
+# every transfer (Range answers too) after $CUT bytes. They report the
+# time and the bytes each moved upstream.
 #
 # Installs what is missing (apt-get: nginx-light, wrk, gnuplot-nox; go
 # install: the distribution registry v3.1.2), builds ./caddy with
@@ -27,11 +38,16 @@ if [ "$QUICK" = 1 ]; then
 	SIZE="${SIZE:-67108864}"
 	ROUNDS="${ROUNDS:-1}"
 	WRK_SECONDS="${WRK_SECONDS:-3}"
+	LAYER_SIZE="${LAYER_SIZE:-41943040}"
+	CUT="${CUT:-12582912}"
 else
 	SIZE="${SIZE:-536870912}"
 	ROUNDS="${ROUNDS:-3}"
 	WRK_SECONDS="${WRK_SECONDS:-8}"
+	LAYER_SIZE="${LAYER_SIZE:-104857600}"
+	CUT="${CUT:-33554432}"
 fi
+CAP="${CAP:-20000000}"
 CLIENTS="${CLIENTS:-20}"
 WARM_REPEAT="${WARM_REPEAT:-3}" # warm downloads per round and server: each is short
 OUT="${OUT:-$ROOT/bench/out}"
@@ -90,6 +106,7 @@ log "building ./caddy and the bench programs"
 ./xcaddy.sh >"$OUT/build.log" 2>&1 || { cat "$OUT/build.log" >&2; exit 1; }
 go build -o "$WORK/upstream" ./bench/upstream
 go build -o "$WORK/load" ./bench/load
+go build -o "$WORK/pull" ./bench/pull
 
 # ---------------------------------------------------------------- helpers
 wait_http() { # url [tries]
@@ -113,7 +130,8 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # ---------------------------------------------------------------- upstream
 log "starting the upstream with a $SIZE-byte blob"
-"$WORK/upstream" -size "$SIZE" -state "$WORK/upstream.json" -static "$WORK/static" >"$OUT/upstream.log" 2>&1 &
+"$WORK/upstream" -size "$SIZE" -state "$WORK/upstream.json" -static "$WORK/static" \
+	-layers 4 -layer-size "$LAYER_SIZE" >"$OUT/upstream.log" 2>&1 &
 UP_PID=$!
 for _ in $(seq 1 1200); do [ -f "$WORK/upstream.json" ] && break; sleep 0.1; done
 [ -f "$WORK/upstream.json" ] || { echo "the upstream did not start" >&2; cat "$OUT/upstream.log" >&2; exit 1; }
@@ -127,6 +145,8 @@ SMALL=$(state small_manifest)
 SMALL_TYPE=$(state small_type)
 BLOB_PATH="/v2/bench/big/blobs/$BIG"
 MANIFEST_PATH="/v2/bench/small/manifests/$SMALL"
+BADLINK_REPO=$(state badlink_repo)
+BADLINK_BYTES=$(state badlink_bytes)
 
 # ---------------------------------------------------------------- regcache
 start_regcache() {
@@ -379,6 +399,7 @@ cold_one() { # server
 	local server=$1 out url token=()
 	case "$server" in
 	regcache) cold_regcache; url=$(url_of regcache "$BLOB_PATH") ;;
+	nginx) cold_nginx; url=$(url_of nginx "$BLOB_PATH") ;;
 	upstream) url=$(url_of upstream "$BLOB_PATH"); token=(-token "$TOKEN") ;;
 	esac
 	reset_counters
@@ -417,9 +438,43 @@ for r in $(seq 1 "$ROUNDS"); do
 	for s in regcache nginx; do cold_many "$s" cold20count; done
 done
 
-log "cold, one client (regcache, straight from the upstream)"
+log "cold, one client (regcache, straight from the upstream, nginx)"
 for r in $(seq 1 "$ROUNDS"); do
-	for s in regcache upstream; do cold_one "$s"; done
+	for s in regcache upstream nginx; do cold_one "$s"; done
+done
+
+set_fault() { curl -fsS -X POST -d "$1" "$CONTROL/fault" >/dev/null; }
+badlink_pull() { # scenario fault-json server
+	local scen=$1 fault=$2 server=$3 out url token=()
+	case "$server" in
+	regcache) cold_regcache; url="http://127.0.0.1:$P_RC" ;;
+	nginx) cold_nginx; url="http://127.0.0.1:$P_NGX" ;;
+	distribution) cold_dist; url="http://127.0.0.1:$P_DIST" ;;
+	upstream) url=$FRONT; token=(-token "$TOKEN") ;;
+	esac
+	reset_counters
+	set_fault "$fault"
+	out=$("$WORK/pull" -registry "$url" -repo "$BADLINK_REPO" "${token[@]}") || echo "$scen $server: $out" >&2
+	set_fault '{"kind": "none"}'
+	record "$scen" "$server" wall_s "$(field "$out" wall_s)"
+	record "$scen" "$server" ok "$(python3 -c "import json,sys; print(int(json.loads(sys.argv[1])['ok']))" "$out")"
+	record "$scen" "$server" upstream_bytes "$(counter cdn_bytes)"
+	record "$scen" "$server" upstream_fetches "$(counter cdn_get)"
+}
+record meta badlink image_bytes "$BADLINK_BYTES"
+record meta badlink cut "$CUT"
+record meta badlink cap "$CAP"
+log "bad link: every connection capped at $CAP bytes/s, first pull of 4 layers (regcache, nginx, distribution, straight from the upstream)"
+for r in $(seq 1 "$ROUNDS"); do
+	for s in regcache nginx distribution upstream; do
+		badlink_pull badcap "{\"kind\": \"conn-bandwidth\", \"bytes_per_second\": $CAP}" "$s"
+	done
+done
+log "bad link: every transfer cut after $CUT bytes, first pull of 4 layers (regcache, nginx, distribution, straight from the upstream)"
+for r in $(seq 1 "$ROUNDS"); do
+	for s in regcache nginx distribution upstream; do
+		badlink_pull baddrops "{\"kind\": \"cut\", \"after\": $CUT}" "$s"
+	done
 done
 
 log "warming every server"

@@ -1,7 +1,13 @@
 package cache
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -117,6 +123,90 @@ func BenchmarkScrub(b *testing.B) {
 			}
 			if n := s.IntegrityStats().CorruptObjects; n != 0 {
 				b.Fatalf("%d corrupt objects", n)
+			}
+		})
+	}
+}
+
+// BenchmarkColdFillLoopback compares, side by side in one run, a cold fill
+// of a 512 MiB blob from a loopback HTTP server (until a client read its
+// last byte, verified and stored) with a plain download of it to a file
+// (fsync included), and with the fill split over several connections.
+func BenchmarkColdFillLoopback(b *testing.B) {
+	const size = 512 << 20
+	body := make([]byte, size)
+	for i := range body {
+		body[i] = byte(i*7 + i>>13)
+	}
+	d := digest.FromBytes(body)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+	}))
+	b.Cleanup(srv.Close)
+	b.Run("direct", func(b *testing.B) {
+		b.SetBytes(size)
+		dir := b.TempDir()
+		for b.Loop() {
+			resp, err := http.Get(srv.URL)
+			if err != nil {
+				b.Fatal(err)
+			}
+			f, err := os.Create(filepath.Join(dir, "blob"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.Copy(f, resp.Body); err != nil {
+				b.Fatal(err)
+			}
+			resp.Body.Close()
+			if err := f.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
+	})
+	for _, tc := range []struct {
+		name   string
+		conns  int
+		after  time.Duration // the split delay; 0: the default
+		inline bool          // hash on the copying goroutine
+	}{
+		{"fill-1conn-inline-hash", 1, 0, true},
+		{"fill-1conn", 1, 0, false},
+		{"fill-4conn-default", 4, 0, false},
+		{"fill-4conn-forced", 4, time.Nanosecond, false},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			s := openTestWith(b, Options{Dir: b.TempDir(), FillConnections: tc.conns, FillSplitAfter: tc.after})
+			s.inlineHash = tc.inline
+			fetch := func(ctx context.Context, off int64) (Source, error) {
+				var src Source
+				var err error
+				if off == 0 && s.SplitSize() > 0 {
+					src, err = firstRangeFetch(ctx, srv.URL, s.SplitSize())
+				} else {
+					src, err = httpFetch(srv.URL)(ctx, off)
+				}
+				src.Segment = httpSegment(srv.URL, size)
+				return src, err
+			}
+			b.SetBytes(size)
+			readBuf := make([]byte, 1<<20)
+			for b.Loop() {
+				r, err := s.Fill(b.Context(), d, fetch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, r, readBuf); err != nil || n != size {
+					b.Fatalf("read %d bytes, %v", n, err)
+				}
+				_ = r.Close()
+				b.StopTimer()
+				waitFillsDone(b, s)
+				if err := s.Delete(d); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
 			}
 		})
 	}

@@ -62,6 +62,23 @@ type Stats struct {
 	Fills int
 	// FillReaders is the number of readers attached to those fills.
 	FillReaders int
+	// FillResumes counts the attempts of fills that continued a broken
+	// download from its last byte, since Open.
+	FillResumes int64
+	// FillRestarts counts the fills that started over from the first byte
+	// (an upstream that ignored or botched a range), since Open.
+	FillRestarts int64
+	// FillSplits counts the fills fetched in several ranges at once,
+	// since Open.
+	FillSplits int64
+	// SourceSwitches counts the times a fill turned to another source of
+	// its content after the one it used failed or stalled, since Open.
+	SourceSwitches int64
+	// Prefetches counts the fills started by Prefetch, since Open.
+	Prefetches int64
+	// PartialsContinued counts the fills that continued a partial download
+	// an earlier fill left, since Open.
+	PartialsContinued int64
 }
 
 // Stats returns the store's current figures.
@@ -82,6 +99,13 @@ func (s *Store) Stats() Stats {
 		Unwritable:    s.unwritableUntil.Load() > s.now().UnixNano(),
 		Fills:         fills,
 		FillReaders:   readers,
+
+		FillResumes:       s.fillResumes.Load(),
+		FillRestarts:      s.fillRestarts.Load(),
+		PartialsContinued: s.partialsContinued.Load(),
+		FillSplits:        s.fillSplits.Load(),
+		Prefetches:        s.prefetches.Load(),
+		SourceSwitches:    s.sourceSwitches.Load(),
 	}
 }
 
@@ -513,9 +537,11 @@ func (s *Store) reconcileOnce() (dropped, adopted int, err error) {
 }
 
 // startBackground starts the store's background work: the access flusher,
-// the evictor, the idle evictor and the reconciliation of metadata with the disk.
+// the ingest sweeper, the evictor, the idle evictor and the reconciliation
+// of metadata with the disk.
 func (s *Store) startBackground(flushEvery time.Duration) {
-	s.wg.Add(4)
+	s.wg.Add(5)
+	go s.sweepIngestLoop()
 	go s.flushAccessLoop(flushEvery)
 	go s.evictLoop()
 	go s.idleLoop()

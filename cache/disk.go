@@ -26,14 +26,6 @@ func (s *Store) blobPath(d digest.Digest) (string, error) {
 	return filepath.Join(s.blobsDir, string(d.Algorithm()), d.Encoded()), nil
 }
 
-// resetDir removes dir with everything in it and creates it empty.
-func resetDir(dir string) error {
-	if err := os.RemoveAll(dir); err != nil {
-		return err
-	}
-	return os.MkdirAll(dir, 0o755)
-}
-
 // commit makes a verified temporary file in ingest/ visible as obj: fsync
 // the file, write the metadata (first, so that a crash leaves at most
 // metadata without a file, which reads as absent), rename the file into

@@ -30,7 +30,7 @@ func TestFileWithoutMetadataIsServed(t *testing.T) {
 	if got, obj, err := s.ReadAll(d, 100); err != nil || string(got) != string(data) || obj != want {
 		t.Errorf("ReadAll = %q, %+v, %v", got, obj, err)
 	}
-	r, err := s.Fill(t.Context(), d, func(context.Context) (Source, error) {
+	r, err := s.Fill(t.Context(), d, func(context.Context, int64) (Source, error) {
 		t.Error("fetch called for a stored object")
 		return Source{}, errors.New("unexpected")
 	})

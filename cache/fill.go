@@ -23,10 +23,20 @@ var fillBuffers = sync.Pool{New: func() any { b := make([]byte, fillBufferSize);
 
 // Source is an upstream body being filled into the cache.
 type Source struct {
-	// Body is the content; the fill closes it.
+	// Body is the content from Offset; the fill closes it.
 	Body io.ReadCloser
-	// Size is the expected size, or -1 when unknown.
+	// Size is the expected size of the whole content, or -1 when unknown.
 	Size int64
+	// Offset is where Body starts in the content: the off asked for, or 0
+	// when the upstream answered the whole content.
+	Offset int64
+	// End, when positive, is where Body stops short of the content's end
+	// (a first fetch that asked for the first Store.SplitSize bytes only).
+	End int64
+	// Segment, when set, fetches exact ranges of the content: a fill of
+	// at least Options.FillSplitSize bytes then fetches later ranges over
+	// further connections while Body brings the first.
+	Segment SegmentFunc
 	// MediaType is recorded with the object.
 	MediaType string
 	// Done, when set, is called once with the fill's verdict: the verified
@@ -36,15 +46,30 @@ type Source struct {
 	Done func(content *os.File, obj Object, err error)
 }
 
-// FetchFunc opens the upstream body of a fill. It is called with a context
-// owned by the fill, detached from every client and cancelled only by
-// Store.Close, so the fill completes even if all its clients leave.
-type FetchFunc func(ctx context.Context) (Source, error)
+// FetchFunc opens the upstream body of a fill from byte off: the whole
+// content when off is 0, else (asking with RangeHeader(off)) the content
+// from off, which the Source's Offset confirms; an upstream that ignores
+// the range answers the whole content with Offset 0, and the fill starts
+// over with it. It is called with a context owned by the fill, detached
+// from every client and cancelled only by Store.Close, so the fill
+// completes even if all its clients leave; it is called again, with the
+// offset reached, when a body breaks (see Options.FillRetries).
+//
+// Called with off 0 by a store that splits large fills (SplitSize > 0),
+// it may ask for only the first SplitSize bytes (FirstRangeHeader) and
+// mark where the body stops in Source.End: the store fetches the rest in
+// ranges, and no byte is sent twice.
+type FetchFunc func(ctx context.Context, off int64) (Source, error)
 
 // fill is the one download in progress of a digest.
 type fill struct {
 	d       digest.Digest
 	tmpPath string
+	// partial is how many first bytes of the content the download file
+	// held when the fill started (a previous fill's partial download),
+	// and partialMeta that download's sidecar.
+	partial     int64
+	partialMeta partialMeta
 	// reserved is the budget reserved for the announced size; set before
 	// ready closes.
 	reserved int64
@@ -58,6 +83,10 @@ type fill struct {
 
 	mu      sync.Mutex
 	written int64
+	// sources are further fetches of the content, by clients that joined
+	// the fill (their upstream and credentials), tried when the current
+	// one fails or stalls.
+	sources []FetchFunc
 	done    bool
 	err     error         // the verdict, once done
 	notify  chan struct{} // closed and replaced on every change
@@ -98,6 +127,37 @@ func (f *fill) isDone() bool {
 	return f.done
 }
 
+// maxSources bounds the further sources a fill keeps.
+const maxSources = 8
+
+// addSource adds a further source to a fill in progress.
+func (f *fill) addSource(fetch FetchFunc) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.done && len(f.sources) < maxSources {
+		f.sources = append(f.sources, fetch)
+	}
+}
+
+// source returns the fetch of source i: 0 is the fill's own, the others
+// those added since; i wraps around.
+func (f *fill) source(own FetchFunc, i int) (FetchFunc, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i %= 1 + len(f.sources)
+	if i == 0 {
+		return own, 0
+	}
+	return f.sources[i-1], i
+}
+
+// hasOtherSources reports whether sources were added.
+func (f *fill) hasOtherSources() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.sources) > 0
+}
+
 // addReaders counts readers attached to the fill.
 func (f *fill) addReaders(n int) {
 	f.mu.Lock()
@@ -109,7 +169,9 @@ func (f *fill) addReaders(n int) {
 // present, otherwise of the one fill of d, joining the fill in progress or
 // starting it with fetch. It waits until fetch has returned, so upstream
 // errors come back here unchanged (errors.Is and errors.As see them), or
-// until ctx ends. ctx bounds only this caller's waiting and reading, never
+// until ctx ends. A caller that joined a fill whose fetch has not answered
+// within Options.SlowSourceAfter gets an error wrapping ErrSlowFill: it
+// may fetch the content past the cache from its own upstream. ctx bounds only this caller's waiting and reading, never
 // the fill.
 func (s *Store) Fill(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Reader, error) {
 	if err := d.Validate(); err != nil {
@@ -145,8 +207,19 @@ func (s *Store) Fill(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Re
 		}
 	}
 	fl := r.fill
+	// A caller that joined a fill does not wait long on the trouble of the
+	// upstream that fill asked: it may go past the cache to its own.
+	var slow <-chan time.Time
+	if !r.started {
+		t := time.NewTimer(s.slowSource)
+		defer t.Stop()
+		slow = t.C
+	}
 	select {
 	case <-fl.ready:
+	case <-slow:
+		_ = r.Close()
+		return nil, fmt.Errorf("filling %s: the download joined has had no answer for %s: %w", d, s.slowSource, ErrSlowFill)
 	case <-ctx.Done():
 		_ = r.Close()
 		return nil, ctx.Err()
@@ -209,7 +282,7 @@ func (s *Store) join(ctx context.Context, d digest.Digest, fetch FetchFunc) (*Re
 		return nil, nil, err
 	}
 	fl.addReaders(1)
-	return &Reader{ctx: ctx, fill: fl, file: file, size: -1, release: s.use(d)}, nil, nil
+	return &Reader{ctx: ctx, fill: fl, file: file, size: -1, release: s.use(d), started: !ok}, nil, nil
 }
 
 // freeSlot gives a fill slot back and wakes the callers waiting for one.
@@ -254,7 +327,7 @@ func (s *Store) startFill(d digest.Digest, fetch FetchFunc) (*fill, error) {
 		s.notStored.Add(1)
 		return nil, fmt.Errorf("filling %s: %w", d, ErrUnwritable)
 	}
-	tmp, err := os.CreateTemp(s.ingestDir, d.Encoded()+"-*")
+	tmp, partial, meta, err := s.openPartial(d)
 	if err != nil {
 		err = s.noteWriteError("creating a download file", err)
 		if errors.Is(err, ErrUnwritable) {
@@ -262,7 +335,8 @@ func (s *Store) startFill(d digest.Digest, fetch FetchFunc) (*fill, error) {
 		}
 		return nil, fmt.Errorf("filling %s: %w", d, err)
 	}
-	fl := &fill{d: d, tmpPath: tmp.Name(), ready: make(chan struct{}), notify: make(chan struct{})}
+	fl := &fill{d: d, tmpPath: tmp.Name(), partial: partial, partialMeta: meta,
+		ready: make(chan struct{}), notify: make(chan struct{})}
 	s.fills[d] = fl
 	s.wg.Add(1)
 	go s.runFill(fl, tmp, fetch)
@@ -278,10 +352,17 @@ func (s *Store) startFill(d digest.Digest, fetch FetchFunc) (*fill, error) {
 func (s *Store) runFill(fl *fill, tmp *os.File, fetch FetchFunc) {
 	defer s.wg.Done()
 	start := s.now()
-	written, err := s.download(fl, tmp, fetch)
-	stored := false
+	written, resumable, err := s.download(fl, tmp, fetch)
+	stored, keep := false, false
 	if err == nil {
 		stored = s.store(fl, tmp, written)
+	}
+	if stored {
+		_ = os.Remove(fl.tmpPath + sidecarSuffix)
+	} else {
+		// Before the verdict: a fill of the digest that starts once it is
+		// out continues the partial download only if it was kept.
+		keep = s.keepPartial(fl, tmp, written, resumable && err != nil)
 	}
 	s.release(fl.reserved)
 	if err != nil && s.ctx.Err() != nil && !errors.Is(err, ErrClosed) {
@@ -310,13 +391,17 @@ func (s *Store) runFill(fl *fill, tmp *os.File, fetch FetchFunc) {
 		_ = tmp.Close()
 	}
 	s.mu.Lock()
-	if !stored {
-		// Under s.mu, so that a reader joining now either opened the file
-		// already or sees the verdict.
-		_ = os.Remove(fl.tmpPath)
-	}
 	if s.fills[fl.d] == fl {
+		// Under s.mu, so that a reader joining now either opened the file
+		// already or sees the verdict. A fill of the digest that started
+		// since owns the file.
+		if !stored && !keep {
+			removePartial(fl.tmpPath)
+		}
 		delete(s.fills, fl.d)
+		if keep {
+			s.sweepIngest(false)
+		}
 	}
 	s.freeSlot()
 	s.mu.Unlock()
@@ -342,96 +427,6 @@ func (s *Store) store(fl *fill, tmp *os.File, written int64) bool {
 	// Hashed as it was written: its first read needs no check.
 	s.markVerified(fl.d)
 	return true
-}
-
-// download fetches the body into tmp, hashing it, and checks its size and
-// digest. It returns the bytes written, and leaves tmp open for commit.
-// writebackChunk is how much of a download is written before the kernel
-// is asked to start writing it to disk (see startWriteback).
-const writebackChunk = 8 << 20
-
-func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, error) {
-	src, err := s.source(fl.d, fetch)
-	if err == nil && src.Body == nil {
-		err = fmt.Errorf("filling %s: the upstream returned no body", fl.d)
-	}
-	if err != nil {
-		if s.ctx.Err() != nil && !errors.Is(err, ErrClosed) {
-			err = fmt.Errorf("%w: %w", ErrClosed, err)
-		}
-		fl.fetchErr = err
-		close(fl.ready)
-		return 0, err
-	}
-	if src.Size < 0 {
-		src.Size = -1
-	}
-	if !s.fitsBudget(src.Size) {
-		// Never written to disk: the caller streams it past the cache.
-		_ = src.Body.Close()
-		if src.Done != nil {
-			src.Done(nil, Object{}, ErrTooLarge)
-		}
-		s.notStored.Add(1)
-		fl.fetchErr = fmt.Errorf("filling %s: %d bytes exceed the cache budget: %w", fl.d, src.Size, ErrTooLarge)
-		close(fl.ready)
-		return 0, fl.fetchErr
-	}
-	fl.size, fl.mediaType, fl.onDone = src.Size, src.MediaType, src.Done
-	if src.Size > 0 && s.fitsBudget(src.Size) {
-		fl.reserved = src.Size
-		s.reserve(src.Size)
-	}
-	close(fl.ready)
-
-	// Close unblocks a Read that ignores the context.
-	stop := context.AfterFunc(s.ctx, func() { _ = src.Body.Close() })
-	defer func() {
-		if stop() {
-			_ = src.Body.Close()
-		}
-	}()
-
-	h := fl.d.Algorithm().Hash()
-	bp := fillBuffers.Get().(*[]byte)
-	defer fillBuffers.Put(bp)
-	buf := *bp
-	var written, flushed int64
-	for {
-		n, rerr := src.Body.Read(buf)
-		if n > 0 {
-			if src.Size >= 0 && written+int64(n) > src.Size {
-				return written, fmt.Errorf("filling %s: more than the %d bytes announced: %w", fl.d, src.Size, ErrSizeMismatch)
-			}
-			if !s.fitsBudget(written + int64(n)) {
-				s.notStored.Add(1)
-				return written, fmt.Errorf("filling %s: more bytes than the cache budget: %w", fl.d, ErrTooLarge)
-			}
-			if _, werr := tmp.Write(buf[:n]); werr != nil {
-				return written, fmt.Errorf("filling %s: writing: %w", fl.d, s.noteWriteError("writing a download", werr))
-			}
-			h.Write(buf[:n])
-			written += int64(n)
-			if written-flushed >= writebackChunk {
-				startWriteback(tmp, flushed, written-flushed)
-				flushed = written
-			}
-			fl.progress(written)
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return written, fmt.Errorf("filling %s: reading the upstream body after %d bytes: %w", fl.d, written, rerr)
-		}
-	}
-	if src.Size >= 0 && written != src.Size {
-		return written, fmt.Errorf("filling %s: got %d of %d bytes: %w", fl.d, written, src.Size, ErrSizeMismatch)
-	}
-	if got := digest.NewDigest(fl.d.Algorithm(), h); got != fl.d {
-		return written, fmt.Errorf("filling %s: content hashes to %s: %w", fl.d, got, ErrDigestMismatch)
-	}
-	return written, nil
 }
 
 // FillStats reports the fills in flight and the readers attached to them.

@@ -20,6 +20,7 @@ type Reader struct {
 	mediaType string
 	complete  bool
 	closed    bool
+	started   bool   // the caller's Fill started the fill
 	release   func() // ends the object's use, which holds off eviction
 }
 
@@ -158,6 +159,29 @@ func (r *Reader) Close() error {
 		r.release()
 	}
 	return r.file.Close()
+}
+
+// Written returns how many first bytes of the content can be read now
+// without waiting: the size of a complete object, else the bytes the fill
+// wrote so far.
+func (r *Reader) Written() int64 {
+	if r.complete {
+		return r.size
+	}
+	written, _, _, _ := r.fill.state()
+	return written
+}
+
+// AddSource offers the fill being read a further source of the content:
+// the fetch of another client that joined it (another upstream or
+// endpoint, other credentials), once that client's access was checked.
+// When the fill's current source fails or sends nothing for a while, the
+// fill continues from the next source, where it stopped. It does nothing
+// for a complete object.
+func (r *Reader) AddSource(fetch FetchFunc) {
+	if !r.complete && r.fill != nil && fetch != nil {
+		r.fill.addSource(fetch)
+	}
 }
 
 // Size returns the expected size, or -1 when unknown.

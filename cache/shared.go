@@ -192,7 +192,7 @@ func (s *Store) setTagShared(upstream, repo, tag string, t Tag) {
 // one, else straight from fetch.
 func (s *Store) source(d digest.Digest, fetch FetchFunc) (Source, error) {
 	if s.shared == nil {
-		return fetch(s.ctx)
+		return fetch(s.ctx, 0)
 	}
 	return s.shared.Source(s.ctx, d, fetch)
 }

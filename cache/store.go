@@ -35,6 +35,9 @@ var (
 	ErrClosed = errors.New("cache closed")
 	// ErrBusy means every fill slot stayed taken for the queue timeout.
 	ErrBusy = errors.New("too many downloads in progress")
+	// ErrSlowFill means the fill a caller joined had no answer from its
+	// upstream for Options.SlowSourceAfter.
+	ErrSlowFill = errors.New("the download joined is waiting for its upstream")
 )
 
 // Defaults of Options.
@@ -55,6 +58,31 @@ const (
 	// DefaultFillQueueTimeout is how long a new fill waits for a slot by
 	// default: one minute.
 	DefaultFillQueueTimeout = time.Minute
+	// DefaultFillRetries is how many attempts in a row without progress a
+	// fill makes by default before it gives up: 5.
+	DefaultFillRetries = 5
+	// DefaultFillRetryBackoff is the default pause after a fill's first
+	// attempt without progress (it doubles with each further one): 500ms.
+	DefaultFillRetryBackoff = 500 * time.Millisecond
+	// DefaultFillConnections is how many connections a large fill uses by
+	// default: 4.
+	DefaultFillConnections = 4
+	// DefaultFillSplitSize is the size from which a fill uses several
+	// connections by default: 32 MiB.
+	DefaultFillSplitSize = 32 << 20
+	// DefaultFillSplitAfter is how long the first stream of a large fill
+	// runs by default before the other connections start: 250ms.
+	DefaultFillSplitAfter = 250 * time.Millisecond
+	// DefaultSlowSourceAfter is how long a fill waits for a byte from its
+	// source by default before it turns to another one, when it has
+	// another: 10 seconds.
+	DefaultSlowSourceAfter = 10 * time.Second
+	// DefaultIngestMaxBytes is how many bytes of partial downloads the
+	// ingest area keeps by default: 4 GiB.
+	DefaultIngestMaxBytes = 4 << 30
+	// DefaultIngestMaxAge is how long a partial download is kept by
+	// default: 24 hours.
+	DefaultIngestMaxAge = 24 * time.Hour
 )
 
 // Options configure a Store; zero values mean defaults.
@@ -106,6 +134,43 @@ type Options struct {
 	// ScrubRate bounds the scrub's reads in bytes per second. Default:
 	// DefaultScrubRate (50 MiB/s). Negative: no bound.
 	ScrubRate int64
+	// FillRetries is how many attempts in a row a fill makes without
+	// progress after its body broke (reset, stall, early end, an expired
+	// signed URL) before it gives up. Each attempt continues from the bytes
+	// the fill has, with a range; an attempt that got further than any
+	// before does not count. Default: 5.
+	FillRetries int
+	// FillRetryBackoff is the pause after a fill's first attempt without
+	// progress; it doubles with each further one, up to 30s. Default:
+	// 500ms.
+	FillRetryBackoff time.Duration
+	// FillConnections is how many ranges a fill of at least FillSplitSize
+	// bytes fetches at once, each over its own connection, when its
+	// source can fetch ranges (Source.Segment); 1 fetches every fill in
+	// one stream. Default: 4.
+	FillConnections int
+	// FillSplitSize is the size from which a fill is fetched in ranges.
+	// Default: 32 MiB.
+	FillSplitSize int64
+	// FillSplitAfter is how long the first stream of a fill of at least
+	// FillSplitSize bytes runs before the further connections start: a
+	// link that brings the first range (FetchFunc) sooner is fast enough
+	// that more connections would only cost CPU, and the fill goes on in
+	// one stream. Default: 250ms.
+	FillSplitAfter time.Duration
+	// SlowSourceAfter is how long a fill's body may send nothing while
+	// other sources of the content are there (clients of other upstreams
+	// or credentials that joined the fill, see Reader.AddSource) before
+	// the fill drops it and continues from the next source; and how long a
+	// caller that joins a fill waits for that fill's upstream to answer
+	// before Fill returns ErrSlowFill. Default: 10s.
+	SlowSourceAfter time.Duration
+	// IngestMaxBytes bounds the partial downloads kept for a later fill
+	// of their digest to continue (a fill that gave up, or was stopped by
+	// Close): beyond it the oldest are removed. Default: 4 GiB.
+	IngestMaxBytes int64
+	// IngestMaxAge is how long a partial download is kept. Default: 24h.
+	IngestMaxAge time.Duration
 }
 
 // Object is the metadata of one verified object.
@@ -150,6 +215,24 @@ type Store struct {
 	fillSlots        chan struct{} // one token per running fill
 	slotFreed        chan struct{} // closed and replaced when a slot frees; under mu
 	fillQueueTimeout time.Duration
+	fillRetries      int
+	fillBackoff      time.Duration
+	ingestMaxBytes   int64
+	fillConnections  int
+	fillSplitSize    int64
+	slowSource       time.Duration
+	// inlineHash hashes a fill on its copying goroutine, as before the
+	// hash pipe; set by benchmarks only, to compare.
+	inlineHash     bool
+	fillSplitAfter time.Duration
+	ingestMaxAge   time.Duration
+
+	fillResumes       atomic.Int64
+	fillRestarts      atomic.Int64
+	fillSplits        atomic.Int64
+	prefetches        atomic.Int64
+	sourceSwitches    atomic.Int64
+	partialsContinued atomic.Int64
 
 	access accessLog
 
@@ -186,7 +269,8 @@ type Store struct {
 }
 
 // Open opens (creating if needed) the cache in opts.Dir, removes leftovers
-// of downloads interrupted by a crash, and starts the background work:
+// of interrupted writes (keeping the partial downloads a later fill
+// continues, within their limits), and starts the background work:
 // the access flusher, the evictor, and the reconciliation of the metadata
 // with the disk (the store serves meanwhile). A second Open of a directory
 // that is already open, by this process or another, fails after a second.
@@ -218,6 +302,30 @@ func Open(opts Options) (*Store, error) {
 	if opts.FillQueueTimeout <= 0 {
 		opts.FillQueueTimeout = DefaultFillQueueTimeout
 	}
+	if opts.FillRetries <= 0 {
+		opts.FillRetries = DefaultFillRetries
+	}
+	if opts.FillRetryBackoff <= 0 {
+		opts.FillRetryBackoff = DefaultFillRetryBackoff
+	}
+	if opts.FillConnections <= 0 {
+		opts.FillConnections = DefaultFillConnections
+	}
+	if opts.FillSplitSize <= 0 {
+		opts.FillSplitSize = DefaultFillSplitSize
+	}
+	if opts.FillSplitAfter <= 0 {
+		opts.FillSplitAfter = DefaultFillSplitAfter
+	}
+	if opts.SlowSourceAfter <= 0 {
+		opts.SlowSourceAfter = DefaultSlowSourceAfter
+	}
+	if opts.IngestMaxBytes <= 0 {
+		opts.IngestMaxBytes = DefaultIngestMaxBytes
+	}
+	if opts.IngestMaxAge <= 0 {
+		opts.IngestMaxAge = DefaultIngestMaxAge
+	}
 	s := &Store{
 		dir:         opts.Dir,
 		blobsDir:    filepath.Join(opts.Dir, "blobs"),
@@ -233,6 +341,14 @@ func Open(opts Options) (*Store, error) {
 		slotFreed:   make(chan struct{}),
 
 		fillQueueTimeout: opts.FillQueueTimeout,
+		fillRetries:      opts.FillRetries,
+		fillBackoff:      opts.FillRetryBackoff,
+		ingestMaxBytes:   opts.IngestMaxBytes,
+		fillConnections:  opts.FillConnections,
+		fillSplitSize:    opts.FillSplitSize,
+		slowSource:       opts.SlowSourceAfter,
+		fillSplitAfter:   opts.FillSplitAfter,
+		ingestMaxAge:     opts.IngestMaxAge,
 		inUse:            make(map[digest.Digest]int),
 		pins:             make(map[string]map[digest.Digest]struct{}),
 		idleWake:         make(chan struct{}, 1),
@@ -248,11 +364,13 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.db = db
-	// Only the holder of meta.db's lock may clean the ingest area.
-	if err := resetDir(s.ingestDir); err != nil {
+	// Only the holder of meta.db's lock may sweep the ingest area: it
+	// keeps the partial downloads a later fill continues.
+	if err := os.MkdirAll(s.ingestDir, 0o755); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("opening cache: removing interrupted downloads: %w", err)
+		return nil, fmt.Errorf("opening cache: creating %s: %w", s.ingestDir, err)
 	}
+	s.sweepIngest(true)
 	if err := s.loadUsage(); err != nil {
 		_ = db.Close()
 		return nil, err

@@ -25,6 +25,10 @@ func openTest(t testing.TB, dir string) *Store {
 // openTestWith opens a store with opts that the test closes at its end.
 func openTestWith(t testing.TB, opts Options) *Store {
 	t.Helper()
+	if opts.FillRetryBackoff == 0 {
+		// Attempts of fills whose bodies break follow each other quickly.
+		opts.FillRetryBackoff = time.Millisecond
+	}
 	s, err := Open(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -143,6 +143,17 @@ type CacheStats struct {
 	// streaming from them.
 	Fills       int `json:"fills"`
 	FillReaders int `json:"fill_readers"`
+	// FillResumes, FillRestarts, FillSplits, PartialsContinued,
+	// SourceSwitches and Prefetches count, since the cache opened, the
+	// downloads continued from their last byte, taken from the first byte
+	// again, fetched in several ranges, continued from a partial download
+	// in ingest/, turned to another source, and started by prefetch.
+	FillResumes       int64 `json:"fill_resumes"`
+	FillRestarts      int64 `json:"fill_restarts"`
+	FillSplits        int64 `json:"fill_splits"`
+	PartialsContinued int64 `json:"partials_continued"`
+	SourceSwitches    int64 `json:"source_switches"`
+	Prefetches        int64 `json:"prefetches"`
 	// Requests counts answered requests: kind → result → count.
 	Requests map[string]map[string]int64 `json:"requests"`
 	// BytesFromCache and BytesFromUpstream count response bytes by source.
@@ -230,6 +241,9 @@ func (h *Handler) stats() CacheStats {
 		BytesFromCache: ms.BytesFromCache, BytesFromUpstream: ms.BytesFromUpstream,
 		StaleServes: ms.StaleServes, RateLimitHolds: ms.RateLimitHolds, NegativeHits: ms.NegativeHits,
 		Policy: h.mirror.PolicyStats(),
+
+		FillResumes: st.FillResumes, FillRestarts: st.FillRestarts, FillSplits: st.FillSplits,
+		PartialsContinued: st.PartialsContinued, SourceSwitches: st.SourceSwitches, Prefetches: st.Prefetches,
 	}
 	var served, fromCache int64
 	for _, rc := range ms.Requests {

@@ -46,6 +46,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		response_timeout <duration>
 //		stall_timeout    <duration>
 //		max_downloads    <n>
+//		fill_retries     <n>
+//		fill_connections <n>
+//		fill_split_size  <size>
+//		ingest_max_size  <size>
+//		ingest_max_age   <duration>
 //		max_upstream_requests <n>
 //		access_ttl       <duration>
 //		scrub_interval   <duration>|off
@@ -58,6 +63,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			total_interval <duration>
 //		}
 //		allowed_networks <cidr>...
+//		prefetch         on|off
 //		token_realm      <url>
 //		default   <registry>
 //		upstream  <registry> [<url>] {
@@ -139,7 +145,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if h.Storage == "" && h.S3 == nil {
 				return d.ArgErr()
 			}
-		case "max_size", "memory":
+		case "max_size", "memory", "ingest_max_size", "fill_split_size":
 			opt := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -148,10 +154,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return d.Errf("%s: %v", opt, err)
 			}
-			if opt == "max_size" {
+			switch opt {
+			case "max_size":
 				h.MaxSize = size
-			} else {
+			case "memory":
 				h.Memory = size
+			case "fill_split_size":
+				h.FillSplitSize = size
+			default:
+				h.IngestMaxSize = size
 			}
 		case "max_idle":
 			if !d.NextArg() {
@@ -168,7 +179,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			h.Sync = append(h.Sync, r)
-		case "tag_ttl", "stale_if_error":
+		case "tag_ttl", "stale_if_error", "ingest_max_age":
 			opt := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -177,10 +188,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return d.Errf("%s: %v", opt, err)
 			}
-			if opt == "tag_ttl" {
+			switch opt {
+			case "tag_ttl":
 				h.TagTTL = caddy.Duration(dur)
-			} else {
+			case "stale_if_error":
 				h.StaleIfError = caddy.Duration(dur)
+			default:
+				h.IngestMaxAge = caddy.Duration(dur)
 			}
 		case "negative_ttl":
 			if !d.NextArg() {
@@ -191,7 +205,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("negative_ttl: %v", err)
 			}
 			h.NegativeTTL = ttl
-		case "rate_limit_reserve", "max_downloads", "max_upstream_requests":
+		case "rate_limit_reserve", "max_downloads", "max_upstream_requests", "fill_retries", "fill_connections":
 			opt := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -205,6 +219,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.RateLimitReserve = n
 			case "max_downloads":
 				h.MaxDownloads = n
+			case "fill_retries":
+				h.FillRetries = n
+			case "fill_connections":
+				h.FillConnections = n
 			default:
 				h.MaxUpstreamRequests = n
 			}
@@ -265,6 +283,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("%v", err)
 			}
 			h.AllowedNetworks = append(h.AllowedNetworks, args...)
+		case "prefetch":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			switch d.Val() {
+			case "on":
+				h.DisablePrefetch = false
+			case "off":
+				h.DisablePrefetch = true
+			default:
+				return d.Errf("prefetch: %q is neither on nor off", d.Val())
+			}
 		case "token_realm":
 			if !d.NextArg() {
 				return d.ArgErr()

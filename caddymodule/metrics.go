@@ -77,6 +77,7 @@ type cacheCollector struct {
 	upstreams []*upstream.Client
 
 	requests, servedBytes, staleServes, rateLimitHolds, negativeHits, fills, fillReaders,
+	fillResumes, fillRestarts, fillSplits, partialsContinued, prefetches, sourceSwitches,
 	evictions, evictedBytes, diskUsed, diskBudget, objects, notStored, unwritable,
 	rateLimitRemaining, policyRefusals, loginThrottled, internalRefusals *prometheus.Desc
 
@@ -120,7 +121,19 @@ func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, ups
 			"Manifest requests answered with a remembered upstream 404."),
 		fills:       desc("fills_in_flight", "Downloads from upstreams into the cache in progress."),
 		fillReaders: desc("fill_waiting_clients", "Clients streaming from downloads in progress."),
-		evictions:   desc("evictions_total", "Objects evicted to keep the cache within max_size."),
+		fillResumes: desc("fill_resumes_total",
+			"Downloads continued with a Range request from the byte they got to, after their transfer broke."),
+		fillRestarts: desc("fill_restarts_total",
+			"Downloads taken from the first byte again because the upstream ignored or botched a Range."),
+		fillSplits: desc("fill_splits_total",
+			"Downloads of large blobs fetched as several ranges at once (fill_connections)."),
+		partialsContinued: desc("partials_continued_total",
+			"Downloads that continued a partial download an earlier download (or run of Caddy) left in ingest/."),
+		sourceSwitches: desc("fill_source_switches_total",
+			"Downloads that turned to another source of the blob (another client's upstream or credentials) after theirs failed or stalled."),
+		prefetches: desc("prefetches_total",
+			"Blob downloads started ahead of the clients, for the config and layers of an image manifest fetched for a client."),
+		evictions: desc("evictions_total", "Objects evicted to keep the cache within max_size."),
 		evictedBytes: desc("evicted_bytes_total",
 			"Bytes evicted to keep the cache within max_size."),
 		diskUsed:   desc("disk_used_bytes", "Bytes of the objects stored in the cache."),
@@ -152,7 +165,8 @@ func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, ups
 // Describe sends the descriptions of the cache metrics.
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.servedBytes, c.staleServes, c.rateLimitHolds,
-		c.negativeHits, c.fills, c.fillReaders, c.evictions, c.evictedBytes, c.diskUsed,
+		c.negativeHits, c.fills, c.fillReaders, c.fillResumes, c.fillRestarts, c.fillSplits,
+		c.partialsContinued, c.prefetches, c.sourceSwitches, c.evictions, c.evictedBytes, c.diskUsed,
 		c.diskBudget, c.objects, c.notStored, c.unwritable, c.rateLimitRemaining, c.policyRefusals,
 		c.loginThrottled, c.internalRefusals,
 		c.sharedFills, c.sharedTakeOvers, c.sharedUploadFailures, c.sharedUnavailable,
@@ -189,6 +203,12 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.store.Stats()
 	gauge(c.fills, int64(st.Fills))
 	gauge(c.fillReaders, int64(st.FillReaders))
+	counter(c.fillResumes, st.FillResumes)
+	counter(c.fillRestarts, st.FillRestarts)
+	counter(c.fillSplits, st.FillSplits)
+	counter(c.partialsContinued, st.PartialsContinued)
+	counter(c.prefetches, st.Prefetches)
+	counter(c.sourceSwitches, st.SourceSwitches)
 	counter(c.evictions, st.Evictions)
 	counter(c.evictedBytes, st.EvictedBytes)
 	gauge(c.diskUsed, st.UsedBytes)

@@ -199,6 +199,58 @@ type Handler struct {
 	// directory is first opened. Default: 64.
 	MaxDownloads int `json:"max_downloads,omitempty"`
 
+	// FillRetries is how many attempts in a row a blob download makes
+	// without getting further after its transfer broke (a reset, a stall,
+	// a cut, an expired signed URL) before it gives up. Each attempt
+	// continues from the last byte received with a Range request (through
+	// the registry again, so tokens and redirects are renewed); an attempt
+	// that got further than any before does not count, and the pause
+	// between attempts doubles from 500ms up to 30s. It applies when the
+	// cache directory is first opened. Default: 5.
+	FillRetries int `json:"fill_retries,omitempty"`
+
+	// FillConnections is how many connections a download of a large blob
+	// (at least fill_split_size) uses at once: the blob is cut into as
+	// many ranges, each fetched over its own connection and written at its
+	// offset, while clients stream the verified prefix as it grows. On a
+	// link that caps each connection this multiplies the speed of a first
+	// pull. An upstream that does not answer ranges is read in one stream.
+	// 1 turns it off. It applies when the cache directory is first opened.
+	// Default: 4.
+	FillConnections int `json:"fill_connections,omitempty"`
+
+	// FillSplitSize is the size in bytes from which a blob download uses
+	// fill_connections. It applies when the cache directory is first
+	// opened. Default: 32 MiB.
+	FillSplitSize int64 `json:"fill_split_size,omitempty"`
+
+	// DisablePrefetch turns prefetch off. By default, when the mirror
+	// fetches an image manifest (not an index) from an upstream for a
+	// client, it starts the downloads of the image's config and layers
+	// right away, with that client's credentials, so the blobs the client
+	// asks for next are already on their way. Prefetch takes a download
+	// slot (max_downloads) only while more than a quarter of them stay
+	// free for the downloads clients wait for, and never fetches a
+	// manifest (on Docker Hub blob GETs do not count against the pull
+	// limit, manifest GETs do). Its cost: the layers of an image whose
+	// manifest a client fetched but whose layers it never pulls (a client
+	// that already has them, or only inspects the image) are downloaded
+	// and stored anyway. Default: false (prefetch on).
+	DisablePrefetch bool `json:"disable_prefetch,omitempty"`
+
+	// IngestMaxSize bounds, in bytes, the partial downloads kept in the
+	// cache directory's ingest/ area: a download that gave up, or was
+	// stopped by a restart, is kept so that the next request for its blob
+	// continues it instead of starting over; beyond this size the oldest
+	// are removed. It applies when the cache directory is first opened.
+	// Default: 4 GiB.
+	IngestMaxSize int64 `json:"ingest_max_size,omitempty"`
+
+	// IngestMaxAge is how long a partial download is kept for a later
+	// request to continue. It applies when the cache directory is first
+	// opened. Default: 24h.
+	IngestMaxAge caddy.Duration `json:"ingest_max_age,omitempty"`
+
 	// MaxUpstreamRequests bounds the other upstream requests that run at
 	// once: manifests (at most 4 MiB each in memory), access checks, tag
 	// lists and referrers. More wait up to 30s for a slot, then get 503
@@ -405,6 +457,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		MaxIdle:     time.Duration(h.MaxIdle),
 		MaxFills:    h.MaxDownloads,
 		Logger:      h.logger.Named("cache"),
+
+		FillRetries:     h.FillRetries,
+		FillConnections: h.FillConnections,
+		FillSplitSize:   h.FillSplitSize,
+		IngestMaxBytes:  h.IngestMaxSize,
+		IngestMaxAge:    time.Duration(h.IngestMaxAge),
 	}
 	opts.ScrubInterval, opts.ScrubRate = h.scrubOptions()
 	if h.S3 != nil {
@@ -458,6 +516,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Audit: h.logger.Named("audit"),
 
 		IgnoreClientCredentials: h.DisableClientLogin,
+		DisablePrefetch:         h.DisablePrefetch,
 		TokenRealm:              h.TokenRealm,
 	})
 	if err != nil {
@@ -532,6 +591,10 @@ func (h *Handler) Validate() error {
 	}
 	if h.StaleIfError < 0 {
 		return fmt.Errorf("stale_if_error must not be negative, got %s", time.Duration(h.StaleIfError))
+	}
+	if h.FillRetries < 0 || h.IngestMaxSize < 0 || h.IngestMaxAge < 0 || h.FillConnections < 0 || h.FillSplitSize < 0 {
+		return fmt.Errorf("fill_retries, fill_connections, fill_split_size, ingest_max_size and ingest_max_age must not be negative, got %d, %d, %d, %d and %s",
+			h.FillRetries, h.FillConnections, h.FillSplitSize, h.IngestMaxSize, time.Duration(h.IngestMaxAge))
 	}
 	if h.MaxDownloads < 0 || h.MaxUpstreamRequests < 0 {
 		return fmt.Errorf("max_downloads and max_upstream_requests must not be negative, got %d and %d", h.MaxDownloads, h.MaxUpstreamRequests)

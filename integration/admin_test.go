@@ -46,6 +46,8 @@ http://127.0.0.1:%d {
 	bind 127.0.0.1
 	registry_cache {
 		storage %s
+		# The cold pull's blobs are misses, not prefetched hits.
+		prefetch off
 		upstream docker.io {
 			url %s
 			url %s
@@ -125,6 +127,8 @@ http://127.0.0.1:%d {
 	bind 127.0.0.1
 	registry_cache {
 		storage %s
+		# The cold pull's blobs are misses, not prefetched hits.
+		prefetch off
 		upstream docker.io %s
 %s
 	}

@@ -21,8 +21,9 @@ import (
 
 // TestKillDuringFill kills Caddy with SIGKILL in the middle of a large
 // fill. After a restart nothing verified is lost (a warm pull costs no
-// upstream request), the interrupted download is gone from the cache's
-// temporary area, and the blob is fetched again in full and correct.
+// upstream request), the interrupted download is kept in the cache's
+// ingest area, and the next request for the blob continues it: one CDN
+// GET of exactly the missing bytes, and the blob served whole and correct.
 func TestKillDuringFill(t *testing.T) {
 	const size = 64 << 20
 	layer, _, err := hub.PushLargeBlobImage("library/crash-big", "1", size, 11)
@@ -33,7 +34,8 @@ func TestKillDuringFill(t *testing.T) {
 		t.Fatal(err)
 	}
 	port, storage := freePort(t), filepath.Join(t.TempDir(), "cache")
-	cfg := childCaddyfile(port, storage, "")
+	// One stream: the partial download is then the file's whole length.
+	cfg := childCaddyfile(port, storage, "fill_connections 1")
 	child := startChildCaddy(t, port, cfg)
 	small := fmt.Sprintf("127.0.0.1:%d/crash-small:1", port)
 	pullImage(t, small)
@@ -55,7 +57,8 @@ func TestKillDuringFill(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	child.kill(t)
-	if left := ingestBytes(storage); left == 0 || left >= size {
+	left := ingestBytes(storage)
+	if left == 0 || left >= size {
 		t.Fatalf("after the kill ingest/ holds %d bytes, want a partial download", left)
 	}
 	hub.SetFault(hubtest.Fault{})
@@ -74,7 +77,8 @@ func TestKillDuringFill(t *testing.T) {
 	if err != nil || got != layer || n != size {
 		t.Fatalf("the interrupted blob after the restart: %s, %d bytes, %v; want %s, %d bytes", got, n, err, layer, size)
 	}
-	wantCount(t, "refetch of the interrupted blob: CDN GETs", hub.Counters.CDNGET.Load(), 1)
+	wantCount(t, "continuing the interrupted blob: CDN GETs", hub.Counters.CDNGET.Load(), 1)
+	wantCount(t, "continuing the interrupted blob: CDN bytes", hub.Counters.CDNBytes.Load(), size-left)
 }
 
 // TestKillAtRandomMoments pulls images round the clock through a cache

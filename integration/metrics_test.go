@@ -32,6 +32,8 @@ http://127.0.0.1:%d {
 	registry_cache {
 		storage %s
 		max_size 1GiB
+		# The cold pull's blobs are misses, not prefetched hits.
+		prefetch off
 		upstream docker.io %s
 	}
 }

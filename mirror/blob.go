@@ -79,7 +79,7 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 		m.serveCached(w, r, rd, d)
 		return nil
 	}
-	err = m.serveFill(w, r, rd, d)
+	err = m.serveFill(w, r, t, rd, d)
 	if passesCache(err) {
 		// The disk filled up, or the blob outgrew the budget, before this
 		// client got a byte.
@@ -91,15 +91,16 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 // fillBlob returns a reader of the fill of d: one this request starts with
 // its client's credentials (the upstream's answer is the access check), or
 // one it joins or finds stored, which the client may read only when
-// mayServe lets it. A fill that another client started and the upstream
+// mayServe lets it; a fill it joins then gets this client's upstream and
+// credentials as a further source. A fill that another client started and the upstream
 // refused to that client is tried once more with this client's own.
 func (m *Mirror) fillBlob(ctx context.Context, t target, d digest.Digest) (*cache.Reader, error) {
 	for attempt := 0; ; attempt++ {
 		var mine atomic.Bool
 		fetch := m.blobFetch(ctx, t, d)
-		rd, err := m.store.Fill(ctx, d, func(fctx context.Context) (cache.Source, error) {
+		rd, err := m.store.Fill(ctx, d, func(fctx context.Context, off int64) (cache.Source, error) {
 			mine.Store(true)
-			return fetch(fctx)
+			return fetch(fctx, off)
 		})
 		if mine.Load() {
 			return rd, err
@@ -114,15 +115,20 @@ func (m *Mirror) fillBlob(ctx context.Context, t target, d digest.Digest) (*cach
 			_ = rd.Close()
 			return nil, err
 		}
+		// The fill may take its bytes from this client's upstream too,
+		// when the one it uses fails or stalls.
+		rd.AddSource(fetch)
 		return rd, nil
 	}
 }
 
 // passesCache reports whether a fill's error means the blob must go past
 // the cache, streamed from the upstream without storing: the disk is full
-// or unwritable, or the blob is larger than the cache budget.
+// or unwritable, the blob is larger than the cache budget, or the fill
+// this request joined is stuck waiting for another upstream (or another
+// client's credentials), which this client need not wait on.
 func passesCache(err error) bool {
-	return errors.Is(err, cache.ErrUnwritable) || errors.Is(err, cache.ErrTooLarge)
+	return errors.Is(err, cache.ErrUnwritable) || errors.Is(err, cache.ErrTooLarge) || errors.Is(err, cache.ErrSlowFill)
 }
 
 // serveUncached streams blob d from the upstream to the client without
@@ -201,29 +207,93 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 
 // blobFetch returns the fill's fetch of blob d from t's upstream. It runs
 // on the fill's own context, detached from the client that started it, but
-// with that client's credentials (those of client).
+// with that client's credentials (those of client). Asked for the blob
+// from an offset (the fill resumes a broken download), it sends a Range;
+// each call goes through the registry again, so an expired token or
+// signed redirect is renewed, and the next endpoint answers when the
+// first fails. From the first byte, with a cache that splits large fills,
+// it asks for the first part only: the cache fetches the rest in ranges,
+// so no byte crosses the link twice.
 func (m *Mirror) blobFetch(client context.Context, t target, d digest.Digest) cache.FetchFunc {
-	return func(ctx context.Context) (cache.Source, error) {
+	return func(ctx context.Context, off int64) (cache.Source, error) {
+		ctx = upstream.CopyCredentials(ctx, client)
+		var end int64
+		var hdr http.Header
+		switch {
+		case off > 0:
+			hdr = http.Header{"Range": {cache.RangeHeader(off)}}
+		case m.store.SplitSize() > 0:
+			end = m.store.SplitSize()
+			hdr = http.Header{"Range": {cache.FirstRangeHeader(end)}}
+		}
+		src, err := m.getBlob(ctx, t, d, off, end, hdr)
+		if end > 0 && errors.Is(err, cache.ErrRangeMismatch) {
+			// An upstream that botches ranges: the whole blob in one go.
+			src, err = m.getBlob(ctx, t, d, 0, 0, nil)
+		}
+		if err != nil {
+			return cache.Source{}, err
+		}
+		if src.Size > 0 {
+			src.Segment = m.blobSegment(client, t, d, src.Size)
+		}
+		return src, nil
+	}
+}
+
+// getBlob GETs blob d (from off, up to end when end > 0, as hdr asks) and
+// makes the fill's Source of the answer.
+func (m *Mirror) getBlob(ctx context.Context, t target, d digest.Digest, off, end int64, hdr http.Header) (cache.Source, error) {
+	resp, err := t.upstream.Do(ctx, upstream.Request{
+		Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Header: hdr,
+	})
+	if ue := (*upstream.Error)(nil); end > 0 && errors.As(err, &ue) && ue.Status == http.StatusRequestedRangeNotSatisfiable {
+		// The first part of a blob smaller than the part: RFC 9110 makes
+		// such a range satisfiable (its end is clamped), but some
+		// registries answer 416; the caller asks for the whole blob.
+		return cache.Source{}, fmt.Errorf("blob %s@%s answered 416 to its first range: %w", t.repo, d, cache.ErrRangeMismatch)
+	}
+	m.noteAccess(ctx, t, err)
+	if err == nil && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent) {
+		// Linked before the fill can store it: once visible, it is
+		// visible under this repository.
+		m.link(t, d)
+	}
+	if err != nil {
+		return cache.Source{}, fmt.Errorf("fetching blob %s@%s: %w", t.repo, d, err)
+	}
+	if resp.StatusCode != http.StatusOK && (hdr == nil || resp.StatusCode != http.StatusPartialContent) {
+		_ = resp.Body.Close()
+		return cache.Source{}, badUpstream("blob %s@%s answered status %d", t.repo, d, resp.StatusCode)
+	}
+	// Blobs are recorded as octet-stream, so that they are never taken
+	// for manifests.
+	src, err := cache.ResponseSource(resp, off, end, blobContentType)
+	if err != nil {
+		return cache.Source{}, fmt.Errorf("%w: blob %s@%s: %w", errBadUpstream, t.repo, d, err)
+	}
+	src.Body = upstreamBody{src.Body}
+	return src, nil
+}
+
+// blobSegment returns the fetch of exact ranges of blob d (of size bytes)
+// from t's upstream, with the credentials of client, for a fill fetched
+// over several connections.
+func (m *Mirror) blobSegment(client context.Context, t target, d digest.Digest, size int64) cache.SegmentFunc {
+	return func(ctx context.Context, first, last int64) (io.ReadCloser, error) {
 		ctx = upstream.CopyCredentials(ctx, client)
 		resp, err := t.upstream.Do(ctx, upstream.Request{
 			Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(),
+			Header: http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", first, last)}},
 		})
-		m.noteAccess(ctx, t, err)
-		if err == nil && resp.StatusCode == http.StatusOK {
-			// Linked before the fill can store it: once visible, it is
-			// visible under this repository.
-			m.link(t, d)
-		}
 		if err != nil {
-			return cache.Source{}, fmt.Errorf("fetching blob %s@%s: %w", t.repo, d, err)
+			return nil, fmt.Errorf("fetching blob %s@%s: %w", t.repo, d, err)
 		}
-		if resp.StatusCode != http.StatusOK {
-			_ = resp.Body.Close()
-			return cache.Source{}, badUpstream("blob %s@%s answered status %d", t.repo, d, resp.StatusCode)
+		body, err := cache.ResponseSegment(resp, first, last, size)
+		if err != nil {
+			return nil, fmt.Errorf("blob %s@%s: %w", t.repo, d, err)
 		}
-		// Blobs are recorded as octet-stream, so that they are never taken
-		// for manifests.
-		return cache.Source{Body: upstreamBody{resp.Body}, Size: resp.ContentLength, MediaType: blobContentType}, nil
+		return upstreamBody{body}, nil
 	}
 }
 

@@ -345,7 +345,11 @@ func (m *Mirror) fetchManifest(ctx context.Context, t target, ref string, accept
 		m.noteAccess(ctx, t, err)
 		if err == nil {
 			defer resp.Body.Close()
-			return m.readManifest(resp, t, ref, want)
+			mc, err := m.readManifest(resp, t, ref, want)
+			if err == nil {
+				m.prefetch(ctx, t, mc)
+			}
+			return mc, err
 		}
 	}
 	m.noteHeld(t, ref, err)

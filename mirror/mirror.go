@@ -79,6 +79,12 @@ type Config struct {
 	// under (LoginLimits), as the server resolved it (behind trusted
 	// proxies, the client's own). Default: the host of r.RemoteAddr.
 	ClientAddress func(r *http.Request) string
+	// DisablePrefetch turns prefetch off: by default, when the mirror
+	// fetches an image manifest from the upstream for a client, it starts
+	// the fills of the image's config and layers with that client's
+	// credentials, within the cache's download slots and below the fills
+	// clients wait for (see cache.Store.Prefetch).
+	DisablePrefetch bool
 	// Logger receives the mirror's logs. Default: a no-op logger.
 	Logger *zap.Logger
 	// Audit receives one Info line per image pull (see auditPull).
@@ -123,6 +129,7 @@ type Mirror struct {
 	// Lasting conditions, logged once per episode with a count (see
 	// package episode), not once per request.
 	staleLog, failLog, abortLog, credCheckLog, throttleLog *episode.Log
+	noPrefetch                                             bool
 }
 
 // New returns a Mirror for cfg.
@@ -146,6 +153,7 @@ func New(cfg Config) (*Mirror, error) {
 		ignoreClientCredentials: cfg.IgnoreClientCredentials,
 		tokenRealm:              cfg.TokenRealm,
 		policy:                  cfg.Policy,
+		noPrefetch:              cfg.DisablePrefetch,
 	}
 	if m.accessTTL <= 0 {
 		m.accessTTL = DefaultAccessTTL

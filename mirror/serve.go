@@ -66,11 +66,17 @@ func (m *Mirror) serveFile(w http.ResponseWriter, r *http.Request, f *os.File, d
 // serveFill streams a blob that is still being filled. A whole-object GET
 // streams as bytes arrive but holds back the final byte until the digest
 // verified, and is aborted (connection or stream reset) when the fill
-// fails, so that no client ever sees a clean end of a bad blob. Ranges and
-// conditional requests, and fills of unknown size, wait for the verdict
-// and are served from the verified file. It returns an error only while
-// nothing has been sent.
-func (m *Mirror) serveFill(w http.ResponseWriter, r *http.Request, rd *cache.Reader, d digest.Digest) error {
+// fails, so that no client ever sees a clean end of a bad blob. One plain
+// range is answered as soon as its bytes can be had (see serveFillRange).
+// Other ranges and conditional requests, and fills of unknown size, wait
+// for the verdict and are served from the verified file. It returns an
+// error only while nothing has been sent.
+func (m *Mirror) serveFill(w http.ResponseWriter, r *http.Request, t target, rd *cache.Reader, d digest.Digest) error {
+	if r.Header.Get("Range") != "" {
+		if handled, err := m.serveFillRange(w, r, t, rd, d); handled {
+			return err
+		}
+	}
 	if rd.Size() < 0 || needsServeContent(r) {
 		if err := rd.Wait(r.Context()); err != nil {
 			return err

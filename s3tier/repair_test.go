@@ -71,7 +71,7 @@ func testFollowerUsesTheHolderChunkSize(t *testing.T, srv *s3test.Server) {
 	var calls atomic.Int64
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	ra, err := a.Fill(ctx, d, func(context.Context) (cache.Source, error) {
+	ra, err := a.Fill(ctx, d, func(context.Context, int64) (cache.Source, error) {
 		calls.Add(1)
 		return cache.Source{Body: pr, Size: int64(len(body)), MediaType: "application/octet-stream"}, nil
 	})

@@ -79,7 +79,7 @@ func (t *Tier) alone(ctx context.Context, d digest.Digest, fetch cache.FetchFunc
 	if c := t.log.Check(level, "filling without the shared store"); c != nil {
 		c.Write(zap.String("digest", d.String()), zap.Error(cause))
 	}
-	return fetch(ctx)
+	return fetch(ctx, 0)
 }
 
 // openShared opens the shared copy of d from offset off.
@@ -106,7 +106,7 @@ func (t *Tier) sharedCopy(ctx context.Context, d digest.Digest, fetch cache.Fetc
 
 // publish starts the upstream fetch of d under lease l.
 func (t *Tier) publish(ctx context.Context, d digest.Digest, l *lease, fetch cache.FetchFunc) (cache.Source, error) {
-	src, err := fetch(ctx)
+	src, err := fetch(ctx, 0)
 	if err != nil {
 		rctx, cancel := context.WithTimeout(context.Background(), t.cfg.Timeout)
 		defer cancel()

@@ -211,7 +211,7 @@ func (s *stream) failed(err error) {
 // goUpstream switches the stream to the upstream body, from its start:
 // under lease l (which it then publishes), or alone when l is nil.
 func (s *stream) goUpstream(l *lease) error {
-	src, err := s.fetch(s.ctx)
+	src, err := s.fetch(s.ctx, 0)
 	if err != nil {
 		if l != nil {
 			s.releaseLease(l)

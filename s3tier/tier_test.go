@@ -87,7 +87,7 @@ func readAll(t *testing.T, s *cache.Store, d digest.Digest, fetch cache.FetchFun
 
 // counted returns a fetch of body that counts its calls.
 func counted(body []byte, calls *atomic.Int64) cache.FetchFunc {
-	return func(context.Context) (cache.Source, error) {
+	return func(context.Context, int64) (cache.Source, error) {
 		calls.Add(1)
 		return cache.Source{Body: io.NopCloser(bytes.NewReader(body)), Size: int64(len(body)), MediaType: "application/octet-stream"}, nil
 	}
@@ -242,7 +242,7 @@ func testFollowerStreamsAsItLands(t *testing.T, srv *s3test.Server) {
 			}
 			pr, pw := io.Pipe()
 			var calls atomic.Int64
-			fetch := func(context.Context) (cache.Source, error) {
+			fetch := func(context.Context, int64) (cache.Source, error) {
 				calls.Add(1)
 				return cache.Source{Body: pr, Size: size, MediaType: "application/octet-stream"}, nil
 			}
@@ -382,7 +382,7 @@ func testFollowerGoesAloneWhenStoreDies(t *testing.T, srv *s3test.Server) {
 	body, d := content(4<<20+99, 30)
 	pr, pw := io.Pipe()
 	var calls atomic.Int64
-	fetch := func(context.Context) (cache.Source, error) {
+	fetch := func(context.Context, int64) (cache.Source, error) {
 		calls.Add(1)
 		return cache.Source{Body: pr, Size: int64(len(body)), MediaType: "application/octet-stream"}, nil
 	}

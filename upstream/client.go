@@ -376,7 +376,15 @@ func (c *Client) doEndpoint(ctx context.Context, ep *endpoint, req Request) (*ht
 				scope = s
 			}
 		case resp.StatusCode >= 200 && resp.StatusCode < 300, resp.StatusCode == http.StatusNotModified:
-			resp.Body = newStallBody(resp.Body, c.cfg.Name, c.stallTimeout, cancel)
+			// A body that stalls puts its endpoint in cooldown, so that the
+			// request that continues it (a fill resumes from its last byte)
+			// goes to the next endpoint.
+			resp.Body = newStallBody(resp.Body, c.cfg.Name, c.stallTimeout, cancel, func() {
+				err := fmt.Errorf("%w: no byte for %s", ErrStalled, c.stallTimeout)
+				ep.failed(c.now(), c.cooldown, err)
+				c.log.Warn("upstream endpoint failed", zap.String("upstream", c.cfg.Name),
+					zap.String("endpoint", ep.base.String()), zap.Error(err))
+			})
 			return resp, nil
 		default:
 			e := errorFromResponse(c.cfg.Name, resp)

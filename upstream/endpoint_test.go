@@ -297,3 +297,35 @@ func TestSkipLoggedOncePerCooldown(t *testing.T) {
 		}
 	}
 }
+
+func TestStalledBodyMovesToTheNextEndpoint(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	stalling := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		_, _ = io.WriteString(w, "ok")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(stalling.Close)
+	good := fakeEndpoint(t, "ok")
+	ct := newCountingTransport()
+	clk := newClock()
+	c := mustNew(t, Config{Name: "x", Endpoints: []string{stalling.URL, good}},
+		Options{Transport: ct, Now: clk.Now, FailureCooldown: time.Minute, StallTimeout: 500 * time.Millisecond})
+	if _, err := get(t, c, t.Context(), "blobs/a"); !errors.Is(err, ErrStalled) {
+		t.Fatalf("a stalling body: %v, want ErrStalled", err)
+	}
+	// The request that continues it goes to the next endpoint.
+	if body, err := get(t, c, t.Context(), "blobs/a"); err != nil || body != "ok" {
+		t.Fatalf("after the stall: %q, %v", body, err)
+	}
+	u, _ := url.Parse(stalling.URL)
+	g, _ := url.Parse(good)
+	if ct.count(u.Host) != 1 || ct.count(g.Host) != 1 {
+		t.Errorf("requests: stalling endpoint %d, good one %d; want 1 and 1", ct.count(u.Host), ct.count(g.Host))
+	}
+}

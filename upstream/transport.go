@@ -131,7 +131,8 @@ func redactURL(u *url.URL) string {
 // stallBody fails a read that waits longer than the stall timeout for a
 // byte, by cancelling the request, and releases the request when closed.
 // The timer runs only while a Read is blocked, so a caller that is slow to
-// read is never mistaken for a stalled upstream.
+// read is never mistaken for a stalled upstream. onStall, when set, runs
+// once when the body stalls.
 type stallBody struct {
 	rc       io.ReadCloser
 	upstream string
@@ -141,10 +142,15 @@ type stallBody struct {
 	stalled  atomic.Bool
 }
 
-func newStallBody(rc io.ReadCloser, upstream string, timeout time.Duration, cancel context.CancelFunc) *stallBody {
+func newStallBody(rc io.ReadCloser, upstream string, timeout time.Duration, cancel context.CancelFunc, onStall func()) *stallBody {
 	b := &stallBody{rc: rc, upstream: upstream, timeout: timeout, cancel: cancel}
 	b.timer = time.AfterFunc(timeout, func() {
 		b.stalled.Store(true)
+		// Before the cancellation ends the blocked Read: its caller's
+		// next request sees the stall's effects.
+		if onStall != nil {
+			onStall()
+		}
 		cancel()
 	})
 	b.timer.Stop()

@@ -1,8 +1,10 @@
 // Command upstream runs the Docker-Hub-like upstream of the benchmarks on
 // loopback (the hubtest front: token realm, 307 blob redirects to a CDN
-// listener), seeded with one large random blob and a small image. It
-// writes what the benchmarks need to know as JSON to -state, serves its
-// counters on a control listener, and runs until interrupted.
+// listener), seeded with one large random blob, a small image and the
+// image of the bad-link scenarios (-layers layers of -layer-size bytes).
+// It writes what the benchmarks need to know as JSON to -state, serves its
+// counters and the faults of a bad link on a control listener, and runs
+// until interrupted.
 package main
 
 import (
@@ -30,8 +32,9 @@ import (
 
 // Repositories of the seeded content.
 const (
-	bigRepo   = "bench/big"
-	smallRepo = "bench/small"
+	bigRepo     = "bench/big"
+	smallRepo   = "bench/small"
+	badlinkRepo = "bench/badlink"
 )
 
 // state is what the benchmark script reads from -state.
@@ -50,19 +53,27 @@ type state struct {
 	SmallManifest string `json:"small_manifest"`
 	SmallType     string `json:"small_type"`
 	Token         string `json:"token"`
+	// The image of the bad-link scenarios: its repository, tag, manifest
+	// digest, and the total size of its blobs (config and layers).
+	BadlinkRepo     string `json:"badlink_repo"`
+	BadlinkTag      string `json:"badlink_tag"`
+	BadlinkManifest string `json:"badlink_manifest"`
+	BadlinkBytes    int64  `json:"badlink_bytes"`
 }
 
 func main() {
 	size := flag.Int64("size", 512<<20, "size of the large blob in bytes")
 	statePath := flag.String("state", "upstream.json", "where to write the state as JSON")
 	static := flag.String("static", "", "if set, also write the large blob under this directory at its /v2/ path, for a static file server")
+	layers := flag.Int("layers", 4, "layers of the bad-link image")
+	layerSize := flag.Int64("layer-size", 100<<20, "size of each layer of the bad-link image in bytes")
 	flag.Parse()
-	if err := run(*size, *statePath, *static); err != nil {
+	if err := run(*size, *statePath, *static, *layers, *layerSize); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(size int64, statePath, static string) error {
+func run(size int64, statePath, static string, layers int, layerSize int64) error {
 	hub, err := hubtest.Start(hubtest.Options{TokenLifetime: 24 * time.Hour})
 	if err != nil {
 		return fmt.Errorf("starting the upstream: %w", err)
@@ -81,7 +92,19 @@ func run(size int64, statePath, static string) error {
 			return err
 		}
 	}
-	token, err := fetchToken(hub.RealmURL, hub.Service, bigRepo, smallRepo)
+	seeds := make([]int64, layers)
+	for i := range seeds {
+		seeds[i] = int64(100 + i)
+	}
+	_, badlink, err := hub.PushSeededImage(badlinkRepo, "latest", layerSize, seeds...)
+	if err != nil {
+		return fmt.Errorf("seeding the bad-link image: %w", err)
+	}
+	badlinkBytes, err := imageBytes(hub.RegistryURL, badlinkRepo, badlink)
+	if err != nil {
+		return err
+	}
+	token, err := fetchToken(hub.RealmURL, hub.Service, bigRepo, smallRepo, badlinkRepo)
 	if err != nil {
 		return err
 	}
@@ -93,7 +116,7 @@ func run(size int64, statePath, static string) error {
 	if err != nil {
 		return fmt.Errorf("listening for control: %w", err)
 	}
-	srv := &http.Server{Handler: control(hub.Counters), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: control(hub), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(l) }()
 	defer srv.Close()
 	joined, err := serveJoined(hub)
@@ -105,7 +128,7 @@ func run(size int64, statePath, static string) error {
 		Front: hub.URL, JoinedFront: joined.URL, Realm: hub.RealmURL, Service: hub.Service, CDN: hub.CDNURL, CDNPort: cdn.Port(),
 		Control: "http://" + l.Addr().String(), BigRepo: bigRepo, BigDigest: layer, BigSize: size,
 		SmallRepo: smallRepo, SmallManifest: small, SmallType: "application/vnd.oci.image.manifest.v1+json",
-		Token: token,
+		Token: token, BadlinkRepo: badlinkRepo, BadlinkTag: "latest", BadlinkManifest: badlink, BadlinkBytes: badlinkBytes,
 	}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
@@ -170,9 +193,14 @@ func fetchToken(realm, service string, repos ...string) (string, error) {
 }
 
 // control serves GET /counters (the hub's counters as JSON, with
-// cdn_body_start in Unix nanoseconds, and every non-zero counter in "all")
-// and POST /reset.
-func control(c *hubtest.Counters) http.Handler {
+// cdn_body_start in Unix nanoseconds, and every non-zero counter in
+// "all"), POST /reset, and POST /fault, whose JSON body sets the faults
+// of the CDN's blob answers: {"kind": "cut", "after": <bytes>} cuts every
+// transfer after that many bytes, {"kind": "conn-bandwidth",
+// "bytes_per_second": <n>} caps every connection, {"kind": "none"}
+// clears them.
+func control(hub *hubtest.Hub) http.Handler {
+	c := hub.Counters
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /counters", func(w http.ResponseWriter, _ *http.Request) {
 		out := map[string]any{
@@ -188,10 +216,66 @@ func control(c *hubtest.Counters) http.Handler {
 		c.Reset()
 		w.WriteHeader(http.StatusNoContent)
 	})
+	mux.HandleFunc("POST /fault", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Kind           string `json:"kind"`
+			After          int64  `json:"after"`
+			BytesPerSecond int64  `json:"bytes_per_second"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, "decoding the fault: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		f := hubtest.Fault{Target: hubtest.TargetBlob, After: req.After, BytesPerSecond: req.BytesPerSecond}
+		switch req.Kind {
+		case "none":
+			f = hubtest.Fault{}
+		case "cut":
+			f.Kind = hubtest.FaultCut
+		case "conn-bandwidth":
+			f.Kind = hubtest.FaultConnBandwidth
+		default:
+			http.Error(w, "unknown fault kind "+req.Kind+": cut, conn-bandwidth or none", http.StatusBadRequest)
+			return
+		}
+		hub.SetFault(f)
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "GET /counters or POST /reset, not "+strings.TrimPrefix(r.URL.Path, "/"), http.StatusNotFound)
+		http.Error(w, "GET /counters, POST /reset or POST /fault, not "+strings.TrimPrefix(r.URL.Path, "/"), http.StatusNotFound)
 	})
 	return mux
+}
+
+// imageBytes returns the total size of the config and layers of the image
+// manifest digest of repo, read from the registry at registryURL.
+func imageBytes(registryURL, repo, digest string) (int64, error) {
+	req, err := http.NewRequest(http.MethodGet, registryURL+"/v2/"+repo+"/manifests/"+digest, nil)
+	if err != nil {
+		return 0, fmt.Errorf("reading the bad-link manifest: %w", err)
+	}
+	req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("reading the bad-link manifest: %w", err)
+	}
+	defer resp.Body.Close()
+	var m struct {
+		Config struct {
+			Size int64 `json:"size"`
+		} `json:"config"`
+		Layers []struct {
+			Size int64 `json:"size"`
+		} `json:"layers"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		return 0, fmt.Errorf("decoding the bad-link manifest: %w", err)
+	}
+	total := m.Config.Size
+	for _, l := range m.Layers {
+		total += l.Size
+	}
+	return total, nil
 }
 
 // serveJoined serves the front and the token realm on one listener, the

@@ -9,18 +9,20 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
-// cdnLifetime is how long a signed blob URL stays valid.
+// cdnLifetime is how long a signed blob URL stays valid, unless a
+// FaultExpiry says otherwise.
 const cdnLifetime = 20 * time.Minute
 
-// signedBlobURL returns the CDN URL of a blob, signed and expiring like
-// the presigned URLs Docker Hub redirects blob GETs to:
-// <CDNURL>/blobs/<repo>/<digest>?exp=<unix>&sig=<hmac>.
-func (h *Hub) signedBlobURL(repo, digest string) string {
+// signedBlobURL returns the CDN URL of a blob, signed and expiring after
+// lifetime like the presigned URLs Docker Hub redirects blob GETs to:
+// <CDNURL>/blobs/<repo>/<digest>?exp=<unix milliseconds>&sig=<hmac>.
+func (h *Hub) signedBlobURL(repo, digest string, lifetime time.Duration) string {
 	path := repo + "/" + digest
-	exp := strconv.FormatInt(h.now().Add(cdnLifetime).Unix(), 10)
+	exp := strconv.FormatInt(h.now().Add(lifetime).UnixMilli(), 10)
 	q := url.Values{"exp": {exp}, "sig": {h.sign(path, exp)}}
 	return h.CDNURL + "/blobs/" + path + "?" + q.Encode()
 }
@@ -41,7 +43,9 @@ var cdnResponseHeaders = []string{"Content-Length", "Content-Range", "Content-Ty
 
 // serveCDN serves signed blob URLs from the registry. Like the CDN behind
 // Docker Hub, which rejects a request that carries a registry token, it
-// refuses any request with an Authorization header.
+// refuses any request with an Authorization header. A transfer stops when
+// its URL expires. Range requests are passed to the registry, which
+// answers them.
 func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
 	h.Counters.CDNAll.Add(1)
 	if r.Header.Get("Authorization") != "" {
@@ -55,10 +59,15 @@ func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
 	}
 	path, ok := strings.CutPrefix(r.URL.Path, "/blobs/")
 	exp := r.URL.Query().Get("exp")
-	expUnix, err := strconv.ParseInt(exp, 10, 64)
-	if !ok || err != nil || h.now().Unix() > expUnix ||
-		!hmac.Equal([]byte(r.URL.Query().Get("sig")), []byte(h.sign(path, exp))) {
-		http.Error(w, "bad or expired signature", http.StatusForbidden)
+	expMilli, err := strconv.ParseInt(exp, 10, 64)
+	if !ok || err != nil || !hmac.Equal([]byte(r.URL.Query().Get("sig")), []byte(h.sign(path, exp))) {
+		http.Error(w, "bad signature", http.StatusForbidden)
+		return
+	}
+	expires := time.UnixMilli(expMilli)
+	if h.now().After(expires) {
+		h.Counters.CDNExpired.Add(1)
+		http.Error(w, "expired signature", http.StatusForbidden)
 		return
 	}
 	i := strings.LastIndex(path, "/")
@@ -66,17 +75,21 @@ func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
 	}
+	digest := path[i+1:]
 	get := r.Method == http.MethodGet
 	if get {
 		h.Counters.CDNGET.Add(1)
-		w = &countingWriter{ResponseWriter: w, n: &h.Counters.CDNBytes}
+		b := h.Counters.countBlobGET(digest, r)
+		defer b.start()()
+		w = &countingWriter{ResponseWriter: w, ns: []*atomic.Int64{&h.Counters.CDNBytes, &b.bytes}}
+		w = &expiryWriter{ResponseWriter: w, now: h.now, expires: expires, expired: func() { h.Counters.CDNExpired.Add(1) }}
 	}
-	w, answered := h.applyFault(w, r, TargetBlob, get)
+	w, _, answered := h.applyFaults(w, r, faultPoint{target: TargetBlob, body: get, digest: digest})
 	if answered {
 		return
 	}
 	req, err := http.NewRequestWithContext(r.Context(), r.Method,
-		h.RegistryURL+"/v2/"+path[:i]+"/blobs/"+path[i+1:], nil)
+		h.RegistryURL+"/v2/"+path[:i]+"/blobs/"+digest, nil)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

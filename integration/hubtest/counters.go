@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -51,6 +52,13 @@ type Counters struct {
 	// CDNAuthRejected counts CDN requests refused for carrying an
 	// Authorization header.
 	CDNAuthRejected atomic.Int64
+	// CDNExpired counts CDN requests refused because their signed URL had
+	// expired, and transfers stopped when it expired.
+	CDNExpired atomic.Int64
+	// blobsMu guards blobs.
+	blobsMu sync.Mutex
+	// blobs holds the traffic of each blob digest.
+	blobs map[string]*blobCounters
 	// CDNBodyStart is when the CDN last began sending a blob body, in Unix
 	// nanoseconds: the upstream's first byte, for timing the clients of a
 	// cache against it. Reset sets it to zero; String leaves it out.
@@ -74,7 +82,7 @@ func (c *Counters) all() []namedCounter {
 		{"too_many", &c.TooMany}, {"faults", &c.Faults},
 		{"realm_all", &c.RealmAll}, {"tokens", &c.Tokens}, {"token_denied", &c.TokenDenied},
 		{"cdn_all", &c.CDNAll}, {"cdn_get", &c.CDNGET}, {"cdn_bytes", &c.CDNBytes},
-		{"cdn_auth_rejected", &c.CDNAuthRejected},
+		{"cdn_auth_rejected", &c.CDNAuthRejected}, {"cdn_expired", &c.CDNExpired},
 	}
 }
 
@@ -84,6 +92,9 @@ func (c *Counters) Reset() {
 		v.n.Store(0)
 	}
 	c.CDNBodyStart.Store(0)
+	c.blobsMu.Lock()
+	c.blobs = nil
+	c.blobsMu.Unlock()
 }
 
 // Upstream returns the number of requests the hub received on the front,
@@ -107,19 +118,102 @@ func (c *Counters) String() string {
 	return strings.Join(parts, " ")
 }
 
-// countingWriter adds the body bytes written through it to a counter.
+// BlobTraffic is what crossed the link for one blob digest, on the front
+// and the CDN together.
+type BlobTraffic struct {
+	// Requests counts the GETs that asked for the blob's body: the
+	// front's blob GETs (redirects included) and the CDN's GETs.
+	Requests int64
+	// Ranges counts the GETs among them that carried a Range header.
+	Ranges int64
+	// Redirects counts the front's blob GETs answered with a signed CDN
+	// URL.
+	Redirects int64
+	// Bytes counts the body bytes of the blob sent to clients.
+	Bytes int64
+	// Peak is the largest number of the blob's body GETs (redirects
+	// excepted) that were under way at once: above 1, the blob moved
+	// over several connections in parallel.
+	Peak int64
+}
+
+// blobCounters are the live counters behind a BlobTraffic.
+type blobCounters struct {
+	requests, ranges, redirects, bytes atomic.Int64
+	active, peak                       atomic.Int64
+}
+
+// blob returns the counters of digest, creating them on first use.
+func (c *Counters) blob(digest string) *blobCounters {
+	c.blobsMu.Lock()
+	defer c.blobsMu.Unlock()
+	if c.blobs == nil {
+		c.blobs = map[string]*blobCounters{}
+	}
+	b := c.blobs[digest]
+	if b == nil {
+		b = &blobCounters{}
+		c.blobs[digest] = b
+	}
+	return b
+}
+
+// countBlobGET counts a GET for the body of digest (with a Range header or
+// not) and returns the counters of the blob.
+func (c *Counters) countBlobGET(digest string, r *http.Request) *blobCounters {
+	b := c.blob(digest)
+	b.requests.Add(1)
+	if r.Header.Get("Range") != "" {
+		b.ranges.Add(1)
+	}
+	return b
+}
+
+// start counts a transfer of the blob's body under way until done is
+// called.
+func (b *blobCounters) start() (done func()) {
+	n := b.active.Add(1)
+	for {
+		p := b.peak.Load()
+		if n <= p || b.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	return func() { b.active.Add(-1) }
+}
+
+// Blob returns the traffic of one blob digest since the last Reset: how
+// many requests asked for it and how many of its bytes crossed the link.
+func (c *Counters) Blob(digest string) BlobTraffic {
+	b := c.blob(digest)
+	return BlobTraffic{
+		Requests: b.requests.Load(), Ranges: b.ranges.Load(),
+		Redirects: b.redirects.Load(), Bytes: b.bytes.Load(), Peak: b.peak.Load(),
+	}
+}
+
+// String formats the traffic for test messages.
+func (t BlobTraffic) String() string {
+	return fmt.Sprintf("%d requests (%d ranges, %d redirects, at most %d at once), %d bytes", t.Requests, t.Ranges, t.Redirects, t.Peak, t.Bytes)
+}
+
+// countingWriter adds the body bytes written through it to counters.
 type countingWriter struct {
 	http.ResponseWriter
-	n *atomic.Int64
+	ns []*atomic.Int64
 }
 
 // Write writes p and counts what was written. It counts before writing,
 // and takes back what could not be written, so that a client that has
 // read the bytes never sees a counter that lags behind them.
 func (cw *countingWriter) Write(p []byte) (int, error) {
-	cw.n.Add(int64(len(p)))
+	for _, n := range cw.ns {
+		n.Add(int64(len(p)))
+	}
 	n, err := cw.ResponseWriter.Write(p)
-	cw.n.Add(int64(n - len(p)))
+	for _, c := range cw.ns {
+		c.Add(int64(n - len(p)))
+	}
 	return n, err
 }
 

@@ -16,7 +16,12 @@
 //   - the CDN (CDNURL): checks the URL signature, refuses any request that
 //     carries an Authorization header, and streams the blob.
 //
-// Counters record what each listener served, and SetFault injects
-// outages, errors, latency, throttling, truncation and corruption. The
+// Counters record what each listener served, and per blob digest the
+// requests and bytes that crossed the link (Counters.Blob). SetFault and
+// AddFault inject outages, errors, latency, throttling per answer or per
+// TCP connection, truncation, corruption, transfers cut after N bytes,
+// origins that ignore Range or answer another range than asked, and
+// signed URLs that expire mid-transfer. The CDN and, with
+// Options.DirectBlobs, the front answer Range requests for blobs. The
 // Push helpers seed the registry with random or large images.
 package hubtest

@@ -1,8 +1,6 @@
 package hubtest
 
 import (
-	"bytes"
-	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -25,7 +23,7 @@ const (
 	Fault429
 	// FaultLatency waits Delay before answering normally.
 	FaultLatency
-	// FaultBandwidth caps the body rate at BytesPerSecond.
+	// FaultBandwidth caps the body rate of each answer at BytesPerSecond.
 	FaultBandwidth
 	// FaultTruncate sends the full Content-Length, then closes the
 	// connection after half of the body.
@@ -40,6 +38,31 @@ const (
 	// inside braces) instead of the real answer, announcing Announce as
 	// its Content-Length when positive, else sending it chunked.
 	FaultOversize
+	// FaultCut sends the full Content-Length of a successful answer, then
+	// closes the connection after After bytes of its body: a link that
+	// drops every transfer at the same point. It acts on each answer on
+	// its own, a Range answer too (After bytes of the range), so with
+	// Count 0 a client resuming with Range makes After bytes of progress
+	// per request. Answers of After bytes or fewer pass whole.
+	FaultCut
+	// FaultConnBandwidth caps each TCP connection at BytesPerSecond over
+	// all the answers it carries, like a long lossy path caps one TCP
+	// flow: N connections in parallel move N times as much.
+	FaultConnBandwidth
+	// FaultIgnoreRange drops the Range and If-Range headers of a request
+	// before it is served, so it is answered 200 with the whole body, as
+	// an origin without range support does.
+	FaultIgnoreRange
+	// FaultWrongRange serves a Range request (bytes=S- or bytes=S-E) for
+	// a range starting Shift bytes before S, or Shift bytes after it when
+	// S < Shift (the end moves with the start), and answers 206 with a
+	// Content-Range that names the range it sent, not the one asked.
+	FaultWrongRange
+	// FaultExpiry signs the blob redirects of the front with a lifetime
+	// of Delay instead of 20 minutes. The CDN refuses an expired URL with
+	// 403 and stops a transfer in progress the moment its URL expires,
+	// so a client must get a new URL from the front to go on.
+	FaultExpiry
 )
 
 // String returns the name of the fault kind.
@@ -65,15 +88,30 @@ func (k FaultKind) String() string {
 		return "no-body"
 	case FaultOversize:
 		return "oversize"
+	case FaultCut:
+		return "cut"
+	case FaultConnBandwidth:
+		return "conn-bandwidth"
+	case FaultIgnoreRange:
+		return "ignore-range"
+	case FaultWrongRange:
+		return "wrong-range"
+	case FaultExpiry:
+		return "expiry"
 	default:
 		return "fault(" + strconv.Itoa(int(k)) + ")"
 	}
 }
 
-// altersBody reports whether the fault acts on a response body, so that it
-// applies only to answers that have one.
+// altersBody reports whether the fault acts on a response body, or on the
+// request for one, so that it applies only to answers that have one.
 func (k FaultKind) altersBody() bool {
-	return k == FaultBandwidth || k == FaultTruncate || k == FaultCorrupt || k == FaultNoBody || k == FaultOversize
+	switch k {
+	case FaultBandwidth, FaultTruncate, FaultCorrupt, FaultNoBody, FaultOversize,
+		FaultCut, FaultConnBandwidth, FaultIgnoreRange, FaultWrongRange:
+		return true
+	}
+	return false
 }
 
 // Fault targets: which requests a Fault applies to.
@@ -84,8 +122,8 @@ const (
 	// TargetManifest applies a fault to manifest GETs and HEADs.
 	TargetManifest = "manifest"
 	// TargetBlob applies a fault to blob requests of the front and of the
-	// CDN. The front answers a blob GET with a redirect, so body faults
-	// act on the CDN's bodies.
+	// CDN. The front answers a blob GET with a redirect (unless
+	// Options.DirectBlobs), so body faults act on the CDN's bodies.
 	TargetBlob = "blob"
 	// TargetToken applies a fault to token requests.
 	TargetToken = "token"
@@ -103,11 +141,20 @@ type Fault struct {
 	// Target selects the requests: TargetManifest, TargetBlob,
 	// TargetToken or TargetAll.
 	Target string
-	// Delay is the wait of FaultLatency.
+	// Digest, when set, narrows the fault to the requests for this blob
+	// or manifest digest (front requests naming it, CDN GETs of it).
+	Digest string
+	// Delay is the wait of FaultLatency and the URL lifetime of
+	// FaultExpiry.
 	Delay time.Duration
-	// BytesPerSecond is the body rate of FaultBandwidth; 0 or less does
-	// not throttle.
+	// BytesPerSecond is the body rate of FaultBandwidth and
+	// FaultConnBandwidth; 0 or less does not throttle.
 	BytesPerSecond int64
+	// After is the number of body bytes FaultCut lets through.
+	After int64
+	// Shift is how far FaultWrongRange moves a range; 0 or less means
+	// 4096 bytes.
+	Shift int64
 	// Count, when positive, applies the fault to the next Count matching
 	// requests only, then clears it. Body faults match only requests
 	// whose answer has a body (GETs; for blobs, the CDN's GETs).
@@ -119,41 +166,126 @@ type Fault struct {
 	Announce int64
 }
 
-// SetFault replaces the active fault; the zero Fault clears it. It is safe
-// to call while requests are served.
+// SetFault replaces the active faults by f; the zero Fault clears them.
+// It is safe to call while requests are served. Transfers under way that
+// a bandwidth fault paces go on at full speed from then on.
 func (h *Hub) SetFault(f Fault) {
 	h.mu.Lock()
-	h.fault = f
+	h.faultGen++
+	h.faults = nil
+	if f.Kind != FaultNone {
+		h.faults = []Fault{f}
+	}
 	h.mu.Unlock()
 }
 
-// takeFault returns the active fault if it applies to a request of target
-// whose answer has a body or not, and spends one of its Count.
-func (h *Hub) takeFault(target string, body bool) (Fault, bool) {
+// AddFault adds f to the active faults, so that several act at once (a
+// cut link that is also slow). A request gets every active fault that
+// applies to it, in the order they were added; the first one that answers
+// by itself (refuse, 503, 429, oversize) ends the list.
+func (h *Hub) AddFault(f Fault) {
+	if f.Kind == FaultNone {
+		return
+	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	f := h.fault
-	if f.Kind == FaultNone || (f.Target != TargetAll && f.Target != target) || (f.Kind.altersBody() && !body) {
-		return Fault{}, false
-	}
-	if f.Count > 0 {
-		h.fault.Count--
-		if h.fault.Count == 0 {
-			h.fault = Fault{}
-		}
-	}
-	return f, true
+	h.faults = append(h.faults, f)
+	h.mu.Unlock()
 }
 
-// applyFault applies the active fault to a request of target. It returns
-// the writer to answer through (wrapped by body faults) and whether the
-// fault already answered, in which case the caller must stop.
-func (h *Hub) applyFault(w http.ResponseWriter, r *http.Request, target string, body bool) (http.ResponseWriter, bool) {
-	f, ok := h.takeFault(target, body)
-	if !ok {
-		return w, false
+// faultPoint describes a request a fault may apply to.
+type faultPoint struct {
+	// target is TargetManifest, TargetBlob, TargetToken or targetOther.
+	target string
+	// body is set when the answer has a body that faults may act on.
+	body bool
+	// redirect is set on a front blob GET answered with a signed URL.
+	redirect bool
+	// digest is the digest a manifest or blob request names, if any.
+	digest string
+}
+
+// applies reports whether f acts on a request at p.
+func (f Fault) applies(p faultPoint) bool {
+	switch {
+	case f.Kind == FaultNone:
+		return false
+	case f.Target != TargetAll && f.Target != p.target:
+		return false
+	case f.Digest != "" && f.Digest != p.digest:
+		return false
+	case f.Kind == FaultExpiry:
+		return p.redirect
+	case f.Kind.altersBody():
+		return p.body
+	}
+	return true
+}
+
+// paced reports whether a transfer that a bandwidth fault began pacing at
+// generation gen is still to be paced: SetFault was not called since.
+func (h *Hub) paced(gen uint64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.faultGen == gen
+}
+
+// takeFaults returns the active faults that apply to a request at p, and
+// spends one of the Count of each, with the generation of the faults.
+func (h *Hub) takeFaults(p faultPoint) ([]Fault, uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var taken []Fault
+	kept := h.faults[:0]
+	for _, f := range h.faults {
+		if f.applies(p) {
+			taken = append(taken, f)
+			if f.Count > 0 {
+				f.Count--
+				if f.Count == 0 {
+					continue
+				}
+			}
+		}
+		kept = append(kept, f)
+	}
+	clear(h.faults[len(kept):])
+	h.faults = kept
+	return taken, h.faultGen
+}
+
+// urlLifetime returns the lifetime of a signed blob URL for a front blob
+// GET: Delay of an applying FaultExpiry, else cdnLifetime.
+func urlLifetime(faults []Fault) time.Duration {
+	for _, f := range faults {
+		if f.Kind == FaultExpiry && f.Delay > 0 {
+			return f.Delay
+		}
+	}
+	return cdnLifetime
+}
+
+// applyFaults applies the active faults to a request at p. It returns the
+// writer to answer through (wrapped by body faults), the faults applied,
+// and whether a fault already answered, in which case the caller must
+// stop.
+func (h *Hub) applyFaults(w http.ResponseWriter, r *http.Request, p faultPoint) (http.ResponseWriter, []Fault, bool) {
+	faults, gen := h.takeFaults(p)
+	if len(faults) == 0 {
+		return w, nil, false
 	}
 	h.Counters.Faults.Add(1)
+	for _, f := range faults {
+		var answered bool
+		if w, answered = h.apply(w, r, f, gen); answered {
+			return w, faults, true
+		}
+	}
+	return w, faults, false
+}
+
+// apply applies one fault of generation gen, as applyFaults does.
+func (h *Hub) apply(w http.ResponseWriter, r *http.Request, f Fault, gen uint64) (http.ResponseWriter, bool) {
+	paced := func() bool { return h.paced(gen) }
 	switch f.Kind {
 	case FaultRefuse:
 		conn, _, err := http.NewResponseController(w).Hijack()
@@ -175,158 +307,26 @@ func (h *Hub) applyFault(w http.ResponseWriter, r *http.Request, target string, 
 		if !wait(r.Context(), f.Delay) {
 			return w, true // the client left
 		}
-		return w, false
 	case FaultBandwidth:
-		if f.BytesPerSecond <= 0 {
-			return w, false
+		if f.BytesPerSecond > 0 {
+			return &pacedWriter{ResponseWriter: w, ctx: r.Context(), chunk: paceChunk(f.BytesPerSecond), due: responseRate(f.BytesPerSecond), paced: paced}, false
 		}
-		return &throttledWriter{ResponseWriter: w, ctx: r.Context(), rate: f.BytesPerSecond, start: time.Now()}, false
+	case FaultConnBandwidth:
+		if p := connPacerOf(r); p != nil && f.BytesPerSecond > 0 {
+			return &pacedWriter{ResponseWriter: w, ctx: r.Context(), chunk: paceChunk(f.BytesPerSecond), due: p.pace(f.BytesPerSecond), paced: paced}, false
+		}
 	case FaultTruncate, FaultCorrupt, FaultNoBody:
 		return &bodyFaultWriter{ResponseWriter: w, kind: f.Kind}, false
+	case FaultCut:
+		return &cutWriter{ResponseWriter: w, after: max(f.After, 0)}, false
+	case FaultIgnoreRange:
+		r.Header.Del("Range")
+		r.Header.Del("If-Range")
+	case FaultWrongRange:
+		shiftRange(r.Header, f.Shift)
 	case FaultOversize:
 		writeOversize(w, f.Size, f.Announce)
 		return w, true
 	}
 	return w, false
-}
-
-// wait waits d, or until ctx ends; it reports whether d passed.
-func wait(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// bodyFaultWriter truncates or corrupts a successful answer's body.
-type bodyFaultWriter struct {
-	http.ResponseWriter
-	kind        FaultKind
-	wroteHeader bool
-	active      bool  // the answer is a 2xx, so the fault applies
-	length      int64 // Content-Length, or -1
-	written     int64
-}
-
-// WriteHeader notes whether the answer is a success and its length.
-func (bw *bodyFaultWriter) WriteHeader(status int) {
-	if !bw.wroteHeader {
-		bw.wroteHeader = true
-		bw.active = status >= 200 && status < 300
-		bw.length = -1
-		if n, err := strconv.ParseInt(bw.Header().Get("Content-Length"), 10, 64); err == nil {
-			bw.length = n
-		}
-	}
-	bw.ResponseWriter.WriteHeader(status)
-}
-
-// Write passes p on, flipping the middle byte of the body (FaultCorrupt),
-// or stopping after half of it and aborting the connection
-// (FaultTruncate). Without a Content-Length the middle is that of the
-// first write.
-func (bw *bodyFaultWriter) Write(p []byte) (int, error) {
-	if !bw.wroteHeader {
-		bw.WriteHeader(http.StatusOK)
-	}
-	if !bw.active || len(p) == 0 {
-		return bw.ResponseWriter.Write(p)
-	}
-	mid := bw.length / 2
-	if bw.length < 0 {
-		mid = bw.written + int64(len(p))/2
-		bw.length = 2 * mid // fixes the middle for later writes
-	}
-	end := bw.written + int64(len(p))
-	switch bw.kind {
-	case FaultNoBody:
-		_ = http.NewResponseController(bw.ResponseWriter).Flush()
-		panic(http.ErrAbortHandler)
-	case FaultTruncate:
-		if end > mid {
-			n, _ := bw.ResponseWriter.Write(p[:mid-bw.written])
-			bw.written += int64(n)
-			_ = http.NewResponseController(bw.ResponseWriter).Flush()
-			panic(http.ErrAbortHandler)
-		}
-	case FaultCorrupt:
-		if bw.written <= mid && mid < end {
-			q := make([]byte, len(p))
-			copy(q, p)
-			q[mid-bw.written] ^= 0xff
-			p = q
-		}
-	}
-	n, err := bw.ResponseWriter.Write(p)
-	bw.written += int64(n)
-	return n, err
-}
-
-// Unwrap returns the wrapped writer, for http.ResponseController.
-func (bw *bodyFaultWriter) Unwrap() http.ResponseWriter { return bw.ResponseWriter }
-
-// throttledWriter paces a body at rate bytes per second.
-type throttledWriter struct {
-	http.ResponseWriter
-	ctx   context.Context
-	rate  int64
-	start time.Time
-	sent  int64
-}
-
-// Write writes p in slices of a twentieth of a second's worth, flushing
-// each and waiting until the pace allows the next.
-func (tw *throttledWriter) Write(p []byte) (int, error) {
-	chunk := int(max(tw.rate/20, 1))
-	total := 0
-	for len(p) > 0 {
-		n, err := tw.ResponseWriter.Write(p[:min(chunk, len(p))])
-		total += n
-		tw.sent += int64(n)
-		if err != nil {
-			return total, err
-		}
-		p = p[n:]
-		_ = http.NewResponseController(tw.ResponseWriter).Flush()
-		due := tw.start.Add(time.Duration(float64(tw.sent) / float64(tw.rate) * float64(time.Second)))
-		if !wait(tw.ctx, time.Until(due)) {
-			return total, tw.ctx.Err()
-		}
-	}
-	return total, nil
-}
-
-// Unwrap returns the wrapped writer, for http.ResponseController.
-func (tw *throttledWriter) Unwrap() http.ResponseWriter { return tw.ResponseWriter }
-
-// writeOversize answers 200 with a JSON object of size bytes, announcing
-// announce bytes when positive.
-func writeOversize(w http.ResponseWriter, size, announce int64) {
-	w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-	if announce > 0 {
-		w.Header().Set("Content-Length", strconv.FormatInt(announce, 10))
-	}
-	w.WriteHeader(http.StatusOK)
-	if size < 2 {
-		return
-	}
-	chunk := bytes.Repeat([]byte{' '}, 64<<10)
-	if _, err := w.Write([]byte{'{'}); err != nil {
-		return
-	}
-	for left := size - 2; left > 0; {
-		n := min(left, int64(len(chunk)))
-		if _, err := w.Write(chunk[:n]); err != nil {
-			return
-		}
-		left -= n
-	}
-	_, _ = w.Write([]byte{'}'})
 }

@@ -63,7 +63,7 @@ func TestFaults(t *testing.T) {
 	tok := token(t, h, "", "", "repository:library/f:pull")
 	manifestURL := h.URL + "/v2/library/f/manifests/1"
 	blobURL := h.URL + "/v2/library/f/blobs/" + layer
-	cdnURL := h.signedBlobURL("library/f", layer)
+	cdnURL := h.signedBlobURL("library/f", layer, cdnLifetime)
 	tokenURL := h.RealmURL + "?" + url.Values{"service": {h.Service}, "scope": {"repository:library/f:pull"}}.Encode()
 
 	tests := []struct {
@@ -249,7 +249,9 @@ func TestFaultKindString(t *testing.T) {
 	}{
 		{FaultNone, "none"}, {FaultRefuse, "refuse"}, {Fault503, "503"}, {Fault429, "429"},
 		{FaultLatency, "latency"}, {FaultBandwidth, "bandwidth"}, {FaultTruncate, "truncate"},
-		{FaultCorrupt, "corrupt"}, {FaultKind(99), "fault(99)"},
+		{FaultCorrupt, "corrupt"}, {FaultNoBody, "no-body"}, {FaultOversize, "oversize"},
+		{FaultCut, "cut"}, {FaultConnBandwidth, "conn-bandwidth"}, {FaultIgnoreRange, "ignore-range"},
+		{FaultWrongRange, "wrong-range"}, {FaultExpiry, "expiry"}, {FaultKind(99), "fault(99)"},
 	}
 	for _, tc := range tests {
 		if got := tc.kind.String(); got != tc.want {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -90,8 +91,19 @@ func (h *Hub) serveFront(w http.ResponseWriter, r *http.Request) {
 	case "referrers":
 		h.Counters.Referrers.Add(1)
 	}
-	// A blob GET answers with a redirect: its body is the CDN's.
-	w, answered := h.applyFault(w, r, target, get && rt.kind != "blobs")
+	// A blob GET answers with a redirect, its body the CDN's, unless the
+	// front serves blobs itself.
+	redirect := get && rt.kind == "blobs" && !h.opts.DirectBlobs
+	if get && rt.kind == "blobs" {
+		b := h.Counters.countBlobGET(rt.ref, r)
+		if redirect {
+			b.redirects.Add(1)
+		} else {
+			defer b.start()()
+			w = &countingWriter{ResponseWriter: w, ns: []*atomic.Int64{&b.bytes}}
+		}
+	}
+	w, faults, answered := h.applyFaults(w, r, faultPoint{target: target, body: get && !redirect, redirect: redirect, digest: rt.ref})
 	if answered {
 		return
 	}
@@ -101,8 +113,8 @@ func (h *Hub) serveFront(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case "blobs":
-		if get {
-			http.Redirect(w, r, h.signedBlobURL(rt.repo, rt.ref), http.StatusTemporaryRedirect)
+		if redirect {
+			http.Redirect(w, r, h.signedBlobURL(rt.repo, rt.ref, urlLifetime(faults)), http.StatusTemporaryRedirect)
 			return
 		}
 	case "referrers":

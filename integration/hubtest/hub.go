@@ -46,6 +46,10 @@ type Options struct {
 	// itself, from the manifests in the registry. Without it the front
 	// answers 404, as Docker Hub does.
 	Referrers bool
+	// DirectBlobs makes the front serve blob GETs itself, as a registry
+	// without a CDN does, instead of redirecting them to the CDN. Faults
+	// on blob bodies then act on the front's answers.
+	DirectBlobs bool
 	// Now is the clock of token and signed URL expiry. Default: time.Now.
 	Now func() time.Time
 }
@@ -87,7 +91,8 @@ type Hub struct {
 	tokens    map[string]tokenInfo
 	pullLimit int
 	pullsUsed int
-	fault     Fault
+	faults    []Fault
+	faultGen  uint64 // counts SetFault calls
 }
 
 // Start starts the registry, the front, the token realm and the CDN, each
@@ -178,7 +183,7 @@ func (h *Hub) serve(handler http.Handler) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("listening on loopback: %w", err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ConnContext: withConnPacer}
 	h.servers = append(h.servers, srv)
 	go func() { _ = srv.Serve(l) }()
 	return "http://" + l.Addr().String(), nil

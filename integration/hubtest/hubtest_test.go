@@ -578,6 +578,40 @@ func TestPushLargeBlobImage(t *testing.T) {
 	}
 }
 
+// TestPushSeededImage pushes an image of three seeded layers and reads
+// every layer back through the front and the CDN.
+func TestPushSeededImage(t *testing.T) {
+	h := startHub(t, Options{})
+	const size = 1 << 20
+	layers, manifest, err := h.PushSeededImage("library/seeded", "1", size, 1, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(frontRef(t, h, "library/seeded", "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := img.Digest(); d.String() != manifest {
+		t.Errorf("manifest digest %s, want %s", d, manifest)
+	}
+	got, err := img.Layers()
+	if err != nil || len(got) != 3 {
+		t.Fatalf("layers %d, err %v", len(got), err)
+	}
+	for i, l := range got {
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		want, _ := io.ReadAll(SeededBlob(size, int64(i+1)))
+		if err != nil || sha256Digest(b) != layers[i] || string(b) != string(want) {
+			t.Errorf("layer %d: %s, %v; want %s", i, sha256Digest(b), err, layers[i])
+		}
+	}
+}
+
 func TestParseRoute(t *testing.T) {
 	d := "sha256:" + strings.Repeat("a", 64)
 	tests := []struct {

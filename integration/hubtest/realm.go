@@ -41,7 +41,7 @@ func (h *Hub) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"details": "only GET is served"})
 		return
 	}
-	w, answered := h.applyFault(w, r, TargetToken, true)
+	w, _, answered := h.applyFaults(w, r, faultPoint{target: TargetToken, body: true})
 	if answered {
 		return
 	}

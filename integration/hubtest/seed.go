@@ -142,43 +142,62 @@ func SeededBlob(size, seed int64) io.Reader {
 // streamed twice, once to hash it and once to upload it, so it is never
 // held in memory. It returns the layer's digest and the manifest's.
 func (h *Hub) PushLargeBlobImage(repo, tag string, size, seed int64) (layer, manifest string, err error) {
-	hash := sha256.New()
-	if _, err := io.Copy(hash, SeededBlob(size, seed)); err != nil {
-		return "", "", fmt.Errorf("hashing the layer: %w", err)
-	}
-	layer = "sha256:" + hex.EncodeToString(hash.Sum(nil))
-	if err := h.uploadBlob(repo, layer, SeededBlob(size, seed), size); err != nil {
+	layers, manifest, err := h.PushSeededImage(repo, tag, size, seed)
+	if err != nil {
 		return "", "", err
+	}
+	return layers[0], manifest, nil
+}
+
+// PushSeededImage pushes to repo:tag an image of one layer per seed, each
+// of the uncompressed tar layer media type with SeededBlob(size, seed) as
+// its content, streamed as PushLargeBlobImage does. It returns the layers'
+// digests and the manifest's.
+func (h *Hub) PushSeededImage(repo, tag string, size int64, seeds ...int64) (layers []string, manifest string, err error) {
+	var descs []v1.Descriptor
+	var diffIDs []v1.Hash
+	for _, seed := range seeds {
+		hash := sha256.New()
+		if _, err := io.Copy(hash, SeededBlob(size, seed)); err != nil {
+			return nil, "", fmt.Errorf("hashing the layer: %w", err)
+		}
+		layer := "sha256:" + hex.EncodeToString(hash.Sum(nil))
+		if err := h.uploadBlob(repo, layer, SeededBlob(size, seed), size); err != nil {
+			return nil, "", err
+		}
+		layers = append(layers, layer)
+		diffIDs = append(diffIDs, mustHash(layer))
+		descs = append(descs, v1.Descriptor{MediaType: types.DockerUncompressedLayer, Digest: mustHash(layer), Size: size})
 	}
 	config, err := json.Marshal(v1.ConfigFile{
 		OS: "linux", Architecture: "amd64",
-		RootFS: v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{mustHash(layer)}},
+		RootFS: v1.RootFS{Type: "layers", DiffIDs: diffIDs},
 	})
 	if err != nil {
-		return "", "", fmt.Errorf("encoding the config: %w", err)
+		return nil, "", fmt.Errorf("encoding the config: %w", err)
 	}
 	configDigest := digestOf(config)
 	if err := h.uploadBlob(repo, configDigest, bytes.NewReader(config), int64(len(config))); err != nil {
-		return "", "", err
+		return nil, "", err
 	}
 	m, err := json.Marshal(v1.Manifest{
 		SchemaVersion: 2,
 		MediaType:     types.DockerManifestSchema2,
 		Config:        v1.Descriptor{MediaType: types.DockerConfigJSON, Digest: mustHash(configDigest), Size: int64(len(config))},
-		Layers:        []v1.Descriptor{{MediaType: types.DockerUncompressedLayer, Digest: mustHash(layer), Size: size}},
+		Layers:        descs,
 	})
 	if err != nil {
-		return "", "", fmt.Errorf("encoding the manifest: %w", err)
+		return nil, "", fmt.Errorf("encoding the manifest: %w", err)
 	}
 	req, err := http.NewRequest(http.MethodPut, h.RegistryURL+"/v2/"+repo+"/manifests/"+url.PathEscape(tag), bytes.NewReader(m))
 	if err != nil {
-		return "", "", fmt.Errorf("pushing the manifest: %w", err)
+		return nil, "", fmt.Errorf("pushing the manifest: %w", err)
 	}
 	req.Header.Set("Content-Type", string(types.DockerManifestSchema2))
 	if _, err := h.expect(req, http.StatusCreated); err != nil {
-		return "", "", fmt.Errorf("pushing the manifest of %s:%s: %w", repo, tag, err)
+		return nil, "", fmt.Errorf("pushing the manifest of %s:%s: %w", repo, tag, err)
 	}
-	return layer, digestOf(m), nil
+	return layers, digestOf(m), nil
 }
 
 // uploadBlob streams a blob of size bytes into repo: POST an upload, PATCH

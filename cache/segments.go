@@ -1,0 +1,275 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// SegmentFunc opens bytes first to last (both included) of a fill's
+// content, for a fill fetched in several ranges at once. It must return
+// exactly those bytes, or an error wrapping ErrRangeMismatch when the
+// upstream answered anything else (the fill then goes on in one stream).
+type SegmentFunc func(ctx context.Context, first, last int64) (io.ReadCloser, error)
+
+// sidecarEvery is how often (in bytes of prefix) a fill fetched in
+// segments rewrites its sidecar, so that after a crash the next fill
+// continues from a prefix that is known to be whole: the file holds
+// bytes of later segments beyond it.
+const sidecarEvery = 32 << 20
+
+// segment is one range of the content that a worker fetches beside the
+// fill's main stream.
+type segment struct {
+	first, end int64        // the range: first to end, end excluded
+	done       atomic.Int64 // bytes written from first
+	err        error        // why the worker gave up; set before failed closes
+	failed     chan struct{}
+}
+
+// segments are the workers of a fill fetched in several ranges: the main
+// stream fills the first range and hashes it as it comes; the workers
+// fill the others, written at their offsets, and the prefix is hashed on
+// from the file as it becomes contiguous.
+type segments struct {
+	list   []*segment
+	wake   chan struct{} // a worker wrote bytes
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// planSplit prepares the split of a fill of at least the split size,
+// when the upstream offers ranges (seg): the workers start once the main
+// stream has run for the store's split delay without finishing its first
+// range (end, when its body stops there) — a link that brings the first
+// range sooner is fast enough that more connections would only cost CPU,
+// and the fill goes on in one stream. It reports whether it planned one.
+func (t *transfer) planSplit(seg SegmentFunc, end int64) bool {
+	s, fl := t.s, t.fl
+	if t.splitTried {
+		return false
+	}
+	t.splitTried = true
+	n := int64(s.fillConnections)
+	if seg == nil || n < 2 || fl.size < s.fillSplitSize || t.noRanges || fl.size-t.pos < n*minSegment {
+		return false
+	}
+	t.segment, t.limit, t.splitPending = seg, end, true
+	t.splitAt = time.Now().Add(s.fillSplitAfter)
+	return true
+}
+
+// startSplit starts the workers of a planned split: the content from the
+// main stream's position on is cut into as many ranges as the fill has
+// connections, and the main stream stops at the end of the first; when
+// its body stops short of the content's end (at limit), it keeps that
+// range and the rest is cut into one range fewer.
+func (t *transfer) startSplit() {
+	s, fl := t.s, t.fl
+	t.splitPending = false
+	n := int64(s.fillConnections)
+	bounds := make([]int64, n+1)
+	bounds[0] = t.pos
+	if t.limit > t.pos && t.limit < fl.size {
+		for i := range n {
+			bounds[i+1] = t.limit + (fl.size-t.limit)*i/(n-1)
+		}
+	} else {
+		for i := range n + 1 {
+			bounds[i] = t.pos + (fl.size-t.pos)*i/n
+		}
+	}
+	if bounds[2]-bounds[1] < minSegment {
+		// Too little left to be worth more connections.
+		t.segment, t.limit = nil, 0
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	sg := &segments{wake: make(chan struct{}, 1), cancel: cancel}
+	for i := int64(1); i < n; i++ {
+		g := &segment{first: bounds[i], end: bounds[i+1], failed: make(chan struct{})}
+		sg.list = append(sg.list, g)
+		sg.wg.Add(1)
+		go t.fetchSegment(ctx, sg, g, t.segment)
+	}
+	t.segs, t.limit = sg, bounds[1]
+	s.fillSplits.Add(1)
+	s.recordPartial(fl, t.pos, true)
+	if c := s.log.Check(zapcore.DebugLevel, "fill split into ranges"); c != nil {
+		c.Write(zap.String("digest", fl.d.String()), zap.Int64("bytes", fl.size), zap.Int64("ranges", n))
+	}
+}
+
+// endOwnRange is called when the main stream reached its limit: with the
+// workers running it is done with its range (true); otherwise the split
+// never started (the link was fast), and the fill goes on in one stream
+// from here (false).
+func (t *transfer) endOwnRange() bool {
+	if t.segs != nil {
+		return true
+	}
+	t.splitPending, t.segment, t.limit = false, nil, 0
+	return false
+}
+
+// SplitSize is the size from which fills are fetched in ranges, 0 when
+// they never are (FillConnections 1, or a shared tier, which streams each
+// fill in one piece to every node): a FetchFunc asked for a content from
+// its first byte may ask for only that many bytes (see FetchFunc).
+func (s *Store) SplitSize() int64 {
+	if s.fillConnections < 2 || s.shared != nil {
+		return 0
+	}
+	return s.fillSplitSize
+}
+
+// minSegment is the smallest range worth a connection of its own.
+const minSegment = 1 << 20
+
+// stopSegments stops the workers, if any, and waits for them.
+func (t *transfer) stopSegments() {
+	t.splitPending = false
+	if t.segs == nil {
+		return
+	}
+	t.segs.cancel()
+	t.segs.wg.Wait()
+	t.segs, t.limit, t.segment = nil, 0, nil
+}
+
+// fetchSegment is the worker of one range: it fetches the range, writes
+// it at its offset, and continues it after a break, like the main stream
+// (attempts bounded by progress, with backoff). It gives up, leaving the
+// rest to the main stream, when the attempts are spent or the upstream
+// answers another range.
+func (t *transfer) fetchSegment(ctx context.Context, sg *segments, g *segment, seg SegmentFunc) {
+	defer sg.wg.Done()
+	s := t.s
+	bp := fillBuffers.Get().(*[]byte)
+	defer fillBuffers.Put(bp)
+	buf := *bp
+	failures := 0
+	var err error
+	for g.first+g.done.Load() < g.end {
+		before := g.done.Load()
+		err = t.copySegment(ctx, sg, g, seg, buf)
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil || errors.Is(err, ErrRangeMismatch) {
+			break
+		}
+		if g.done.Load() > before {
+			failures = 0
+		}
+		failures++
+		if failures > s.fillRetries {
+			break
+		}
+		s.fillResumes.Add(1)
+		if failures > 1 && !t.pauseCtx(ctx, failures-1) {
+			break
+		}
+	}
+	g.err = fmt.Errorf("fetching bytes %d-%d: %w", g.first, g.end-1, err)
+	close(g.failed)
+	select {
+	case sg.wake <- struct{}{}:
+	default:
+	}
+}
+
+// copySegment fetches the rest of g and writes it at its offset.
+func (t *transfer) copySegment(ctx context.Context, sg *segments, g *segment, seg SegmentFunc, buf []byte) error {
+	off := g.first + g.done.Load()
+	body, err := seg(ctx, off, g.end-1)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	stop := context.AfterFunc(ctx, func() { _ = body.Close() })
+	defer stop()
+	flushed := off
+	for off < g.end {
+		n, rerr := body.Read(buf[:min(int64(len(buf)), g.end-off)])
+		if n > 0 {
+			if _, werr := t.tmp.WriteAt(buf[:n], off); werr != nil {
+				return fmt.Errorf("writing: %w", t.s.noteWriteError("writing a download", werr))
+			}
+			off += int64(n)
+			g.done.Store(off - g.first)
+			if off-flushed >= writebackChunk {
+				startWriteback(t.tmp, flushed, off-flushed)
+				flushed = off
+			}
+			select {
+			case sg.wake <- struct{}{}:
+			default:
+			}
+		}
+		if rerr == io.EOF && off < g.end {
+			return fmt.Errorf("the range ended after %d bytes: %w", off-g.first, io.ErrUnexpectedEOF)
+		}
+		if rerr != nil && rerr != io.EOF {
+			return rerr
+		}
+	}
+	return nil
+}
+
+// catchUp hashes the prefix on from the file as the workers make it
+// contiguous, publishing it to readers, until the content is whole (nil).
+// When a worker gave up, it stops the others and returns an errBreak: the
+// main stream then fetches the rest from the prefix.
+func (t *transfer) catchUp() error {
+	s, fl := t.s, t.fl
+	sg := t.segs
+	bp := fillBuffers.Get().(*[]byte)
+	defer fillBuffers.Put(bp)
+	buf := *bp
+	lastSidecar := t.pos
+	for _, g := range sg.list {
+		for t.pos < g.end {
+			avail := g.first + g.done.Load()
+			if avail <= t.pos {
+				select {
+				case <-sg.wake:
+					continue
+				case <-g.failed:
+					if g.first+g.done.Load() > t.pos {
+						continue
+					}
+					err := g.err
+					t.stopSegments()
+					return errBreak{fmt.Errorf("filling %s: %w", fl.d, err)}
+				case <-s.ctx.Done():
+					return errBreak{fmt.Errorf("filling %s: %w", fl.d, ErrClosed)}
+				}
+			}
+			for t.pos < avail {
+				n := min(int64(len(buf)), avail-t.pos)
+				if _, err := t.tmp.ReadAt(buf[:n], t.pos); err != nil {
+					return fmt.Errorf("filling %s: reading the download back: %w", fl.d, err)
+				}
+				t.h.Write(buf[:n])
+				t.pos += n
+			}
+			t.written, t.flushed = t.pos, t.pos
+			t.high = max(t.high, t.pos)
+			fl.progress(t.written)
+			if t.pos-lastSidecar >= sidecarEvery {
+				s.recordPartial(fl, t.pos, true)
+				lastSidecar = t.pos
+			}
+		}
+	}
+	t.stopSegments()
+	return nil
+}
