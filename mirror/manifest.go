@@ -75,6 +75,11 @@ func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, t target,
 	if err := m.admitManifest(r.Context(), t, ref, mc); err != nil {
 		return err
 	}
+	if mc.source == sourceUpstream {
+		// Only once the policy admitted it: a refused image costs no
+		// layer download.
+		m.prefetch(r.Context(), t, mc)
+	}
 	markSource(w, mc.source)
 	writeManifest(w, r, mc)
 	return nil
@@ -345,11 +350,7 @@ func (m *Mirror) fetchManifest(ctx context.Context, t target, ref string, accept
 		m.noteAccess(ctx, t, err)
 		if err == nil {
 			defer resp.Body.Close()
-			mc, err := m.readManifest(resp, t, ref, want)
-			if err == nil {
-				m.prefetch(ctx, t, mc)
-			}
-			return mc, err
+			return m.readManifest(resp, t, ref, want)
 		}
 	}
 	m.noteHeld(t, ref, err)
