@@ -71,10 +71,45 @@ var privatePrefixes = []netip.Prefix{
 	netip.MustParsePrefix("fc00::/7"),
 }
 
-// ClassOf returns the class of ip (an IPv4-mapped IPv6 address is taken as
-// its IPv4 address).
-func ClassOf(ip netip.Addr) AddrClass {
+// The IPv6 prefixes that carry an IPv4 address a connection ends up at.
+var (
+	// nat64Prefix is the NAT64 well-known prefix (RFC 6052): the IPv4
+	// address is the last 32 bits.
+	nat64Prefix = netip.MustParsePrefix("64:ff9b::/96")
+	// nat64LocalPrefix is the local-use NAT64 prefix (RFC 8215), where
+	// the IPv4 address sits after a site-chosen prefix length: the whole
+	// prefix is taken as private.
+	nat64LocalPrefix = netip.MustParsePrefix("64:ff9b:1::/48")
+	// sixToFourPrefix is 6to4 (RFC 3056): the IPv4 address is bits 16 to
+	// 47.
+	sixToFourPrefix = netip.MustParsePrefix("2002::/16")
+)
+
+// embeddedIPv4 returns the IPv4 address ip stands for: its own when
+// IPv4-mapped, the one a NAT64 well-known prefix or a 6to4 address
+// carries, or ip itself.
+func embeddedIPv4(ip netip.Addr) netip.Addr {
 	ip = ip.Unmap()
+	b := ip.As16()
+	switch {
+	case !ip.Is6():
+	case nat64Prefix.Contains(ip):
+		return netip.AddrFrom4([4]byte(b[12:16]))
+	case sixToFourPrefix.Contains(ip):
+		return netip.AddrFrom4([4]byte(b[2:6]))
+	}
+	return ip
+}
+
+// ClassOf returns the class of ip. An IPv4-mapped IPv6 address, a NAT64
+// address of the well-known prefix 64:ff9b::/96 and a 6to4 address
+// (2002::/16) are classed by the IPv4 address they carry; the local-use
+// NAT64 prefix 64:ff9b:1::/48 is private.
+func ClassOf(ip netip.Addr) AddrClass {
+	ip = embeddedIPv4(ip)
+	if nat64LocalPrefix.Contains(ip) {
+		return ClassPrivate
+	}
 	switch {
 	case ip.IsLoopback():
 		return ClassLoopback
@@ -94,9 +129,11 @@ func ClassOf(ip netip.Addr) AddrClass {
 // DialAllowed decides whether the client may connect to dialed, an address
 // reached by a redirect or a token realm (not by an endpoint's own host):
 // a public address always, any other when an endpoint of the upstream is
-// in its class (endpointClasses) or it is in one of the allowed prefixes.
+// in its class (endpointClasses) or it, or the IPv4 address it carries
+// (see ClassOf), is in one of the allowed prefixes.
 func DialAllowed(endpointClasses []AddrClass, allowed []netip.Prefix, dialed netip.Addr) bool {
 	dialed = dialed.Unmap()
+	carried := embeddedIPv4(dialed)
 	class := ClassOf(dialed)
 	if class == ClassPublic {
 		return true
@@ -107,7 +144,7 @@ func DialAllowed(endpointClasses []AddrClass, allowed []netip.Prefix, dialed net
 		}
 	}
 	for _, p := range allowed {
-		if p.Contains(dialed) {
+		if p.Contains(dialed) || p.Contains(carried) {
 			return true
 		}
 	}

@@ -22,6 +22,15 @@ func TestClassOf(t *testing.T) {
 		"10.1.2.3": ClassPrivate, "172.16.0.1": ClassPrivate, "172.31.255.255": ClassPrivate, "192.168.1.1": ClassPrivate,
 		"100.100.100.200": ClassPrivate, "fd00::1": ClassPrivate, "fc00::1": ClassPrivate,
 		"0.0.0.0": ClassUnspecified, "0.1.2.3": ClassUnspecified, "::": ClassUnspecified,
+		// NAT64 (RFC 6052) and 6to4 (RFC 3056) addresses are classed by the
+		// IPv4 address they carry.
+		"64:ff9b::7f00:1": ClassLoopback, "64:ff9b::a9fe:a9fe": ClassLinkLocal, "64:ff9b::a00:5": ClassPrivate,
+		"64:ff9b::c0a8:101": ClassPrivate, "64:ff9b::": ClassUnspecified, "64:ff9b::808:808": ClassPublic,
+		"2002:7f00:1::1": ClassLoopback, "2002:a9fe:a9fe::": ClassLinkLocal, "2002:ac10:1:5::9": ClassPrivate,
+		"2002:6440:1::1": ClassPrivate, "2002::1": ClassUnspecified, "2002:808:808::1": ClassPublic,
+		// The local-use NAT64 prefix (RFC 8215) is private: where it
+		// carries the IPv4 address depends on the site's prefix length.
+		"64:ff9b:1::7f00:1": ClassPrivate, "64:ff9b:1:a9fe:a9:fe00::": ClassPrivate,
 	} {
 		if got := ClassOf(netip.MustParseAddr(addr)); got != want {
 			t.Errorf("ClassOf(%s) = %s, want %s", addr, got, want)
@@ -57,6 +66,11 @@ func TestDialAllowed(t *testing.T) {
 		{"link-local from a link-local endpoint", linkLocal, nil, "169.254.169.254", true},
 		{"an allowed network", nil, extra, "169.254.170.2", true},
 		{"next to an allowed network", nil, extra, "169.254.169.254", false},
+		{"metadata through NAT64 from a public endpoint", nil, nil, "64:ff9b::a9fe:a9fe", false},
+		{"loopback through 6to4 from a public endpoint", nil, nil, "2002:7f00:1::1", false},
+		{"loopback through NAT64 from a loopback endpoint", loopback, nil, "64:ff9b::7f00:1", true},
+		{"an allowed network through NAT64", nil, extra, "64:ff9b::a9fe:aa02", true},
+		{"an allowed network through 6to4", nil, extra, "2002:a9fe:aa02::1", true},
 	}
 	for _, tc := range tests {
 		if got := DialAllowed(tc.endpoints, tc.allowed, netip.MustParseAddr(tc.dialed)); got != tc.want {
