@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -151,38 +153,89 @@ func DialAllowed(endpointClasses []AddrClass, allowed []netip.Prefix, dialed net
 	return false
 }
 
+// lookupFunc resolves a host name to its addresses.
+type lookupFunc func(ctx context.Context, host string) ([]netip.Addr, error)
+
+// lookupIP is the system resolver's lookupFunc.
+func lookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
+	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+}
+
+// endpointLookupTimeout bounds the resolution of the endpoints' names when
+// a guard is built.
+const endpointLookupTimeout = 5 * time.Second
+
 // dialGuard checks every connection of a client's default transport at
 // dial time, on the resolved address (so that a DNS answer changed after
 // a check cannot slip through): connections to an endpoint's own host
-// are always made, and teach the guard the class of the endpoint's
-// address; any other goes to an internal address only as DialAllowed
-// says.
+// are always made; any other goes to an internal address only as
+// DialAllowed says, with the classes of the endpoints as the
+// configuration gives them (their literal addresses, localhost, and their
+// names resolved once when the guard is built). Live DNS answers never
+// widen them: a hostile answer for an endpoint's name reaches that
+// endpoint's host only, not the rest of its network class.
 type dialGuard struct {
 	upstream  string
 	allowed   []netip.Prefix
 	endpoints map[string]bool // host:port of the endpoints, lowercase
+	classes   []AddrClass     // of the endpoints' addresses; fixed when built
+	lookup    lookupFunc      // nil: proxied names are left to the proxy
 	proxies   sync.Map        // host:port of proxies in use -> true
 	refusals  atomic.Int64
 	refused   *episode.Log
-
-	mu      sync.Mutex
-	classes []AddrClass // of the endpoints' addresses
 }
 
-// newDialGuard returns the guard of endpoints.
-func newDialGuard(name string, endpoints []*endpoint, allowed []netip.Prefix, log *zap.Logger, opts episode.Options) *dialGuard {
-	g := &dialGuard{upstream: name, allowed: allowed, endpoints: map[string]bool{}}
+// newDialGuard returns the guard of endpoints. lookup resolves, once and
+// now, the endpoints' names that are neither IP addresses nor localhost,
+// and later the names of proxied targets (see proxy); nil resolves
+// nothing.
+func newDialGuard(name string, endpoints []*endpoint, allowed []netip.Prefix, lookup lookupFunc, log *zap.Logger, opts episode.Options) *dialGuard {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	g := &dialGuard{upstream: name, allowed: allowed, endpoints: map[string]bool{}, lookup: lookup}
 	g.refused = episode.New(log, zapcore.WarnLevel, "refused to connect to an internal address an upstream sent the mirror to", opts)
+	var names []string
 	for _, ep := range endpoints {
 		g.endpoints[hostPort(ep.base)] = true
 		host := strings.ToLower(ep.base.Hostname())
 		if ip, err := netip.ParseAddr(host); err == nil {
 			g.learn(ClassOf(ip))
-		} else if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		} else if isLocalhost(host) {
 			g.learn(ClassLoopback)
+		} else if !slices.Contains(names, host) {
+			names = append(names, host)
+		}
+	}
+	if lookup == nil || len(names) == 0 {
+		return g
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), endpointLookupTimeout)
+	defer cancel()
+	answers := make([][]netip.Addr, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, host := range names {
+		wg.Go(func() { answers[i], errs[i] = lookup(ctx, host) })
+	}
+	wg.Wait()
+	for i, host := range names {
+		if errs[i] != nil {
+			log.Debug("an endpoint's name did not resolve when the upstream was set up: redirects and realms may lead to internal addresses of allowed_networks only",
+				zap.String("upstream", name), zap.String("host", host), zap.Error(errs[i]))
+			continue
+		}
+		for _, ip := range answers[i] {
+			g.learn(ClassOf(ip))
 		}
 	}
 	return g
+}
+
+// isLocalhost reports whether the lowercase host name is localhost or a
+// name under it (RFC 6761: always loopback).
+func isLocalhost(host string) bool {
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }
 
 // hostPort returns u's lowercase host:port, with the scheme's default
@@ -198,35 +251,25 @@ func hostPort(u *url.URL) string {
 	return strings.ToLower(net.JoinHostPort(u.Hostname(), port))
 }
 
-// learn adds an endpoint address class.
+// learn adds an endpoint address class, while the guard is built.
 func (g *dialGuard) learn(c AddrClass) {
-	if c == ClassPublic {
-		return
+	if c != ClassPublic && !slices.Contains(g.classes, c) {
+		g.classes = append(g.classes, c)
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, have := range g.classes {
-		if have == c {
-			return
-		}
-	}
-	g.classes = append(g.classes, c)
 }
 
-// check decides a connection to ip for the dial of host:port addr.
+// check decides a connection to ip for the dial of host:port addr. An
+// endpoint's own host is let through wherever it resolves, and teaches
+// nothing.
 func (g *dialGuard) check(addr string, ip netip.Addr) error {
 	key := strings.ToLower(addr)
 	if g.endpoints[key] {
-		g.learn(ClassOf(ip))
 		return nil
 	}
 	if _, ok := g.proxies.Load(key); ok {
 		return nil
 	}
-	g.mu.Lock()
-	classes := g.classes
-	g.mu.Unlock()
-	if DialAllowed(classes, g.allowed, ip) {
+	if DialAllowed(g.classes, g.allowed, ip) {
 		return nil
 	}
 	return g.refuse(addr, ip)
@@ -280,10 +323,7 @@ func (g *dialGuard) proxy(next func(*http.Request) (*url.URL, error)) func(*http
 			return u, nil
 		}
 		if ip, perr := netip.ParseAddr(req.URL.Hostname()); perr == nil {
-			g.mu.Lock()
-			classes := g.classes
-			g.mu.Unlock()
-			if !DialAllowed(classes, g.allowed, ip) {
+			if !DialAllowed(g.classes, g.allowed, ip) {
 				return nil, g.refuse(target, ip)
 			}
 		}

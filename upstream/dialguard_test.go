@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/regcache/regcache/episode"
@@ -100,7 +102,7 @@ func TestDialGuardOnLoopback(t *testing.T) {
 	resp.Body.Close()
 
 	u, _ := url.Parse("http://10.255.255.1:5000")
-	g := newDialGuard("x", []*endpoint{{base: u}}, nil, nil, episode.Options{})
+	g := newDialGuard("x", []*endpoint{{base: u}}, nil, nil, nil, episode.Options{})
 	dial := g.dialContext(&net.Dialer{})
 	conn, err := dial(t.Context(), "tcp", target.Listener.Addr().String())
 	if err == nil {
@@ -117,5 +119,111 @@ func TestDialGuardOnLoopback(t *testing.T) {
 	}
 	if err := g.check("metadata:80", netip.MustParseAddr("169.254.169.254")); !errors.Is(err, ErrInternalAddress) {
 		t.Errorf("the metadata address from a private endpoint: %v", err)
+	}
+}
+
+// fakeDNS answers lookups from a table and counts them; a name not in it
+// is not found.
+type fakeDNS struct {
+	answers map[string][]string
+	calls   atomic.Int64
+}
+
+func (f *fakeDNS) lookup(_ context.Context, host string) ([]netip.Addr, error) {
+	f.calls.Add(1)
+	var out []netip.Addr
+	for _, a := range f.answers[host] {
+		out = append(out, netip.MustParseAddr(a))
+	}
+	if len(out) == 0 {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	return out, nil
+}
+
+// guardOf builds the guard of endpoint URLs.
+func guardOf(t *testing.T, urls []string, allowed []netip.Prefix, dns *fakeDNS) *dialGuard {
+	t.Helper()
+	var eps []*endpoint
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eps = append(eps, &endpoint{base: u})
+	}
+	return newDialGuard("x", eps, allowed, dns.lookup, nil, episode.Options{})
+}
+
+// TestDialGuardClassesFromConfig: the classes of internal networks that
+// redirects and realms may lead to come from the configuration only: the
+// endpoints' literal addresses, localhost, and their names as resolved
+// once when the guard is built. Connections to an endpoint's own host go
+// through wherever it resolves at dial time, and teach the guard nothing:
+// a hostile DNS answer of 127.0.0.1 for the endpoint's name must not open
+// the Caddy admin (127.0.0.1:2019) to its redirects.
+func TestDialGuardClassesFromConfig(t *testing.T) {
+	dns := &fakeDNS{answers: map[string][]string{
+		"registry.test": {"203.0.113.7"},
+		"lan.test":      {"203.0.113.8", "10.1.2.3"},
+		"hosts.test":    {"127.0.0.1"},
+	}}
+	type dial struct {
+		addr, ip string
+		ok       bool
+	}
+	tests := []struct {
+		name      string
+		endpoints []string
+		dials     []dial // in order
+	}{
+		{"a public name answering loopback at dial time", []string{"https://registry.test"}, []dial{
+			{"registry.test:443", "127.0.0.1", true},
+			{"127.0.0.1:2019", "127.0.0.1", false},
+			{"localhost:2019", "::1", false},
+			{"registry.test:443", "169.254.169.254", true},
+			{"metadata:80", "169.254.169.254", false},
+			{"cdn.test:443", "198.51.100.1", true},
+		}},
+		{"a name resolving to a private address once built", []string{"https://lan.test"}, []dial{
+			{"storage.lan.test:443", "10.9.9.9", true},
+			{"127.0.0.1:2019", "127.0.0.1", false},
+		}},
+		{"a name resolving to loopback once built", []string{"http://hosts.test:5000"}, []dial{
+			{"127.0.0.1:8080", "127.0.0.1", true},
+			{"10.0.0.1:80", "10.0.0.1", false},
+		}},
+		{"a name that does not resolve once built", []string{"https://gone.test"}, []dial{
+			{"gone.test:443", "10.0.0.7", true},
+			{"10.0.0.8:443", "10.0.0.8", false},
+		}},
+		{"a loopback address", []string{"http://127.0.0.1:5000"}, []dial{
+			{"127.0.0.1:5000", "127.0.0.1", true},
+			{"127.0.0.1:2019", "127.0.0.1", true},
+			{"169.254.169.254:80", "169.254.169.254", false},
+		}},
+		{"localhost", []string{"http://localhost:5000"}, []dial{
+			{"127.0.0.1:6000", "127.0.0.1", true},
+			{"[::1]:6000", "::1", true},
+			{"192.168.1.1:80", "192.168.1.1", false},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := dns.calls.Load()
+			g := guardOf(t, tc.endpoints, nil, dns)
+			for _, d := range tc.dials {
+				err := g.check(d.addr, netip.MustParseAddr(d.ip))
+				if d.ok && err != nil {
+					t.Errorf("dial %s at %s: %v, want allowed", d.addr, d.ip, err)
+				}
+				if !d.ok && !errors.Is(err, ErrInternalAddress) {
+					t.Errorf("dial %s at %s: %v, want ErrInternalAddress", d.addr, d.ip, err)
+				}
+			}
+			if n, want := dns.calls.Load()-before, int64(len(tc.endpoints)); strings.Contains(tc.endpoints[0], ".test") && n != want {
+				t.Errorf("%d lookups, want %d: the endpoint names resolved once, when the guard was built", n, want)
+			}
+		})
 	}
 }
