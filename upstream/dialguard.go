@@ -183,6 +183,7 @@ type dialGuard struct {
 	proxies   sync.Map        // host:port of proxies in use -> true
 	refusals  atomic.Int64
 	refused   *episode.Log
+	log       *zap.Logger
 }
 
 // newDialGuard returns the guard of endpoints. lookup resolves, once and
@@ -193,7 +194,7 @@ func newDialGuard(name string, endpoints []*endpoint, allowed []netip.Prefix, lo
 	if log == nil {
 		log = zap.NewNop()
 	}
-	g := &dialGuard{upstream: name, allowed: allowed, endpoints: map[string]bool{}, lookup: lookup}
+	g := &dialGuard{upstream: name, allowed: allowed, endpoints: map[string]bool{}, lookup: lookup, log: log}
 	g.refused = episode.New(log, zapcore.WarnLevel, "refused to connect to an internal address an upstream sent the mirror to", opts)
 	var names []string
 	for _, ep := range endpoints {
@@ -305,9 +306,13 @@ func (g *dialGuard) dialContext(d *net.Dialer) func(ctx context.Context, network
 }
 
 // proxy wraps a transport's Proxy function: a proxy it names is dialed
-// without a check (the operator configured it), and since the proxy
-// resolves the target's name, a target given as an internal IP address is
-// checked here instead.
+// without a check (the operator configured it). Since the proxy resolves
+// the target's name, a target other than an endpoint's host is checked
+// here instead, before the request leaves: an IP address as it is,
+// localhost as loopback, and another name on the mirror's own resolution
+// of it, refused when any answer is an internal address DialAllowed does
+// not allow. A name the mirror cannot resolve (where only the proxy
+// resolves names, say) is left to the proxy.
 func (g *dialGuard) proxy(next func(*http.Request) (*url.URL, error)) func(*http.Request) (*url.URL, error) {
 	if next == nil {
 		return nil
@@ -322,11 +327,41 @@ func (g *dialGuard) proxy(next func(*http.Request) (*url.URL, error)) func(*http
 		if g.endpoints[target] {
 			return u, nil
 		}
-		if ip, perr := netip.ParseAddr(req.URL.Hostname()); perr == nil {
-			if !DialAllowed(g.classes, g.allowed, ip) {
-				return nil, g.refuse(target, ip)
-			}
+		if err := g.checkProxied(req.Context(), target, strings.ToLower(req.URL.Hostname())); err != nil {
+			return nil, err
 		}
 		return u, nil
 	}
+}
+
+// proxiedLookupTimeout bounds the resolution of a proxied target's name.
+const proxiedLookupTimeout = 5 * time.Second
+
+// loopbackAddrs are the addresses of localhost.
+var loopbackAddrs = []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
+
+// checkProxied decides a request through a proxy to host (lowercase) at
+// host:port target.
+func (g *dialGuard) checkProxied(ctx context.Context, target, host string) error {
+	var ips []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{ip}
+	} else if isLocalhost(host) {
+		ips = loopbackAddrs
+	} else if g.lookup != nil {
+		ctx, cancel := context.WithTimeout(ctx, proxiedLookupTimeout)
+		defer cancel()
+		if ips, err = g.lookup(ctx, host); err != nil {
+			if ce := g.log.Check(zap.DebugLevel, "a proxied target's name did not resolve at the mirror; the proxy resolves it"); ce != nil {
+				ce.Write(zap.String("upstream", g.upstream), zap.String("target", target), zap.Error(err))
+			}
+			return nil
+		}
+	}
+	for _, ip := range ips {
+		if !DialAllowed(g.classes, g.allowed, ip) {
+			return g.refuse(target, ip)
+		}
+	}
+	return nil
 }

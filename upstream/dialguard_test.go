@@ -227,3 +227,58 @@ func TestDialGuardClassesFromConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestDialGuardProxiedTargets: behind a proxy, which resolves the names
+// itself, a redirect or realm target is checked on the mirror's own
+// resolution of its name: refused when any answer is internal (and not of
+// an endpoint's class nor allowed), let through otherwise; an endpoint's
+// own host is never checked, and a name the mirror cannot resolve is left
+// to the proxy.
+func TestDialGuardProxiedTargets(t *testing.T) {
+	dns := &fakeDNS{answers: map[string][]string{
+		"registry.test":    {"203.0.113.7"},
+		"cdn.test":         {"198.51.100.1", "2001:db8::1"},
+		"metadata.test":    {"169.254.169.254"},
+		"sneaky.test":      {"198.51.100.2", "127.0.0.1"},
+		"lan.test":         {"10.1.2.3"},
+		"storage.lan.test": {"10.1.2.4"},
+		"nat64.test":       {"64:ff9b::a9fe:a9fe"},
+	}}
+	proxyURL, _ := url.Parse("http://proxy.corp:3128")
+	tests := []struct {
+		name      string
+		endpoints []string
+		allowed   []netip.Prefix
+		target    string
+		ok        bool
+	}{
+		{"the endpoint", []string{"https://registry.test"}, nil, "https://registry.test/v2/", true},
+		{"a public CDN", []string{"https://registry.test"}, nil, "https://cdn.test/blob", true},
+		{"a name at the metadata address", []string{"https://registry.test"}, nil, "http://metadata.test/latest/meta-data/", false},
+		{"a name with one loopback answer", []string{"https://registry.test"}, nil, "https://sneaky.test/blob", false},
+		{"a name at the metadata address through NAT64", []string{"https://registry.test"}, nil, "http://nat64.test/", false},
+		{"the metadata address", []string{"https://registry.test"}, nil, "http://169.254.169.254/latest/", false},
+		{"loopback", []string{"https://registry.test"}, nil, "http://127.0.0.1:2019/config/", false},
+		{"localhost", []string{"https://registry.test"}, nil, "http://localhost:2019/config/", false},
+		{"a name of an allowed network", []string{"https://registry.test"}, []netip.Prefix{netip.MustParsePrefix("169.254.169.254/32")}, "http://metadata.test/", true},
+		{"a private name from a private endpoint", []string{"https://lan.test"}, nil, "https://storage.lan.test/blob", true},
+		{"a name the mirror cannot resolve", []string{"https://registry.test"}, nil, "https://unknown.test/blob", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := guardOf(t, tc.endpoints, tc.allowed, dns)
+			proxy := g.proxy(func(*http.Request) (*url.URL, error) { return proxyURL, nil })
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, tc.target, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := proxy(req)
+			if tc.ok && (err != nil || u != proxyURL) {
+				t.Errorf("proxy(%s) = %v, %v; want the proxy", tc.target, u, err)
+			}
+			if !tc.ok && (!errors.Is(err, ErrInternalAddress) || g.refusals.Load() != 1) {
+				t.Errorf("proxy(%s) = %v, %v (%d refusals); want ErrInternalAddress", tc.target, u, err, g.refusals.Load())
+			}
+		})
+	}
+}
