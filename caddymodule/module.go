@@ -182,12 +182,18 @@ type Handler struct {
 	// it there or named a token realm there, unless an endpoint of that
 	// upstream is itself in that class of network (a registry on the
 	// office network, a test registry on loopback) or the address is in
-	// one of these networks. The check applies to the resolved address of
-	// each connection, so a changed DNS answer cannot bypass it; a refusal
-	// is logged at Warn once per episode, counted in the metric
-	// caddy_registry_cache_internal_refusals_total, and answered 502.
-	// Behind an HTTP proxy (HTTPS_PROXY), the proxy resolves names, so
-	// only targets given as IP addresses are checked. Default: none.
+	// one of these networks. IPv6 addresses carrying an IPv4 address
+	// (NAT64 64:ff9b::/96, 6to4 2002::/16) are classed by it. An
+	// endpoint's class comes from the configuration: its IP address,
+	// localhost, or its name as resolved once when the config is loaded;
+	// later DNS answers never widen it. The check applies to the resolved
+	// address of each connection, so a changed DNS answer cannot bypass
+	// it; a refusal is logged at Warn once per episode, counted in the
+	// metric caddy_registry_cache_internal_refusals_total, and answered
+	// 502. Behind an HTTP proxy (HTTPS_PROXY), which resolves names itself,
+	// a target's name is resolved by the mirror too and refused when any
+	// answer is internal; a name the mirror cannot resolve is left to the
+	// proxy. Default: none.
 	AllowedNetworks []string `json:"allowed_networks,omitempty"`
 
 	// MaxDownloads bounds the blob downloads from upstreams into the cache

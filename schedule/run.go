@@ -40,8 +40,14 @@ func (s *Scheduler) runRule(ctx context.Context, r *rule, progress func(Progress
 	r.mu.Unlock()
 
 	out := s.sync(ctx, r, progress)
+	pinned := 0
 	if !out.keepPins {
-		s.cfg.Pins.Pin(r.owner, out.pins)
+		if s.pin(r, out.pins) {
+			pinned = countDistinct(out.pins)
+		}
+		// Else the scheduler stopped during the run (a reload, while a
+		// run asked for by name went on) and released its pins for good:
+		// its rules keep nothing any more.
 	}
 	end := s.cfg.Now()
 	r.mu.Lock()
@@ -51,7 +57,7 @@ func (s *Scheduler) runRule(ctx context.Context, r *rule, progress func(Progress
 	st.Result, st.Message = out.result, out.message
 	st.NextRun = s.next(r, end)
 	if !out.keepPins {
-		st.Images, st.Pinned = out.images, countDistinct(out.pins)
+		st.Images, st.Pinned = out.images, pinned
 	}
 	st.Updated, st.LastBytes = out.updated, out.fetched
 	st.TotalBytes += out.fetched

@@ -135,6 +135,12 @@ type Scheduler struct {
 	rules []*rule
 	log   *zap.Logger
 	wake  chan struct{}
+
+	// pinMu orders every Pin of the rules' owners with the release when
+	// the scheduler stops: once stopped, nothing is pinned again (a run
+	// started by name on its own context may outlive the scheduler).
+	pinMu   sync.Mutex
+	stopped bool
 }
 
 // New returns a scheduler of cfg's rules, each due first a minute from now
@@ -226,11 +232,27 @@ func (s *Scheduler) nextDue() time.Time {
 	return next
 }
 
-// unpinAll releases every rule's pins.
+// unpinAll releases every rule's pins, for good: the scheduler is
+// stopped.
 func (s *Scheduler) unpinAll() {
+	s.pinMu.Lock()
+	defer s.pinMu.Unlock()
+	s.stopped = true
 	for _, r := range s.rules {
 		s.cfg.Pins.Pin(r.owner, nil)
 	}
+}
+
+// pin replaces the objects r keeps, unless the scheduler has stopped; it
+// reports whether it did.
+func (s *Scheduler) pin(r *rule, ds []digest.Digest) bool {
+	s.pinMu.Lock()
+	defer s.pinMu.Unlock()
+	if s.stopped {
+		return false
+	}
+	s.cfg.Pins.Pin(r.owner, ds)
+	return true
 }
 
 // pinCached pins the images a rule keeps among the tags the cache has
@@ -256,7 +278,9 @@ func (s *Scheduler) pinCached(r *rule) {
 			pins = append(pins, ds...)
 		}
 	}
-	s.cfg.Pins.Pin(r.owner, pins)
+	if !s.pin(r, pins) {
+		return
+	}
 	r.mu.Lock()
 	r.status.Pinned = countDistinct(pins)
 	r.status.Images = len(images)

@@ -247,3 +247,86 @@ func TestStartPinsWhatTheCacheHas(t *testing.T) {
 		t.Errorf("status at start %+v (tag lists %d), want one image pinned and no request", st, src.lists)
 	}
 }
+
+// blockingSource is a fakeSource whose Sync waits for release, after
+// saying it started.
+type blockingSource struct {
+	*fakeSource
+	started chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingSource) Sync(ctx context.Context, image string, platforms []string, progress func(mirror.WarmProgress)) ([]digest.Digest, error) {
+	b.started <- struct{}{}
+	<-b.release
+	return b.fakeSource.Sync(ctx, image, platforms, progress)
+}
+
+// lockedPins records the pins of every owner and says when an owner's
+// pins are released.
+type lockedPins struct {
+	mu       sync.Mutex
+	pins     map[string][]digest.Digest
+	released chan string
+}
+
+func (p *lockedPins) Pin(owner string, ds []digest.Digest) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pins[owner] = ds
+	if ds == nil {
+		p.released <- owner
+	}
+}
+
+func (p *lockedPins) of(owner string) []digest.Digest {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pins[owner]
+}
+
+// TestRunAcrossStopLeavesNoPins: a run started by name (from the admin
+// API, on its own context) that is still in progress when the scheduler
+// stops (a reload) must not pin anything once the scheduler released its
+// pins, or the old config's owner would keep them for good.
+func TestRunAcrossStopLeavesNoPins(t *testing.T) {
+	now := time.Date(2040, 1, 1, 0, 0, 0, 0, time.UTC) // the first run is never due while the test runs
+	src := &blockingSource{fakeSource: &fakeSource{tags: []string{"3.20"}, cached: map[string]bool{"docker.io/library/alpine:3.20": true}},
+		started: make(chan struct{}), release: make(chan struct{})}
+	pins := &lockedPins{pins: map[string][]digest.Digest{}, released: make(chan string, 4)}
+	s, err := New(Config{
+		Rules:  []Rule{{Name: "docker.io/library/alpine", Tags: []string{"3.*"}}},
+		Source: src, Pins: pins, Owner: "old", Now: func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	s.Start(ctx)
+	if got := pins.of("old docker.io/library/alpine"); len(got) != 1 {
+		t.Fatalf("pins at start %v, want those of the cached 3.20", got)
+	}
+
+	done := make(chan Status)
+	go func() {
+		st, err := s.Run(t.Context(), "docker.io/library/alpine", nil)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- st
+	}()
+	<-src.started
+	stop()
+	if owner := <-pins.released; owner != "old docker.io/library/alpine" {
+		t.Fatalf("released the pins of %q", owner)
+	}
+	close(src.release)
+	st := <-done
+	if st.Result != ResultOK || st.Pinned != 0 {
+		t.Errorf("the run across the stop: %+v, want ok with nothing pinned", st)
+	}
+	if got := pins.of("old docker.io/library/alpine"); len(got) != 0 {
+		t.Errorf("pins of the stopped scheduler's rule after its run ended: %v, want none", got)
+	}
+}

@@ -65,11 +65,14 @@ type Options struct {
 	Transport http.RoundTripper
 	// AllowedNetworks are internal networks (loopback, link-local,
 	// private: see AddrClass) that redirects and token realms may lead to
-	// even though no endpoint of the upstream is in their class. Every
-	// other internal address is refused at dial time, on the resolved
-	// address, with an error wrapping ErrInternalAddress (default
-	// transport only). Connections to an endpoint's own host are never
-	// refused. Default: none.
+	// even though no endpoint of the upstream is in their class. The
+	// classes of the endpoints come from the configuration: their literal
+	// addresses, localhost, and their names as resolved once by New (a
+	// name that does not resolve then counts as public). Every other
+	// internal address is refused at dial time, on the resolved address,
+	// with an error wrapping ErrInternalAddress (default transport only).
+	// Connections to an endpoint's own host are never refused. Default:
+	// none.
 	AllowedNetworks []netip.Prefix
 	// DialTimeout bounds connecting (default transport only). Default: 10s.
 	DialTimeout time.Duration
@@ -191,7 +194,13 @@ func New(cfg Config, opts Options) (*Client, error) {
 	for _, ep := range c.endpoints {
 		ep.down = episode.New(c.log, zapcore.WarnLevel, "upstream endpoint failed", episode.Options{Now: c.now})
 	}
-	c.guard = newDialGuard(cfg.Name, c.endpoints, slices.Clone(opts.AllowedNetworks), c.log, episode.Options{Now: c.now})
+	// The guard resolves the endpoints' names now only when it guards the
+	// transport.
+	var lookup lookupFunc
+	if opts.Transport == nil {
+		lookup = lookupIP
+	}
+	c.guard = newDialGuard(cfg.Name, c.endpoints, slices.Clone(opts.AllowedNetworks), lookup, c.log, episode.Options{Now: c.now})
 	base := opts.Transport
 	if base == nil {
 		base = defaultTransport(opts.DialTimeout, opts.ResponseHeaderTimeout, c.guard)

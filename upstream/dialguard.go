@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -71,10 +73,45 @@ var privatePrefixes = []netip.Prefix{
 	netip.MustParsePrefix("fc00::/7"),
 }
 
-// ClassOf returns the class of ip (an IPv4-mapped IPv6 address is taken as
-// its IPv4 address).
-func ClassOf(ip netip.Addr) AddrClass {
+// The IPv6 prefixes that carry an IPv4 address a connection ends up at.
+var (
+	// nat64Prefix is the NAT64 well-known prefix (RFC 6052): the IPv4
+	// address is the last 32 bits.
+	nat64Prefix = netip.MustParsePrefix("64:ff9b::/96")
+	// nat64LocalPrefix is the local-use NAT64 prefix (RFC 8215), where
+	// the IPv4 address sits after a site-chosen prefix length: the whole
+	// prefix is taken as private.
+	nat64LocalPrefix = netip.MustParsePrefix("64:ff9b:1::/48")
+	// sixToFourPrefix is 6to4 (RFC 3056): the IPv4 address is bits 16 to
+	// 47.
+	sixToFourPrefix = netip.MustParsePrefix("2002::/16")
+)
+
+// embeddedIPv4 returns the IPv4 address ip stands for: its own when
+// IPv4-mapped, the one a NAT64 well-known prefix or a 6to4 address
+// carries, or ip itself.
+func embeddedIPv4(ip netip.Addr) netip.Addr {
 	ip = ip.Unmap()
+	b := ip.As16()
+	switch {
+	case !ip.Is6():
+	case nat64Prefix.Contains(ip):
+		return netip.AddrFrom4([4]byte(b[12:16]))
+	case sixToFourPrefix.Contains(ip):
+		return netip.AddrFrom4([4]byte(b[2:6]))
+	}
+	return ip
+}
+
+// ClassOf returns the class of ip. An IPv4-mapped IPv6 address, a NAT64
+// address of the well-known prefix 64:ff9b::/96 and a 6to4 address
+// (2002::/16) are classed by the IPv4 address they carry; the local-use
+// NAT64 prefix 64:ff9b:1::/48 is private.
+func ClassOf(ip netip.Addr) AddrClass {
+	ip = embeddedIPv4(ip)
+	if nat64LocalPrefix.Contains(ip) {
+		return ClassPrivate
+	}
 	switch {
 	case ip.IsLoopback():
 		return ClassLoopback
@@ -94,9 +131,11 @@ func ClassOf(ip netip.Addr) AddrClass {
 // DialAllowed decides whether the client may connect to dialed, an address
 // reached by a redirect or a token realm (not by an endpoint's own host):
 // a public address always, any other when an endpoint of the upstream is
-// in its class (endpointClasses) or it is in one of the allowed prefixes.
+// in its class (endpointClasses) or it, or the IPv4 address it carries
+// (see ClassOf), is in one of the allowed prefixes.
 func DialAllowed(endpointClasses []AddrClass, allowed []netip.Prefix, dialed netip.Addr) bool {
 	dialed = dialed.Unmap()
+	carried := embeddedIPv4(dialed)
 	class := ClassOf(dialed)
 	if class == ClassPublic {
 		return true
@@ -107,45 +146,97 @@ func DialAllowed(endpointClasses []AddrClass, allowed []netip.Prefix, dialed net
 		}
 	}
 	for _, p := range allowed {
-		if p.Contains(dialed) {
+		if p.Contains(dialed) || p.Contains(carried) {
 			return true
 		}
 	}
 	return false
 }
 
+// lookupFunc resolves a host name to its addresses.
+type lookupFunc func(ctx context.Context, host string) ([]netip.Addr, error)
+
+// lookupIP is the system resolver's lookupFunc.
+func lookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
+	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+}
+
+// endpointLookupTimeout bounds the resolution of the endpoints' names when
+// a guard is built.
+const endpointLookupTimeout = 5 * time.Second
+
 // dialGuard checks every connection of a client's default transport at
 // dial time, on the resolved address (so that a DNS answer changed after
 // a check cannot slip through): connections to an endpoint's own host
-// are always made, and teach the guard the class of the endpoint's
-// address; any other goes to an internal address only as DialAllowed
-// says.
+// are always made; any other goes to an internal address only as
+// DialAllowed says, with the classes of the endpoints as the
+// configuration gives them (their literal addresses, localhost, and their
+// names resolved once when the guard is built). Live DNS answers never
+// widen them: a hostile answer for an endpoint's name reaches that
+// endpoint's host only, not the rest of its network class.
 type dialGuard struct {
 	upstream  string
 	allowed   []netip.Prefix
 	endpoints map[string]bool // host:port of the endpoints, lowercase
+	classes   []AddrClass     // of the endpoints' addresses; fixed when built
+	lookup    lookupFunc      // nil: proxied names are left to the proxy
 	proxies   sync.Map        // host:port of proxies in use -> true
 	refusals  atomic.Int64
 	refused   *episode.Log
-
-	mu      sync.Mutex
-	classes []AddrClass // of the endpoints' addresses
+	log       *zap.Logger
 }
 
-// newDialGuard returns the guard of endpoints.
-func newDialGuard(name string, endpoints []*endpoint, allowed []netip.Prefix, log *zap.Logger, opts episode.Options) *dialGuard {
-	g := &dialGuard{upstream: name, allowed: allowed, endpoints: map[string]bool{}}
+// newDialGuard returns the guard of endpoints. lookup resolves, once and
+// now, the endpoints' names that are neither IP addresses nor localhost,
+// and later the names of proxied targets (see proxy); nil resolves
+// nothing.
+func newDialGuard(name string, endpoints []*endpoint, allowed []netip.Prefix, lookup lookupFunc, log *zap.Logger, opts episode.Options) *dialGuard {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	g := &dialGuard{upstream: name, allowed: allowed, endpoints: map[string]bool{}, lookup: lookup, log: log}
 	g.refused = episode.New(log, zapcore.WarnLevel, "refused to connect to an internal address an upstream sent the mirror to", opts)
+	var names []string
 	for _, ep := range endpoints {
 		g.endpoints[hostPort(ep.base)] = true
 		host := strings.ToLower(ep.base.Hostname())
 		if ip, err := netip.ParseAddr(host); err == nil {
 			g.learn(ClassOf(ip))
-		} else if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		} else if isLocalhost(host) {
 			g.learn(ClassLoopback)
+		} else if !slices.Contains(names, host) {
+			names = append(names, host)
+		}
+	}
+	if lookup == nil || len(names) == 0 {
+		return g
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), endpointLookupTimeout)
+	defer cancel()
+	answers := make([][]netip.Addr, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, host := range names {
+		wg.Go(func() { answers[i], errs[i] = lookup(ctx, host) })
+	}
+	wg.Wait()
+	for i, host := range names {
+		if errs[i] != nil {
+			log.Debug("an endpoint's name did not resolve when the upstream was set up: redirects and realms may lead to internal addresses of allowed_networks only",
+				zap.String("upstream", name), zap.String("host", host), zap.Error(errs[i]))
+			continue
+		}
+		for _, ip := range answers[i] {
+			g.learn(ClassOf(ip))
 		}
 	}
 	return g
+}
+
+// isLocalhost reports whether the lowercase host name is localhost or a
+// name under it (RFC 6761: always loopback).
+func isLocalhost(host string) bool {
+	return host == "localhost" || strings.HasSuffix(host, ".localhost")
 }
 
 // hostPort returns u's lowercase host:port, with the scheme's default
@@ -161,35 +252,25 @@ func hostPort(u *url.URL) string {
 	return strings.ToLower(net.JoinHostPort(u.Hostname(), port))
 }
 
-// learn adds an endpoint address class.
+// learn adds an endpoint address class, while the guard is built.
 func (g *dialGuard) learn(c AddrClass) {
-	if c == ClassPublic {
-		return
+	if c != ClassPublic && !slices.Contains(g.classes, c) {
+		g.classes = append(g.classes, c)
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, have := range g.classes {
-		if have == c {
-			return
-		}
-	}
-	g.classes = append(g.classes, c)
 }
 
-// check decides a connection to ip for the dial of host:port addr.
+// check decides a connection to ip for the dial of host:port addr. An
+// endpoint's own host is let through wherever it resolves, and teaches
+// nothing.
 func (g *dialGuard) check(addr string, ip netip.Addr) error {
 	key := strings.ToLower(addr)
 	if g.endpoints[key] {
-		g.learn(ClassOf(ip))
 		return nil
 	}
 	if _, ok := g.proxies.Load(key); ok {
 		return nil
 	}
-	g.mu.Lock()
-	classes := g.classes
-	g.mu.Unlock()
-	if DialAllowed(classes, g.allowed, ip) {
+	if DialAllowed(g.classes, g.allowed, ip) {
 		return nil
 	}
 	return g.refuse(addr, ip)
@@ -225,9 +306,13 @@ func (g *dialGuard) dialContext(d *net.Dialer) func(ctx context.Context, network
 }
 
 // proxy wraps a transport's Proxy function: a proxy it names is dialed
-// without a check (the operator configured it), and since the proxy
-// resolves the target's name, a target given as an internal IP address is
-// checked here instead.
+// without a check (the operator configured it). Since the proxy resolves
+// the target's name, a target other than an endpoint's host is checked
+// here instead, before the request leaves: an IP address as it is,
+// localhost as loopback, and another name on the mirror's own resolution
+// of it, refused when any answer is an internal address DialAllowed does
+// not allow. A name the mirror cannot resolve (where only the proxy
+// resolves names, say) is left to the proxy.
 func (g *dialGuard) proxy(next func(*http.Request) (*url.URL, error)) func(*http.Request) (*url.URL, error) {
 	if next == nil {
 		return nil
@@ -242,14 +327,41 @@ func (g *dialGuard) proxy(next func(*http.Request) (*url.URL, error)) func(*http
 		if g.endpoints[target] {
 			return u, nil
 		}
-		if ip, perr := netip.ParseAddr(req.URL.Hostname()); perr == nil {
-			g.mu.Lock()
-			classes := g.classes
-			g.mu.Unlock()
-			if !DialAllowed(classes, g.allowed, ip) {
-				return nil, g.refuse(target, ip)
-			}
+		if err := g.checkProxied(req.Context(), target, strings.ToLower(req.URL.Hostname())); err != nil {
+			return nil, err
 		}
 		return u, nil
 	}
+}
+
+// proxiedLookupTimeout bounds the resolution of a proxied target's name.
+const proxiedLookupTimeout = 5 * time.Second
+
+// loopbackAddrs are the addresses of localhost.
+var loopbackAddrs = []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
+
+// checkProxied decides a request through a proxy to host (lowercase) at
+// host:port target.
+func (g *dialGuard) checkProxied(ctx context.Context, target, host string) error {
+	var ips []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{ip}
+	} else if isLocalhost(host) {
+		ips = loopbackAddrs
+	} else if g.lookup != nil {
+		ctx, cancel := context.WithTimeout(ctx, proxiedLookupTimeout)
+		defer cancel()
+		if ips, err = g.lookup(ctx, host); err != nil {
+			if ce := g.log.Check(zap.DebugLevel, "a proxied target's name did not resolve at the mirror; the proxy resolves it"); ce != nil {
+				ce.Write(zap.String("upstream", g.upstream), zap.String("target", target), zap.Error(err))
+			}
+			return nil
+		}
+	}
+	for _, ip := range ips {
+		if !DialAllowed(g.classes, g.allowed, ip) {
+			return g.refuse(target, ip)
+		}
+	}
+	return nil
 }
