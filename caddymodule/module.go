@@ -692,8 +692,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	h.applyBudget()
 	user := siteUser(r)
 	ctx := r.Context()
-	if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/") {
-		// Only a manifest GET may be a pull the audit log records.
+	if strings.Contains(r.URL.Path, "/manifests/") {
+		// Only a manifest request may be a pull the audit log records: a
+		// GET, or the HEAD by tag of a Docker-style pull, whose GET by
+		// digest that follows is known by the same client.
 		ctx = mirror.WithAuditClient(ctx, mirror.AuditClient{Address: clientIP(r), User: user})
 	}
 	if user != "" {

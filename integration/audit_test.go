@@ -21,7 +21,9 @@ import (
 // the audit logger to a file of its own, and checks that a pull by tag
 // and a Docker-style pull (HEAD by tag, then GET by digest) make one line
 // each with the client, the image and the source, that the site's
-// basic_auth user is named, and that no credential is written.
+// basic_auth user is named, also for a Docker-style pull through a
+// trusted proxy, with the client the proxy named, and that no credential
+// is written.
 func TestAuditLogFile(t *testing.T) {
 	img, _, err := hub.PushImage("library/audited", "1", 1, 1024, false)
 	if err != nil {
@@ -75,6 +77,31 @@ func TestAuditLogFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A Docker-style pull behind basic_auth, through a trusted proxy: the
+	// HEAD by tag is the pull, with the client the proxy named and the
+	// site's user, and the GET by digest that follows writes none.
+	for _, method := range []string{http.MethodHead, http.MethodGet} {
+		reference := "1"
+		if method == http.MethodGet {
+			reference = privateDigest.String()
+		}
+		req, err := http.NewRequest(method, "http://"+host+"/v2/private/audited/manifests/"+reference, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth("alice", "s3cret")
+		req.Header.Set("X-Forwarded-For", "203.0.113.7")
+		req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != privateDigest.String() {
+			t.Fatalf("%s %s behind basic_auth: status %d, digest %q, want 200 and %s",
+				method, reference, resp.StatusCode, resp.Header.Get("Docker-Content-Digest"), privateDigest)
+		}
+	}
 
 	manifest, err := img.Digest()
 	if err != nil {
@@ -84,11 +111,12 @@ func TestAuditLogFile(t *testing.T) {
 	if strings.Contains(raw, "s3cret") || strings.Contains(raw, "Authorization") {
 		t.Errorf("the audit log holds a credential:\n%s", raw)
 	}
-	type want struct{ repo, reference, digest, source, user string }
+	type want struct{ repo, reference, digest, source, user, client string }
 	wants := []want{
-		{"library/audited", "1", manifest.String(), "upstream", ""},
-		{"library/audited", "1", manifest.String(), "cache", ""}, // the HEAD; its GET by digest writes none
-		{"private/audited", "1", privateDigest.String(), "upstream", "alice"},
+		{"library/audited", "1", manifest.String(), "upstream", "", "127.0.0.1"},
+		{"library/audited", "1", manifest.String(), "cache", "", "127.0.0.1"}, // the HEAD; its GET by digest writes none
+		{"private/audited", "1", privateDigest.String(), "upstream", "alice", "127.0.0.1"},
+		{"private/audited", "1", privateDigest.String(), "cache", "alice", "203.0.113.7"}, // the HEAD; its GET by digest writes none
 	}
 	if len(lines) != len(wants) {
 		t.Fatalf("%d audit lines, want %d (one per pull):\n%s", len(lines), len(wants), raw)
@@ -96,7 +124,7 @@ func TestAuditLogFile(t *testing.T) {
 	for i, w := range wants {
 		l := lines[i]
 		if l["logger"] != "http.handlers.registry_cache.audit" || l["level"] != "info" || l["msg"] != "pull" ||
-			l["client_ip"] != "127.0.0.1" || l["upstream"] != "docker.io" || l["repository"] != w.repo ||
+			l["client_ip"] != w.client || l["upstream"] != "docker.io" || l["repository"] != w.repo ||
 			l["reference"] != w.reference || l["digest"] != w.digest || l["source"] != w.source || l["user"] != w.user {
 			t.Errorf("audit line %d: %v, want %+v", i, l, w)
 		}
@@ -105,7 +133,8 @@ func TestAuditLogFile(t *testing.T) {
 
 // startAuditedMirror runs a mirror site whose Caddy writes the audit
 // logger to a file of its own with the README's log block, and returns
-// the site's host and the file. auth is a handler placed before
+// the site's host and the file. The server trusts X-Forwarded-For from
+// loopback, as behind a proxy on the same host. auth is a handler placed before
 // registry_cache in the site's route (empty: none).
 func startAuditedMirror(t *testing.T, auth string) (host, auditFile string) {
 	t.Helper()
@@ -128,6 +157,9 @@ func startAuditedMirror(t *testing.T, auth string) (host, auditFile string) {
 		include http.handlers.registry_cache.audit
 		output file %s
 		format json
+	}
+	servers {
+		trusted_proxies static 127.0.0.1/32
 	}
 }
 

@@ -14,23 +14,34 @@ import (
 	"github.com/regcache/regcache/cache"
 )
 
-// serveCached sends a stored blob. A whole-object GET of a blob whose
-// bytes were not hashed since the cache opened is hashed as it is sent
-// (serveVerifying); one already verified goes by sendfile (serveChecked).
-// In both, the last byte waits for the verdict, so that a client never
-// gets a clean end of bytes the cache knows are wrong. Ranges, HEAD and
-// conditional requests are served as they are (reading the whole object
-// for a range would cost more than the range); the cache checks a blob
-// read in part soon after, in the background, at the scrub's rate.
+// serveCached sends a stored blob. A GET answered with the whole object
+// (200) whose bytes were not hashed since the cache opened is hashed as
+// it is sent (serveVerifying); one already verified goes by sendfile
+// (serveChecked). In both, the last byte waits for the verdict, so that a
+// client never gets a clean end of bytes the cache knows are wrong. That
+// holds whatever headers led to the whole object: none, a Range the
+// server ignores (an unknown unit, an invalid range set, a failed
+// If-Range) or a condition that passed (If-None-Match of another ETag).
+// Ranges answered in part (206), HEAD and answers without content (304,
+// 412, 416) are served as they are (reading the whole object for a range
+// would cost more than the range); the cache checks a blob read in part
+// soon after, in the background, at the scrub's rate.
 func (m *Mirror) serveCached(w http.ResponseWriter, r *http.Request, rd *cache.Reader, d digest.Digest) {
 	f := rd.File()
-	if r.Method != http.MethodGet || needsServeContent(r) {
-		if r.Method == http.MethodGet {
-			// Sent in part: the cache checks it soon, in the background.
-			m.store.CheckSoon(d)
-		}
+	if r.Method != http.MethodGet {
 		m.serveFile(w, r, f, d, rd.Size())
 		return
+	}
+	if needsServeContent(r) {
+		setBlobHeaders(w.Header(), d)
+		if status := answerStatus(r, w.Header(), rd.Size()); status != http.StatusOK {
+			if status == http.StatusPartialContent {
+				// Sent in part: the cache checks it soon, in the background.
+				m.store.CheckSoon(d)
+			}
+			m.serveFile(w, r, f, d, rd.Size())
+			return
+		}
 	}
 	if m.store.Verified(d) {
 		m.serveChecked(w, r, f, d, rd.Size())

@@ -29,6 +29,9 @@ type auditClientKey struct{}
 
 // WithAuditClient returns ctx carrying who sent the request, for the
 // audit log. Without it, the audit log takes the request's RemoteAddr.
+// A server in front sets it on every manifest request, HEAD as well as
+// GET: a HEAD by tag is a pull too, and the GET by digest that completes
+// it is recognised only when both requests name the same client.
 func WithAuditClient(ctx context.Context, c AuditClient) context.Context {
 	return context.WithValue(ctx, auditClientKey{}, c)
 }

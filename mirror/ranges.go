@@ -168,6 +168,56 @@ func serveContent(w http.ResponseWriter, r *http.Request, content io.ReadSeeker,
 	http.ServeContent(ew, r, "", time.Time{}, content)
 }
 
+// answerStatus returns the status serveContent answers r with for content
+// of size bytes whose response headers (ETag among them) are h, without
+// reading any content: 200 when the whole content goes out (no range, or
+// one ignored under RFC 9110 section 14.2, a failed If-Range or
+// If-None-Match, ranges larger than the content together), 206, 304, 412
+// or 416. It asks http.ServeContent itself, with HEAD (which settles
+// preconditions and ranges as GET does) over content of that size that
+// is never read.
+func answerStatus(r *http.Request, h http.Header, size int64) int {
+	probe := &statusProbe{header: h.Clone()}
+	hr := r.Clone(r.Context())
+	hr.Method = http.MethodHead
+	serveContent(probe, hr, io.NewSectionReader(noContent{}, 0, size), size)
+	if probe.status == 0 {
+		return http.StatusOK
+	}
+	return probe.status
+}
+
+// statusProbe is the http.ResponseWriter of answerStatus: it keeps the
+// status and drops the rest.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+// Header implements http.ResponseWriter.
+func (p *statusProbe) Header() http.Header { return p.header }
+
+// WriteHeader implements http.ResponseWriter.
+func (p *statusProbe) WriteHeader(status int) {
+	if p.status == 0 {
+		p.status = status
+	}
+}
+
+// Write implements http.ResponseWriter.
+func (p *statusProbe) Write(b []byte) (int, error) {
+	if p.status == 0 {
+		p.status = http.StatusOK
+	}
+	return len(b), nil
+}
+
+// noContent is the content of answerStatus, which is never read.
+type noContent struct{}
+
+// ReadAt implements io.ReaderAt.
+func (noContent) ReadAt(p []byte, _ int64) (int, error) { return 0, io.EOF }
+
 // ociErrorWriter replaces an error answer of http.ServeContent by the OCI
 // error of its status.
 type ociErrorWriter struct {
@@ -229,4 +279,6 @@ func (ew *ociErrorWriter) Unwrap() http.ResponseWriter { return ew.ResponseWrite
 var (
 	_ http.ResponseWriter = (*ociErrorWriter)(nil)
 	_ io.ReaderFrom       = (*ociErrorWriter)(nil)
+	_ http.ResponseWriter = (*statusProbe)(nil)
+	_ io.ReaderAt         = noContent{}
 )
