@@ -450,6 +450,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			StallTimeout:          time.Duration(h.StallTimeout),
 			RateLimitReserve:      h.RateLimitReserve,
 			AllowedNetworks:       allowed,
+			PublicEndpoints:       knownEndpointsOnly(name, cfg.Endpoints),
 		})
 		if err != nil {
 			return fmt.Errorf("upstream %s: %w", u.Name, err)
@@ -582,6 +583,22 @@ func upstreamURLs(u Upstream) []string {
 		return []string{known}
 	}
 	return []string{"https://" + mirror.CanonicalRegistry(u.Name)}
+}
+
+// knownEndpointsOnly reports whether every endpoint of the upstream name
+// is the well-known public endpoint of that registry, whose network the
+// dial guard need not learn by resolving its name.
+func knownEndpointsOnly(name string, endpoints []string) bool {
+	known, ok := mirror.KnownEndpoint(name)
+	if !ok {
+		return false
+	}
+	for _, e := range endpoints {
+		if strings.TrimSuffix(e, "/") != known {
+			return false
+		}
+	}
+	return true
 }
 
 // Validate checks the configuration without any I/O.

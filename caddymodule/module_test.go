@@ -141,3 +141,24 @@ func TestFailedProvisionKeepsTheLiveCache(t *testing.T) {
 		})
 	}
 }
+
+func TestKnownEndpointsOnly(t *testing.T) {
+	tests := []struct {
+		name      string
+		upstream  string
+		endpoints []string
+		want      bool
+	}{
+		{"Docker Hub's own endpoint", "docker.io", []string{"https://registry-1.docker.io"}, true},
+		{"with a trailing slash", "ghcr.io", []string{"https://ghcr.io/"}, true},
+		{"a relay before Docker Hub", "docker.io", []string{"https://relay.office.lan", "https://registry-1.docker.io"}, false},
+		{"a private registry", "registry.example.com", []string{"https://registry.example.com"}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := knownEndpointsOnly(tc.upstream, tc.endpoints); got != tc.want {
+				t.Errorf("knownEndpointsOnly(%q, %q) = %v, want %v", tc.upstream, tc.endpoints, got, tc.want)
+			}
+		})
+	}
+}

@@ -67,13 +67,18 @@ type Options struct {
 	// private: see AddrClass) that redirects and token realms may lead to
 	// even though no endpoint of the upstream is in their class. The
 	// classes of the endpoints come from the configuration: their literal
-	// addresses, localhost, and their names as resolved once by New (a
-	// name that does not resolve then counts as public). Every other
+	// addresses, localhost, and their names as resolved once, in the
+	// background, after New (a name that does not resolve then counts as
+	// public; until the answers are in, only the literal ones count). Every other
 	// internal address is refused at dial time, on the resolved address,
 	// with an error wrapping ErrInternalAddress (default transport only).
 	// Connections to an endpoint's own host are never refused. Default:
 	// none.
 	AllowedNetworks []netip.Prefix
+	// PublicEndpoints says the endpoints are known public hosts (the
+	// well-known registries): their names are not resolved to learn the
+	// classes of networks they live in (see AllowedNetworks).
+	PublicEndpoints bool
 	// DialTimeout bounds connecting (default transport only). Default: 10s.
 	DialTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for response headers (default
@@ -200,7 +205,7 @@ func New(cfg Config, opts Options) (*Client, error) {
 	if opts.Transport == nil {
 		lookup = lookupIP
 	}
-	c.guard = newDialGuard(cfg.Name, c.endpoints, slices.Clone(opts.AllowedNetworks), lookup, c.log, episode.Options{Now: c.now})
+	c.guard = newDialGuard(cfg.Name, c.endpoints, slices.Clone(opts.AllowedNetworks), lookup, opts.PublicEndpoints, c.log, episode.Options{Now: c.now})
 	base := opts.Transport
 	if base == nil {
 		base = defaultTransport(opts.DialTimeout, opts.ResponseHeaderTimeout, c.guard)

@@ -178,59 +178,81 @@ type dialGuard struct {
 	upstream  string
 	allowed   []netip.Prefix
 	endpoints map[string]bool // host:port of the endpoints, lowercase
-	classes   []AddrClass     // of the endpoints' addresses; fixed when built
-	lookup    lookupFunc      // nil: proxied names are left to the proxy
-	proxies   sync.Map        // host:port of proxies in use -> true
-	refusals  atomic.Int64
-	refused   *episode.Log
-	log       *zap.Logger
+	// classes of the endpoints' addresses: those of the configuration at
+	// once, then with the classes their names resolved to (see
+	// newDialGuard); never widened after that.
+	classes atomic.Pointer[[]AddrClass]
+	// resolved is closed when the endpoints' names were resolved (or
+	// their resolution gave up).
+	resolved chan struct{}
+	lookup   lookupFunc // nil: proxied names are left to the proxy
+	proxies  sync.Map   // host:port of proxies in use -> true
+	refusals atomic.Int64
+	refused  *episode.Log
+	log      *zap.Logger
 }
 
-// newDialGuard returns the guard of endpoints. lookup resolves, once and
-// now, the endpoints' names that are neither IP addresses nor localhost,
-// and later the names of proxied targets (see proxy); nil resolves
-// nothing.
-func newDialGuard(name string, endpoints []*endpoint, allowed []netip.Prefix, lookup lookupFunc, log *zap.Logger, opts episode.Options) *dialGuard {
+// newDialGuard returns the guard of endpoints. lookup resolves, once, in
+// the background (a slow resolver never holds up a configuration load),
+// the endpoints' names that are neither IP addresses nor localhost, and
+// later the names of proxied targets (see proxy); nil resolves nothing.
+// With publicNames the endpoints' names are known public hosts (the
+// well-known registries) and are not resolved.
+func newDialGuard(name string, endpoints []*endpoint, allowed []netip.Prefix, lookup lookupFunc, publicNames bool, log *zap.Logger, opts episode.Options) *dialGuard {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	g := &dialGuard{upstream: name, allowed: allowed, endpoints: map[string]bool{}, lookup: lookup, log: log}
+	g := &dialGuard{upstream: name, allowed: allowed, endpoints: map[string]bool{}, lookup: lookup, log: log,
+		resolved: make(chan struct{})}
 	g.refused = episode.New(log, zapcore.WarnLevel, "refused to connect to an internal address an upstream sent the mirror to", opts)
+	var classes []AddrClass
 	var names []string
 	for _, ep := range endpoints {
 		g.endpoints[hostPort(ep.base)] = true
 		host := strings.ToLower(ep.base.Hostname())
 		if ip, err := netip.ParseAddr(host); err == nil {
-			g.learn(ClassOf(ip))
+			classes = withClass(classes, ClassOf(ip))
 		} else if isLocalhost(host) {
-			g.learn(ClassLoopback)
+			classes = withClass(classes, ClassLoopback)
 		} else if !slices.Contains(names, host) {
 			names = append(names, host)
 		}
 	}
-	if lookup == nil || len(names) == 0 {
+	g.classes.Store(&classes)
+	if lookup == nil || publicNames || len(names) == 0 {
+		close(g.resolved)
 		return g
 	}
+	go g.resolveEndpoints(names, classes)
+	return g
+}
+
+// resolveEndpoints resolves the endpoints' names once, within
+// endpointLookupTimeout, and adds the classes of their addresses to the
+// configured ones.
+func (g *dialGuard) resolveEndpoints(names []string, classes []AddrClass) {
+	defer close(g.resolved)
 	ctx, cancel := context.WithTimeout(context.Background(), endpointLookupTimeout)
 	defer cancel()
 	answers := make([][]netip.Addr, len(names))
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
 	for i, host := range names {
-		wg.Go(func() { answers[i], errs[i] = lookup(ctx, host) })
+		wg.Go(func() { answers[i], errs[i] = g.lookup(ctx, host) })
 	}
 	wg.Wait()
+	learned := slices.Clone(classes)
 	for i, host := range names {
 		if errs[i] != nil {
-			log.Debug("an endpoint's name did not resolve when the upstream was set up: redirects and realms may lead to internal addresses of allowed_networks only",
-				zap.String("upstream", name), zap.String("host", host), zap.Error(errs[i]))
+			g.log.Debug("an endpoint's name did not resolve when the upstream was set up: redirects and realms may lead to internal addresses of allowed_networks only",
+				zap.String("upstream", g.upstream), zap.String("host", host), zap.Error(errs[i]))
 			continue
 		}
 		for _, ip := range answers[i] {
-			g.learn(ClassOf(ip))
+			learned = withClass(learned, ClassOf(ip))
 		}
 	}
-	return g
+	g.classes.Store(&learned)
 }
 
 // isLocalhost reports whether the lowercase host name is localhost or a
@@ -252,11 +274,12 @@ func hostPort(u *url.URL) string {
 	return strings.ToLower(net.JoinHostPort(u.Hostname(), port))
 }
 
-// learn adds an endpoint address class, while the guard is built.
-func (g *dialGuard) learn(c AddrClass) {
-	if c != ClassPublic && !slices.Contains(g.classes, c) {
-		g.classes = append(g.classes, c)
+// withClass adds an internal address class of an endpoint to classes.
+func withClass(classes []AddrClass, c AddrClass) []AddrClass {
+	if c != ClassPublic && !slices.Contains(classes, c) {
+		classes = append(classes, c)
 	}
+	return classes
 }
 
 // check decides a connection to ip for the dial of host:port addr. An
@@ -270,7 +293,7 @@ func (g *dialGuard) check(addr string, ip netip.Addr) error {
 	if _, ok := g.proxies.Load(key); ok {
 		return nil
 	}
-	if DialAllowed(g.classes, g.allowed, ip) {
+	if DialAllowed(*g.classes.Load(), g.allowed, ip) {
 		return nil
 	}
 	return g.refuse(addr, ip)
@@ -359,7 +382,7 @@ func (g *dialGuard) checkProxied(ctx context.Context, target, host string) error
 		}
 	}
 	for _, ip := range ips {
-		if !DialAllowed(g.classes, g.allowed, ip) {
+		if !DialAllowed(*g.classes.Load(), g.allowed, ip) {
 			return g.refuse(target, ip)
 		}
 	}

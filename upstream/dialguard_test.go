@@ -102,7 +102,7 @@ func TestDialGuardOnLoopback(t *testing.T) {
 	resp.Body.Close()
 
 	u, _ := url.Parse("http://10.255.255.1:5000")
-	g := newDialGuard("x", []*endpoint{{base: u}}, nil, nil, nil, episode.Options{})
+	g := newDialGuard("x", []*endpoint{{base: u}}, nil, nil, false, nil, episode.Options{})
 	dial := g.dialContext(&net.Dialer{})
 	conn, err := dial(t.Context(), "tcp", target.Listener.Addr().String())
 	if err == nil {
@@ -152,13 +152,15 @@ func guardOf(t *testing.T, urls []string, allowed []netip.Prefix, dns *fakeDNS) 
 		}
 		eps = append(eps, &endpoint{base: u})
 	}
-	return newDialGuard("x", eps, allowed, dns.lookup, nil, episode.Options{})
+	g := newDialGuard("x", eps, allowed, dns.lookup, false, nil, episode.Options{})
+	<-g.resolved // the names resolve in the background
+	return g
 }
 
 // TestDialGuardClassesFromConfig: the classes of internal networks that
 // redirects and realms may lead to come from the configuration only: the
 // endpoints' literal addresses, localhost, and their names as resolved
-// once when the guard is built. Connections to an endpoint's own host go
+// once, in the background, when the guard is built. Connections to an endpoint's own host go
 // through wherever it resolves at dial time, and teach the guard nothing:
 // a hostile DNS answer of 127.0.0.1 for the endpoint's name must not open
 // the Caddy admin (127.0.0.1:2019) to its redirects.
@@ -278,6 +280,38 @@ func TestDialGuardProxiedTargets(t *testing.T) {
 			}
 			if !tc.ok && (!errors.Is(err, ErrInternalAddress) || g.refusals.Load() != 1) {
 				t.Errorf("proxy(%s) = %v, %v (%d refusals); want ErrInternalAddress", tc.target, u, err, g.refusals.Load())
+			}
+		})
+	}
+}
+
+// TestDialGuardPublicNamesAreNotResolved: the names of well-known public
+// registries are not looked up when their guard is built, and the guard
+// is ready at once; other names are looked up once, in the background.
+func TestDialGuardPublicNamesAreNotResolved(t *testing.T) {
+	tests := []struct {
+		name        string
+		publicNames bool
+		wantLookups int64
+	}{
+		{"well-known public endpoints", true, 0},
+		{"an operator's endpoint", false, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u, err := url.Parse("https://registry.test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			dns := &fakeDNS{answers: map[string][]string{"registry.test": {"10.1.2.3"}}}
+			g := newDialGuard("x", []*endpoint{{base: u}}, nil, dns.lookup, tc.publicNames, nil, episode.Options{})
+			<-g.resolved
+			if n := dns.calls.Load(); n != tc.wantLookups {
+				t.Errorf("%d lookups, want %d", n, tc.wantLookups)
+			}
+			err = g.check("10.9.9.9:443", netip.MustParseAddr("10.9.9.9"))
+			if tc.publicNames != errors.Is(err, ErrInternalAddress) {
+				t.Errorf("a redirect to a private address: %v; want refused only for public endpoints", err)
 			}
 		})
 	}
