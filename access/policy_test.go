@@ -19,6 +19,7 @@ func TestCheck(t *testing.T) {
 		{"blocked digest anywhere", Config{DenyDigests: []string{blocked}}, "ghcr.io", "x/y", blocked, "deny_digest#1"},
 		{"deny repository", Config{Deny: []string{"docker.io/library/forbidden"}}, "docker.io", "library/forbidden", "latest", "deny#1"},
 		{"deny repository by digest", Config{Deny: []string{"docker.io/library/forbidden"}}, "docker.io", "library/forbidden", blocked[:7] + strings.Repeat("2", 64), "deny#1"},
+		{"deny wildcard official image", Config{Deny: []string{"docker.io/*"}}, "docker.io", "library/nginx", "latest", "deny#1"},
 		{"deny other", Config{Deny: []string{"docker.io/library/forbidden"}}, "docker.io", "library/nginx", "latest", ""},
 		{"deny tag", Config{Deny: []string{"docker.io/*/*:*-rc*"}}, "docker.io", "library/nginx", "2-rc1", "deny#1"},
 		{"deny tag spares others", Config{Deny: []string{"docker.io/*/*:*-rc*"}}, "docker.io", "library/nginx", "2", ""},
