@@ -87,7 +87,10 @@ func (h *Handler) buildPolicy() (*access.Policy, error) {
 	for _, u := range h.Upstreams {
 		prefix := mirror.CanonicalRegistry(u.Name) + "/"
 		relative := func(p string) string { return prefix + p }
-		cfg.Allow = append(cfg.Allow, mapStrings(u.Allow, relative)...)
+		if len(u.Allow) > 0 {
+			cfg.ScopedAllow = append(cfg.ScopedAllow, access.ScopedPatterns{
+				Registry: mirror.CanonicalRegistry(u.Name), Patterns: mapStrings(u.Allow, relative)})
+		}
 		cfg.Deny = append(cfg.Deny, mapStrings(u.Deny, relative)...)
 		for _, v := range u.Verify {
 			v.Patterns = mapStrings(v.Patterns, relative)
