@@ -35,6 +35,9 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 		if err := m.mayServe(r.Context(), t, oci.KindBlob, d); err != nil {
 			return err
 		}
+		if err := m.admitBlob(r.Context(), t, d, cached.MediaType(), cached.Size()); err != nil {
+			return err
+		}
 		if ce := m.log.Check(zapcore.DebugLevel, "blob hit"); ce != nil {
 			ce.Write(zap.String("repository", t.repo), zap.String("digest", d.String()), zap.Int64("bytes", cached.Size()))
 		}
@@ -49,6 +52,9 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 			// Another node sharing the cache has it; the client may see
 			// it only if the upstream lets it pull the repository.
 			if err := m.mayServe(r.Context(), t, oci.KindBlob, d); err != nil {
+				return err
+			}
+			if err := m.admitBlob(r.Context(), t, d, obj.MediaType, obj.Size); err != nil {
 				return err
 			}
 			markSource(w, sourceCache)
@@ -72,6 +78,13 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 	if ce := m.log.Check(zapcore.DebugLevel, "blob miss"); ce != nil {
 		ce.Write(zap.String("upstream", t.registry), zap.String("repository", t.repo),
 			zap.String("digest", d.String()), zap.Int64("bytes", rd.Size()))
+	}
+	if rd.File() != nil || isManifestMediaType(rd.MediaType()) {
+		// Stored meanwhile (a manifest is stored whole): the signature
+		// rules apply to a manifest read as a blob.
+		if err := m.admitBlob(r.Context(), t, d, rd.MediaType(), rd.Size()); err != nil {
+			return err
+		}
 	}
 	if rd.File() != nil {
 		// Stored meanwhile: answered from the cache after all.

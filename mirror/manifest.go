@@ -75,6 +75,11 @@ func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, t target,
 	if err := m.admitManifest(r.Context(), t, ref, mc); err != nil {
 		return err
 	}
+	if mc.source == sourceUpstream && m.signaturesGuard(t) {
+		// Under a signature rule, the layers are fetched ahead only once
+		// the manifest is admitted.
+		m.prefetch(r.Context(), t, mc)
+	}
 	markSource(w, mc.source)
 	writeManifest(w, r, mc)
 	return nil
@@ -346,7 +351,7 @@ func (m *Mirror) fetchManifest(ctx context.Context, t target, ref string, accept
 		if err == nil {
 			defer resp.Body.Close()
 			mc, err := m.readManifest(resp, t, ref, want)
-			if err == nil {
+			if err == nil && !m.signaturesGuard(t) {
 				m.prefetch(ctx, t, mc)
 			}
 			return mc, err

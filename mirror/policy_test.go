@@ -1,11 +1,19 @@
 package mirror
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/regcache/regcache/access"
 	"github.com/regcache/regcache/oci"
+	"github.com/regcache/regcache/upstream"
 )
 
 func TestIsSignatureArtifact(t *testing.T) {
@@ -66,6 +74,86 @@ func TestFilterTags(t *testing.T) {
 			m := &Mirror{policy: tc.policy}
 			if got := string(m.filterTags(tg, []byte(tc.body))); got != tc.want {
 				t.Errorf("filterTags(%s) = %s, want %s", tc.body, got, tc.want)
+			}
+		})
+	}
+}
+
+// testVerifyPolicy returns a policy whose signature rule covers
+// docker.io/library/* with a fresh key (no image is signed with it).
+func testVerifyPolicy(t *testing.T, mode access.Mode) *access.Policy {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := access.New(access.Config{Verify: []access.VerifyConfig{{Patterns: []string{"docker.io/library/*"},
+		Keys: [][]byte{pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})}, Mode: mode}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestManifestAsBlobGetsAdmission asks for stored objects at the blobs
+// endpoint of a repository under a signature rule: a manifest (recorded
+// as one, or stored as a blob but reading as one) gets the manifest's
+// admission, so an unsigned one is refused; other blobs, and manifests
+// without a rule or under an audit rule, are served.
+func TestManifestAsBlobGetsAdmission(t *testing.T) {
+	image := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` + strings.Repeat("0", 64) + `","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:` + strings.Repeat("1", 64) + `","size":3}]}`
+	bare := `{"schemaVersion":2,"config":{"digest":"sha256:` + strings.Repeat("0", 64) + `","size":2},"layers":[{"digest":"sha256:` + strings.Repeat("2", 64) + `","size":3}]}`
+	index := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`
+	config := `{"architecture":"amd64","os":"linux"}`
+	tests := []struct {
+		name        string
+		mode        access.Mode
+		noRule      bool
+		mediaType   string
+		doc, method string
+		range_      string
+		want        int
+	}{
+		{"manifest GET", access.ModeEnforce, false, oci.MediaTypeOCIManifest, image, http.MethodGet, "", http.StatusForbidden},
+		{"manifest HEAD", access.ModeEnforce, false, oci.MediaTypeOCIManifest, image, http.MethodHead, "", http.StatusForbidden},
+		{"manifest range", access.ModeEnforce, false, oci.MediaTypeOCIManifest, image, http.MethodGet, "bytes=0-9", http.StatusForbidden},
+		{"index GET", access.ModeEnforce, false, oci.MediaTypeOCIIndex, index, http.MethodGet, "", http.StatusForbidden},
+		{"manifest stored as a blob", access.ModeEnforce, false, blobContentType, bare, http.MethodGet, "", http.StatusForbidden},
+		{"config blob", access.ModeEnforce, false, blobContentType, config, http.MethodGet, "", http.StatusOK},
+		{"manifest under an audit rule", access.ModeAudit, false, oci.MediaTypeOCIManifest, image, http.MethodGet, "", http.StatusOK},
+		{"manifest without a rule", access.ModeEnforce, true, oci.MediaTypeOCIManifest, image, http.MethodGet, "", http.StatusOK},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{}
+			if !tc.noRule {
+				cfg.Policy = testVerifyPolicy(t, tc.mode)
+			}
+			mt := newManifestTest(t, cfg, upstream.Options{})
+			// A manifest fetch records that the upstream lets clients pull
+			// the repository.
+			mt.reg.push("library/app", "other")
+			mt.get("/v2/app/manifests/other")
+			d := putJSON(t, mt.m, tc.mediaType, tc.doc)
+			mt.m.link(target{registry: "docker.io", repo: "library/app"}, d)
+			req := httptest.NewRequest(tc.method, "/v2/library/app/blobs/"+d.String(), nil)
+			if tc.range_ != "" {
+				req.Header.Set("Range", tc.range_)
+			}
+			w := httptest.NewRecorder()
+			mt.m.ServeHTTP(w, req)
+			if w.Code != tc.want && !(tc.want == http.StatusOK && w.Code == http.StatusPartialContent) {
+				t.Fatalf("%s %s: %d %s, want %d", tc.method, tc.name, w.Code, w.Body.String(), tc.want)
+			}
+			if tc.want == http.StatusForbidden && tc.method == http.MethodGet {
+				wantError(t, tc.name, w, http.StatusForbidden, oci.CodeDenied)
+				if strings.Contains(w.Body.String(), "layers") {
+					t.Errorf("%s: the refusal carries the manifest: %s", tc.name, w.Body.String())
+				}
 			}
 		})
 	}
