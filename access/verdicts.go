@@ -40,12 +40,13 @@ func (v *VerifyRule) Fresh(d digest.Digest, now time.Time) (Verdict, bool) {
 
 // ForSet returns the verdict for d reached on the same signature set, of
 // any age, and renews it: the signatures did not change, so neither did
-// the verdict.
+// the verdict. A verdict borrowed from a related manifest is not renewed:
+// d's own signatures do not say whether the relative is still signed.
 func (v *VerifyRule) ForSet(d digest.Digest, set string, now time.Time) (Verdict, bool) {
 	v.verdicts.mu.Lock()
 	defer v.verdicts.mu.Unlock()
 	c, ok := v.verdicts.m[d]
-	if !ok || c.set != set {
+	if !ok || c.set != set || c.verdict.Borrowed {
 		return Verdict{}, false
 	}
 	c.at = now

@@ -97,6 +97,7 @@ func (m *Mirror) verdict(ctx context.Context, t target, rule *access.VerifyRule,
 	if !vd.OK && depth == 0 {
 		if alt, ok := m.signedRelative(ctx, t, rule, mc); ok {
 			vd = alt
+			vd.Borrowed = true
 		}
 	}
 	if vd.OK && oci.IsIndex(mc.mediaType) {
