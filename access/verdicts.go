@@ -65,7 +65,8 @@ func (v *VerifyRule) Remember(d digest.Digest, set string, verdict Verdict, now 
 }
 
 // RememberParent records that index parent, found signed, lists manifest
-// child: the child passes the rule through it.
+// child: the child passes the rule through it, so a refusal cached for
+// the child is dropped.
 func (v *VerifyRule) RememberParent(child, parent digest.Digest) {
 	v.verdicts.mu.Lock()
 	defer v.verdicts.mu.Unlock()
@@ -73,6 +74,9 @@ func (v *VerifyRule) RememberParent(child, parent digest.Digest) {
 		v.verdicts.parents = make(map[digest.Digest]digest.Digest)
 	}
 	v.verdicts.parents[child] = parent
+	if c, ok := v.verdicts.m[child]; ok && !c.verdict.OK {
+		delete(v.verdicts.m, child)
+	}
 }
 
 // Parent returns the signed index known to list child.

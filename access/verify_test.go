@@ -166,6 +166,7 @@ func TestVerdictRenewal(t *testing.T) {
 		{"own signature", Verdict{OK: true, Reason: "signed by key"}, false, true, true},
 		{"own refusal", Verdict{Reason: "no signature found"}, false, true, true},
 		{"borrowed from an index", Verdict{OK: true, Reason: "listed by index", Borrowed: true}, false, true, false},
+		{"refusal, then a signed index lists it", Verdict{Reason: "no signature found"}, true, false, false},
 		{"signature, then a signed index lists it", Verdict{OK: true, Reason: "signed by key"}, true, true, true},
 	}
 	for _, tc := range tests {

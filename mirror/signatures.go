@@ -109,7 +109,11 @@ func (m *Mirror) verdict(ctx context.Context, t target, rule *access.VerifyRule,
 			}
 		}
 	}
-	rule.Remember(mc.digest, set, vd, now)
+	if vd.OK || depth == 0 {
+		// A refusal reached while checking a relative is not kept: the
+		// manifest, asked for itself, may pass through another relative.
+		rule.Remember(mc.digest, set, vd, now)
+	}
 	return vd, nil
 }
 
