@@ -63,6 +63,9 @@ type fakeRegistry struct {
 	limit     int
 	used      int
 	answer    fakeAnswer
+	// referrers is the status of every referrers API answer; 0: 404,
+	// as a registry without the API.
+	referrers int
 }
 
 func newFakeRegistry(t *testing.T) *fakeRegistry {
@@ -113,6 +116,13 @@ func (f *fakeRegistry) setAnswer(a fakeAnswer) {
 }
 
 func (f *fakeRegistry) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	referrers := f.referrers
+	f.mu.Unlock()
+	if referrers != 0 && strings.Contains(r.URL.Path, "/referrers/") {
+		writeFakeError(w, r, referrers, "UNKNOWN")
+		return
+	}
 	repo, ref, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/v2/"), "/manifests/")
 	if !ok {
 		writeFakeError(w, r, http.StatusNotFound, "NOT_FOUND")

@@ -158,3 +158,40 @@ func TestManifestAsBlobGetsAdmission(t *testing.T) {
 		})
 	}
 }
+
+// TestSignatureRefsSurviveReferrersErrors looks up the signatures of an
+// image whose cosign .sig tag exists or not while the referrers API fails
+// or is absent: a failing referrers API does not throw away the .sig
+// signature, and fails the lookup only when nothing else was found.
+func TestSignatureRefsSurviveReferrersErrors(t *testing.T) {
+	tests := []struct {
+		name      string
+		sig       bool
+		referrers int // the referrers API's status; 0: absent (404)
+		wantRefs  int
+		wantErr   bool
+	}{
+		{"sig tag, referrers fail", true, http.StatusInternalServerError, 1, false},
+		{"sig tag, referrers forbidden", true, http.StatusForbidden, 1, false},
+		{"sig tag, no referrers API", true, 0, 1, false},
+		{"no sig tag, referrers fail", false, http.StatusInternalServerError, 0, true},
+		{"no sig tag, no referrers API", false, 0, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			mt := newManifestTest(t, Config{NegativeTTL: -1}, upstream.Options{})
+			d := mt.reg.push("library/app", "1")
+			if tc.sig {
+				mt.reg.push("library/app", access.CosignTag(d))
+			}
+			mt.reg.mu.Lock()
+			mt.reg.referrers = tc.referrers
+			mt.reg.mu.Unlock()
+			tg := target{upstream: mt.m.upstreams["docker.io"], registry: "docker.io", repo: "library/app"}
+			refs, err := mt.m.signatureRefs(t.Context(), tg, d)
+			if (err != nil) != tc.wantErr || len(refs) != tc.wantRefs {
+				t.Errorf("signatureRefs = %d refs, %v; want %d refs, error %v", len(refs), err, tc.wantRefs, tc.wantErr)
+			}
+		})
+	}
+}
