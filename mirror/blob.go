@@ -92,6 +92,15 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 		m.serveCached(w, r, rd, d)
 		return nil
 	}
+	if m.signaturesGuard(t) && rd.Size() <= MaxManifestSize {
+		// Under a signature rule, a blob small enough to be a manifest
+		// is checked whole before any byte goes out: a manifest the cache
+		// did not hold, asked for at the blobs endpoint, gets the
+		// manifest's admission too.
+		if err := m.admitFilledBlob(r.Context(), t, rd, d); err != nil {
+			return err
+		}
+	}
 	err = m.serveFill(w, r, t, rd, d)
 	if passesCache(err) {
 		// The disk filled up, or the blob outgrew the budget, before this
@@ -172,6 +181,11 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 	}
 	m.log.Debug("blob streamed without storing", zap.String("upstream", t.registry),
 		zap.String("repository", t.repo), zap.String("digest", d.String()), zap.Int64("bytes", resp.ContentLength))
+	if resp.StatusCode == http.StatusOK && m.signaturesGuard(t) && resp.ContentLength >= 0 && resp.ContentLength <= MaxManifestSize {
+		// Small enough to be a manifest, under a signature rule: checked
+		// whole before any byte goes out.
+		return m.serveUncachedSmall(w, r, t, d, resp)
+	}
 	setBlobHeaders(w.Header(), d)
 	if resp.ContentLength >= 0 {
 		w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
@@ -215,6 +229,30 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 		m.abort(r, d, fmt.Errorf("%w: %w: content hashes to %s", errBadUpstream, cache.ErrDigestMismatch, got))
 	}
 	_, _ = w.Write(held)
+	return nil
+}
+
+// serveUncachedSmall answers an uncached blob GET of at most
+// MaxManifestSize bytes under a signature rule: the upstream body is read
+// whole and verified, and when it is a manifest the request gets the
+// manifest's admission before any byte goes out.
+func (m *Mirror) serveUncachedSmall(w http.ResponseWriter, r *http.Request, t target, d digest.Digest, resp *http.Response) error {
+	data, err := io.ReadAll(io.LimitReader(upstreamBody{resp.Body}, MaxManifestSize+1))
+	if err != nil {
+		return err
+	}
+	if got := d.Algorithm().FromBytes(data); got != d {
+		return fmt.Errorf("%w: blob %s@%s: %w: content hashes to %s", errBadUpstream, t.repo, d, cache.ErrDigestMismatch, got)
+	}
+	if mt := oci.DetectMediaType(data); isManifestMediaType(mt) {
+		if err := m.admitManifest(r.Context(), t, d.String(), manifestContent{digest: d, mediaType: mt, data: data}); err != nil {
+			return err
+		}
+	}
+	setBlobHeaders(w.Header(), d)
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(data)
 	return nil
 }
 

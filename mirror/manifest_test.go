@@ -123,6 +123,20 @@ func (f *fakeRegistry) serve(w http.ResponseWriter, r *http.Request) {
 		writeFakeError(w, r, referrers, "UNKNOWN")
 		return
 	}
+	if repo, ref, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/v2/"), "/blobs/"); ok {
+		// Manifests are blobs too, as in a registry's storage.
+		f.mu.Lock()
+		body, found := f.manifests[repo+"@"+ref]
+		f.mu.Unlock()
+		if !found {
+			writeFakeError(w, r, http.StatusNotFound, "BLOB_UNKNOWN")
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		_, _ = w.Write(body)
+		return
+	}
 	repo, ref, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/v2/"), "/manifests/")
 	if !ok {
 		writeFakeError(w, r, http.StatusNotFound, "NOT_FOUND")

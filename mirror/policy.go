@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/opencontainers/go-digest"
@@ -11,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/regcache/regcache/access"
+	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/oci"
 )
 
@@ -125,6 +127,31 @@ func (m *Mirror) admitBlob(ctx context.Context, t target, d digest.Digest, media
 	if !isManifestMediaType(mt) {
 		mt = mediaType
 	}
+	if !isManifestMediaType(mt) {
+		mt = oci.DetectMediaType(data)
+	}
+	if !isManifestMediaType(mt) {
+		return nil
+	}
+	return m.admitManifest(ctx, t, d.String(), manifestContent{digest: d, mediaType: mt, data: data})
+}
+
+// admitFilledBlob waits for the fill of blob d (small enough to be a
+// manifest) to verify, and applies admitBlob's rule to its bytes: when
+// they are a manifest, the request gets the manifest's admission. The
+// reader's offset is left alone.
+func (m *Mirror) admitFilledBlob(ctx context.Context, t target, rd *cache.Reader, d digest.Digest) error {
+	if err := rd.Wait(ctx); err != nil {
+		return err
+	}
+	data, err := io.ReadAll(io.NewSectionReader(rd.File(), 0, MaxManifestSize+1))
+	if err != nil {
+		return fmt.Errorf("reading blob %s to check whether it is a manifest: %w", d, err)
+	}
+	if len(data) > MaxManifestSize {
+		return nil
+	}
+	mt := rd.MediaType()
 	if !isManifestMediaType(mt) {
 		mt = oci.DetectMediaType(data)
 	}

@@ -11,7 +11,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
+	"go.uber.org/zap"
+
 	"github.com/regcache/regcache/access"
+	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/oci"
 	"github.com/regcache/regcache/upstream"
 )
@@ -191,6 +195,59 @@ func TestSignatureRefsSurviveReferrersErrors(t *testing.T) {
 			refs, err := mt.m.signatureRefs(t.Context(), tg, d)
 			if (err != nil) != tc.wantErr || len(refs) != tc.wantRefs {
 				t.Errorf("signatureRefs = %d refs, %v; want %d refs, error %v", len(refs), err, tc.wantRefs, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestUncachedManifestAsBlobGetsAdmission asks a mirror that does not hold
+// a manifest for it at the blobs endpoint, under a signature rule: the
+// bytes, filled now or streamed past a cache whose budget is too small
+// to store them, are a manifest, so the request gets its admission (403
+// for an unsigned one) before any byte goes out; without a rule it is
+// served.
+func TestUncachedManifestAsBlobGetsAdmission(t *testing.T) {
+	tests := []struct {
+		name     string
+		policy   bool
+		maxBytes int64 // the cache budget; 0: none
+		want     int
+	}{
+		{"filled, under a signature rule", true, 0, http.StatusForbidden},
+		{"filled, without a rule", false, 0, http.StatusOK},
+		{"past the cache, under a signature rule", true, 64, http.StatusForbidden},
+		{"past the cache, without a rule", false, 64, http.StatusOK},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := newFakeRegistry(t)
+			store, err := cache.Open(cache.Options{Dir: t.TempDir(), MaxBytes: tc.maxBytes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = store.Close() })
+			c, err := upstream.New(upstream.Config{Name: DockerHub, Endpoints: []string{reg.srv.URL}}, upstream.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := Config{Upstreams: []*upstream.Client{c}, Store: store, Logger: zap.NewNop()}
+			if tc.policy {
+				cfg.Policy = testVerifyPolicy(t, access.ModeEnforce)
+			}
+			m, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := reg.push("library/app", "1")
+			w := httptest.NewRecorder()
+			m.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v2/library/app/blobs/"+d.String(), nil))
+			if w.Code != tc.want {
+				t.Fatalf("GET of an uncached manifest as a blob: %d %s, want %d", w.Code, w.Body.String(), tc.want)
+			}
+			if tc.want == http.StatusForbidden {
+				wantError(t, tc.name, w, http.StatusForbidden, oci.CodeDenied)
+			} else if digest.FromBytes(w.Body.Bytes()) != d {
+				t.Errorf("served %s, want the manifest %s", digest.FromBytes(w.Body.Bytes()), d)
 			}
 		})
 	}
