@@ -17,7 +17,8 @@ import (
 // repositories it names are served only when they carry a valid signature
 // from its trust. It guards manifests, as admission controllers do: blobs
 // stay content-addressed, and a client refused the manifest never learns
-// its layers from this mirror.
+// its layers from this mirror. A manifest asked for by its digest at the
+// blobs endpoint is checked as a manifest.
 type Verify struct {
 	// Patterns are the repositories the rule applies to, with `*` within
 	// one path component and `**` across components. At the top level they
