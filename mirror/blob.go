@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
@@ -171,6 +172,16 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 	resp, err := t.upstream.Do(r.Context(), upstream.Request{
 		Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Header: hdr,
 	})
+	if err == nil && resp.StatusCode == http.StatusPartialContent && m.signaturesGuard(t) &&
+		rangeTotal(resp.Header.Get("Content-Range")) <= MaxManifestSize {
+		// A range of a blob small enough to be a manifest, under a
+		// signature rule: the whole blob is fetched, checked and sent
+		// instead (a server may answer a range with the whole content).
+		_ = resp.Body.Close()
+		resp, err = t.upstream.Do(r.Context(), upstream.Request{
+			Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(),
+		})
+	}
 	m.noteAccess(r.Context(), t, err)
 	if err != nil {
 		return fmt.Errorf("fetching blob %s@%s: %w", t.repo, d, err)
@@ -230,6 +241,20 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 	}
 	_, _ = w.Write(held)
 	return nil
+}
+
+// rangeTotal returns the complete length of a Content-Range value
+// ("bytes 0-9/1234"); -1 when it is unknown or unreadable.
+func rangeTotal(contentRange string) int64 {
+	_, total, ok := strings.Cut(contentRange, "/")
+	if !ok {
+		return -1
+	}
+	n, err := strconv.ParseInt(total, 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
 }
 
 // serveUncachedSmall answers an uncached blob GET of at most

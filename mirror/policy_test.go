@@ -210,13 +210,17 @@ func TestUncachedManifestAsBlobGetsAdmission(t *testing.T) {
 	tests := []struct {
 		name     string
 		policy   bool
-		maxBytes int64 // the cache budget; 0: none
+		maxBytes int64  // the cache budget; 0: none
+		rng      string // the request's Range
 		want     int
 	}{
-		{"filled, under a signature rule", true, 0, http.StatusForbidden},
-		{"filled, without a rule", false, 0, http.StatusOK},
-		{"past the cache, under a signature rule", true, 64, http.StatusForbidden},
-		{"past the cache, without a rule", false, 64, http.StatusOK},
+		{"filled, under a signature rule", true, 0, "", http.StatusForbidden},
+		{"filled, without a rule", false, 0, "", http.StatusOK},
+		{"filled range, under a signature rule", true, 0, "bytes=0-99", http.StatusForbidden},
+		{"past the cache, under a signature rule", true, 64, "", http.StatusForbidden},
+		{"past the cache, without a rule", false, 64, "", http.StatusOK},
+		{"range past the cache, under a signature rule", true, 64, "bytes=0-99", http.StatusForbidden},
+		{"range past the cache, without a rule", false, 64, "bytes=0-99", http.StatusPartialContent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -240,15 +244,42 @@ func TestUncachedManifestAsBlobGetsAdmission(t *testing.T) {
 			}
 			d := reg.push("library/app", "1")
 			w := httptest.NewRecorder()
-			m.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v2/library/app/blobs/"+d.String(), nil))
+			req := httptest.NewRequest(http.MethodGet, "/v2/library/app/blobs/"+d.String(), nil)
+			if tc.rng != "" {
+				req.Header.Set("Range", tc.rng)
+			}
+			m.ServeHTTP(w, req)
 			if w.Code != tc.want {
 				t.Fatalf("GET of an uncached manifest as a blob: %d %s, want %d", w.Code, w.Body.String(), tc.want)
 			}
-			if tc.want == http.StatusForbidden {
+			switch {
+			case tc.want == http.StatusForbidden:
 				wantError(t, tc.name, w, http.StatusForbidden, oci.CodeDenied)
-			} else if digest.FromBytes(w.Body.Bytes()) != d {
+			case tc.want == http.StatusPartialContent:
+				if w.Body.Len() != 100 {
+					t.Errorf("range: %d bytes, want 100", w.Body.Len())
+				}
+			case digest.FromBytes(w.Body.Bytes()) != d:
 				t.Errorf("served %s, want the manifest %s", digest.FromBytes(w.Body.Bytes()), d)
 			}
 		})
+	}
+}
+
+func TestRangeTotal(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+	}{
+		{"bytes 0-9/1234", 1234},
+		{"bytes 0-9/*", -1},
+		{"bytes */50", 50},
+		{"", -1},
+		{"bytes 0-9/-3", -1},
+	}
+	for _, tc := range tests {
+		if got := rangeTotal(tc.in); got != tc.want {
+			t.Errorf("rangeTotal(%q) = %d, want %d", tc.in, got, tc.want)
+		}
 	}
 }
