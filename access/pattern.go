@@ -32,8 +32,9 @@ const (
 
 // ParsePattern parses an absolute pattern such as "docker.io/library/*" or
 // "ghcr.io/acme/**:v*". The registry, its first component, must be given;
-// a Docker Hub repository with one literal component gets "library/", as
-// clients' names do.
+// a Docker Hub repository of one component gets "library/", as clients'
+// names do, whether that component is literal or a wildcard ("docker.io/*"
+// names the official images); only "docker.io/**" keeps every depth.
 func ParsePattern(s string) (Pattern, error) {
 	p := Pattern{text: s}
 	repo := s
@@ -67,7 +68,7 @@ func ParsePattern(s string) (Pattern, error) {
 		}
 	}
 	p.parts[0] = strings.ToLower(p.parts[0])
-	if p.parts[0] == "docker.io" && len(p.parts) == 2 && !hasMeta(p.parts[1]) {
+	if p.parts[0] == "docker.io" && len(p.parts) == 2 && p.parts[1] != "**" {
 		p.parts = []string{"docker.io", "library", p.parts[1]}
 	}
 	for _, c := range p.parts {

@@ -44,6 +44,13 @@ func TestPatternMatch(t *testing.T) {
 		{"Docker.IO/library/x", "docker.io/library/x", "", true},
 		{"docker.io/library/ng?nx", "docker.io/library/nginx", "", true},
 		{"docker.io/library/[a-m]*", "docker.io/library/nginx", "", false},
+		// One-part Docker Hub names are official images, wildcard or not.
+		{"docker.io/*", "docker.io/library/nginx", "", true},
+		{"docker.io/*", "docker.io/acme/app", "", false},
+		{"docker.io/ngin?", "docker.io/library/nginx", "", true},
+		{"docker.io/[m-z]*:1.*", "docker.io/library/nginx", "1.27", true},
+		{"docker.io/**", "docker.io/acme/app", "", true},
+		{"docker.io/**", "docker.io/library/nginx", "", true},
 	}
 	for _, tc := range tests {
 		p, err := ParsePattern(tc.pattern)

@@ -12,9 +12,13 @@ import (
 // (REGISTRY/REPOSITORY[:TAG]); a configuration that writes them relative
 // to an upstream prefixes the registry before handing them here.
 type Config struct {
-	// Allow lists the repositories (and tags) that may be served. When
-	// any is given, everything else is denied.
+	// Allow lists the repositories (and tags) that may be served, of
+	// every registry. When any is given, everything else is denied.
 	Allow []string
+	// ScopedAllow are allow lists that govern one registry each: a
+	// request to that registry must match one of them or of Allow; other
+	// registries are not affected by them.
+	ScopedAllow []ScopedPatterns
 	// Deny lists repositories (and tags) that are never served. Deny wins
 	// over allow.
 	Deny []string
@@ -23,6 +27,15 @@ type Config struct {
 	DenyDigests []string
 	// Verify are the signature rules.
 	Verify []VerifyConfig
+}
+
+// ScopedPatterns are patterns that apply to the requests of one registry.
+type ScopedPatterns struct {
+	// Registry is the registry the patterns govern, as requests name it
+	// (canonical: docker.io).
+	Registry string
+	// Patterns are absolute, as those of Config.Allow.
+	Patterns []string
 }
 
 // Rule is one rule of a policy, with its refusal counters.
@@ -66,6 +79,9 @@ type RuleStats struct {
 type patternRule struct {
 	rule    *Rule
 	pattern Pattern
+	// registry limits an allow rule to the requests of one registry
+	// (lowercase); "" applies it to every registry.
+	registry string
 }
 
 // Policy is a parsed edge policy. A nil *Policy allows everything. It is
@@ -106,13 +122,26 @@ func (d Decision) Message() string {
 // an error names the faulty one.
 func New(cfg Config) (*Policy, error) {
 	p := &Policy{digests: map[digest.Digest]*Rule{}}
-	for i, s := range cfg.Allow {
+	addAllow := func(s, registry string) error {
 		pat, err := ParsePattern(s)
 		if err != nil {
-			return nil, fmt.Errorf("allow: %w", err)
+			return fmt.Errorf("allow: %w", err)
 		}
-		r := &Rule{ID: fmt.Sprintf("allow#%d", i+1), Kind: "allow", Text: s}
-		p.allow = append(p.allow, patternRule{rule: r, pattern: pat})
+		r := &Rule{ID: fmt.Sprintf("allow#%d", len(p.allow)+1), Kind: "allow", Text: s}
+		p.allow = append(p.allow, patternRule{rule: r, pattern: pat, registry: strings.ToLower(registry)})
+		return nil
+	}
+	for _, s := range cfg.Allow {
+		if err := addAllow(s, ""); err != nil {
+			return nil, err
+		}
+	}
+	for _, sc := range cfg.ScopedAllow {
+		for _, s := range sc.Patterns {
+			if err := addAllow(s, sc.Registry); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if len(p.allow) > 0 {
 		p.notAllowed = &Rule{ID: "allow", Kind: "allow", Text: "(not on the allow list)"}
@@ -157,8 +186,10 @@ func New(cfg Config) (*Policy, error) {
 // whose repository matches refuses (a rule with a tag only a request by a
 // matching tag); when allow rules exist, the repository must match one (a
 // rule with a tag also limits the tags that resolve; content by digest of
-// the repository stays reachable). Signatures are checked separately,
-// once the manifest is known (VerifyRules).
+// the repository stays reachable); the allow rules that apply are those
+// of every registry and those scoped to this one, and a registry that
+// none applies to is open. Signatures are checked separately, once the
+// manifest is known (VerifyRules).
 func (p *Policy) Check(registry, repo, ref string) Decision {
 	if p == nil {
 		return Decision{Allowed: true}
@@ -180,13 +211,18 @@ func (p *Policy) Check(registry, repo, ref string) Decision {
 			return Decision{Rule: d.rule}
 		}
 	}
-	if len(p.allow) == 0 {
-		return Decision{Allowed: true}
-	}
+	listed := false
 	for _, a := range p.allow {
+		if a.registry != "" && a.registry != name[0] {
+			continue
+		}
+		listed = true
 		if a.pattern.matchComponents(name) && (tag == "" || a.pattern.MatchTag(tag)) {
 			return Decision{Allowed: true}
 		}
+	}
+	if !listed {
+		return Decision{Allowed: true}
 	}
 	return Decision{Rule: p.notAllowed}
 }

@@ -19,6 +19,7 @@ func TestCheck(t *testing.T) {
 		{"blocked digest anywhere", Config{DenyDigests: []string{blocked}}, "ghcr.io", "x/y", blocked, "deny_digest#1"},
 		{"deny repository", Config{Deny: []string{"docker.io/library/forbidden"}}, "docker.io", "library/forbidden", "latest", "deny#1"},
 		{"deny repository by digest", Config{Deny: []string{"docker.io/library/forbidden"}}, "docker.io", "library/forbidden", blocked[:7] + strings.Repeat("2", 64), "deny#1"},
+		{"deny wildcard official image", Config{Deny: []string{"docker.io/*"}}, "docker.io", "library/nginx", "latest", "deny#1"},
 		{"deny other", Config{Deny: []string{"docker.io/library/forbidden"}}, "docker.io", "library/nginx", "latest", ""},
 		{"deny tag", Config{Deny: []string{"docker.io/*/*:*-rc*"}}, "docker.io", "library/nginx", "2-rc1", "deny#1"},
 		{"deny tag spares others", Config{Deny: []string{"docker.io/*/*:*-rc*"}}, "docker.io", "library/nginx", "2", ""},
@@ -28,6 +29,12 @@ func TestCheck(t *testing.T) {
 		{"allow unlisted", Config{Allow: []string{"docker.io/library/*"}}, "ghcr.io", "acme/app", "v1", "allow"},
 		{"deny wins", Config{Allow: []string{"docker.io/library/*"}, Deny: []string{"docker.io/library/forbidden"}}, "docker.io", "library/forbidden", "latest", "deny#1"},
 		{"allow with tag", Config{Allow: []string{"docker.io/library/nginx:1.*"}}, "docker.io", "library/nginx", "2.0", "allow"},
+		{"scoped allow listed", Config{ScopedAllow: []ScopedPatterns{{Registry: "ghcr.io", Patterns: []string{"ghcr.io/acme/*"}}}}, "ghcr.io", "acme/app", "v1", ""},
+		{"scoped allow unlisted", Config{ScopedAllow: []ScopedPatterns{{Registry: "ghcr.io", Patterns: []string{"ghcr.io/acme/*"}}}}, "ghcr.io", "other/app", "v1", "allow"},
+		{"scoped allow spares other registries", Config{ScopedAllow: []ScopedPatterns{{Registry: "ghcr.io", Patterns: []string{"ghcr.io/acme/*"}}}}, "docker.io", "library/nginx", "latest", ""},
+		{"scoped allow and top level allow", Config{Allow: []string{"quay.io/x/*"}, ScopedAllow: []ScopedPatterns{{Registry: "ghcr.io", Patterns: []string{"ghcr.io/acme/*"}}}}, "docker.io", "library/nginx", "latest", "allow"},
+		{"top level allow under a scoped registry", Config{Allow: []string{"*/shared/*"}, ScopedAllow: []ScopedPatterns{{Registry: "ghcr.io", Patterns: []string{"ghcr.io/acme/*"}}}}, "ghcr.io", "shared/app", "v1", ""},
+		{"scoped allow of another registry does not apply", Config{ScopedAllow: []ScopedPatterns{{Registry: "quay.io", Patterns: []string{"quay.io/acme/*"}}, {Registry: "ghcr.io", Patterns: []string{"ghcr.io/acme/*"}}}}, "ghcr.io", "other/app", "v1", "allow"},
 		{"allow with tag by digest", Config{Allow: []string{"docker.io/library/nginx:1.*"}}, "docker.io", "library/nginx", blocked[:7] + strings.Repeat("3", 64), ""},
 	}
 	for _, tc := range tests {

@@ -40,12 +40,13 @@ func (v *VerifyRule) Fresh(d digest.Digest, now time.Time) (Verdict, bool) {
 
 // ForSet returns the verdict for d reached on the same signature set, of
 // any age, and renews it: the signatures did not change, so neither did
-// the verdict.
+// the verdict. A verdict borrowed from a related manifest is not renewed:
+// d's own signatures do not say whether the relative is still signed.
 func (v *VerifyRule) ForSet(d digest.Digest, set string, now time.Time) (Verdict, bool) {
 	v.verdicts.mu.Lock()
 	defer v.verdicts.mu.Unlock()
 	c, ok := v.verdicts.m[d]
-	if !ok || c.set != set {
+	if !ok || c.set != set || c.verdict.Borrowed {
 		return Verdict{}, false
 	}
 	c.at = now
@@ -64,7 +65,8 @@ func (v *VerifyRule) Remember(d digest.Digest, set string, verdict Verdict, now 
 }
 
 // RememberParent records that index parent, found signed, lists manifest
-// child: the child passes the rule through it.
+// child: the child passes the rule through it, so a refusal cached for
+// the child is dropped.
 func (v *VerifyRule) RememberParent(child, parent digest.Digest) {
 	v.verdicts.mu.Lock()
 	defer v.verdicts.mu.Unlock()
@@ -72,6 +74,9 @@ func (v *VerifyRule) RememberParent(child, parent digest.Digest) {
 		v.verdicts.parents = make(map[digest.Digest]digest.Digest)
 	}
 	v.verdicts.parents[child] = parent
+	if c, ok := v.verdicts.m[child]; ok && !c.verdict.OK {
+		delete(v.verdicts.m, child)
+	}
 }
 
 // Parent returns the signed index known to list child.

@@ -216,6 +216,12 @@ type Verdict struct {
 	OK bool
 	// Reason explains the verdict: who signed, or why nothing passed.
 	Reason string
+	// Borrowed is set when the verdict comes from a related manifest (a
+	// signed index that lists it, or a signed platform manifest it
+	// lists) rather than the manifest's own signatures: it then holds
+	// for the TTL only, since the manifest's own signature set does not
+	// say whether the relative is still signed.
+	Borrowed bool
 }
 
 // Verify checks whether any of sigs is a valid signature of manifest d

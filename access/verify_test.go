@@ -146,3 +146,46 @@ func TestKeyContentCompareKey(t *testing.T) {
 		t.Error("a key that is not configured compares equal")
 	}
 }
+
+// TestVerdictRenewal checks which cached verdicts ForSet renews and which
+// RememberParent drops: a verdict borrowed from a related manifest is
+// never renewed past its TTL (its own signature set says nothing of the
+// relative's), and a refusal of a platform manifest goes when an index
+// that lists it is found signed.
+func TestVerdictRenewal(t *testing.T) {
+	k := newTestKey(t)
+	now := time.Unix(1000, 0)
+	child, parent := digest.FromString("child"), digest.FromString("parent")
+	tests := []struct {
+		name      string
+		verdict   Verdict
+		parentOK  bool // RememberParent(child, parent) after the verdict
+		wantFresh bool // Fresh within the TTL, after RememberParent
+		wantRenew bool // ForSet on the same set past the TTL
+	}{
+		{"own signature", Verdict{OK: true, Reason: "signed by key"}, false, true, true},
+		{"own refusal", Verdict{Reason: "no signature found"}, false, true, true},
+		{"borrowed from an index", Verdict{OK: true, Reason: "listed by index", Borrowed: true}, false, true, false},
+		{"refusal, then a signed index lists it", Verdict{Reason: "no signature found"}, true, false, false},
+		{"signature, then a signed index lists it", Verdict{OK: true, Reason: "signed by key"}, true, true, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := New(Config{Verify: []VerifyConfig{{Patterns: []string{"ghcr.io/**"}, Keys: [][]byte{k.pem}, VerdictTTL: time.Minute}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rule := p.VerifyRules("ghcr.io", "a/b")[0]
+			rule.Remember(child, "", tc.verdict, now)
+			if tc.parentOK {
+				rule.RememberParent(child, parent)
+			}
+			if _, ok := rule.Fresh(child, now.Add(time.Second)); ok != tc.wantFresh {
+				t.Errorf("Fresh = %v, want %v", ok, tc.wantFresh)
+			}
+			if _, ok := rule.ForSet(child, "", now.Add(time.Hour)); ok != tc.wantRenew {
+				t.Errorf("ForSet past the TTL = %v, want %v", ok, tc.wantRenew)
+			}
+		})
+	}
+}

@@ -295,8 +295,9 @@ type Handler struct {
 	// Allow lists the repositories that may be served, as
 	// REGISTRY/REPOSITORY[:TAG] patterns ("docker.io/library/*",
 	// "ghcr.io/acme/**"): `*` matches within one path component or tag,
-	// `**` across components. When any allow pattern is given (here or in
-	// an upstream), every other repository is denied. A pattern with a tag
+	// `**` across components. When any allow pattern is given here, every
+	// other repository of every registry is denied; an upstream's own allow
+	// patterns add to these for that registry only. A pattern with a tag
 	// limits the tags that resolve; content by digest of an allowed
 	// repository stays reachable. Default: none, everything is allowed.
 	Allow []string `json:"allow,omitempty"`
@@ -358,7 +359,10 @@ type Upstream struct {
 	Password string `json:"password,omitempty"`
 
 	// Allow, Deny and Verify are policy rules as at the top level, with
-	// patterns relative to this registry ("library/*"). Default: none.
+	// patterns relative to this registry ("library/*"). Allow governs this
+	// registry only: when given, a repository of it must match one of its
+	// patterns or a top-level allow; other registries are not affected.
+	// Default: none.
 	Allow  []string `json:"allow,omitempty"`
 	Deny   []string `json:"deny,omitempty"`
 	Verify []Verify `json:"verify,omitempty"`

@@ -17,7 +17,8 @@ import (
 // repositories it names are served only when they carry a valid signature
 // from its trust. It guards manifests, as admission controllers do: blobs
 // stay content-addressed, and a client refused the manifest never learns
-// its layers from this mirror.
+// its layers from this mirror. A manifest asked for by its digest at the
+// blobs endpoint is checked as a manifest.
 type Verify struct {
 	// Patterns are the repositories the rule applies to, with `*` within
 	// one path component and `**` across components. At the top level they
@@ -87,7 +88,10 @@ func (h *Handler) buildPolicy() (*access.Policy, error) {
 	for _, u := range h.Upstreams {
 		prefix := mirror.CanonicalRegistry(u.Name) + "/"
 		relative := func(p string) string { return prefix + p }
-		cfg.Allow = append(cfg.Allow, mapStrings(u.Allow, relative)...)
+		if len(u.Allow) > 0 {
+			cfg.ScopedAllow = append(cfg.ScopedAllow, access.ScopedPatterns{
+				Registry: mirror.CanonicalRegistry(u.Name), Patterns: mapStrings(u.Allow, relative)})
+		}
 		cfg.Deny = append(cfg.Deny, mapStrings(u.Deny, relative)...)
 		for _, v := range u.Verify {
 			v.Patterns = mapStrings(v.Patterns, relative)

@@ -42,6 +42,20 @@ func TestBuildPolicy(t *testing.T) {
 			t.Errorf("docker.io/%s: allowed %v by %v, want refused by %s", tc.repo, d.Allowed, d.Rule, tc.rule)
 		}
 	}
+	// An upstream's allow list governs that upstream only.
+	ah := &Handler{Upstreams: []Upstream{{Name: "ghcr.io", Allow: []string{"acme/*"}}, {Name: "quay.io"}}}
+	ap, err := ah.buildPolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		registry, repo string
+		allowed        bool
+	}{{"ghcr.io", "acme/app", true}, {"ghcr.io", "other/app", false}, {"quay.io", "any/app", true}, {"docker.io", "library/nginx", true}} {
+		if got := ap.Check(tc.registry, tc.repo, "latest").Allowed; got != tc.allowed {
+			t.Errorf("upstream allow: %s/%s allowed = %v, want %v", tc.registry, tc.repo, got, tc.allowed)
+		}
+	}
 	if rules := p.VerifyRules("docker.io", "acme/app"); len(rules) != 1 || rules[0].ID != "verify#1" {
 		t.Errorf("verify rules of docker.io/acme/app: %v", rules)
 	}

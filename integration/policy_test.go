@@ -412,3 +412,53 @@ func TestPolicyConcurrentVerdictsShareOneLookup(t *testing.T) {
 	}
 	wantCount(t, "referrers requests for concurrent verdicts", hub.Counters.Referrers.Load(), 1)
 }
+
+// TestPolicyManifestNotServedAsBlob refuses an unsigned image, whose 403
+// names its digest, then asks for that digest at the blobs endpoint (GET,
+// HEAD, a range), as registries store manifests as blobs: each is refused
+// by the same rule, the manifest's bytes never reach the client, and no
+// layer bytes leave the CDN. A signed image's manifest stays readable as
+// a blob.
+func TestPolicyManifestNotServedAsBlob(t *testing.T) {
+	cosign := clientBinary(t, "cosign")
+	key := newCosignKey(t, cosign)
+	const layerSize = 64 << 10
+	unsigned := pushPolicyImage(t, "blobpath/unsigned", "1", layerSize)
+	signed := pushPolicyImage(t, "blobpath/signed", "1", layerSize)
+	cosignSign(t, cosign, key, signed.repo, signed.digest)
+	m := startMirror(t, siteOptions{block: fmt.Sprintf("verify docker.io/blobpath/* {\n\t\t\tkey %s\n\t\t}", key.public)})
+
+	hub.Counters.Reset()
+	accept := "Accept: " + oci.AcceptHeader(oci.ManifestMediaTypes)
+	resp := m.do(t, http.MethodHead, "/v2/"+unsigned.repo+"/manifests/1", accept)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("HEAD of the unsigned image: %d, want 403", resp.StatusCode)
+	}
+	wantDenied(t, "GET of the unsigned image", m.do(t, http.MethodGet, "/v2/"+unsigned.repo+"/manifests/1", accept), unsigned.digest)
+	blobPath := "/v2/" + unsigned.repo + "/blobs/" + unsigned.digest
+	for i := range 2 { // cold verdict, then the cached one
+		wantDenied(t, fmt.Sprintf("GET #%d of the manifest as a blob", i+1), m.do(t, http.MethodGet, blobPath), "verify#1", "no signature found")
+	}
+	wantDenied(t, "range of the manifest as a blob", m.do(t, http.MethodGet, blobPath, "Range: bytes=0-99"), "verify#1")
+	resp = m.do(t, http.MethodHead, blobPath)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("HEAD of the manifest as a blob: %d, want 403", resp.StatusCode)
+	}
+	if n := hub.Counters.CDNBytes.Load(); n != 0 {
+		t.Errorf("refused image: the CDN sent %d bytes, want none", n)
+	}
+
+	resp = m.do(t, http.MethodGet, "/v2/"+signed.repo+"/manifests/1", accept)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("signed image: %d, want 200", resp.StatusCode)
+	}
+	resp = m.do(t, http.MethodGet, "/v2/"+signed.repo+"/blobs/"+signed.digest)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || digestOfBytes(body) != signed.digest {
+		t.Errorf("signed manifest as a blob: %d, digest %s; want 200 %s", resp.StatusCode, digestOfBytes(body), signed.digest)
+	}
+}

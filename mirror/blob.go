@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
@@ -35,6 +36,9 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 		if err := m.mayServe(r.Context(), t, oci.KindBlob, d); err != nil {
 			return err
 		}
+		if err := m.admitBlob(r.Context(), t, d, cached.MediaType(), cached.Size()); err != nil {
+			return err
+		}
 		if ce := m.log.Check(zapcore.DebugLevel, "blob hit"); ce != nil {
 			ce.Write(zap.String("repository", t.repo), zap.String("digest", d.String()), zap.Int64("bytes", cached.Size()))
 		}
@@ -49,6 +53,9 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 			// Another node sharing the cache has it; the client may see
 			// it only if the upstream lets it pull the repository.
 			if err := m.mayServe(r.Context(), t, oci.KindBlob, d); err != nil {
+				return err
+			}
+			if err := m.admitBlob(r.Context(), t, d, obj.MediaType, obj.Size); err != nil {
 				return err
 			}
 			markSource(w, sourceCache)
@@ -73,11 +80,27 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 		ce.Write(zap.String("upstream", t.registry), zap.String("repository", t.repo),
 			zap.String("digest", d.String()), zap.Int64("bytes", rd.Size()))
 	}
+	if rd.File() != nil || isManifestMediaType(rd.MediaType()) {
+		// Stored meanwhile (a manifest is stored whole): the signature
+		// rules apply to a manifest read as a blob.
+		if err := m.admitBlob(r.Context(), t, d, rd.MediaType(), rd.Size()); err != nil {
+			return err
+		}
+	}
 	if rd.File() != nil {
 		// Stored meanwhile: answered from the cache after all.
 		markSource(w, sourceCache)
 		m.serveCached(w, r, rd, d)
 		return nil
+	}
+	if m.signaturesGuard(t) && rd.Size() <= MaxManifestSize {
+		// Under a signature rule, a blob small enough to be a manifest
+		// is checked whole before any byte goes out: a manifest the cache
+		// did not hold, asked for at the blobs endpoint, gets the
+		// manifest's admission too.
+		if err := m.admitFilledBlob(r.Context(), t, rd, d); err != nil {
+			return err
+		}
 	}
 	err = m.serveFill(w, r, t, rd, d)
 	if passesCache(err) {
@@ -149,6 +172,16 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 	resp, err := t.upstream.Do(r.Context(), upstream.Request{
 		Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Header: hdr,
 	})
+	if err == nil && resp.StatusCode == http.StatusPartialContent && m.signaturesGuard(t) &&
+		rangeTotal(resp.Header.Get("Content-Range")) <= MaxManifestSize {
+		// A range of a blob small enough to be a manifest, under a
+		// signature rule: the whole blob is fetched, checked and sent
+		// instead (a server may answer a range with the whole content).
+		_ = resp.Body.Close()
+		resp, err = t.upstream.Do(r.Context(), upstream.Request{
+			Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(),
+		})
+	}
 	m.noteAccess(r.Context(), t, err)
 	if err != nil {
 		return fmt.Errorf("fetching blob %s@%s: %w", t.repo, d, err)
@@ -159,6 +192,11 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 	}
 	m.log.Debug("blob streamed without storing", zap.String("upstream", t.registry),
 		zap.String("repository", t.repo), zap.String("digest", d.String()), zap.Int64("bytes", resp.ContentLength))
+	if resp.StatusCode == http.StatusOK && m.signaturesGuard(t) && resp.ContentLength >= 0 && resp.ContentLength <= MaxManifestSize {
+		// Small enough to be a manifest, under a signature rule: checked
+		// whole before any byte goes out.
+		return m.serveUncachedSmall(w, r, t, d, resp)
+	}
 	setBlobHeaders(w.Header(), d)
 	if resp.ContentLength >= 0 {
 		w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
@@ -202,6 +240,44 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 		m.abort(r, d, fmt.Errorf("%w: %w: content hashes to %s", errBadUpstream, cache.ErrDigestMismatch, got))
 	}
 	_, _ = w.Write(held)
+	return nil
+}
+
+// rangeTotal returns the complete length of a Content-Range value
+// ("bytes 0-9/1234"); -1 when it is unknown or unreadable.
+func rangeTotal(contentRange string) int64 {
+	_, total, ok := strings.Cut(contentRange, "/")
+	if !ok {
+		return -1
+	}
+	n, err := strconv.ParseInt(total, 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
+// serveUncachedSmall answers an uncached blob GET of at most
+// MaxManifestSize bytes under a signature rule: the upstream body is read
+// whole and verified, and when it is a manifest the request gets the
+// manifest's admission before any byte goes out.
+func (m *Mirror) serveUncachedSmall(w http.ResponseWriter, r *http.Request, t target, d digest.Digest, resp *http.Response) error {
+	data, err := io.ReadAll(io.LimitReader(upstreamBody{resp.Body}, MaxManifestSize+1))
+	if err != nil {
+		return err
+	}
+	if got := d.Algorithm().FromBytes(data); got != d {
+		return fmt.Errorf("%w: blob %s@%s: %w: content hashes to %s", errBadUpstream, t.repo, d, cache.ErrDigestMismatch, got)
+	}
+	if mt := oci.DetectMediaType(data); isManifestMediaType(mt) {
+		if err := m.admitManifest(r.Context(), t, d.String(), manifestContent{digest: d, mediaType: mt, data: data}); err != nil {
+			return err
+		}
+	}
+	setBlobHeaders(w.Header(), d)
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(data)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -63,6 +64,9 @@ type fakeRegistry struct {
 	limit     int
 	used      int
 	answer    fakeAnswer
+	// referrers is the status of every referrers API answer; 0: 404,
+	// as a registry without the API.
+	referrers int
 }
 
 func newFakeRegistry(t *testing.T) *fakeRegistry {
@@ -113,6 +117,26 @@ func (f *fakeRegistry) setAnswer(a fakeAnswer) {
 }
 
 func (f *fakeRegistry) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	referrers := f.referrers
+	f.mu.Unlock()
+	if referrers != 0 && strings.Contains(r.URL.Path, "/referrers/") {
+		writeFakeError(w, r, referrers, "UNKNOWN")
+		return
+	}
+	if repo, ref, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/v2/"), "/blobs/"); ok {
+		// Manifests are blobs too, as in a registry's storage.
+		f.mu.Lock()
+		body, found := f.manifests[repo+"@"+ref]
+		f.mu.Unlock()
+		if !found {
+			writeFakeError(w, r, http.StatusNotFound, "BLOB_UNKNOWN")
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+		return
+	}
 	repo, ref, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/v2/"), "/manifests/")
 	if !ok {
 		writeFakeError(w, r, http.StatusNotFound, "NOT_FOUND")

@@ -3,11 +3,16 @@ package mirror
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+
+	"github.com/opencontainers/go-digest"
 
 	"go.uber.org/zap"
 
 	"github.com/regcache/regcache/access"
+	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/oci"
 )
 
@@ -89,6 +94,71 @@ func (m *Mirror) admitManifest(ctx context.Context, t target, ref string, mc man
 		return oci.Errorf(http.StatusForbidden, oci.CodeDenied, "denied by policy rule %s (verify %s): %s", rule.ID, rule.Text, vd.Reason)
 	}
 	return nil
+}
+
+// signaturesGuard reports whether signature rules cover t's repository:
+// its manifests are served only once admitted, and their layers are not
+// fetched ahead before.
+func (m *Mirror) signaturesGuard(t target) bool {
+	return len(m.policy.VerifyRules(t.registry, t.repo)) > 0
+}
+
+// admitBlob applies the signature rules to a blob request whose object is
+// a manifest the cache holds: its recorded media type is a manifest's, or
+// it is small enough to be one and reads as one. Registries store
+// manifests as blobs, so a manifest refused by its digest must not be
+// served by the same digest from the blobs endpoint (its layers would
+// follow). The request then gets the manifest's admission. Nothing is
+// read when no signature rule covers the repository.
+func (m *Mirror) admitBlob(ctx context.Context, t target, d digest.Digest, mediaType string, size int64) error {
+	if size > MaxManifestSize || !m.signaturesGuard(t) {
+		return nil
+	}
+	data, obj, err := m.store.ReadAll(d, MaxManifestSize)
+	if err != nil {
+		if isManifestMediaType(mediaType) {
+			return fmt.Errorf("reading manifest %s to check its signatures: %w", d, err)
+		}
+		// Not stored yet (a fill of a blob): nothing says it is a
+		// manifest.
+		return nil
+	}
+	mt := obj.MediaType
+	if !isManifestMediaType(mt) {
+		mt = mediaType
+	}
+	if !isManifestMediaType(mt) {
+		mt = oci.DetectMediaType(data)
+	}
+	if !isManifestMediaType(mt) {
+		return nil
+	}
+	return m.admitManifest(ctx, t, d.String(), manifestContent{digest: d, mediaType: mt, data: data})
+}
+
+// admitFilledBlob waits for the fill of blob d (small enough to be a
+// manifest) to verify, and applies admitBlob's rule to its bytes: when
+// they are a manifest, the request gets the manifest's admission. The
+// reader's offset is left alone.
+func (m *Mirror) admitFilledBlob(ctx context.Context, t target, rd *cache.Reader, d digest.Digest) error {
+	if err := rd.Wait(ctx); err != nil {
+		return err
+	}
+	data, err := io.ReadAll(io.NewSectionReader(rd.File(), 0, MaxManifestSize+1))
+	if err != nil {
+		return fmt.Errorf("reading blob %s to check whether it is a manifest: %w", d, err)
+	}
+	if len(data) > MaxManifestSize {
+		return nil
+	}
+	mt := rd.MediaType()
+	if !isManifestMediaType(mt) {
+		mt = oci.DetectMediaType(data)
+	}
+	if !isManifestMediaType(mt) {
+		return nil
+	}
+	return m.admitManifest(ctx, t, d.String(), manifestContent{digest: d, mediaType: mt, data: data})
 }
 
 // filterTags removes from a tag list answer the tags the policy refuses.

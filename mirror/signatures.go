@@ -97,6 +97,7 @@ func (m *Mirror) verdict(ctx context.Context, t target, rule *access.VerifyRule,
 	if !vd.OK && depth == 0 {
 		if alt, ok := m.signedRelative(ctx, t, rule, mc); ok {
 			vd = alt
+			vd.Borrowed = true
 		}
 	}
 	if vd.OK && oci.IsIndex(mc.mediaType) {
@@ -108,7 +109,11 @@ func (m *Mirror) verdict(ctx context.Context, t target, rule *access.VerifyRule,
 			}
 		}
 	}
-	rule.Remember(mc.digest, set, vd, now)
+	if vd.OK || depth == 0 {
+		// A refusal reached while checking a relative is not kept: the
+		// manifest, asked for itself, may pass through another relative.
+		rule.Remember(mc.digest, set, vd, now)
+	}
 	return vd, nil
 }
 
@@ -168,8 +173,16 @@ func (m *Mirror) signatureRefs(ctx context.Context, t target, d digest.Digest) (
 	}
 	index, err := m.referrersOf(ctx, t, d, "")
 	if err != nil {
-		return nil, fmt.Errorf("looking up the referrers of %s: %w", d, err)
+		err = fmt.Errorf("looking up the referrers of %s: %w", d, err)
+		if len(refs) == 0 || ctx.Err() != nil {
+			return nil, err
+		}
+		// The cosign tag gave signatures: they are checked without the
+		// referrers rather than thrown away with them.
+		m.referrersSkipped(t, d, err)
+		return refs, nil
 	}
+	tagged := len(refs)
 	for _, desc := range index.Manifests {
 		// cosign's referrers tag lists its bundles with the artifact type
 		// of their empty config: such referrers are read too.
@@ -188,12 +201,27 @@ func (m *Mirror) signatureRefs(ctx context.Context, t target, d digest.Digest) (
 		}
 		rmc, err := m.manifestByDigest(ctx, t, rd)
 		if err != nil {
-			return nil, fmt.Errorf("reading referrer %s of %s: %w", rd, d, err)
+			err = fmt.Errorf("reading referrer %s of %s: %w", rd, d, err)
+			if tagged == 0 || ctx.Err() != nil {
+				return nil, err
+			}
+			m.referrersSkipped(t, d, err)
+			refs = refs[:tagged]
+			break
 		}
 		refs = append(refs, signatureRef{source: "referrer " + rd.String(), digest: rd, data: rmc.data})
 	}
 	slices.SortFunc(refs, func(a, b signatureRef) int { return strings.Compare(a.digest.String(), b.digest.String()) })
 	return refs, nil
+}
+
+// referrersSkipped logs that the referrers of d could not be read and the
+// signatures of the cosign tag are checked alone.
+func (m *Mirror) referrersSkipped(t target, d digest.Digest, err error) {
+	if ce := m.log.Check(zapcore.DebugLevel, "referrers not read, checking the signature tag alone"); ce != nil {
+		ce.Write(zap.String("upstream", t.registry), zap.String("repository", t.repo),
+			zap.String("digest", d.String()), zap.Error(err))
+	}
 }
 
 // cosignSignatureArtifact is the artifact type of cosign signatures stored
