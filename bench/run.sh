@@ -520,6 +520,6 @@ stop_dist
 
 # ---------------------------------------------------------------- report
 python3 "$ROOT/bench/report.py" "$RESULTS" "$OUT" "$SIZE" "$CLIENTS" "$ROUNDS"
-if command -v gnuplot >/dev/null; then
+if [ "$BADLINK_ONLY" != 1 ] && command -v gnuplot >/dev/null; then
 	gnuplot -e "out='$OUT'" "$ROOT/bench/chart.gp" && log "chart: $OUT/chart.svg"
 fi
