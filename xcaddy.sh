@@ -30,7 +30,9 @@ fi
 
 go tool xcaddy build "$CADDY_VERSION" --with "$MODULE=./" --output ./caddy
 
-./caddy list-modules | grep -qx 'http.handlers.registry_cache' || {
+# grep reads the whole list (no -q): stopping at the first match would
+# leave list-modules writing into a closed pipe, which pipefail reports.
+./caddy list-modules | grep -x 'http.handlers.registry_cache' >/dev/null || {
 	echo "xcaddy.sh: ./caddy does not contain http.handlers.registry_cache" >&2
 	exit 1
 }

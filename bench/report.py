@@ -151,8 +151,8 @@ if image:
     blines = [f"Bad link: a {fmt(image / (1 << 20))} MiB image in 4 layers pulled cold (3 blobs at once, Range after a break, "
               f"5 tries per blob), {rounds} round(s), medians (ok: worst round); time ratio = server ÷ straight from the upstream, "
               "bytes ratio = bytes the upstream's CDN sent ÷ the image's bytes", "",
-              "| Link | Server | Pull ok | Time | Time ratio | Bytes moved upstream | Bytes ratio |",
-              "|---|---|---|---|---|---|---|"]
+              "| Link | Server | Pull ok | Time | Time ratio | Bytes moved upstream | Bytes ratio | CDN GETs |",
+              "|---|---|---|---|---|---|---|---|"]
     for scen, link in (("badcap", f"{fmt(cap / 1e6 if cap else None)} MB/s per connection"),
                        ("baddrops", f"cut after every {fmt(cut / (1 << 20) if cut else None)} MiB")):
         direct = med(scen, "upstream", "wall_s")
@@ -163,7 +163,8 @@ if image:
             ok_ = worst(scen, s_, "ok", min)
             blines.append(f"| {link} | {label} | {yes_no(ok_)} | {fmt(t, ' s')} | "
                           f"{fmt(t / direct if t is not None and direct else None, '×')} | "
-                          f"{fmt(b / (1 << 20) if b is not None else None, ' MiB')} | {fmt(b / image if b is not None else None, '×')} |")
+                          f"{fmt(b / (1 << 20) if b is not None else None, ' MiB')} | {fmt(b / image if b is not None else None, '×')} | "
+                          f"{fmt(med(scen, s_, 'upstream_fetches'))} |")
     btable = "\n".join(blines) + "\n"
     with open(f"{out}/badlink.md", "w") as f:
         f.write(btable)

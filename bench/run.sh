@@ -6,6 +6,7 @@
 #   QUICK=1 bench/run.sh         a smoke run: a 64 MiB blob, 1 round, short wrk,
 #                                a 4x40 MiB bad-link image cut every 12 MiB
 #   SIZE=268435456 ROUNDS=5 ...  another blob size (bytes) or number of rounds
+#   BADLINK_ONLY=1 bench/run.sh  the bad-link scenarios only
 #   LAYER_SIZE=... CUT=... CAP=... the bad-link image's layer size, the bytes
 #                                after which every transfer is cut, and the
 #                                cap of each connection in bytes per second
@@ -48,6 +49,7 @@ else
 	CUT="${CUT:-33554432}"
 fi
 CAP="${CAP:-20000000}"
+BADLINK_ONLY="${BADLINK_ONLY:-0}" # 1: only the bad-link scenarios
 CLIENTS="${CLIENTS:-20}"
 WARM_REPEAT="${WARM_REPEAT:-3}" # warm downloads per round and server: each is short
 OUT="${OUT:-$ROOT/bench/out}"
@@ -386,7 +388,7 @@ cold_many() { # server [scenario]: every client verifies the digest, or
 	record "$scen" "$server" upstream_fetches "$fetches"
 	record "$scen" "$server" upstream_bytes "$(counter cdn_bytes)"
 	record "$scen" "$server" mb_s "$(field "$out" mb_s)"
-	if [ "$fetches" = 1 ] && [ "$body_start" -gt 0 ]; then
+	if [ "$body_start" -gt 0 ]; then
 		record "$scen" "$server" first_byte_lag_s "$(python3 -c "print(($first_max - $body_start) / 1e9)")"
 	fi
 	if [ -n "$pid" ] && [ -r "/proc/$pid/status" ]; then
@@ -428,20 +430,22 @@ for u, f in (('us', 1e-3), ('ms', 1), ('s', 1e3)):
 }
 
 # ---------------------------------------------------------------- run
-log "cold, $CLIENTS clients at once (regcache, nginx, distribution)"
-for r in $(seq 1 "$ROUNDS"); do
-	for s in regcache nginx distribution; do cold_many "$s"; done
-done
+if [ "$BADLINK_ONLY" != 1 ]; then
+	log "cold, $CLIENTS clients at once (regcache, nginx, distribution)"
+	for r in $(seq 1 "$ROUNDS"); do
+		for s in regcache nginx distribution; do cold_many "$s"; done
+	done
 
-log "cold, $CLIENTS clients at once, counting bytes only (regcache, nginx)"
-for r in $(seq 1 "$ROUNDS"); do
-	for s in regcache nginx; do cold_many "$s" cold20count; done
-done
+	log "cold, $CLIENTS clients at once, counting bytes only (regcache, nginx)"
+	for r in $(seq 1 "$ROUNDS"); do
+		for s in regcache nginx; do cold_many "$s" cold20count; done
+	done
 
-log "cold, one client (regcache, straight from the upstream, nginx)"
-for r in $(seq 1 "$ROUNDS"); do
-	for s in regcache upstream nginx; do cold_one "$s"; done
-done
+	log "cold, one client (regcache, straight from the upstream, nginx)"
+	for r in $(seq 1 "$ROUNDS"); do
+		for s in regcache upstream nginx; do cold_one "$s"; done
+	done
+fi
 
 set_fault() { curl -fsS -X POST -d "$1" "$CONTROL/fault" >/dev/null; }
 badlink_pull() { # scenario fault-json server
@@ -477,36 +481,38 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 
-log "warming every server"
-for s in regcache nginx distribution; do
-	"$WORK/load" -url "$(url_of "$s" "$BLOB_PATH")" -n 1 -digest "$BIG" >/dev/null || echo "warming $s failed" >&2
-	curl -fsS -o /dev/null -H "Accept: $SMALL_TYPE" "$(url_of "$s" "$MANIFEST_PATH")" || echo "warming $s failed" >&2
-done
-reset_counters
-
-log "warm blob, one client"
-for r in $(seq 1 $((ROUNDS * WARM_REPEAT))); do
-	for s in regcache nginx nginx-static regcache-defaults regcache-chunk regcache-tls regcache-h2 distribution; do
-		warm_blob "$s"
+if [ "$BADLINK_ONLY" != 1 ]; then
+	log "warming every server"
+	for s in regcache nginx distribution; do
+		"$WORK/load" -url "$(url_of "$s" "$BLOB_PATH")" -n 1 -digest "$BIG" >/dev/null || echo "warming $s failed" >&2
+		curl -fsS -o /dev/null -H "Accept: $SMALL_TYPE" "$(url_of "$s" "$MANIFEST_PATH")" || echo "warming $s failed" >&2
 	done
-done
-record warm all upstream_fetches "$(counter cdn_get)"
+	reset_counters
 
-log "warm manifest by digest, 32 connections"
-for r in $(seq 1 "$ROUNDS"); do
-	for s in regcache nginx distribution; do manifest "$s"; done
-done
+	log "warm blob, one client"
+	for r in $(seq 1 $((ROUNDS * WARM_REPEAT))); do
+		for s in regcache nginx nginx-static regcache-defaults regcache-chunk regcache-tls regcache-h2 distribution; do
+			warm_blob "$s"
+		done
+	done
+	record warm all upstream_fetches "$(counter cdn_get)"
 
-log "start-up with 100,000 cached objects (cache.Open to the first object served)"
-startup=$(go test ./cache/ -run '^$' -bench '^BenchmarkOpenLargeCache$' -benchtime 3x -count 1 |
-	awk '/^BenchmarkOpenLargeCache/ {print $3 / 1e9}')
-record startup regcache seconds "$startup"
-log "start-up of ./caddy with the warm cache until the first blob is served"
-stop_regcache
-t0=$(date +%s.%N)
-start_regcache
-curl -fsS -o /dev/null "$(url_of regcache "$BLOB_PATH")"
-record startup regcache-process seconds "$(python3 -c "print($(date +%s.%N) - $t0)")"
+	log "warm manifest by digest, 32 connections"
+	for r in $(seq 1 "$ROUNDS"); do
+		for s in regcache nginx distribution; do manifest "$s"; done
+	done
+
+	log "start-up with 100,000 cached objects (cache.Open to the first object served)"
+	startup=$(go test ./cache/ -run '^$' -bench '^BenchmarkOpenLargeCache$' -benchtime 3x -count 1 |
+		awk '/^BenchmarkOpenLargeCache/ {print $3 / 1e9}')
+	record startup regcache seconds "$startup"
+	log "start-up of ./caddy with the warm cache until the first blob is served"
+	stop_regcache
+	t0=$(date +%s.%N)
+	start_regcache
+	curl -fsS -o /dev/null "$(url_of regcache "$BLOB_PATH")"
+	record startup regcache-process seconds "$(python3 -c "print($(date +%s.%N) - $t0)")"
+fi
 
 stop_regcache
 stop_nginx
@@ -514,6 +520,6 @@ stop_dist
 
 # ---------------------------------------------------------------- report
 python3 "$ROOT/bench/report.py" "$RESULTS" "$OUT" "$SIZE" "$CLIENTS" "$ROUNDS"
-if command -v gnuplot >/dev/null; then
+if [ "$BADLINK_ONLY" != 1 ] && command -v gnuplot >/dev/null; then
 	gnuplot -e "out='$OUT'" "$ROOT/bench/chart.gp" && log "chart: $OUT/chart.svg"
 fi

@@ -112,7 +112,7 @@ func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(resp.StatusCode)
 	if get {
-		h.Counters.CDNBodyStart.Store(time.Now().UnixNano())
+		h.Counters.CDNBodyStart.CompareAndSwap(0, time.Now().UnixNano())
 		_, _ = io.Copy(w, resp.Body)
 	}
 }

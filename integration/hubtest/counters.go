@@ -59,9 +59,10 @@ type Counters struct {
 	blobsMu sync.Mutex
 	// blobs holds the traffic of each blob digest.
 	blobs map[string]*blobCounters
-	// CDNBodyStart is when the CDN last began sending a blob body, in Unix
-	// nanoseconds: the upstream's first byte, for timing the clients of a
-	// cache against it. Reset sets it to zero; String leaves it out.
+	// CDNBodyStart is when the CDN first began sending a blob body since
+	// the last Reset, in Unix nanoseconds: the upstream's first byte, for
+	// timing the clients of a cache against it (a fill in several ranges
+	// makes several GETs). Reset sets it to zero; String leaves it out.
 	CDNBodyStart atomic.Int64
 }
 

@@ -287,6 +287,18 @@ func TestConnPacer(t *testing.T) {
 	if other := b.reserve(1000, 1000); !other.Before(second) {
 		t.Errorf("another connection waits behind the first (%v, not before %v)", other, second)
 	}
+	// A write a little late is counted from when the bytes before it
+	// left; after a long idle time the connection starts afresh.
+	var c connPacer
+	c.next = time.Now().Add(-paceSlack / 2)
+	late := c.next
+	if got := c.reserve(1000, 1000); got != late.Add(time.Second) {
+		t.Errorf("a late write: due %v, want %v", got, late.Add(time.Second))
+	}
+	c.next = time.Now().Add(-time.Minute)
+	if got := c.reserve(1000, 1000); got.Before(time.Now().Add(time.Second / 2)) {
+		t.Errorf("after an idle minute the connection may burst: due %v", got)
+	}
 }
 
 // TestConnBandwidth fetches one blob over several connections in parallel

@@ -98,14 +98,19 @@ func connPacerOf(r *http.Request) *connPacer {
 	return p
 }
 
+// paceSlack is how late a paced write may come and still be counted from
+// when the bytes before it left: the oversleep of timers and the time of
+// the writes themselves are made up, so the rate holds; a connection idle
+// for longer starts afresh instead of saving the time up for a burst.
+const paceSlack = 100 * time.Millisecond
+
 // reserve books n bytes at rate bytes per second on the connection and
-// returns when they have left. Time the connection spent idle is not
-// saved up for a burst.
+// returns when they have left.
 func (p *connPacer) reserve(n int, rate int64) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	start := time.Now()
-	if p.next.After(start) {
+	if p.next.After(start.Add(-paceSlack)) {
 		start = p.next
 	}
 	p.next = start.Add(time.Duration(float64(n) / float64(rate) * float64(time.Second)))
