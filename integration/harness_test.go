@@ -139,6 +139,9 @@ func loadCaddyfile(t *testing.T, cfg string) {
 	if err := caddy.Load(cfgJSON, true); err != nil {
 		t.Fatalf("loading Caddy config: %v\n%s", err, cfgJSON)
 	}
+	// A kept-alive connection to the server of the previous config (a
+	// restart on the same port) would meet that server's shutdown.
+	http.DefaultClient.CloseIdleConnections()
 	t.Cleanup(func() {
 		if err := caddy.Stop(); err != nil {
 			t.Errorf("stopping Caddy: %v", err)
