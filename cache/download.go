@@ -61,6 +61,10 @@ type transfer struct {
 	// segment fetches exact ranges once the fill is split: the main
 	// stream continues its own range with it.
 	segment SegmentFunc
+	// extents are the ranges beyond the prefix that a partial download
+	// kept (see partialMeta.Extents): a split fetches only the gaps
+	// between them.
+	extents []extent
 	// source is the index of the source the next attempt uses (see
 	// fill.source); slow is set when the watchdog dropped a body that sent
 	// nothing while other sources were there.
@@ -88,18 +92,19 @@ func (e errBreak) Unwrap() error { return e.err }
 // closed, after some bytes), and leaves tmp open for commit.
 func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, bool, error) {
 	t := &transfer{s: s, fl: fl, tmp: tmp, fetch: fetch, h: fl.d.Algorithm().Hash()}
-	if fl.partial > 0 {
-		if err := hashPrefix(tmp, fl.partial, t.h); err != nil {
+	if fl.partial > 0 || len(fl.extents) > 0 {
+		if n, err := t.hashKept(); err != nil {
 			s.log.Warn("partial download unreadable; starting over", zap.String("digest", fl.d.String()), zap.Error(err))
 			t.h.Reset()
+			t.extents, fl.extents = nil, nil
 			if err := tmp.Truncate(0); err != nil {
 				return t.fail(fmt.Errorf("filling %s: emptying the download: %w", fl.d, s.noteWriteError("truncating a download", err)))
 			}
-		} else {
-			t.pos, t.written, t.flushed, t.high = fl.partial, fl.partial, fl.partial, fl.partial
+		} else if n > 0 {
+			t.pos, t.written, t.flushed, t.high = n, n, n, n
 			s.partialsContinued.Add(1)
 			if c := s.log.Check(zapcore.DebugLevel, "continuing a partial download"); c != nil {
-				c.Write(zap.String("digest", fl.d.String()), zap.Int64("offset", fl.partial))
+				c.Write(zap.String("digest", fl.d.String()), zap.Int64("offset", n), zap.Int("ranges", len(t.extents)))
 			}
 		}
 	}
@@ -151,7 +156,7 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, bool, 
 		fl.reserved = src.Size
 		s.reserve(src.Size)
 	}
-	s.recordPartial(fl, t.written, false)
+	s.recordPartial(fl, t.written, len(t.extents) > 0, t.extents)
 	if t.written > 0 {
 		fl.progress(t.written)
 	}
