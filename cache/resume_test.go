@@ -758,3 +758,64 @@ func TestJoinerDoesNotWaitOnAnotherUpstream(t *testing.T) {
 		t.Errorf("the caller that started the fill: %v", err)
 	}
 }
+
+func TestPartialKeepsOnlyRecordedExtents(t *testing.T) {
+	data, d := content(1 << 20)
+	size := int64(len(data))
+	for _, tc := range []struct {
+		name      string
+		file      int64 // bytes of the content in the data file
+		meta      partialMeta
+		wantN     int64
+		wantExt   []extent
+		wantBytes int64 // the data file's length after opening
+	}{
+		{name: "one stream trusts the file", file: 300000,
+			meta:  partialMeta{Offset: 100000, Extents: []extent{{First: 200000, End: 250000}}},
+			wantN: 300000, wantBytes: 300000},
+		{name: "ranges keep their extents", file: 700000,
+			meta:  partialMeta{Offset: 100000, Segmented: true, Extents: []extent{{First: 200000, End: 250000}, {First: 400000, End: 500000}}},
+			wantN: 100000, wantExt: []extent{{First: 200000, End: 250000}, {First: 400000, End: 500000}}, wantBytes: 500000},
+		{name: "extents touching merge", file: 700000,
+			meta:  partialMeta{Offset: 100000, Segmented: true, Extents: []extent{{First: 200000, End: 250000}, {First: 250000, End: 300000}}},
+			wantN: 100000, wantExt: []extent{{First: 200000, End: 300000}}, wantBytes: 300000},
+		{name: "extents past the file are cut", file: 450000,
+			meta:  partialMeta{Offset: 100000, Segmented: true, Extents: []extent{{First: 200000, End: 250000}, {First: 400000, End: 500000}}},
+			wantN: 100000, wantExt: []extent{{First: 200000, End: 250000}, {First: 400000, End: 450000}}, wantBytes: 450000},
+		{name: "extents out of order or overlapping the prefix", file: 700000,
+			meta:  partialMeta{Offset: 100000, Segmented: true, Extents: []extent{{First: 50000, End: 150000}, {First: 400000, End: 500000}, {First: 200000, End: 250000}}},
+			wantN: 100000, wantExt: []extent{{First: 100000, End: 150000}, {First: 400000, End: 500000}}, wantBytes: 500000},
+		{name: "no prefix but extents", file: 700000,
+			meta:  partialMeta{Offset: 0, Segmented: true, Extents: []extent{{First: 400000, End: 500000}}},
+			wantN: 0, wantExt: []extent{{First: 400000, End: 500000}}, wantBytes: 500000},
+		{name: "nothing recorded", file: 700000,
+			meta:  partialMeta{Offset: 0, Segmented: true},
+			wantN: 0, wantBytes: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTest(t, t.TempDir())
+			path := s.partialPath(d)
+			if err := os.WriteFile(path, data[:tc.file], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			m := tc.meta
+			m.Digest, m.Size = d, size
+			if err := writeSidecar(path, m); err != nil {
+				t.Fatal(err)
+			}
+			f, n, got, err := s.openPartial(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			fi, err := f.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != tc.wantN || !slices.Equal(got.Extents, tc.wantExt) || fi.Size() != tc.wantBytes {
+				t.Errorf("opened with a prefix of %d, extents %v, %d bytes; want %d, %v, %d bytes",
+					n, got.Extents, fi.Size(), tc.wantN, tc.wantExt, tc.wantBytes)
+			}
+		})
+	}
+}
