@@ -158,17 +158,15 @@ func (t *transfer) startSplit() {
 }
 
 // startGaps starts the workers of a split that continues a partial
-// download which kept ranges beyond its prefix: the main stream fetches
-// up to the first kept range (or to where its body stops, when sooner),
-// a worker each gap after it, and the kept ranges are hashed from the
-// file as the prefix reaches them.
+// download which kept ranges beyond its prefix: a worker fetches each gap
+// between them, from the prefix on, and the kept ranges are hashed from
+// the file as the prefix reaches them. The main stream stops where it
+// is: its body, asked from the prefix to the content's end, would bring
+// bytes of the kept ranges with it when closed later.
 func (t *transfer) startGaps() {
 	fl := t.fl
 	sg := &segments{wake: make(chan struct{}, 1)}
-	limit := t.limit
-	if limit <= t.pos {
-		limit = t.extents[0].First
-	}
+	limit := t.pos
 	cur := limit
 	add := func(first, end int64) *segment {
 		g := &segment{first: first, end: end, failed: make(chan struct{})}
