@@ -42,6 +42,9 @@ type transfer struct {
 	// covered by the digest.
 	written int64
 	flushed int64
+	// recorded is the prefix last recorded in the sidecar by the main
+	// stream while the fill is split.
+	recorded int64
 	// high is the longest prefix any attempt reached: an attempt that goes
 	// beyond it made progress.
 	high int64
@@ -440,6 +443,12 @@ func (t *transfer) absorb(b []byte, size int64, hp *hashPipe) error {
 		t.flushed = t.written
 	}
 	fl.progress(t.written)
+	if t.segs != nil && t.written-t.recorded >= recordEvery {
+		// The workers record only as they write: the main stream's own
+		// range may run on alone.
+		t.record(t.segs)
+		t.recorded = t.written
+	}
 	hp.hash(all)
 	return nil
 }

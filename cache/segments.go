@@ -111,8 +111,8 @@ func (t *transfer) planSplit(seg SegmentFunc, end int64) bool {
 	t.segment, t.limit, t.splitPending = seg, end, true
 	t.splitAt = time.Now().Add(s.fillSplitAfter)
 	if len(t.extents) > 0 {
-		// A partial download kept ranges: the split starts at once, and
-		// the main stream stops where the first one starts.
+		// A partial download kept ranges: the split starts at once (see
+		// startGaps), the main stream never reading into the first.
 		t.splitAt = time.Now()
 		if first := t.extents[0].First; end <= t.pos || end > first {
 			t.limit = first
