@@ -42,6 +42,9 @@ type transfer struct {
 	// covered by the digest.
 	written int64
 	flushed int64
+	// recorded is the prefix last recorded in the sidecar by the main
+	// stream while the fill is split.
+	recorded int64
 	// high is the longest prefix any attempt reached: an attempt that goes
 	// beyond it made progress.
 	high int64
@@ -61,6 +64,10 @@ type transfer struct {
 	// segment fetches exact ranges once the fill is split: the main
 	// stream continues its own range with it.
 	segment SegmentFunc
+	// extents are the ranges beyond the prefix that a partial download
+	// kept (see partialMeta.Extents): a split fetches only the gaps
+	// between them.
+	extents []extent
 	// source is the index of the source the next attempt uses (see
 	// fill.source); slow is set when the watchdog dropped a body that sent
 	// nothing while other sources were there.
@@ -88,18 +95,19 @@ func (e errBreak) Unwrap() error { return e.err }
 // closed, after some bytes), and leaves tmp open for commit.
 func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, bool, error) {
 	t := &transfer{s: s, fl: fl, tmp: tmp, fetch: fetch, h: fl.d.Algorithm().Hash()}
-	if fl.partial > 0 {
-		if err := hashPrefix(tmp, fl.partial, t.h); err != nil {
+	if fl.partial > 0 || len(fl.extents) > 0 {
+		if n, err := t.hashKept(); err != nil {
 			s.log.Warn("partial download unreadable; starting over", zap.String("digest", fl.d.String()), zap.Error(err))
 			t.h.Reset()
+			t.extents, fl.extents = nil, nil
 			if err := tmp.Truncate(0); err != nil {
 				return t.fail(fmt.Errorf("filling %s: emptying the download: %w", fl.d, s.noteWriteError("truncating a download", err)))
 			}
-		} else {
-			t.pos, t.written, t.flushed, t.high = fl.partial, fl.partial, fl.partial, fl.partial
+		} else if n > 0 {
+			t.pos, t.written, t.flushed, t.high = n, n, n, n
 			s.partialsContinued.Add(1)
 			if c := s.log.Check(zapcore.DebugLevel, "continuing a partial download"); c != nil {
-				c.Write(zap.String("digest", fl.d.String()), zap.Int64("offset", fl.partial))
+				c.Write(zap.String("digest", fl.d.String()), zap.Int64("offset", n), zap.Int("ranges", len(t.extents)))
 			}
 		}
 	}
@@ -151,7 +159,7 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, bool, 
 		fl.reserved = src.Size
 		s.reserve(src.Size)
 	}
-	s.recordPartial(fl, t.written, false)
+	s.recordPartial(fl, t.written, len(t.extents) > 0, t.extents)
 	if t.written > 0 {
 		fl.progress(t.written)
 	}
@@ -435,6 +443,12 @@ func (t *transfer) absorb(b []byte, size int64, hp *hashPipe) error {
 		t.flushed = t.written
 	}
 	fl.progress(t.written)
+	if t.segs != nil && t.written-t.recorded >= recordEvery {
+		// The workers record only as they write: the main stream's own
+		// range may run on alone.
+		t.record(t.segs)
+		t.recorded = t.written
+	}
 	hp.hash(all)
 	return nil
 }

@@ -70,6 +70,11 @@ type fill struct {
 	// and partialMeta that download's sidecar.
 	partial     int64
 	partialMeta partialMeta
+	// extents are the ranges beyond the prefix the download file holds
+	// written in full (see partialMeta.Extents): those of the partial
+	// download, then those the fill's ranges reached when they stopped.
+	// Only the fill's goroutine uses them.
+	extents []extent
 	// reserved is the budget reserved for the announced size; set before
 	// ready closes.
 	reserved int64
@@ -335,7 +340,7 @@ func (s *Store) startFill(d digest.Digest, fetch FetchFunc) (*fill, error) {
 		}
 		return nil, fmt.Errorf("filling %s: %w", d, err)
 	}
-	fl := &fill{d: d, tmpPath: tmp.Name(), partial: partial, partialMeta: meta,
+	fl := &fill{d: d, tmpPath: tmp.Name(), partial: partial, partialMeta: meta, extents: meta.Extents,
 		ready: make(chan struct{}), notify: make(chan struct{})}
 	s.fills[d] = fl
 	s.wg.Add(1)

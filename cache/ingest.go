@@ -45,8 +45,40 @@ type partialMeta struct {
 	// ranges: the data file may then hold bytes of later ranges, and only
 	// its first Offset bytes are a prefix of the content.
 	Segmented bool `json:"segmented,omitempty"`
+	// Extents are the ranges beyond Offset that the data file held, each
+	// written in full before the sidecar recorded it, in order and apart:
+	// a later fill hashes them from the file as its prefix reaches them
+	// and fetches only the gaps.
+	Extents []extent `json:"extents,omitempty"`
 	// Updated is when the sidecar was written.
 	Updated time.Time `json:"updated"`
+}
+
+// extent is a range of a download's bytes, First to End (excluded).
+type extent struct {
+	First int64 `json:"first"`
+	End   int64 `json:"end"`
+}
+
+// trimExtents returns the extents of list that lie beyond the prefix
+// (the part of one it overlaps cut off) and within the first limit bytes,
+// in order and merged where they touch; extents out of order are dropped.
+func trimExtents(list []extent, prefix, limit int64) []extent {
+	var out []extent
+	last := prefix
+	for _, e := range list {
+		e.First, e.End = max(e.First, prefix), min(e.End, limit)
+		if e.End <= e.First || e.First < last {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1].End == e.First {
+			out[n-1].End = e.End
+		} else {
+			out = append(out, e)
+		}
+		last = e.End
+	}
+	return out
 }
 
 // partialPath is the data file of d's download in ingest/.
@@ -108,16 +140,24 @@ func (s *Store) openPartial(d digest.Digest) (*os.File, int64, partialMeta, erro
 		// The data file may hold more than the sidecar's offset (a crash
 		// before the sidecar was rewritten): the bytes are verified with
 		// the rest at the end, and a mismatch starts over. A download in
-		// ranges holds a whole prefix only up to the offset.
+		// ranges holds a whole prefix only up to the offset, and beyond
+		// it only the extents recorded.
 		n := fi.Size()
 		if m.Segmented {
 			n = min(n, m.Offset)
-			if err := f.Truncate(n); err != nil {
+			m.Extents = trimExtents(m.Extents, n, fi.Size())
+			end := n
+			if k := len(m.Extents); k > 0 {
+				end = m.Extents[k-1].End
+			}
+			if err := f.Truncate(end); err != nil {
 				_ = f.Close()
 				return nil, 0, partialMeta{}, err
 			}
+		} else {
+			m.Extents = nil
 		}
-		if n > 0 {
+		if n > 0 || len(m.Extents) > 0 {
 			return f, n, m, nil
 		}
 	}
@@ -221,27 +261,33 @@ func (s *Store) activePartial(path string) bool {
 // hashPrefix hashes the first n bytes of f into h: the prefix a partial
 // download kept, before the fill continues it.
 func hashPrefix(f *os.File, n int64, h io.Writer) error {
+	return hashRange(f, 0, n, h)
+}
+
+// hashRange hashes n bytes of f from off into h.
+func hashRange(f *os.File, off, n int64, h io.Writer) error {
 	bp := fillBuffers.Get().(*[]byte)
 	defer fillBuffers.Put(bp)
-	got, err := io.CopyBuffer(h, io.NewSectionReader(f, 0, n), *bp)
+	got, err := io.CopyBuffer(h, io.NewSectionReader(f, off, n), *bp)
 	if err == nil && got != n {
 		err = io.ErrUnexpectedEOF
 	}
 	if err != nil && !errors.Is(err, fs.ErrClosed) {
-		return fmt.Errorf("hashing the %d bytes of a partial download: %w", n, err)
+		return fmt.Errorf("hashing %d bytes from byte %d of a partial download: %w", n, off, err)
 	}
 	return err
 }
 
 // recordPartial writes the sidecar of fl's download, so that a later fill
 // (after a crash, too) can continue it. segmented tells that the file may
-// hold bytes beyond offset that are not part of a whole prefix.
-func (s *Store) recordPartial(fl *fill, offset int64, segmented bool) {
+// hold bytes beyond offset that are not part of a whole prefix; extents
+// are those of them written in full.
+func (s *Store) recordPartial(fl *fill, offset int64, segmented bool, extents []extent) {
 	if s.shared != nil {
 		return
 	}
 	err := writeSidecar(fl.tmpPath, partialMeta{Digest: fl.d, Size: fl.size, MediaType: fl.mediaType,
-		Offset: offset, Segmented: segmented, Updated: s.now()})
+		Offset: offset, Segmented: segmented, Extents: extents, Updated: s.now()})
 	if err != nil {
 		if c := s.log.Check(zapcore.DebugLevel, "recording a download"); c != nil {
 			c.Write(zap.String("digest", fl.d.String()), zap.Error(err))
@@ -255,16 +301,21 @@ func (s *Store) recordPartial(fl *fill, offset int64, segmented bool) {
 // Otherwise it removes the sidecar (the data file goes with the fill). It
 // reports whether the download was kept.
 func (s *Store) keepPartial(fl *fill, tmp *os.File, written int64, keep bool) bool {
-	if keep && written > 0 && s.shared == nil {
-		// Bytes of later ranges beyond the prefix go: a later fill takes
-		// the file's length for the prefix.
-		err := tmp.Truncate(written)
+	extents := trimExtents(fl.extents, written, max(fl.size, 0))
+	if keep && (written > 0 || len(extents) > 0) && s.shared == nil {
+		// Bytes of later ranges beyond the prefix go, but for the extents
+		// written in full: a later fill fetches only the gaps.
+		end := written
+		if k := len(extents); k > 0 {
+			end = extents[k-1].End
+		}
+		err := tmp.Truncate(end)
 		if err == nil {
 			err = tmp.Sync()
 		}
 		if err == nil {
 			err = writeSidecar(fl.tmpPath, partialMeta{Digest: fl.d, Size: fl.size, MediaType: fl.mediaType,
-				Offset: written, Updated: s.now()})
+				Offset: written, Segmented: len(extents) > 0, Extents: extents, Updated: s.now()})
 			if err == nil {
 				return true
 			}

@@ -540,68 +540,139 @@ func TestFillInSegments(t *testing.T) {
 	}
 }
 
-func TestSegmentedPartialKeepsOnlyItsPrefix(t *testing.T) {
+func TestSegmentedPartialKeepsItsRanges(t *testing.T) {
 	data, d := content(6 << 20)
 	size := int64(len(data))
-	dir := t.TempDir()
-	// Ranges are cut after 500000 bytes and then refused, so the fill gives
-	// up with bytes of several ranges in its file.
-	o := &faultyOrigin{data: data, cutAfter: 500000}
-	url := startOrigin(t, o)
-	var refuse atomic.Bool
-	fetch := func(ctx context.Context, off int64) (Source, error) {
-		if refuse.Load() {
-			return Source{}, errors.New("refused")
-		}
-		src, err := httpFetch(url)(ctx, off)
-		src.Segment = func(ctx context.Context, first, last int64) (io.ReadCloser, error) {
-			if o.requests.Load() > 4 {
-				refuse.Store(true)
+	for _, tc := range []struct {
+		name string
+		// ranges: the continuing fill may fetch in ranges.
+		ranges bool
+	}{
+		{name: "continued in one stream"},
+		{name: "continued in ranges", ranges: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			// Ranges are cut after 500000 bytes and then refused, so the
+			// fill gives up with bytes of several ranges in its file.
+			o := &faultyOrigin{data: data, cutAfter: 500000}
+			url := startOrigin(t, o)
+			var refuse atomic.Bool
+			fetch := func(ctx context.Context, off int64) (Source, error) {
+				if refuse.Load() {
+					return Source{}, errors.New("refused")
+				}
+				src, err := httpFetch(url)(ctx, off)
+				src.Segment = func(ctx context.Context, first, last int64) (io.ReadCloser, error) {
+					if o.requests.Load() > 4 {
+						refuse.Store(true)
+					}
+					if refuse.Load() {
+						return nil, errors.New("refused")
+					}
+					return httpSegment(url, size)(ctx, first, last)
+				}
+				return src, err
 			}
-			if refuse.Load() {
-				return nil, errors.New("refused")
+			split := Options{FillConnections: 4, FillSplitSize: 4 << 20, FillSplitAfter: time.Nanosecond, FillRetries: 1, FillRetryBackoff: time.Millisecond}
+			opts := split
+			opts.Dir = dir
+			s, err := Open(opts)
+			if err != nil {
+				t.Fatal(err)
 			}
-			return httpSegment(url, size)(ctx, first, last)
-		}
-		return src, err
-	}
-	s, err := Open(Options{Dir: dir, FillConnections: 4, FillSplitSize: 4 << 20, FillSplitAfter: time.Nanosecond, FillRetries: 1, FillRetryBackoff: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := s.Fill(t.Context(), d, fetch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Wait(t.Context()); err == nil {
-		t.Fatal("verified without its bytes")
-	}
-	r.Close()
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "ingest", "partial-sha256-"+d.Encoded())
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kept, err := os.ReadFile(path)
-	if err != nil || !bytes.Equal(kept, data[:fi.Size()]) {
-		t.Fatalf("the kept partial download (%d bytes) is not a prefix of the content: %v", fi.Size(), err)
-	}
-	second := &faultyOrigin{data: data}
-	s = openTest(t, dir)
-	r, err = s.Fill(t.Context(), d, httpFetch(startOrigin(t, second)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(r)
-	r.Close()
-	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("continued: %d bytes, %v", len(got), err)
-	}
-	if rs := second.rangesSeen(); !slices.Equal(rs, []string{fmt.Sprintf("bytes=%d-", fi.Size())}) {
-		t.Errorf("continued with %q, want only the missing bytes", rs)
+			r, err := s.Fill(t.Context(), d, fetch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Wait(t.Context()); err == nil {
+				t.Fatal("verified without its bytes")
+			}
+			r.Close()
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// The file holds the prefix its sidecar records, and the
+			// content's bytes in every extent it records beyond it.
+			path := filepath.Join(dir, "ingest", "partial-sha256-"+d.Encoded())
+			kept, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := readSidecar(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Offset <= 0 || m.Offset > int64(len(kept)) || !bytes.Equal(kept[:m.Offset], data[:m.Offset]) {
+				t.Fatalf("the kept partial download (%d bytes) does not start with the %d bytes of prefix recorded", len(kept), m.Offset)
+			}
+			if !m.Segmented || len(m.Extents) == 0 {
+				t.Fatalf("the sidecar records no range beyond the prefix: %+v", m)
+			}
+			last := m.Offset
+			for _, e := range m.Extents {
+				if e.First <= last || e.End <= e.First || e.End > int64(len(kept)) || !bytes.Equal(kept[e.First:e.End], data[e.First:e.End]) {
+					t.Fatalf("extent %+v (after byte %d) does not hold the content's bytes in a file of %d", e, last, len(kept))
+				}
+				last = e.End
+			}
+			second := &faultyOrigin{data: data}
+			url2 := startOrigin(t, second)
+			next := httpFetch(url2)
+			// Without ranges the fill continues from the prefix, in one
+			// stream; with them it fetches only the gaps between the
+			// extents: the first from where the stream from the prefix
+			// stopped (after its first read) to the first extent.
+			want := []string{fmt.Sprintf("bytes=%d-", m.Offset)}
+			opts = Options{Dir: dir}
+			if tc.ranges {
+				opts = split
+				opts.Dir = dir
+				next = func(ctx context.Context, off int64) (Source, error) {
+					src, err := httpFetch(url2)(ctx, off)
+					src.Segment = httpSegment(url2, size)
+					return src, err
+				}
+				cur := m.Extents[0].End
+				for _, e := range m.Extents[1:] {
+					want = append(want, fmt.Sprintf("bytes=%d-%d", cur, e.First-1))
+					cur = e.End
+				}
+				if cur < size {
+					want = append(want, fmt.Sprintf("bytes=%d-%d", cur, size-1))
+				}
+			}
+			s = openTestWith(t, opts)
+			r, err = s.Fill(t.Context(), d, next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(r)
+			r.Close()
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("continued: %d bytes, %v", len(got), err)
+			}
+			rs := second.rangesSeen()
+			if tc.ranges {
+				// The first gap's range starts where the stream stopped.
+				first := -1
+				for i, r := range rs {
+					var a, b int64
+					if n, _ := fmt.Sscanf(r, "bytes=%d-%d", &a, &b); n == 2 && b == m.Extents[0].First-1 && a >= m.Offset && a < m.Extents[0].First {
+						first = i
+					}
+				}
+				if first < 0 {
+					t.Fatalf("continued with %q: no range from the prefix's stream to byte %d", rs, m.Extents[0].First-1)
+				}
+				rs = slices.Delete(rs, first, first+1)
+			}
+			slices.Sort(rs)
+			slices.Sort(want)
+			if !slices.Equal(rs, want) {
+				t.Errorf("continued with %q, want only the missing bytes %q", rs, want)
+			}
+		})
 	}
 }
 
@@ -700,5 +771,66 @@ func TestJoinerDoesNotWaitOnAnotherUpstream(t *testing.T) {
 	close(answer)
 	if err := <-first; err != nil {
 		t.Errorf("the caller that started the fill: %v", err)
+	}
+}
+
+func TestPartialKeepsOnlyRecordedExtents(t *testing.T) {
+	data, d := content(1 << 20)
+	size := int64(len(data))
+	for _, tc := range []struct {
+		name      string
+		file      int64 // bytes of the content in the data file
+		meta      partialMeta
+		wantN     int64
+		wantExt   []extent
+		wantBytes int64 // the data file's length after opening
+	}{
+		{name: "one stream trusts the file", file: 300000,
+			meta:  partialMeta{Offset: 100000, Extents: []extent{{First: 200000, End: 250000}}},
+			wantN: 300000, wantBytes: 300000},
+		{name: "ranges keep their extents", file: 700000,
+			meta:  partialMeta{Offset: 100000, Segmented: true, Extents: []extent{{First: 200000, End: 250000}, {First: 400000, End: 500000}}},
+			wantN: 100000, wantExt: []extent{{First: 200000, End: 250000}, {First: 400000, End: 500000}}, wantBytes: 500000},
+		{name: "extents touching merge", file: 700000,
+			meta:  partialMeta{Offset: 100000, Segmented: true, Extents: []extent{{First: 200000, End: 250000}, {First: 250000, End: 300000}}},
+			wantN: 100000, wantExt: []extent{{First: 200000, End: 300000}}, wantBytes: 300000},
+		{name: "extents past the file are cut", file: 450000,
+			meta:  partialMeta{Offset: 100000, Segmented: true, Extents: []extent{{First: 200000, End: 250000}, {First: 400000, End: 500000}}},
+			wantN: 100000, wantExt: []extent{{First: 200000, End: 250000}, {First: 400000, End: 450000}}, wantBytes: 450000},
+		{name: "extents out of order or overlapping the prefix", file: 700000,
+			meta:  partialMeta{Offset: 100000, Segmented: true, Extents: []extent{{First: 50000, End: 150000}, {First: 400000, End: 500000}, {First: 200000, End: 250000}}},
+			wantN: 100000, wantExt: []extent{{First: 100000, End: 150000}, {First: 400000, End: 500000}}, wantBytes: 500000},
+		{name: "no prefix but extents", file: 700000,
+			meta:  partialMeta{Offset: 0, Segmented: true, Extents: []extent{{First: 400000, End: 500000}}},
+			wantN: 0, wantExt: []extent{{First: 400000, End: 500000}}, wantBytes: 500000},
+		{name: "nothing recorded", file: 700000,
+			meta:  partialMeta{Offset: 0, Segmented: true},
+			wantN: 0, wantBytes: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTest(t, t.TempDir())
+			path := s.partialPath(d)
+			if err := os.WriteFile(path, data[:tc.file], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			m := tc.meta
+			m.Digest, m.Size = d, size
+			if err := writeSidecar(path, m); err != nil {
+				t.Fatal(err)
+			}
+			f, n, got, err := s.openPartial(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			fi, err := f.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n != tc.wantN || !slices.Equal(got.Extents, tc.wantExt) || fi.Size() != tc.wantBytes {
+				t.Errorf("opened with a prefix of %d, extents %v, %d bytes; want %d, %v, %d bytes",
+					n, got.Extents, fi.Size(), tc.wantN, tc.wantExt, tc.wantBytes)
+			}
+		})
 	}
 }

@@ -19,11 +19,12 @@ import (
 // upstream answered anything else (the fill then goes on in one stream).
 type SegmentFunc func(ctx context.Context, first, last int64) (io.ReadCloser, error)
 
-// sidecarEvery is how often (in bytes of prefix) a fill fetched in
-// segments rewrites its sidecar, so that after a crash the next fill
-// continues from a prefix that is known to be whole: the file holds
-// bytes of later segments beyond it.
-const sidecarEvery = 32 << 20
+// recordEvery is how often (in bytes written by one range) a fill
+// fetched in ranges rewrites its sidecar with the prefix and the extent
+// of every range, so that after a crash the next fill continues each
+// range where the sidecar last saw it: the bytes written after that are
+// fetched again.
+const recordEvery = 1 << 20
 
 // segment is one range of the content that a worker fetches beside the
 // fill's main stream.
@@ -43,6 +44,50 @@ type segments struct {
 	wake   chan struct{} // a worker wrote bytes
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// mu serializes the rewrites of the sidecar.
+	mu sync.Mutex
+}
+
+// extents are the ranges' bytes written so far beyond prefix, in the
+// first size bytes.
+func (sg *segments) extents(prefix, size int64) []extent {
+	list := make([]extent, 0, len(sg.list))
+	for _, g := range sg.list {
+		list = append(list, extent{First: g.first, End: g.first + g.done.Load()})
+	}
+	return trimExtents(list, prefix, size)
+}
+
+// record rewrites the sidecar with the prefix published to readers and
+// the ranges' bytes written beyond it. Safe to call from the workers.
+func (t *transfer) record(sg *segments) {
+	fl := t.fl
+	sg.mu.Lock()
+	defer sg.mu.Unlock()
+	fl.mu.Lock()
+	prefix := fl.written
+	fl.mu.Unlock()
+	t.s.recordPartial(fl, prefix, true, sg.extents(prefix, fl.size))
+}
+
+// hashKept hashes what a partial download kept: its prefix, and the
+// extents that continue it. It returns the prefix reached and leaves the
+// further extents in t.extents, for the split to fetch only the gaps.
+func (t *transfer) hashKept() (int64, error) {
+	fl := t.fl
+	pos := fl.partial
+	if err := hashPrefix(t.tmp, pos, t.h); err != nil {
+		return 0, err
+	}
+	ext := trimExtents(fl.extents, pos, max(fl.partialMeta.Size, 0))
+	for len(ext) > 0 && ext[0].First == pos {
+		if err := hashRange(t.tmp, pos, ext[0].End-pos, t.h); err != nil {
+			return 0, err
+		}
+		pos, ext = ext[0].End, ext[1:]
+	}
+	t.extents, fl.extents = ext, ext
+	return pos, nil
 }
 
 // planSplit prepares the split of a fill of at least the split size,
@@ -58,11 +103,21 @@ func (t *transfer) planSplit(seg SegmentFunc, end int64) bool {
 	}
 	t.splitTried = true
 	n := int64(s.fillConnections)
-	if seg == nil || n < 2 || fl.size < s.fillSplitSize || t.noRanges || fl.size-t.pos < n*minSegment {
+	t.extents = trimExtents(t.extents, t.pos, max(fl.size, 0))
+	if seg == nil || n < 2 || fl.size < s.fillSplitSize || t.noRanges ||
+		len(t.extents) == 0 && fl.size-t.pos < n*minSegment {
 		return false
 	}
 	t.segment, t.limit, t.splitPending = seg, end, true
 	t.splitAt = time.Now().Add(s.fillSplitAfter)
+	if len(t.extents) > 0 {
+		// A partial download kept ranges: the split starts at once (see
+		// startGaps), the main stream never reading into the first.
+		t.splitAt = time.Now()
+		if first := t.extents[0].First; end <= t.pos || end > first {
+			t.limit = first
+		}
+	}
 	return true
 }
 
@@ -74,6 +129,10 @@ func (t *transfer) planSplit(seg SegmentFunc, end int64) bool {
 func (t *transfer) startSplit() {
 	s, fl := t.s, t.fl
 	t.splitPending = false
+	if len(t.extents) > 0 {
+		t.startGaps()
+		return
+	}
 	n := int64(s.fillConnections)
 	bounds := make([]int64, n+1)
 	bounds[0] = t.pos
@@ -91,19 +150,60 @@ func (t *transfer) startSplit() {
 		t.segment, t.limit = nil, 0
 		return
 	}
-	ctx, cancel := context.WithCancel(s.ctx)
-	sg := &segments{wake: make(chan struct{}, 1), cancel: cancel}
+	sg := &segments{wake: make(chan struct{}, 1)}
 	for i := int64(1); i < n; i++ {
-		g := &segment{first: bounds[i], end: bounds[i+1], failed: make(chan struct{})}
-		sg.list = append(sg.list, g)
-		sg.wg.Add(1)
-		go t.fetchSegment(ctx, sg, g, t.segment)
+		sg.list = append(sg.list, &segment{first: bounds[i], end: bounds[i+1], failed: make(chan struct{})})
 	}
-	t.segs, t.limit = sg, bounds[1]
+	t.launch(sg, bounds[1])
+}
+
+// startGaps starts the workers of a split that continues a partial
+// download which kept ranges beyond its prefix: a worker fetches each gap
+// between them, from the prefix on, and the kept ranges are hashed from
+// the file as the prefix reaches them. The main stream stops where it
+// is: its body, asked from the prefix to the content's end, would bring
+// bytes of the kept ranges with it when closed later.
+func (t *transfer) startGaps() {
+	fl := t.fl
+	sg := &segments{wake: make(chan struct{}, 1)}
+	limit := t.pos
+	cur := limit
+	add := func(first, end int64) *segment {
+		g := &segment{first: first, end: end, failed: make(chan struct{})}
+		sg.list = append(sg.list, g)
+		return g
+	}
+	for _, e := range t.extents {
+		if e.First > cur {
+			add(cur, e.First)
+		}
+		add(e.First, e.End).done.Store(e.End - e.First)
+		cur = e.End
+	}
+	if cur < fl.size {
+		add(cur, fl.size)
+	}
+	t.extents = nil
+	t.launch(sg, limit)
+}
+
+// launch records the split and starts a worker for every range of sg not
+// written yet; the main stream stops at limit.
+func (t *transfer) launch(sg *segments, limit int64) {
+	s, fl := t.s, t.fl
+	ctx, cancel := context.WithCancel(s.ctx)
+	sg.cancel = cancel
+	t.record(sg)
+	for _, g := range sg.list {
+		if g.first+g.done.Load() < g.end {
+			sg.wg.Add(1)
+			go t.fetchSegment(ctx, sg, g, t.segment)
+		}
+	}
+	t.segs, t.limit = sg, limit
 	s.fillSplits.Add(1)
-	s.recordPartial(fl, t.pos, true)
 	if c := s.log.Check(zapcore.DebugLevel, "fill split into ranges"); c != nil {
-		c.Write(zap.String("digest", fl.d.String()), zap.Int64("bytes", fl.size), zap.Int64("ranges", n))
+		c.Write(zap.String("digest", fl.d.String()), zap.Int64("bytes", fl.size), zap.Int("ranges", len(sg.list)+1))
 	}
 }
 
@@ -141,6 +241,9 @@ func (t *transfer) stopSegments() {
 	}
 	t.segs.cancel()
 	t.segs.wg.Wait()
+	// What the ranges wrote stays known, for a later fill to keep.
+	t.fl.extents = t.segs.extents(t.written, max(t.fl.size, 0))
+	t.record(t.segs)
 	t.segs, t.limit, t.segment = nil, 0, nil
 }
 
@@ -196,7 +299,7 @@ func (t *transfer) copySegment(ctx context.Context, sg *segments, g *segment, se
 	defer body.Close()
 	stop := context.AfterFunc(ctx, func() { _ = body.Close() })
 	defer stop()
-	flushed := off
+	flushed, recorded := off, off
 	for off < g.end {
 		n, rerr := body.Read(buf[:min(int64(len(buf)), g.end-off)])
 		if n > 0 {
@@ -208,6 +311,10 @@ func (t *transfer) copySegment(ctx context.Context, sg *segments, g *segment, se
 			if off-flushed >= writebackChunk {
 				startWriteback(t.tmp, flushed, off-flushed)
 				flushed = off
+			}
+			if off-recorded >= recordEvery {
+				t.record(sg)
+				recorded = off
 			}
 			select {
 			case sg.wake <- struct{}{}:
@@ -234,7 +341,7 @@ func (t *transfer) catchUp() error {
 	bp := fillBuffers.Get().(*[]byte)
 	defer fillBuffers.Put(bp)
 	buf := *bp
-	lastSidecar := t.pos
+	lastRecord := t.pos
 	for _, g := range sg.list {
 		for t.pos < g.end {
 			avail := g.first + g.done.Load()
@@ -264,9 +371,9 @@ func (t *transfer) catchUp() error {
 			t.written, t.flushed = t.pos, t.pos
 			t.high = max(t.high, t.pos)
 			fl.progress(t.written)
-			if t.pos-lastSidecar >= sidecarEvery {
-				s.recordPartial(fl, t.pos, true)
-				lastSidecar = t.pos
+			if t.pos-lastRecord >= recordEvery {
+				t.record(sg)
+				lastRecord = t.pos
 			}
 		}
 	}
