@@ -32,10 +32,13 @@ func (t *transfer) nextSource() {
 	t.switched()
 }
 
-// switched counts a change of source and stops the workers of a split.
+// switched counts a change of source and stops the workers of a split,
+// or drops a split not started yet: the next source sends the rest of
+// the content in one stream.
 func (t *transfer) switched() {
 	t.s.sourceSwitches.Add(1)
 	t.stopSegments()
+	t.segment, t.limit = nil, 0
 	if c := t.s.log.Check(zapcore.DebugLevel, "fill switching source"); c != nil {
 		c.Write(zap.String("digest", t.fl.d.String()), zap.Int64("offset", t.pos), zap.Int("source", t.source))
 	}
