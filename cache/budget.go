@@ -72,7 +72,8 @@ type Stats struct {
 	// since Open.
 	FillSplits int64
 	// SourceSwitches counts the times a fill turned to another source of
-	// its content after the one it used failed or stalled, since Open.
+	// its content (another added source, or the next endpoint of its own)
+	// after the one it used failed, stalled or was slow, since Open.
 	SourceSwitches int64
 	// Prefetches counts the fills started by Prefetch, since Open.
 	Prefetches int64

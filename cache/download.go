@@ -69,10 +69,21 @@ type transfer struct {
 	// between them.
 	extents []extent
 	// source is the index of the source the next attempt uses (see
-	// fill.source); slow is set when the watchdog dropped a body that sent
-	// nothing while other sources were there.
-	source int
-	slow   atomic.Bool
+	// fill.source), tried the highest index used so far; slow is set when
+	// the watchdog dropped a body that sent nothing or too slowly while
+	// other sources were there, demoted when it sent the fetch of the
+	// same source elsewhere (Source.Demote) to go on.
+	source  int
+	tried   int
+	slow    atomic.Bool
+	demoted atomic.Bool
+	// moved counts the bytes the bodies of the main stream brought; best
+	// is the best rate, in bytes per second, any of them showed over the
+	// rate window, and slowSwitches how often the fill left a slow
+	// source.
+	moved        atomic.Int64
+	best         atomic.Int64
+	slowSwitches atomic.Int32
 	// lastByte is when the current body last gave bytes, in Unix
 	// nanoseconds.
 	lastByte atomic.Int64
@@ -199,7 +210,16 @@ func (t *transfer) run(src Source) (int64, bool, error) {
 			if progressed {
 				failures = 0
 			}
-			if (!progressed || t.slow.Swap(false)) && fl.hasOtherSources() {
+			slow := t.slow.Swap(false)
+			switch {
+			case t.demoted.Swap(false):
+				// The same fetch goes to another endpoint.
+				t.slowSwitches.Add(1)
+				t.switched()
+			case (!progressed || slow) && fl.hasOtherSources():
+				if slow {
+					t.slowSwitches.Add(1)
+				}
 				t.nextSource()
 			}
 		} else if fl.hasOtherSources() {
@@ -248,6 +268,7 @@ func (t *transfer) reopen() (Source, error) {
 	} else {
 		var fetch FetchFunc
 		fetch, t.source = fl.source(t.fetch, t.source)
+		t.tried = max(t.tried, t.source)
 		src, err = fetch(s.ctx, off)
 	}
 	if err == nil && src.Body == nil {
@@ -338,9 +359,15 @@ func (t *transfer) copy(src Source) error {
 		}
 	}()
 	t.lastByte.Store(time.Now().UnixNano())
-	done := make(chan struct{})
-	defer close(done)
-	go t.watch(src.Body, done)
+	done, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		t.watch(src, done, t.tried)
+	}()
+	defer func() {
+		close(done)
+		<-watched
+	}()
 	size := fl.size
 	hp := newHashPipe(t.h, s.inlineHash)
 	defer hp.close()
@@ -360,6 +387,7 @@ func (t *transfer) copy(src Source) error {
 		n, rerr := src.Body.Read(want)
 		if n > 0 {
 			t.lastByte.Store(time.Now().UnixNano())
+			t.moved.Add(int64(n))
 			if err := t.absorb(want[:n], size, hp); err != nil {
 				return err
 			}

@@ -39,6 +39,11 @@ type Source struct {
 	Segment SegmentFunc
 	// MediaType is recorded with the object.
 	MediaType string
+	// Demote, when set, is called when the fill finds Body too slow: it
+	// makes the next call of the same FetchFunc go elsewhere (another
+	// endpoint of the upstream) and reports whether it can; false leaves
+	// everything as it was.
+	Demote func(why string) bool
 	// Done, when set, is called once with the fill's verdict: the verified
 	// content (open for reading, closed after Done returns) and its
 	// metadata, or the error that failed the fill. It runs on the fill's
@@ -161,6 +166,13 @@ func (f *fill) hasOtherSources() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.sources) > 0
+}
+
+// sourceCount is how many sources the fill has: its own and those added.
+func (f *fill) sourceCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return 1 + len(f.sources)
 }
 
 // addReaders counts readers attached to the fill.

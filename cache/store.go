@@ -77,6 +77,10 @@ const (
 	// source by default before it turns to another one, when it has
 	// another: 10 seconds.
 	DefaultSlowSourceAfter = 10 * time.Second
+	// DefaultSlowSourceRate is the rate under which a fill turns to
+	// another source it has, by default: 2 MiB/s (see
+	// Options.SlowSourceRate).
+	DefaultSlowSourceRate = 2 << 20
 	// DefaultIngestMaxBytes is how many bytes of partial downloads the
 	// ingest area keeps by default: 4 GiB.
 	DefaultIngestMaxBytes = 4 << 30
@@ -165,6 +169,20 @@ type Options struct {
 	// caller that joins a fill waits for that fill's upstream to answer
 	// before Fill returns ErrSlowFill. Default: 10s.
 	SlowSourceAfter time.Duration
+	// SlowSourceRate is the rate, in bytes per second over the last
+	// second, under which a fill's body counts as slow when the fill has
+	// another source to try (an endpoint of the same upstream that is not
+	// in its failure cooldown, or a source a joining client added) that it
+	// has not tried yet: the fill then continues from that source at the
+	// byte it reached. A body is also slow, whatever this rate, under a
+	// quarter of the best rate any source of the fill showed. A body is
+	// first judged after a full second, a fill turns away from slow sources
+	// at most a few times (it keeps the faster), and such a switch never
+	// counts against FillRetries. The default, 2 MiB/s, is about a 16
+	// Mbit/s line: far below what a registry or CDN serves one connection
+	// on a working path, while a link slower than that throughout finds
+	// every endpoint slow and costs one extra request. Default: 2 MiB/s.
+	SlowSourceRate int64
 	// IngestMaxBytes bounds the partial downloads kept for a later fill
 	// of their digest to continue (a fill that gave up, or was stopped by
 	// Close): beyond it the oldest are removed. Default: 4 GiB.
@@ -221,6 +239,7 @@ type Store struct {
 	fillConnections  int
 	fillSplitSize    int64
 	slowSource       time.Duration
+	slowRate         int64
 	// inlineHash hashes a fill on its copying goroutine, as before the
 	// hash pipe; set by benchmarks only, to compare.
 	inlineHash     bool
@@ -320,6 +339,9 @@ func Open(opts Options) (*Store, error) {
 	if opts.SlowSourceAfter <= 0 {
 		opts.SlowSourceAfter = DefaultSlowSourceAfter
 	}
+	if opts.SlowSourceRate <= 0 {
+		opts.SlowSourceRate = DefaultSlowSourceRate
+	}
 	if opts.IngestMaxBytes <= 0 {
 		opts.IngestMaxBytes = DefaultIngestMaxBytes
 	}
@@ -347,6 +369,7 @@ func Open(opts Options) (*Store, error) {
 		fillConnections:  opts.FillConnections,
 		fillSplitSize:    opts.FillSplitSize,
 		slowSource:       opts.SlowSourceAfter,
+		slowRate:         opts.SlowSourceRate,
 		fillSplitAfter:   opts.FillSplitAfter,
 		ingestMaxAge:     opts.IngestMaxAge,
 		inUse:            make(map[digest.Digest]int),

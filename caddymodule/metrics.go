@@ -130,7 +130,7 @@ func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, ups
 		partialsContinued: desc("partials_continued_total",
 			"Downloads that continued a partial download an earlier download (or run of Caddy) left in ingest/."),
 		sourceSwitches: desc("fill_source_switches_total",
-			"Downloads that turned to another source of the blob (another client's upstream or credentials) after theirs failed or stalled."),
+			"Downloads that turned to another source of the blob (another client's upstream or credentials, or the next endpoint) after theirs failed, stalled or was slow."),
 		prefetches: desc("prefetches_total",
 			"Blob downloads started ahead of the clients, for the config and layers of an image manifest fetched for a client."),
 		evictions: desc("evictions_total", "Objects evicted to keep the cache within max_size."),

@@ -349,6 +349,9 @@ func (m *Mirror) getBlob(ctx context.Context, t target, d digest.Digest, off, en
 		return cache.Source{}, fmt.Errorf("%w: blob %s@%s: %w", errBadUpstream, t.repo, d, err)
 	}
 	src.Body = upstreamBody{src.Body}
+	// A body that comes too slowly sends the fill's next request to the
+	// upstream's next endpoint.
+	src.Demote = func(why string) bool { return t.upstream.Demote(resp, why) }
 	return src, nil
 }
 

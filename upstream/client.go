@@ -393,12 +393,14 @@ func (c *Client) doEndpoint(ctx context.Context, ep *endpoint, req Request) (*ht
 			// A body that stalls puts its endpoint in cooldown, so that the
 			// request that continues it (a fill resumes from its last byte)
 			// goes to the next endpoint.
-			resp.Body = newStallBody(resp.Body, c.cfg.Name, c.stallTimeout, cancel, func() {
+			body := newStallBody(resp.Body, c.cfg.Name, c.stallTimeout, cancel, func() {
 				err := fmt.Errorf("%w: no byte for %s", ErrStalled, c.stallTimeout)
 				ep.failed(c.now(), c.cooldown, err)
 				c.log.Warn("upstream endpoint failed", zap.String("upstream", c.cfg.Name),
 					zap.String("endpoint", ep.base.String()), zap.Error(err))
 			})
+			body.ep = ep
+			resp.Body = body
 			return resp, nil
 		default:
 			e := errorFromResponse(c.cfg.Name, resp)
@@ -406,6 +408,32 @@ func (c *Client) doEndpoint(ctx context.Context, ep *endpoint, req Request) (*ht
 			return nil, e
 		}
 	}
+}
+
+// Demote puts the endpoint that answered resp (a response of Do) in its
+// failure cooldown because its body comes too slowly (why says how), so
+// that the next request, such as the one continuing a download from its
+// last byte, goes to the next endpoint — but only when another endpoint
+// is out of its cooldown: it reports whether it demoted the endpoint. A
+// slow endpoint is better than none.
+func (c *Client) Demote(resp *http.Response, why string) bool {
+	body, ok := resp.Body.(*stallBody)
+	if !ok || body.ep == nil {
+		return false
+	}
+	now := c.now()
+	other := false
+	for _, ep := range c.endpoints {
+		other = other || ep != body.ep && ep.healthy(now)
+	}
+	if !other {
+		return false
+	}
+	err := fmt.Errorf("%w: %s", ErrSlow, why)
+	body.ep.failed(now, c.cooldown, err)
+	// Once per episode, which the endpoint's next success ends.
+	body.ep.down.Event(zap.String("upstream", c.cfg.Name), zap.String("endpoint", body.ep.base.String()), zap.Error(err))
+	return true
 }
 
 // Challenge schemes the client answers.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -327,5 +328,55 @@ func TestStalledBodyMovesToTheNextEndpoint(t *testing.T) {
 	g, _ := url.Parse(good)
 	if ct.count(u.Host) != 1 || ct.count(g.Host) != 1 {
 		t.Errorf("requests: stalling endpoint %d, good one %d; want 1 and 1", ct.count(u.Host), ct.count(g.Host))
+	}
+}
+
+func TestDemoteSlowEndpoint(t *testing.T) {
+	tests := []struct {
+		name      string
+		endpoints int
+		// secondDown puts the second endpoint in its cooldown first.
+		secondDown  bool
+		wantDemoted bool
+		wantNext    int // the endpoint the next request goes to
+	}{
+		{"another endpoint: the next request goes there", 2, false, true, 1},
+		{"the only endpoint stays", 1, false, false, 0},
+		{"the other one in cooldown: the slow one stays", 2, true, false, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ct := newCountingTransport()
+			var hosts, urls []string
+			for range tc.endpoints {
+				urls = append(urls, fakeEndpoint(t, "ok"))
+				u, _ := url.Parse(urls[len(urls)-1])
+				hosts = append(hosts, u.Host)
+			}
+			clk := newClock()
+			c := mustNew(t, Config{Name: "x", Endpoints: urls}, Options{Transport: ct, Now: clk.Now, FailureCooldown: time.Minute})
+			if tc.secondDown {
+				c.endpoints[1].failed(clk.Now(), time.Minute, errors.New("down"))
+			}
+			resp, err := c.Do(t.Context(), Request{Method: http.MethodGet, Repository: "r", Path: "blobs/a"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Demote(resp, "1 byte/s"); got != tc.wantDemoted {
+				t.Errorf("Demote: %v, want %v", got, tc.wantDemoted)
+			}
+			_ = resp.Body.Close()
+			h := c.Health()[0]
+			if h.Healthy == tc.wantDemoted || tc.wantDemoted && !strings.Contains(h.LastError, ErrSlow.Error()) {
+				t.Errorf("the first endpoint after Demote: %+v", h)
+			}
+			before := ct.count(hosts[tc.wantNext])
+			if body, err := get(t, c, t.Context(), "blobs/a"); err != nil || body != "ok" {
+				t.Fatalf("after Demote: %q, %v", body, err)
+			}
+			if got := ct.count(hosts[tc.wantNext]) - before; got != 1 {
+				t.Errorf("endpoint %d got %d of the next request, want it", tc.wantNext, got)
+			}
+		})
 	}
 }

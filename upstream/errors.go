@@ -21,6 +21,9 @@ var (
 	// every body Do returns wrap it, except a stall (ErrStalled) and the
 	// caller's own cancellation, which keep their own errors.
 	ErrInterrupted = errors.New("upstream body interrupted")
+	// ErrSlow means a caller found an endpoint's body too slow and turned
+	// to another endpoint (Client.Demote).
+	ErrSlow = errors.New("upstream endpoint too slow")
 )
 
 // maxErrorBody caps the error body read from an upstream.

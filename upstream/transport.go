@@ -134,7 +134,9 @@ func redactURL(u *url.URL) string {
 // read is never mistaken for a stalled upstream. onStall, when set, runs
 // once when the body stalls.
 type stallBody struct {
-	rc       io.ReadCloser
+	rc io.ReadCloser
+	// ep is the endpoint that answered, for Client.Demote.
+	ep       *endpoint
 	upstream string
 	timeout  time.Duration
 	timer    *time.Timer
