@@ -6,7 +6,8 @@ package cache
 // source, from the byte it reached, when the current one fails, sends
 // nothing for a while, or sends slowly: under Options.SlowSourceRate while
 // a source it has not tried is there, or under a quarter of the best rate
-// any source showed.
+// any source showed. With a shared tier only failures and silence count,
+// as the tier paces what it streams from another node.
 
 import (
 	"fmt"
@@ -75,6 +76,12 @@ func (t *transfer) watch(src Source, done <-chan struct{}, tried int) {
 			samples = append(samples, rateSample{at: now, moved: t.moved.Load()})
 			for len(samples) > 2 && now.Sub(samples[1].at) >= rateWindow {
 				samples = samples[1:]
+			}
+			if t.s.shared != nil {
+				// The shared tier streams another node's download as it
+				// lands, in pauses: its rate says nothing of the link, and
+				// leaving it would take the fill past the bucket.
+				continue
 			}
 			rate, ok := t.rate(samples)
 			if !ok || t.slowSwitches.Load() >= maxSlowSwitches {

@@ -181,7 +181,9 @@ type Options struct {
 	// counts against FillRetries. The default, 2 MiB/s, is about a 16
 	// Mbit/s line: far below what a registry or CDN serves one connection
 	// on a working path, while a link slower than that throughout finds
-	// every endpoint slow and costs one extra request. Default: 2 MiB/s.
+	// every endpoint slow and costs one extra request. Not applied with a
+	// shared tier, which paces what it streams from another node.
+	// Default: 2 MiB/s.
 	SlowSourceRate int64
 	// IngestMaxBytes bounds the partial downloads kept for a later fill
 	// of their digest to continue (a fill that gave up, or was stopped by
