@@ -261,7 +261,7 @@ func TestVerifyFindsCorruption(t *testing.T) {
 	if adminJSON(t, http.MethodGet, admin+"/registry_cache/stats", "", &stats); len(stats.Caches) != 1 || stats.Caches[0].Integrity.CorruptObjects != 2 {
 		t.Errorf("stats integrity %+v, want 2 corrupt objects", stats)
 	}
-	page := adminText(t, admin+"/registry_cache/")
+	page := getBody(t, admin+"/registry_cache/")
 	if !strings.Contains(page, "2 corrupt objects") {
 		t.Errorf("the status page does not show the corrupt objects")
 	}
@@ -295,19 +295,4 @@ func TestVerifyFindsCorruption(t *testing.T) {
 	if !storedIntact(storage, digests[2]) {
 		t.Errorf("the layer repaired offline is not stored intact after the pull")
 	}
-}
-
-// adminText GETs an admin page and returns its body.
-func adminText(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
-	}
-	return string(b)
 }
