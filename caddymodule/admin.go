@@ -354,14 +354,25 @@ type CachePurge struct {
 	mirror.PurgeResult
 }
 
-// servePurge answers POST /registry_cache/purge.
-func (a *AdminAPI) servePurge(w http.ResponseWriter, r *http.Request) error {
+// decodePost checks that r is a POST and decodes its JSON body (at most
+// 64 KiB) into v, answering 405 or 400 as an admin API error; with
+// emptyOK, an empty body leaves v as it is.
+func decodePost(r *http.Request, v any, emptyOK bool) error {
 	if r.Method != http.MethodPost {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
 	}
-	var req PurgeRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+	err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(v)
+	if err != nil && !(emptyOK && errors.Is(err, io.EOF)) {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("reading the request: %w", err)}
+	}
+	return nil
+}
+
+// servePurge answers POST /registry_cache/purge.
+func (a *AdminAPI) servePurge(w http.ResponseWriter, r *http.Request) error {
+	var req PurgeRequest
+	if err := decodePost(r, &req, false); err != nil {
+		return err
 	}
 	if (req.Image == "") == (req.Repository == "") {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`give one of "image" and "repository"`)}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -178,12 +177,9 @@ type CacheVerify struct {
 // of the caches against its digest and answers when done (at the disk's
 // speed, or the rate asked).
 func (a *AdminAPI) serveVerify(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodPost {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
-	}
 	var req VerifyRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("reading the request: %w", err)}
+	if err := decodePost(r, &req, true); err != nil {
+		return err
 	}
 	if req.Rate < 0 {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("rate must not be negative")}

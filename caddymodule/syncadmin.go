@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
@@ -28,12 +27,9 @@ type SyncRequest struct {
 // rule's status) at the end of each rule. The status is 200 once the
 // request is accepted; the outcome is in the "finished" lines.
 func (a *AdminAPI) serveSync(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodPost {
-		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
-	}
 	var req SyncRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("reading the request: %w", err)}
+	if err := decodePost(r, &req, true); err != nil {
+		return err
 	}
 	target, err := oneHandler(req.Storage)
 	if err != nil {
