@@ -131,7 +131,6 @@ func (s *Store) removeIf(d digest.Digest, match func(os.FileInfo) bool) (int64, 
 	if err := os.Remove(path); err != nil {
 		return 0, notFound(d, err)
 	}
-	s.removed(fi.Size())
 	s.forgetVerified(d)
 	s.index.Del(string(d))
 	s.access.forget(d)
@@ -141,6 +140,9 @@ func (s *Store) removeIf(d digest.Digest, match func(os.FileInfo) bool) (int64, 
 		}
 		return deleteLinks(tx, d)
 	})
+	// The figures change only after the record is gone, so whoever sees
+	// the cache within its budget also sees the evicted object unlisted.
+	s.removed(fi.Size())
 	if err != nil {
 		return fi.Size(), fmt.Errorf("deleting metadata of %s: %w", d, err)
 	}
