@@ -1,0 +1,113 @@
+package integration
+
+import (
+	"bytes"
+	"go/ast"
+	"go/parser"
+	"go/printer"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// identityWords names what an identity or credentials look like in the
+// key or value of a context: a context that carries one is a wrong edge.
+var identityWords = regexp.MustCompile(`(?i)cred|identit|principal|login|password|\bwho\b`)
+
+// removedIdentityHelpers are the helpers that once carried the identity in
+// a context; none may come back.
+var removedIdentityHelpers = map[string]bool{
+	"WithCredentials": true, "CopyCredentials": true, "HasOwnCredentials": true,
+	"credentialsKey": true, "withClient": true,
+}
+
+// TestIdentityIsNotInAContext keeps the identity explicit: who a request
+// is made for (access.Principal) and the credentials it goes upstream with
+// (upstream.Credentials) travel with the request's target, never in a
+// context. Outside the access package, no production file puts an
+// identity or credentials into a context or reads one from it, and the
+// helpers that once did are gone.
+func TestIdentityIsNotInAContext(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if d.IsDir() {
+			if rel == "access" || strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		files++
+		for _, p := range identityInContext(t, path) {
+			t.Errorf("%s: %s", rel, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 50 {
+		t.Fatalf("read only %d Go files under %s", files, root)
+	}
+}
+
+// identityInContext returns the places where the Go file at path puts an
+// identity into a context, reads one from it, or names a removed helper.
+func identityInContext(t *testing.T, path string) []string {
+	t.Helper()
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+	if err != nil {
+		t.Fatalf("parsing %s: %v", path, err)
+	}
+	src := func(n ast.Node) string {
+		var b bytes.Buffer
+		_ = printer.Fprint(&b, fset, n)
+		return b.String()
+	}
+	var found []string
+	report := func(n ast.Node, what string) {
+		found = append(found, fset.Position(n.Pos()).String()+": "+what)
+	}
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.Ident:
+			if removedIdentityHelpers[n.Name] {
+				report(n, "names "+n.Name+", which carried the identity in a context")
+			}
+		case *ast.CallExpr:
+			// context.WithValue(parent, key, value)
+			if sel, ok := n.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "WithValue" && len(n.Args) == 3 {
+				if kv := src(n.Args[1]) + " " + src(n.Args[2]); identityWords.MatchString(kv) {
+					report(n, "puts an identity into a context: "+src(n))
+				}
+			}
+		case *ast.TypeAssertExpr:
+			// ctx.Value(key).(T)
+			call, ok := n.X.(*ast.CallExpr)
+			if !ok || n.Type == nil {
+				return true
+			}
+			if sel, ok := call.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Value" && len(call.Args) == 1 {
+				if kt := src(call.Args[0]) + " " + src(n.Type); identityWords.MatchString(kt) {
+					report(n, "reads an identity from a context: "+src(n))
+				}
+			}
+		}
+		return true
+	})
+	return found
+}
