@@ -29,7 +29,8 @@ var removedIdentityHelpers = map[string]bool{
 // (upstream.Credentials) travel with the request's target, never in a
 // context. Outside the access package, no production file puts an
 // identity or credentials into a context or reads one from it, and the
-// helpers that once did are gone.
+// helpers that once did are gone. In the mirror, every upstream request
+// goes through the target's do, which sends the client's credentials.
 func TestIdentityIsNotInAContext(t *testing.T) {
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -53,6 +54,11 @@ func TestIdentityIsNotInAContext(t *testing.T) {
 		files++
 		for _, p := range identityInContext(t, path) {
 			t.Errorf("%s: %s", rel, p)
+		}
+		if filepath.Dir(rel) == "mirror" {
+			for _, p := range upstreamCallsBesideTarget(t, path) {
+				t.Errorf("%s: %s", rel, p)
+			}
 		}
 		return nil
 	})
@@ -109,5 +115,35 @@ func identityInContext(t *testing.T, path string) []string {
 		}
 		return true
 	})
+	return found
+}
+
+// upstreamCallsBesideTarget returns the places where the mirror's Go file
+// at path calls an upstream client's Do (x.upstream.Do) anywhere but in
+// the target's do method, which adds the client's credentials.
+func upstreamCallsBesideTarget(t *testing.T, path string) []string {
+	t.Helper()
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+	if err != nil {
+		t.Fatalf("parsing %s: %v", path, err)
+	}
+	var found []string
+	for _, decl := range f.Decls {
+		fn, ok := decl.(*ast.FuncDecl)
+		if ok && fn.Name.Name == "do" && fn.Recv != nil {
+			continue
+		}
+		ast.Inspect(decl, func(n ast.Node) bool {
+			sel, ok := n.(*ast.SelectorExpr)
+			if !ok || sel.Sel.Name != "Do" {
+				return true
+			}
+			if x, ok := sel.X.(*ast.SelectorExpr); ok && x.Sel.Name == "upstream" {
+				found = append(found, fset.Position(sel.Pos()).String()+": calls the upstream without the target's credentials (use the target's do)")
+			}
+			return true
+		})
+	}
 	return found
 }

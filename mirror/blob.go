@@ -169,8 +169,8 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 			hdr.Set("Range", rg)
 		}
 	}
-	resp, err := t.upstream.Do(r.Context(), upstream.Request{
-		Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Header: hdr, Credentials: t.cred,
+	resp, err := t.do(r.Context(), upstream.Request{
+		Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Header: hdr,
 	})
 	if err == nil && resp.StatusCode == http.StatusPartialContent && m.signaturesGuard(t) &&
 		rangeTotal(resp.Header.Get("Content-Range")) <= MaxManifestSize {
@@ -178,8 +178,8 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 		// signature rule: the whole blob is fetched, checked and sent
 		// instead (a server may answer a range with the whole content).
 		_ = resp.Body.Close()
-		resp, err = t.upstream.Do(r.Context(), upstream.Request{
-			Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Credentials: t.cred,
+		resp, err = t.do(r.Context(), upstream.Request{
+			Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(),
 		})
 	}
 	m.noteAccess(t, err)
@@ -319,8 +319,8 @@ func (m *Mirror) blobFetch(t target, d digest.Digest) cache.FetchFunc {
 // getBlob GETs blob d (from off, up to end when end > 0, as hdr asks) and
 // makes the fill's Source of the answer.
 func (m *Mirror) getBlob(ctx context.Context, t target, d digest.Digest, off, end int64, hdr http.Header) (cache.Source, error) {
-	resp, err := t.upstream.Do(ctx, upstream.Request{
-		Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Header: hdr, Credentials: t.cred,
+	resp, err := t.do(ctx, upstream.Request{
+		Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Header: hdr,
 	})
 	if ue := (*upstream.Error)(nil); end > 0 && errors.As(err, &ue) && ue.Status == http.StatusRequestedRangeNotSatisfiable {
 		// The first part of a blob smaller than the part: RFC 9110 makes
@@ -359,10 +359,9 @@ func (m *Mirror) getBlob(ctx context.Context, t target, d digest.Digest, off, en
 // fetched over several connections.
 func (m *Mirror) blobSegment(t target, d digest.Digest, size int64) cache.SegmentFunc {
 	return func(ctx context.Context, first, last int64) (io.ReadCloser, error) {
-		resp, err := t.upstream.Do(ctx, upstream.Request{
+		resp, err := t.do(ctx, upstream.Request{
 			Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(),
-			Header:      http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", first, last)}},
-			Credentials: t.cred,
+			Header: http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", first, last)}},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("fetching blob %s@%s: %w", t.repo, d, err)

@@ -146,7 +146,7 @@ func (m *Mirror) manifestByDigest(ctx context.Context, t target, d digest.Digest
 }
 
 // cachedManifest returns manifest d from the cache, when the cache holds d
-// as a manifest, and the client of ctx may have it (mayServe decides, with
+// as a manifest, and t's client may have it (mayServe decides, with
 // an error). found is false when the cache holds no manifest d: absent,
 // over the size limit, unreadable (logged), or a blob of that digest (a
 // config, a layer), which is not served as a manifest.

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -38,6 +39,13 @@ func (t target) forClient(c client) target {
 	t.cred = upstream.Login(c.cred.username, c.cred.password)
 	t.who = access.NewPrincipal(t.upstream.CredentialID(t.cred), t.upstream.DefaultCredentialID())
 	return t
+}
+
+// do sends req to t's upstream with the credentials of t's client: every
+// upstream request of the mirror goes through it, so none forgets them.
+func (t target) do(ctx context.Context, req upstream.Request) (*http.Response, error) {
+	req.Credentials = t.cred
+	return t.upstream.Do(ctx, req)
 }
 
 // resolve picks the upstream and repository for a request: containerd's ns
