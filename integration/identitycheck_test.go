@@ -52,13 +52,17 @@ func TestIdentityIsNotInAContext(t *testing.T) {
 			return nil
 		}
 		files++
-		for _, p := range identityInContext(t, path) {
-			t.Errorf("%s: %s", rel, p)
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return err
 		}
+		found := identityInContext(fset, f)
 		if filepath.Dir(rel) == "mirror" {
-			for _, p := range upstreamCallsBesideTarget(t, path) {
-				t.Errorf("%s: %s", rel, p)
-			}
+			found = append(found, upstreamCallsBesideTarget(fset, f)...)
+		}
+		for _, p := range found {
+			t.Errorf("%s: %s", rel, p)
 		}
 		return nil
 	})
@@ -70,15 +74,9 @@ func TestIdentityIsNotInAContext(t *testing.T) {
 	}
 }
 
-// identityInContext returns the places where the Go file at path puts an
+// identityInContext returns the places where the Go file f puts an
 // identity into a context, reads one from it, or names a removed helper.
-func identityInContext(t *testing.T, path string) []string {
-	t.Helper()
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
-	if err != nil {
-		t.Fatalf("parsing %s: %v", path, err)
-	}
+func identityInContext(fset *token.FileSet, f *ast.File) []string {
 	src := func(n ast.Node) string {
 		var b bytes.Buffer
 		_ = printer.Fprint(&b, fset, n)
@@ -119,15 +117,9 @@ func identityInContext(t *testing.T, path string) []string {
 }
 
 // upstreamCallsBesideTarget returns the places where the mirror's Go file
-// at path calls an upstream client's Do (x.upstream.Do) anywhere but in
-// the target's do method, which adds the client's credentials.
-func upstreamCallsBesideTarget(t *testing.T, path string) []string {
-	t.Helper()
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
-	if err != nil {
-		t.Fatalf("parsing %s: %v", path, err)
-	}
+// f calls an upstream client's Do (x.upstream.Do) anywhere but in the
+// target's do method, which adds the client's credentials.
+func upstreamCallsBesideTarget(fset *token.FileSet, f *ast.File) []string {
 	var found []string
 	for _, decl := range f.Decls {
 		fn, ok := decl.(*ast.FuncDecl)
