@@ -119,9 +119,6 @@ func NewDecisions(cfg DecisionsConfig) *Decisions {
 	return d
 }
 
-// TTL returns how long a decision is trusted.
-func (a *Decisions) TTL() time.Duration { return a.ttl }
-
 // repoKey names a repository at an upstream.
 type repoKey struct{ registry, repo string }
 
