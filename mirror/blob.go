@@ -120,7 +120,7 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 func (m *Mirror) fillBlob(ctx context.Context, t target, d digest.Digest) (*cache.Reader, error) {
 	for attempt := 0; ; attempt++ {
 		var mine atomic.Bool
-		fetch := m.blobFetch(ctx, t, d)
+		fetch := m.blobFetch(t, d)
 		rd, err := m.store.Fill(ctx, d, func(fctx context.Context, off int64) (cache.Source, error) {
 			mine.Store(true)
 			return fetch(fctx, off)
@@ -169,7 +169,7 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 			hdr.Set("Range", rg)
 		}
 	}
-	resp, err := t.upstream.Do(r.Context(), upstream.Request{
+	resp, err := t.do(r.Context(), upstream.Request{
 		Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Header: hdr,
 	})
 	if err == nil && resp.StatusCode == http.StatusPartialContent && m.signaturesGuard(t) &&
@@ -178,11 +178,11 @@ func (m *Mirror) serveUncached(w http.ResponseWriter, r *http.Request, t target,
 		// signature rule: the whole blob is fetched, checked and sent
 		// instead (a server may answer a range with the whole content).
 		_ = resp.Body.Close()
-		resp, err = t.upstream.Do(r.Context(), upstream.Request{
+		resp, err = t.do(r.Context(), upstream.Request{
 			Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(),
 		})
 	}
-	m.noteAccess(r.Context(), t, err)
+	m.noteAccess(t, err)
 	if err != nil {
 		return fmt.Errorf("fetching blob %s@%s: %w", t.repo, d, err)
 	}
@@ -283,16 +283,15 @@ func (m *Mirror) serveUncachedSmall(w http.ResponseWriter, r *http.Request, t ta
 
 // blobFetch returns the fill's fetch of blob d from t's upstream. It runs
 // on the fill's own context, detached from the client that started it, but
-// with that client's credentials (those of client). Asked for the blob
+// with that client's credentials (those of t). Asked for the blob
 // from an offset (the fill resumes a broken download), it sends a Range;
 // each call goes through the registry again, so an expired token or
 // signed redirect is renewed, and the next endpoint answers when the
 // first fails. From the first byte, with a cache that splits large fills,
 // it asks for the first part only: the cache fetches the rest in ranges,
 // so no byte crosses the link twice.
-func (m *Mirror) blobFetch(client context.Context, t target, d digest.Digest) cache.FetchFunc {
+func (m *Mirror) blobFetch(t target, d digest.Digest) cache.FetchFunc {
 	return func(ctx context.Context, off int64) (cache.Source, error) {
-		ctx = upstream.CopyCredentials(ctx, client)
 		var end int64
 		var hdr http.Header
 		switch {
@@ -311,7 +310,7 @@ func (m *Mirror) blobFetch(client context.Context, t target, d digest.Digest) ca
 			return cache.Source{}, err
 		}
 		if src.Size > 0 {
-			src.Segment = m.blobSegment(client, t, d, src.Size)
+			src.Segment = m.blobSegment(t, d, src.Size)
 		}
 		return src, nil
 	}
@@ -320,7 +319,7 @@ func (m *Mirror) blobFetch(client context.Context, t target, d digest.Digest) ca
 // getBlob GETs blob d (from off, up to end when end > 0, as hdr asks) and
 // makes the fill's Source of the answer.
 func (m *Mirror) getBlob(ctx context.Context, t target, d digest.Digest, off, end int64, hdr http.Header) (cache.Source, error) {
-	resp, err := t.upstream.Do(ctx, upstream.Request{
+	resp, err := t.do(ctx, upstream.Request{
 		Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(), Header: hdr,
 	})
 	if ue := (*upstream.Error)(nil); end > 0 && errors.As(err, &ue) && ue.Status == http.StatusRequestedRangeNotSatisfiable {
@@ -329,7 +328,7 @@ func (m *Mirror) getBlob(ctx context.Context, t target, d digest.Digest, off, en
 		// registries answer 416; the caller asks for the whole blob.
 		return cache.Source{}, fmt.Errorf("blob %s@%s answered 416 to its first range: %w", t.repo, d, cache.ErrRangeMismatch)
 	}
-	m.noteAccess(ctx, t, err)
+	m.noteAccess(t, err)
 	if err == nil && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent) {
 		// Linked before the fill can store it: once visible, it is
 		// visible under this repository.
@@ -356,12 +355,11 @@ func (m *Mirror) getBlob(ctx context.Context, t target, d digest.Digest, off, en
 }
 
 // blobSegment returns the fetch of exact ranges of blob d (of size bytes)
-// from t's upstream, with the credentials of client, for a fill fetched
-// over several connections.
-func (m *Mirror) blobSegment(client context.Context, t target, d digest.Digest, size int64) cache.SegmentFunc {
+// from t's upstream, with the credentials of t's client, for a fill
+// fetched over several connections.
+func (m *Mirror) blobSegment(t target, d digest.Digest, size int64) cache.SegmentFunc {
 	return func(ctx context.Context, first, last int64) (io.ReadCloser, error) {
-		ctx = upstream.CopyCredentials(ctx, client)
-		resp, err := t.upstream.Do(ctx, upstream.Request{
+		resp, err := t.do(ctx, upstream.Request{
 			Method: http.MethodGet, Repository: t.repo, Path: "blobs/" + d.String(),
 			Header: http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", first, last)}},
 		})
@@ -394,7 +392,7 @@ func (m *Mirror) headBlobUpstream(w http.ResponseWriter, r *http.Request, t targ
 	resp, err := m.upstreamDo(r.Context(), t, upstream.Request{
 		Method: http.MethodHead, Repository: t.repo, Path: "blobs/" + d.String(),
 	})
-	m.noteAccess(r.Context(), t, err)
+	m.noteAccess(t, err)
 	if err != nil {
 		return fmt.Errorf("checking blob %s@%s: %w", t.repo, d, err)
 	}

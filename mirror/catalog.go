@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/regcache/regcache/access"
 	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/oci"
 )
@@ -86,10 +87,8 @@ func (m *Mirror) cachedRepositories() ([]string, error) {
 	}
 	names := make([]string, 0, len(seen))
 	for k := range seen {
-		// This node's own records only: one shared lookup per repository
-		// would make a listing as slow as the bucket times the catalog.
-		g, err := m.store.LocalGrant(k.registry, k.repo)
-		if err != nil || g.Identity != m.upstreams[k.registry].DefaultCredentialID() || !m.allowedInCatalog(k.registry, k.repo) {
+		def := m.upstreams[k.registry].DefaultCredentialID()
+		if !m.decisions.Listed(access.NewPrincipal(def, def), k.registry, k.repo) || !m.allowedInCatalog(k.registry, k.repo) {
 			continue
 		}
 		name := k.repo

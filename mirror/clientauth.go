@@ -101,21 +101,6 @@ func (m *Mirror) clientOf(r *http.Request) (client, error) {
 	return client{}, oci.Errorf(http.StatusBadRequest, oci.CodeUnauthorized, "unsupported authorization scheme")
 }
 
-// withClient returns ctx carrying the client's credentials for requests to
-// t's upstream, when it brought some for that registry (credentials given
-// for another registry are not used: the client is anonymous there), else
-// ctx itself.
-func withClient(ctx context.Context, c client, t target) context.Context {
-	cred := c.cred
-	if cred.zero() {
-		return ctx
-	}
-	if cred.registry != t.registry {
-		return ctx
-	}
-	return upstream.WithCredentials(ctx, cred.username, cred.password)
-}
-
 // realm returns the URL of the mirror's token endpoint as the client
 // reaches it, with the ns parameter of the request (so that credentials
 // asked for there are bound to that registry).
@@ -292,7 +277,7 @@ func (m *Mirror) checkCredentials(r *http.Request, cred clientCredentials) (bool
 	if err := m.upstreamSlots.acquire(ctx); err != nil {
 		return false, err
 	}
-	err := u.Verify(upstream.WithCredentials(ctx, cred.username, cred.password))
+	err := u.Verify(ctx, upstream.Login(cred.username, cred.password))
 	m.upstreamSlots.release()
 	var ue *upstream.Error
 	switch {

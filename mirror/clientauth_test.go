@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"net/http"
@@ -79,7 +78,7 @@ func TestClientOf(t *testing.T) {
 	}
 }
 
-func TestWithClientBindsCredentialsToTheirRegistry(t *testing.T) {
+func TestForClientBindsCredentialsToTheirRegistry(t *testing.T) {
 	m, _ := authMirror(t, Config{})
 	hub, ghcr := m.upstreams[DockerHub], m.upstreams["ghcr.io"]
 	tests := []struct {
@@ -96,12 +95,12 @@ func TestWithClientBindsCredentialsToTheirRegistry(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tg := target{upstream: tc.target, registry: CanonicalRegistry(tc.target.Name()), repo: "library/x"}
-			ctx := withClient(context.Background(), client{cred: tc.cred, authenticated: true}, tg)
-			if got := upstream.HasOwnCredentials(ctx); got != tc.own {
+			tg = tg.forClient(client{cred: tc.cred, authenticated: true})
+			if got := tg.cred.Own(); got != tc.own {
 				t.Errorf("own credentials = %v, want %v", got, tc.own)
 			}
-			if tc.own == (tc.target.CredentialID(ctx) == "") {
-				t.Errorf("credential identity %q does not match own credentials %v", tc.target.CredentialID(ctx), tc.own)
+			if tc.own == (tg.who.ID() == "") {
+				t.Errorf("credential identity %q does not match own credentials %v", tg.who.ID(), tc.own)
 			}
 		})
 	}

@@ -39,12 +39,12 @@ func unknownCode(kind oci.Kind) oci.Code {
 // an upstream 404 without a code gets the code of what the route addresses,
 // and a client without credentials of its own whom the upstream refused is
 // challenged to log in to the mirror.
-func (m *Mirror) writeRouteError(w http.ResponseWriter, r *http.Request, route oci.Route, err error) {
+func (m *Mirror) writeRouteError(w http.ResponseWriter, r *http.Request, route oci.Route, t target, err error) {
 	var ue *upstream.Error
 	if errors.As(err, &ue) && ue.Status == http.StatusNotFound && len(ue.Items) == 0 {
 		err = oci.Errorf(http.StatusNotFound, unknownCode(route.Kind), "%s unknown to the upstream registry %s", route.Kind, ue.Upstream)
 	}
-	if ue, ok := refusal(err); ok && !upstream.HasOwnCredentials(r.Context()) {
+	if ue, ok := refusal(err); ok && !t.cred.Own() {
 		if chs := m.challenges(r, route.Name); chs != nil {
 			e := oci.Errorf(http.StatusUnauthorized, oci.CodeUnauthorized,
 				"the upstream registry %s refuses anonymous pulls of this repository: log in to this mirror with credentials for it", ue.Upstream)

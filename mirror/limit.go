@@ -67,7 +67,7 @@ func (m *Mirror) upstreamDo(ctx context.Context, t target, req upstream.Request)
 	if err := m.upstreamSlots.acquire(ctx); err != nil {
 		return nil, err
 	}
-	resp, err := t.upstream.Do(ctx, req)
+	resp, err := t.do(ctx, req)
 	if err != nil {
 		m.upstreamSlots.release()
 		return nil, err

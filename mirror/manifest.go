@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/regcache/regcache/access"
 	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/oci"
 	"github.com/regcache/regcache/upstream"
@@ -32,16 +33,22 @@ type manifestContent struct {
 	source source
 }
 
-// tagKey identifies one tag resolution; accept is the media types asked of
-// the upstream, since an upstream may answer a tag differently per Accept.
+// tagKey identifies one tag resolution, as the key of an access.Key (what
+// the upstream answers one client is not another's); accept is the media
+// types asked of the upstream, since an upstream may answer a tag
+// differently per Accept.
 type tagKey struct {
 	registry, repo, tag, accept string
-	// identity is the credential the upstream is asked with: what it
-	// answers one client is not another's.
-	identity string
 	// confirm is set for a sync, which asks the upstream even within the
 	// TTL and takes no stale answer.
 	confirm bool
+}
+
+// manifestKey identifies one fetch of a manifest by digest, as the key of
+// an access.Key.
+type manifestKey struct {
+	registry, repo string
+	d              digest.Digest
 }
 
 // resolvedTag is what a tag points at. content.data is nil when only the
@@ -78,7 +85,7 @@ func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, t target,
 	if mc.source == sourceUpstream {
 		// Only once the policy admitted it: a refused image costs no
 		// layer download.
-		m.prefetch(r.Context(), t, mc)
+		m.prefetch(t, mc)
 	}
 	markSource(w, mc.source)
 	writeManifest(w, r, mc)
@@ -126,20 +133,20 @@ func (m *Mirror) manifestByDigest(ctx context.Context, t target, d digest.Digest
 		}
 		return mc, err
 	}
-	nkey := m.negativeKey(ctx, t, d.String(), digestAccept)
+	nkey := negativeKeyOf(t, d.String(), digestAccept)
 	if err := m.rememberedMissing(nkey); err != nil {
 		return manifestContent{}, err
 	}
 	// Per identity: what the upstream answers one client is not another's.
-	key := t.registry + "/" + t.repo + "@" + d.String() + "\x00" + t.upstream.CredentialID(ctx)
-	return m.manifestFlight.do(ctx, key, func(ctx context.Context) (manifestContent, error) {
+	key := access.KeyOf(t.who, manifestKey{registry: t.registry, repo: t.repo, d: d})
+	return m.manifestFlight.Do(ctx, key, func(ctx context.Context) (manifestContent, error) {
 		// By digest, the content is fixed: ask for every manifest type.
 		return m.fetchDigestOnce(ctx, t, d)
 	})
 }
 
 // cachedManifest returns manifest d from the cache, when the cache holds d
-// as a manifest, and the client of ctx may have it (mayServe decides, with
+// as a manifest, and t's client may have it (mayServe decides, with
 // an error). found is false when the cache holds no manifest d: absent,
 // over the size limit, unreadable (logged), or a blob of that digest (a
 // config, a layer), which is not served as a manifest.
@@ -199,12 +206,12 @@ func (m *Mirror) manifestByTag(ctx context.Context, t target, tag string, client
 		}
 		return m.manifestByDigest(ctx, t, rec.Digest)
 	}
-	nkey := m.negativeKey(ctx, t, tag, accept)
+	nkey := negativeKeyOf(t, tag, accept)
 	if err := m.rememberedMissing(nkey); err != nil {
 		return manifestContent{}, err
 	}
-	key := tagKey{registry: t.registry, repo: t.repo, tag: tag, accept: strings.Join(accept, ","), identity: t.upstream.CredentialID(ctx), confirm: confirm}
-	res, err := m.tagFlight.do(ctx, key, func(ctx context.Context) (resolvedTag, error) {
+	key := access.KeyOf(t.who, tagKey{registry: t.registry, repo: t.repo, tag: tag, accept: strings.Join(accept, ","), confirm: confirm})
+	res, err := m.tagFlight.Do(ctx, key, func(ctx context.Context) (resolvedTag, error) {
 		// A flight that ended just before this one began may have settled
 		// the tag: use what it learned rather than ask again.
 		if err := m.rememberedMissing(nkey); err != nil {
@@ -282,9 +289,9 @@ func (m *Mirror) revalidate(ctx context.Context, t target, tag string, accept []
 		Method: http.MethodHead, Repository: t.repo, Path: "manifests/" + tag,
 		Header: http.Header{"Accept": {oci.AcceptHeader(accept)}},
 	})
-	m.noteAccess(ctx, t, err)
+	m.noteAccess(t, err)
 	if err != nil {
-		m.rememberMissing(m.negativeKey(ctx, t, tag, accept), err)
+		m.rememberMissing(negativeKeyOf(t, tag, accept), err)
 		return resolvedTag{}, fmt.Errorf("revalidating tag %s:%s: %w", t.repo, tag, err)
 	}
 	_ = resp.Body.Close()
@@ -347,14 +354,14 @@ func (m *Mirror) fetchManifest(ctx context.Context, t target, ref string, accept
 	if err == nil {
 		var resp *http.Response
 		resp, err = m.upstreamDo(ctx, t, req)
-		m.noteAccess(ctx, t, err)
+		m.noteAccess(t, err)
 		if err == nil {
 			defer resp.Body.Close()
 			return m.readManifest(resp, t, ref, want)
 		}
 	}
 	m.noteHeld(t, ref, err)
-	m.rememberMissing(m.negativeKey(ctx, t, ref, accept), err)
+	m.rememberMissing(negativeKeyOf(t, ref, accept), err)
 	return manifestContent{}, fmt.Errorf("fetching manifest %s:%s: %w", t.repo, ref, err)
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -107,22 +106,18 @@ type Mirror struct {
 	audit        *zap.Logger // nil: no audit log
 	auditedHeads recentHeads // the HEADs by tag of pulls, for the audit log
 
-	tagFlight      flight[tagKey, resolvedTag]
-	manifestFlight flight[string, manifestContent]
+	tagFlight      access.Flight[tagKey, resolvedTag]
+	manifestFlight access.Flight[manifestKey, manifestContent]
 	negative       *negativeCache // nil: disabled
 	stats          statCounters
 
-	accessTTL               time.Duration
-	access                  accessDecisions
-	links                   linkMemo
-	probes                  flight[probeKey, struct{}]
-	downUntil               sync.Map // registry -> time.Time
+	decisions               *access.Decisions
 	clientTokens            *clientTokens
 	ignoreClientCredentials bool
 	tokenRealm              string
 	upstreamSlots           *limiter
 	policy                  *access.Policy
-	verdicts                flight[verdictKey, access.Verdict]
+	verdicts                access.Flight[verdictKey, access.Verdict]
 	loginLimit              *loginLimiter // nil: off
 	clientAddress           func(r *http.Request) string
 
@@ -149,14 +144,10 @@ func New(cfg Config) (*Mirror, error) {
 		audit:      cfg.Audit,
 		now:        cfg.Now,
 
-		accessTTL:               cfg.AccessTTL,
 		ignoreClientCredentials: cfg.IgnoreClientCredentials,
 		tokenRealm:              cfg.TokenRealm,
 		policy:                  cfg.Policy,
 		noPrefetch:              cfg.DisablePrefetch,
-	}
-	if m.accessTTL <= 0 {
-		m.accessTTL = DefaultAccessTTL
 	}
 	m.clientTokens = newClientTokens()
 	maxUpstream := cfg.MaxUpstreamRequests
@@ -196,6 +187,10 @@ func New(cfg Config) (*Mirror, error) {
 	if m.now == nil {
 		m.now = time.Now
 	}
+	m.decisions = access.NewDecisions(access.DecisionsConfig{
+		Records: storeRecords{m.store}, TTL: cfg.AccessTTL, StaleLimit: m.staleLimit,
+		Refused: refused, Failed: checkFailed, Now: m.now, Log: m.log,
+	})
 	m.loginLimit = newLoginLimiter(cfg.LoginLimits, m.now())
 	m.clientAddress = cfg.ClientAddress
 	if m.clientAddress == nil {
@@ -273,11 +268,9 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		completed = true
 		return
 	}
-	if ctx := withClient(r.Context(), cl, target); ctx != r.Context() {
-		r = r.WithContext(ctx)
-	}
+	target = target.forClient(cl)
 	if err = m.checkPolicy(target, route.Kind, route.Reference); err != nil {
-		m.writeRouteError(w, r, route, err)
+		m.writeRouteError(w, r, route, target, err)
 		completed = true
 		return
 	}
@@ -294,7 +287,7 @@ func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = oci.Errorf(http.StatusNotFound, oci.CodeUnsupported, "no such registry API endpoint")
 	}
 	if err != nil {
-		m.writeRouteError(w, r, route, err)
+		m.writeRouteError(w, r, route, target, err)
 	}
 	completed = true
 }

@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"container/list"
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/regcache/regcache/access"
 	"github.com/regcache/regcache/oci"
 	"github.com/regcache/regcache/upstream"
 )
@@ -26,22 +26,19 @@ const DefaultNegativeTTL = 30 * time.Second
 // maxNegativeEntries bounds the memory of the negative cache.
 const maxNegativeEntries = 10000
 
-// negativeKey identifies one remembered 404.
-//
-// The key is per credential: identity is the credential the upstream
-// request was made with (upstream.Client.CredentialID, empty when
-// anonymous), so a 404 one credential was given (a private repository looks
-// missing to a client without access to it) is never replayed to a request
-// made with another. accept is the Accept list sent upstream, since a
-// registry may answer 404 for a tag whose manifest type the request did not
-// accept.
+// negativeKey identifies one remembered 404, as the key of an
+// access.Key: per identity, so a 404 one credential was given (a private
+// repository looks missing to a client without access to it) is never
+// replayed to a request made with another. accept is the Accept list sent
+// upstream, since a registry may answer 404 for a tag whose manifest type
+// the request did not accept.
 type negativeKey struct {
-	registry, repo, ref, accept, identity string
+	registry, repo, ref, accept string
 }
 
 // negativeEntry is one remembered 404 and when it expires.
 type negativeEntry struct {
-	key     negativeKey
+	key     access.Key[negativeKey]
 	expires time.Time
 	err     *upstream.Error
 }
@@ -56,8 +53,8 @@ type negativeCache struct {
 	max int
 
 	mu      sync.Mutex
-	entries map[negativeKey]*list.Element // of *negativeEntry
-	order   *list.List                    // oldest first
+	entries map[access.Key[negativeKey]]*list.Element // of *negativeEntry
+	order   *list.List                                // oldest first
 }
 
 // newNegativeCache returns a cache remembering answers for ttl, at most max
@@ -66,12 +63,12 @@ func newNegativeCache(ttl time.Duration, max int) *negativeCache {
 	if ttl <= 0 || max <= 0 {
 		return nil
 	}
-	return &negativeCache{ttl: ttl, max: max, entries: make(map[negativeKey]*list.Element), order: list.New()}
+	return &negativeCache{ttl: ttl, max: max, entries: make(map[access.Key[negativeKey]]*list.Element), order: list.New()}
 }
 
 // get returns the 404 remembered for key, or nil when there is none or it
 // expired.
-func (c *negativeCache) get(key negativeKey, now time.Time) *upstream.Error {
+func (c *negativeCache) get(key access.Key[negativeKey], now time.Time) *upstream.Error {
 	if c == nil {
 		return nil
 	}
@@ -91,7 +88,7 @@ func (c *negativeCache) get(key negativeKey, now time.Time) *upstream.Error {
 
 // put remembers err for key when it is a negative answer (see
 // negativeAnswer) and reports whether it did.
-func (c *negativeCache) put(key negativeKey, err error, now time.Time) bool {
+func (c *negativeCache) put(key access.Key[negativeKey], err error, now time.Time) bool {
 	if c == nil {
 		return false
 	}
@@ -152,33 +149,32 @@ func negativeAnswer(err error) (*upstream.Error, bool) {
 }
 
 // negativeKey returns the key of a manifest request for ref, sent upstream
-// with accept and the credential of ctx.
-func (m *Mirror) negativeKey(ctx context.Context, t target, ref string, accept []string) negativeKey {
-	return negativeKey{registry: t.registry, repo: t.repo, ref: ref, accept: strings.Join(accept, ","),
-		identity: t.upstream.CredentialID(ctx)}
+// with accept for t's client.
+func negativeKeyOf(t target, ref string, accept []string) access.Key[negativeKey] {
+	return access.KeyOf(t.who, negativeKey{registry: t.registry, repo: t.repo, ref: ref, accept: strings.Join(accept, ",")})
 }
 
 // rememberedMissing returns the remembered 404 of key, counted and wrapped
 // with the reference, or nil when the upstream must be asked.
-func (m *Mirror) rememberedMissing(key negativeKey) error {
+func (m *Mirror) rememberedMissing(key access.Key[negativeKey]) error {
 	ue := m.negative.get(key, m.now())
 	if ue == nil {
 		return nil
 	}
 	m.stats.negativeHits.Add(1)
 	if ce := m.log.Check(zapcore.DebugLevel, "negative cache hit"); ce != nil {
-		ce.Write(zap.String("upstream", key.registry), zap.String("repository", key.repo),
-			zap.String("reference", key.ref))
+		ce.Write(zap.String("upstream", key.Of().registry), zap.String("repository", key.Of().repo),
+			zap.String("reference", key.Of().ref))
 	}
-	return fmt.Errorf("manifest %s:%s (answer remembered): %w", key.repo, key.ref, ue)
+	return fmt.Errorf("manifest %s:%s (answer remembered): %w", key.Of().repo, key.Of().ref, ue)
 }
 
 // rememberMissing remembers err for key when it is a negative answer.
-func (m *Mirror) rememberMissing(key negativeKey, err error) {
+func (m *Mirror) rememberMissing(key access.Key[negativeKey], err error) {
 	if m.negative.put(key, err, m.now()) {
 		if ce := m.log.Check(zapcore.DebugLevel, "negative answer remembered"); ce != nil {
-			ce.Write(zap.String("upstream", key.registry), zap.String("repository", key.repo),
-				zap.String("reference", key.ref), zap.Duration("ttl", m.negative.ttl))
+			ce.Write(zap.String("upstream", key.Of().registry), zap.String("repository", key.Of().repo),
+				zap.String("reference", key.Of().ref), zap.Duration("ttl", m.negative.ttl))
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regcache/regcache/access"
 	"github.com/regcache/regcache/oci"
 	"github.com/regcache/regcache/upstream"
 )
@@ -44,11 +45,14 @@ func TestNegativeAnswer(t *testing.T) {
 func TestNegativeCache(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	notFound := &upstream.Error{Status: 404}
-	key := func(ref string) negativeKey { return negativeKey{registry: "docker.io", repo: "library/a", ref: ref} }
+	anon := access.Principal{}
+	key := func(ref string) access.Key[negativeKey] {
+		return access.KeyOf(anon, negativeKey{registry: "docker.io", repo: "library/a", ref: ref})
+	}
 	tests := []struct {
 		name string
 		run  func(c *negativeCache) // stores entries
-		ask  negativeKey
+		ask  access.Key[negativeKey]
 		at   time.Duration
 		hit  bool
 		size int
@@ -57,9 +61,9 @@ func TestNegativeCache(t *testing.T) {
 		{"expired", func(c *negativeCache) { c.put(key("1"), notFound, now) }, key("1"), 10 * time.Second, false, 0},
 		{"other reference", func(c *negativeCache) { c.put(key("1"), notFound, now) }, key("2"), 0, false, 1},
 		{"other credential", func(c *negativeCache) { c.put(key("1"), notFound, now) },
-			negativeKey{registry: "docker.io", repo: "library/a", ref: "1", identity: "0123abcd"}, 0, false, 1},
+			access.KeyOf(access.NewPrincipal("0123abcd", ""), negativeKey{registry: "docker.io", repo: "library/a", ref: "1"}), 0, false, 1},
 		{"other accept", func(c *negativeCache) { c.put(key("1"), notFound, now) },
-			negativeKey{registry: "docker.io", repo: "library/a", ref: "1", accept: oci.MediaTypeDockerManifest}, 0, false, 1},
+			access.KeyOf(anon, negativeKey{registry: "docker.io", repo: "library/a", ref: "1", accept: oci.MediaTypeDockerManifest}), 0, false, 1},
 		{"not a negative answer", func(c *negativeCache) { c.put(key("1"), &upstream.Error{Status: 503}, now) }, key("1"), 0, false, 0},
 		{"oldest evicted when full", func(c *negativeCache) {
 			for i := range 4 {
@@ -104,7 +108,8 @@ func TestNegativeCacheDisabledIsNil(t *testing.T) {
 		if c != nil {
 			t.Fatalf("newNegativeCache(%s) = %v, want nil", ttl, c)
 		}
-		if c.put(negativeKey{ref: "1"}, &upstream.Error{Status: 404}, time.Now()) || c.get(negativeKey{ref: "1"}, time.Now()) != nil {
+		key := access.KeyOf(access.Principal{}, negativeKey{ref: "1"})
+		if c.put(key, &upstream.Error{Status: 404}, time.Now()) || c.get(key, time.Now()) != nil {
 			t.Errorf("a nil cache remembered an answer")
 		}
 	}

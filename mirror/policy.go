@@ -64,8 +64,8 @@ func (m *Mirror) admitManifest(ctx context.Context, t target, ref string, mc man
 		return nil
 	}
 	for _, rule := range rules {
-		key := verdictKey{rule: rule, d: mc.digest, identity: t.upstream.CredentialID(ctx)}
-		vd, err := m.verdicts.do(ctx, key, func(ctx context.Context) (access.Verdict, error) {
+		key := access.KeyOf(t.who, verdictKey{rule: rule, d: mc.digest})
+		vd, err := m.verdicts.Do(ctx, key, func(ctx context.Context) (access.Verdict, error) {
 			return m.verdict(ctx, t, rule, mc, 0)
 		})
 		if err != nil {

@@ -1,8 +1,6 @@
 package mirror
 
 import (
-	"context"
-
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -18,7 +16,7 @@ import (
 // manifest GETs spend the pull budget, blob GETs do not. The cache starts
 // a prefetch only while enough download slots stay free for the fills
 // clients wait for.
-func (m *Mirror) prefetch(ctx context.Context, t target, mc manifestContent) {
+func (m *Mirror) prefetch(t target, mc manifestContent) {
 	if m.noPrefetch {
 		return
 	}
@@ -26,14 +24,13 @@ func (m *Mirror) prefetch(ctx context.Context, t target, mc manifestContent) {
 	if err != nil || len(children) > 0 {
 		return
 	}
-	client := context.WithoutCancel(ctx)
 	started := 0
 	for _, desc := range blobs {
 		d, err := oci.ParseDigest(desc.Digest)
 		if err != nil {
 			continue
 		}
-		if m.store.Prefetch(d, m.blobFetch(client, t, d)) {
+		if m.store.Prefetch(d, m.blobFetch(t, d)) {
 			started++
 		}
 	}

@@ -1,9 +1,11 @@
 package mirror
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
+	"github.com/regcache/regcache/access"
 	"github.com/regcache/regcache/oci"
 	"github.com/regcache/regcache/upstream"
 )
@@ -18,6 +20,32 @@ type target struct {
 	// clientName is the repository as the client wrote it in the path, for
 	// links that point back at this mirror.
 	clientName string
+	// cred are the credentials requests for the client go upstream with:
+	// its own for this registry, else the zero Credentials (the
+	// configured ones).
+	cred upstream.Credentials
+	// who is the client's identity at the upstream, from which every key
+	// of a remembered answer derives.
+	who access.Principal
+}
+
+// forClient returns t for client c: with c's credentials when it brought
+// some for t's registry (credentials given for another registry are not
+// used: the client is anonymous there), else as the default identity.
+func (t target) forClient(c client) target {
+	if c.cred.zero() || c.cred.registry != t.registry {
+		return t
+	}
+	t.cred = upstream.Login(c.cred.username, c.cred.password)
+	t.who = access.NewPrincipal(t.upstream.CredentialID(t.cred), t.upstream.DefaultCredentialID())
+	return t
+}
+
+// do sends req to t's upstream with the credentials of t's client: every
+// upstream request of the mirror goes through it, so none forgets them.
+func (t target) do(ctx context.Context, req upstream.Request) (*http.Response, error) {
+	req.Credentials = t.cred
+	return t.upstream.Do(ctx, req)
 }
 
 // resolve picks the upstream and repository for a request: containerd's ns
@@ -53,6 +81,7 @@ func (m *Mirror) resolve(r *http.Request, name string) (target, error) {
 		return t, err
 	}
 	t.upstream = m.upstreams[registry]
+	t.who = access.NewPrincipal(t.upstream.DefaultCredentialID(), t.upstream.DefaultCredentialID())
 	t.registry = registry
 	t.repo = repo
 	return t, nil

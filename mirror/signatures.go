@@ -37,12 +37,12 @@ import (
 // index whose signatures are looked up.
 const maxIndexChildrenChecked = 16
 
-// verdictKey identifies one verdict being reached, shared by concurrent
-// requests of the same identity for the same manifest.
+// verdictKey identifies one verdict being reached, as the key of an
+// access.Key: shared by concurrent requests of the same identity for the
+// same manifest.
 type verdictKey struct {
-	rule     *access.VerifyRule
-	d        digest.Digest
-	identity string
+	rule *access.VerifyRule
+	d    digest.Digest
 }
 
 // signatureRef is one signature manifest found for a manifest.

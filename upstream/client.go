@@ -269,6 +269,9 @@ type Request struct {
 	// Header is forwarded as is (Accept, Range, If-None-Match…), except
 	// Authorization, which the client sets itself.
 	Header http.Header
+	// Credentials are those the request authenticates with: a client's
+	// own (see Login), or, when zero, the configured ones.
+	Credentials Credentials
 }
 
 // check validates the parts of req the client relies on.
@@ -338,7 +341,7 @@ func (c *Client) doEndpoint(ctx context.Context, ep *endpoint, req Request) (*ht
 	if req.Repository != "" {
 		scope = "repository:" + req.Repository + ":pull"
 	}
-	cred := c.credentialsFor(ctx)
+	cred := c.credentialsFor(req)
 	for attempt := 0; ; attempt++ {
 		auth, err := c.authorization(ctx, ep, scope, cred, attempt > 0)
 		if err != nil {

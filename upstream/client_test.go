@@ -237,10 +237,10 @@ func TestCredentialsOnlyToTrustedRealm(t *testing.T) {
 	}
 }
 
-func TestWithCredentialsOverridesConfig(t *testing.T) {
+func TestLoginOverridesConfig(t *testing.T) {
 	f := newFakeHub(t)
 	c := mustNew(t, Config{Name: "fake", Endpoints: []string{f.registry.URL}, Username: "service", Password: secret}, Options{})
-	bob := WithCredentials(t.Context(), "bob", secret)
+	bob := Login("bob", secret)
 	steps := []struct {
 		name     string
 		as       string // "" for the configured credentials
@@ -253,19 +253,19 @@ func TestWithCredentialsOverridesConfig(t *testing.T) {
 		{"the configured token is cached", "", "service", 2},
 	}
 	for _, s := range steps {
-		ctx := t.Context()
+		var cred Credentials
 		if s.as == "bob" {
-			ctx = bob
+			cred = bob
 		}
-		if _, err := get(t, c, ctx, "manifests/latest"); err != nil {
+		if _, err := fetch(t, c, t.Context(), Request{Method: http.MethodGet, Repository: "app", Path: "manifests/latest", Credentials: cred}); err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
 		if _, user := f.lastRealm(); user != s.wantUser || f.realmHits.Load() != s.wantHits {
 			t.Errorf("%s: last realm user %q after %d hits, want %q after %d", s.name, user, f.realmHits.Load(), s.wantUser, s.wantHits)
 		}
 	}
-	anon := WithCredentials(t.Context(), "", "")
-	if _, err := get(t, c, anon, "manifests/latest"); err != nil {
+	anon := Login("", "")
+	if _, err := fetch(t, c, t.Context(), Request{Method: http.MethodGet, Repository: "app", Path: "manifests/latest", Credentials: anon}); err != nil {
 		t.Fatal(err)
 	}
 	if _, user := f.lastRealm(); user != "" {

@@ -5,15 +5,36 @@ import (
 	"net/http"
 )
 
+// Credentials are what a request authenticates with, passed explicitly
+// in its Request. The zero Credentials stand for the configured ones;
+// Login makes a client's own, which replace them. They never show in a
+// log or an error: CredentialID names them without revealing them.
+type Credentials struct {
+	cred credentials
+	// own is set by Login: the configured credentials are not used.
+	own bool
+}
+
+// Login returns a client's own credentials (a login passed through the
+// mirror), which replace the configured ones; empty ones make the request
+// anonymous. Tokens are cached per credential.
+func Login(username, password string) Credentials {
+	return Credentials{cred: credentials{username, password}, own: true}
+}
+
+// Own reports whether cred are a client's own (see Login) rather than
+// the configured ones.
+func (cred Credentials) Own() bool { return cred.own }
+
 // CredentialID identifies, without revealing them, the credentials that
-// requests made with ctx authenticate with: those of WithCredentials, else
-// the configured ones. It is empty for anonymous requests. Caches of
-// upstream answers key on it, so that what the upstream told one credential
-// (a private repository looks missing to an anonymous client) is never
-// replayed to another.
-func (c *Client) CredentialID(ctx context.Context) string {
-	if cred, ok := ctx.Value(credentialsKey{}).(credentials); ok {
-		return cred.id()
+// requests made with cred authenticate with: cred when they are a
+// client's own, else the configured ones. It is empty for anonymous
+// requests. Caches of upstream answers key on it, so that what the
+// upstream told one credential (a private repository looks missing to an
+// anonymous client) is never replayed to another.
+func (c *Client) CredentialID(cred Credentials) string {
+	if cred.own {
+		return cred.cred.id()
 	}
 	return c.defaultID
 }
@@ -25,29 +46,12 @@ func (c *Client) DefaultCredentialID() string {
 	return c.defaultID
 }
 
-// HasOwnCredentials reports whether ctx carries credentials of its own
-// (see WithCredentials), which replace the configured ones.
-func HasOwnCredentials(ctx context.Context) bool {
-	_, ok := ctx.Value(credentialsKey{}).(credentials)
-	return ok
-}
-
-// CopyCredentials returns dst carrying the credentials of src, if src has
-// its own (see WithCredentials): a fill that runs on a context detached
-// from its client still authenticates as that client.
-func CopyCredentials(dst, src context.Context) context.Context {
-	if cred, ok := src.Value(credentialsKey{}).(credentials); ok {
-		return context.WithValue(dst, credentialsKey{}, cred)
-	}
-	return dst
-}
-
-// Verify checks the credentials of ctx against the registry: it asks for
-// the API root with them, going through the registry's token dance. It
-// returns nil when the registry accepted them (or asked for none), and an
-// *Error with status 401 when it refused them.
-func (c *Client) Verify(ctx context.Context) error {
-	resp, err := c.Do(ctx, Request{Method: http.MethodGet})
+// Verify checks cred against the registry: it asks for the API root with
+// them, going through the registry's token dance. It returns nil when the
+// registry accepted them (or asked for none), and an *Error with status
+// 401 when it refused them.
+func (c *Client) Verify(ctx context.Context, cred Credentials) error {
+	resp, err := c.Do(ctx, Request{Method: http.MethodGet, Credentials: cred})
 	if err != nil {
 		return err
 	}

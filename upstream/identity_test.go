@@ -11,22 +11,21 @@ import (
 func TestCredentialID(t *testing.T) {
 	anon := mustNew(t, Config{Name: "a", Endpoints: []string{"http://127.0.0.1:1"}}, Options{})
 	configured := mustNew(t, Config{Name: "a", Endpoints: []string{"http://127.0.0.1:1"}, Username: "bob", Password: secret}, Options{})
-	bg := context.Background()
 	tests := []struct {
 		name  string
 		c     *Client
-		ctx   context.Context
+		cred  Credentials
 		empty bool
 	}{
-		{"anonymous", anon, bg, true},
-		{"configured", configured, bg, false},
-		{"passed through", anon, WithCredentials(bg, "alice", secret), false},
-		{"passed-through anonymous overrides configured", configured, WithCredentials(bg, "", ""), true},
+		{"anonymous", anon, Credentials{}, true},
+		{"configured", configured, Credentials{}, false},
+		{"passed through", anon, Login("alice", secret), false},
+		{"passed-through anonymous overrides configured", configured, Login("", ""), true},
 	}
 	seen := map[string]string{}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			id := tc.c.CredentialID(tc.ctx)
+			id := tc.c.CredentialID(tc.cred)
 			if (id == "") != tc.empty || strings.Contains(id, secret) || strings.Contains(id, "bob") || strings.Contains(id, "alice") {
 				t.Errorf("CredentialID = %q, want empty %v and nothing of the credentials", id, tc.empty)
 			}
@@ -38,27 +37,24 @@ func TestCredentialID(t *testing.T) {
 	}
 }
 
-func TestOwnCredentialsTravel(t *testing.T) {
+func TestOwnCredentials(t *testing.T) {
 	configured := mustNew(t, Config{Name: "a", Endpoints: []string{"http://127.0.0.1:1"}, Username: "bob", Password: secret}, Options{})
-	bg := context.Background()
-	own := WithCredentials(bg, "alice", "pw")
 	tests := []struct {
 		name      string
-		ctx       context.Context
+		cred      Credentials
 		own       bool
 		isDefault bool // CredentialID equals DefaultCredentialID
 	}{
-		{"no credentials of its own", bg, false, true},
-		{"its own", own, true, false},
-		{"copied onto a detached context", CopyCredentials(context.WithoutCancel(bg), own), true, false},
-		{"nothing to copy", CopyCredentials(bg, bg), false, true},
+		{"no credentials of its own", Credentials{}, false, true},
+		{"its own", Login("alice", "pw"), true, false},
+		{"its own, the configured ones", Login("bob", secret), true, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := HasOwnCredentials(tc.ctx); got != tc.own {
-				t.Errorf("HasOwnCredentials = %v, want %v", got, tc.own)
+			if got := tc.cred.Own(); got != tc.own {
+				t.Errorf("Own = %v, want %v", got, tc.own)
 			}
-			if got := configured.CredentialID(tc.ctx) == configured.DefaultCredentialID(); got != tc.isDefault {
+			if got := configured.CredentialID(tc.cred) == configured.DefaultCredentialID(); got != tc.isDefault {
 				t.Errorf("identity is the default: %v, want %v", got, tc.isDefault)
 			}
 		})
@@ -71,16 +67,16 @@ func TestVerify(t *testing.T) {
 	bg := context.Background()
 	tests := []struct {
 		name       string
-		ctx        context.Context
+		cred       Credentials
 		wantStatus int // 0: accepted
 	}{
-		{"anonymous", bg, 0},
-		{"right password", WithCredentials(bg, "alice", secret), 0},
-		{"wrong password", WithCredentials(bg, "alice", "nope"), http.StatusUnauthorized},
+		{"anonymous", Credentials{}, 0},
+		{"right password", Login("alice", secret), 0},
+		{"wrong password", Login("alice", "nope"), http.StatusUnauthorized},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := c.Verify(tc.ctx)
+			err := c.Verify(bg, tc.cred)
 			var ue *Error
 			switch {
 			case tc.wantStatus == 0 && err != nil:

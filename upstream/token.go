@@ -40,20 +40,11 @@ func (c credentials) id() string {
 	return hex.EncodeToString(sum[:8])
 }
 
-type credentialsKey struct{}
-
-// WithCredentials returns a context whose requests authenticate with these
-// credentials instead of the configured ones (a client's own login passed
-// through the mirror). Tokens are cached per credential.
-func WithCredentials(ctx context.Context, username, password string) context.Context {
-	return context.WithValue(ctx, credentialsKey{}, credentials{username, password})
-}
-
-// credentialsFor returns the credentials of a request: those of ctx (see
-// WithCredentials), else the configured ones.
-func (c *Client) credentialsFor(ctx context.Context) credentials {
-	if cred, ok := ctx.Value(credentialsKey{}).(credentials); ok {
-		return cred
+// credentialsFor returns the credentials a request authenticates with:
+// its own (see Login), else the configured ones.
+func (c *Client) credentialsFor(req Request) credentials {
+	if req.Credentials.own {
+		return req.Credentials.cred
 	}
 	return credentials{c.cfg.Username, c.cfg.Password}
 }

@@ -1,17 +1,19 @@
-package mirror
+package access
 
 import (
 	"context"
 	"sync"
 )
 
-// flight lets concurrent callers with the same key share one call, the way
+// Flight lets concurrent callers with the same key share one call, the way
 // golang.org/x/sync/singleflight does, but with a caller context: a caller
 // that gives up stops waiting without cancelling the shared call, which
-// runs on a context detached from every caller.
-type flight[K comparable, V any] struct {
+// runs on a context detached from every caller. Its keys are Keys, so a
+// call made for one identity is never shared with another. The zero
+// Flight is ready to use.
+type Flight[K comparable, V any] struct {
 	mu    sync.Mutex
-	calls map[K]*flightCall[V]
+	calls map[Key[K]]*flightCall[V]
 }
 
 type flightCall[V any] struct {
@@ -20,12 +22,12 @@ type flightCall[V any] struct {
 	err  error
 }
 
-// do runs fn once for every concurrent caller of key and returns its
+// Do runs fn once for every concurrent caller of key and returns its
 // result, or ctx's error when ctx ends first.
-func (f *flight[K, V]) do(ctx context.Context, key K, fn func(context.Context) (V, error)) (V, error) {
+func (f *Flight[K, V]) Do(ctx context.Context, key Key[K], fn func(context.Context) (V, error)) (V, error) {
 	f.mu.Lock()
 	if f.calls == nil {
-		f.calls = make(map[K]*flightCall[V])
+		f.calls = make(map[Key[K]]*flightCall[V])
 	}
 	c, ok := f.calls[key]
 	if !ok {
