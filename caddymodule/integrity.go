@@ -123,30 +123,6 @@ func registerIntegrityMetrics(reg prometheus.Registerer, dir string, store *cach
 	return err
 }
 
-// scrubOptions maps the handler's scrub settings onto the cache's.
-func (h *Handler) scrubOptions() (interval time.Duration, rate int64) {
-	return time.Duration(h.ScrubInterval), h.ScrubRate
-}
-
-// noteScrubSettings logs, at Warn, scrub settings that a reload found an
-// open cache running with other ones: they apply at the next start.
-func (h *Handler) noteScrubSettings(store *cache.Store) {
-	sc := store.IntegrityStats().Scrub
-	interval, rate := h.scrubOptions()
-	wantOn := interval >= 0
-	if interval == 0 {
-		interval = cache.DefaultScrubInterval
-	}
-	if rate == 0 {
-		rate = cache.DefaultScrubRate
-	}
-	if sc.Enabled != wantOn || wantOn && (sc.Interval != interval || sc.Rate != rate) {
-		h.logger.Warn("scrub settings changed: the open cache keeps its own until the next start",
-			zap.String("storage", h.dir), zap.Bool("running_enabled", sc.Enabled),
-			zap.Duration("running_interval", sc.Interval), zap.Int64("running_rate", sc.Rate))
-	}
-}
-
 // VerifyRequest is the body of POST /registry_cache/verify.
 type VerifyRequest struct {
 	// Repair removes the corrupt objects found, so that the next request
