@@ -422,9 +422,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		noteKept(h.logger, s.dir, pooled.kept, keptSettings(s))
 	}
 	store := pooled.store
-	if err := registerIntegrityMetrics(ctx.GetMetricsRegistry(), s.dir, store); err != nil {
-		return fmt.Errorf("registering cache integrity metrics: %w", err)
-	}
 	mc := s.mirror
 	mc.Upstreams, mc.Store, mc.Logger = h.clients, store, h.logger
 	// http.handlers.registry_cache.audit: a log block can send it to its
@@ -455,7 +452,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.history = startHistory(h)
 	addLive(h)
-	err = ctx.GetMetricsRegistry().Register(newCacheCollector(s.dir, store, m, h.clients, h.scheduler))
+	err = ctx.GetMetricsRegistry().Register(newCacheCollector(s.dir, h.figures))
 	var are prometheus.AlreadyRegisteredError
 	if errors.As(err, &are) {
 		// Another handler of this config serves the same directory and
