@@ -44,6 +44,9 @@ var (
 const (
 	// DefaultMemoryBytes is the default hot index budget: 64 MiB.
 	DefaultMemoryBytes = 64 << 20
+	// DefaultMaxBytes is the disk budget for a deployment that sets none:
+	// 10 GiB. (Options.MaxBytes itself has no default: zero is no budget.)
+	DefaultMaxBytes int64 = 10 << 30
 	// DefaultInlineLimit is the default largest object whose bytes the hot
 	// index keeps: 4 MiB.
 	DefaultInlineLimit = 4 << 20

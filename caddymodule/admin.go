@@ -16,7 +16,6 @@ import (
 	"github.com/regcache/regcache/access"
 	"github.com/regcache/regcache/mirror"
 	"github.com/regcache/regcache/schedule"
-	"github.com/regcache/regcache/upstream"
 )
 
 func init() {
@@ -222,62 +221,45 @@ func (a *AdminAPI) serveStats(w http.ResponseWriter, r *http.Request) error {
 	}
 	resp := StatsResponse{Caches: []CacheStats{}}
 	for _, h := range liveHandlers() {
-		resp.Caches = append(resp.Caches, h.stats())
+		resp.Caches = append(resp.Caches, h.figures().cacheStats())
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(resp)
 }
 
-// stats gathers the figures of the handler's cache, mirror and upstreams.
-func (h *Handler) stats() CacheStats {
-	st := h.store.Stats()
-	ms := h.mirror.Stats()
+// cacheStats renders the figures as the admin API reports them.
+func (f figures) cacheStats() CacheStats {
+	st, ms := f.Cache, f.Mirror
 	cs := CacheStats{
-		Storage: h.dir, Objects: st.Objects, UsedBytes: st.UsedBytes, BudgetBytes: st.BudgetBytes,
+		Storage: f.Storage, Objects: st.Objects, UsedBytes: st.UsedBytes, BudgetBytes: st.BudgetBytes,
 		ReservedBytes: st.ReservedBytes, Evictions: st.Evictions, EvictedBytes: st.EvictedBytes,
 		NotStored: st.NotStored, Unwritable: st.Unwritable, Fills: st.Fills, FillReaders: st.FillReaders,
 		IdleEvictions: st.IdleEvictions, MaxIdleSeconds: int64(st.MaxIdle / time.Second), PinnedObjects: st.PinnedObjects,
 		Requests:       map[string]map[string]int64{},
-		BytesFromCache: ms.BytesFromCache, BytesFromUpstream: ms.BytesFromUpstream,
+		BytesFromCache: ms.BytesFromCache, BytesFromUpstream: ms.BytesFromUpstream, HitRatio: ms.HitRatio(),
 		StaleServes: ms.StaleServes, RateLimitHolds: ms.RateLimitHolds, NegativeHits: ms.NegativeHits,
-		Policy: h.mirror.PolicyStats(),
+		Policy: f.Policy, Sync: f.Sync, Integrity: integrityStats(f.Integrity),
 
 		FillResumes: st.FillResumes, FillRestarts: st.FillRestarts, FillSplits: st.FillSplits,
 		PartialsContinued: st.PartialsContinued, SourceSwitches: st.SourceSwitches, Prefetches: st.Prefetches,
 	}
-	var served, fromCache int64
 	for _, rc := range ms.Requests {
 		if cs.Requests[rc.Kind] == nil {
 			cs.Requests[rc.Kind] = map[string]int64{}
 		}
 		cs.Requests[rc.Kind][rc.Result] = rc.Count
-		if rc.Kind == "manifest" || rc.Kind == "blob" {
-			switch rc.Result {
-			case "hit", "stale":
-				served += rc.Count
-				fromCache += rc.Count
-			case "miss":
-				served += rc.Count
-			}
-		}
 	}
-	if served > 0 {
-		cs.HitRatio = float64(fromCache) / float64(served)
-	}
-	for _, c := range h.clients {
-		cs.Upstreams = append(cs.Upstreams, upstreamStats(c))
-	}
-	cs.Integrity = integrityStats(h.store)
-	if h.scheduler != nil {
-		cs.Sync = h.scheduler.Status()
+	for _, u := range f.Upstreams {
+		cs.Upstreams = append(cs.Upstreams, u.stats())
 	}
 	return cs
 }
 
-// upstreamStats reports one upstream's health and budget.
-func upstreamStats(c *upstream.Client) UpstreamStats {
-	us := UpstreamStats{Name: c.Name()}
-	for _, eh := range c.Health() {
+// stats renders one upstream's health and budget as the admin API
+// reports them.
+func (u upstreamFigures) stats() UpstreamStats {
+	us := UpstreamStats{Name: u.Name}
+	for _, eh := range u.Health {
 		es := EndpointStats{URL: eh.URL, Healthy: eh.Healthy, LastError: eh.LastError}
 		if !eh.FailedUntil.IsZero() {
 			t := eh.FailedUntil
@@ -289,9 +271,9 @@ func upstreamStats(c *upstream.Client) UpstreamStats {
 		}
 		us.Endpoints = append(us.Endpoints, es)
 	}
-	if rl, ok := c.RateLimit(); ok {
+	if rl := u.RateLimit; u.HasRateLimit {
 		us.RateLimit = &RateLimitStats{Limit: rl.Limit, Remaining: rl.Remaining,
-			WindowSeconds: int64(rl.Window / time.Second), Seen: rl.Seen, Held: c.Budget().Held}
+			WindowSeconds: int64(rl.Window / time.Second), Seen: rl.Seen, Held: u.Held}
 	}
 	return us
 }

@@ -315,7 +315,7 @@ func TestS3TierConfigResolvesPlaceholders(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &S3Storage{Endpoint: "http://h:1", Bucket: "b", AccessKey: tc.in, SecretKey: tc.in}
-			cfg := s.tierConfig(caddy.NewReplacer(), nil)
+			cfg := s.tierConfig(caddy.NewReplacer())
 			if cfg.AccessKey != tc.want || cfg.SecretKey != tc.want {
 				t.Errorf("tierConfig(%q) = access %q, secret %q; want %q", tc.in, cfg.AccessKey, cfg.SecretKey, tc.want)
 			}

@@ -30,7 +30,7 @@ type history struct {
 // startHistory samples h now and every historyInterval until stopHistory.
 func startHistory(h *Handler) *history {
 	hs := &history{stop: make(chan struct{}), done: make(chan struct{})}
-	hs.add(h.sample())
+	hs.add(h.figures().sample())
 	go func() {
 		defer close(hs.done)
 		t := time.NewTicker(historyInterval)
@@ -40,7 +40,7 @@ func startHistory(h *Handler) *history {
 			case <-hs.stop:
 				return
 			case <-t.C:
-				hs.add(h.sample())
+				hs.add(h.figures().sample())
 			}
 		}
 	}()
@@ -72,20 +72,9 @@ func (hs *history) all(now sample) []sample {
 	return append(out, now)
 }
 
-// sample reads the handler's cumulative figures.
-func (h *Handler) sample() sample {
-	ms := h.mirror.Stats()
-	s := sample{At: time.Now(), BytesFromCache: ms.BytesFromCache, BytesFromUpstream: ms.BytesFromUpstream}
-	for _, rc := range ms.Requests {
-		if rc.Kind != "manifest" && rc.Kind != "blob" {
-			continue
-		}
-		switch rc.Result {
-		case "hit", "stale":
-			s.Hits += rc.Count
-		case "miss":
-			s.Misses += rc.Count
-		}
-	}
-	return s
+// sample is the part of the figures the history keeps.
+func (f figures) sample() sample {
+	hits, misses := f.Mirror.Pulls()
+	return sample{At: f.At, Hits: hits, Misses: misses,
+		BytesFromCache: f.Mirror.BytesFromCache, BytesFromUpstream: f.Mirror.BytesFromUpstream}
 }

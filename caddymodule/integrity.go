@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/regcache/regcache/cache"
@@ -48,9 +47,8 @@ type ScrubStats struct {
 	LastPassFinished *time.Time `json:"last_pass_finished,omitempty"`
 }
 
-// integrityStats reports the checks of content at rest of a store.
-func integrityStats(s *cache.Store) IntegrityStats {
-	is := s.IntegrityStats()
+// integrityStats renders the checks of content at rest of a store.
+func integrityStats(is cache.IntegrityStats) IntegrityStats {
 	sc := is.Scrub
 	out := IntegrityStats{
 		CorruptObjects: is.CorruptObjects, CorruptBytes: is.CorruptBytes,
@@ -66,85 +64,6 @@ func integrityStats(s *cache.Store) IntegrityStats {
 		out.Scrub.LastPassFinished = &t
 	}
 	return out
-}
-
-// integrityCollector exports the checks of one cache's content at rest.
-type integrityCollector struct {
-	store                                          *cache.Store
-	corrupt, corruptBytes, scrubbedBytes, lastPass *prometheus.Desc
-}
-
-// newIntegrityCollector describes the metrics of the checks of the cache
-// in storage.
-func newIntegrityCollector(storage string, store *cache.Store) *integrityCollector {
-	constLabels := prometheus.Labels{"storage": storage}
-	desc := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc(prometheus.BuildFQName(metricsNamespace, metricsSubsystem, name), help, nil, constLabels)
-	}
-	return &integrityCollector{
-		store: store,
-		corrupt: desc("corrupt_objects_total",
-			"Objects found corrupt at rest (content not matching the digest) and removed, by the scrub, a verify with repair, or a read."),
-		corruptBytes:  desc("corrupt_bytes_total", "Bytes of the objects found corrupt at rest and removed."),
-		scrubbedBytes: desc("scrubbed_bytes_total", "Bytes the background scrub hashed."),
-		lastPass: desc("scrub_last_pass_timestamp_seconds",
-			"When the last complete scrub pass finished (Unix time); 0 when none did."),
-	}
-}
-
-// Describe sends the descriptions of the metrics.
-func (c *integrityCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.corrupt, c.corruptBytes, c.scrubbedBytes, c.lastPass} {
-		ch <- d
-	}
-}
-
-// Collect reads the figures of the checks.
-func (c *integrityCollector) Collect(ch chan<- prometheus.Metric) {
-	is := c.store.IntegrityStats()
-	ch <- prometheus.MustNewConstMetric(c.corrupt, prometheus.CounterValue, float64(is.CorruptObjects))
-	ch <- prometheus.MustNewConstMetric(c.corruptBytes, prometheus.CounterValue, float64(is.CorruptBytes))
-	ch <- prometheus.MustNewConstMetric(c.scrubbedBytes, prometheus.CounterValue, float64(is.Scrub.CheckedBytes))
-	last := 0.0
-	if !is.Scrub.LastPassFinished.IsZero() {
-		last = float64(is.Scrub.LastPassFinished.UnixNano()) / 1e9
-	}
-	ch <- prometheus.MustNewConstMetric(c.lastPass, prometheus.GaugeValue, last)
-}
-
-// registerIntegrityMetrics registers the checks' metrics of the cache in
-// dir, unless another handler of the config did.
-func registerIntegrityMetrics(reg prometheus.Registerer, dir string, store *cache.Store) error {
-	err := reg.Register(newIntegrityCollector(dir, store))
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		return nil
-	}
-	return err
-}
-
-// scrubOptions maps the handler's scrub settings onto the cache's.
-func (h *Handler) scrubOptions() (interval time.Duration, rate int64) {
-	return time.Duration(h.ScrubInterval), h.ScrubRate
-}
-
-// noteScrubSettings logs, at Warn, scrub settings that a reload found an
-// open cache running with other ones: they apply at the next start.
-func (h *Handler) noteScrubSettings(store *cache.Store) {
-	sc := store.IntegrityStats().Scrub
-	interval, rate := h.scrubOptions()
-	wantOn := interval >= 0
-	if interval == 0 {
-		interval = cache.DefaultScrubInterval
-	}
-	if rate == 0 {
-		rate = cache.DefaultScrubRate
-	}
-	if sc.Enabled != wantOn || wantOn && (sc.Interval != interval || sc.Rate != rate) {
-		h.logger.Warn("scrub settings changed: the open cache keeps its own until the next start",
-			zap.String("storage", h.dir), zap.Bool("running_enabled", sc.Enabled),
-			zap.Duration("running_interval", sc.Interval), zap.Int64("running_rate", sc.Rate))
-	}
 }
 
 // VerifyRequest is the body of POST /registry_cache/verify.
@@ -203,6 +122,3 @@ func (a *AdminAPI) serveVerify(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(resp)
 }
-
-// Interface guards
-var _ prometheus.Collector = (*integrityCollector)(nil)

@@ -6,9 +6,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/regcache/regcache/cache"
-	"github.com/regcache/regcache/mirror"
-	"github.com/regcache/regcache/s3tier"
 	"github.com/regcache/regcache/schedule"
 	"github.com/regcache/regcache/upstream"
 )
@@ -68,35 +65,35 @@ func registerOrExisting[C prometheus.Collector](reg prometheus.Registerer, c C) 
 }
 
 // cacheCollector exports the figures of one cache directory and the
-// handler serving it, read at each scrape. The directory is a constant
-// "storage" label, so that several sites with their own caches each have
-// their series. No metric carries a repository, tag or digest.
+// handler serving it, taken once at each scrape. The directory is a
+// constant "storage" label, so that several sites with their own caches
+// each have their series. No metric carries a repository, tag or digest.
 type cacheCollector struct {
-	store     *cache.Store
-	mirror    *mirror.Mirror
-	upstreams []*upstream.Client
+	// figures takes the figures of the handler.
+	figures func() figures
 
 	requests, servedBytes, staleServes, rateLimitHolds, negativeHits, fills, fillReaders,
 	fillResumes, fillRestarts, fillSplits, partialsContinued, prefetches, sourceSwitches,
 	evictions, evictedBytes, diskUsed, diskBudget, objects, notStored, unwritable,
 	rateLimitRemaining, policyRefusals, loginThrottled, internalRefusals *prometheus.Desc
 
+	corrupt, corruptBytes, scrubbedBytes, lastPass *prometheus.Desc
+
 	sharedFills, sharedTakeOvers, sharedUploadFailures, sharedUnavailable *prometheus.Desc
 
-	idleEvictions, pinnedObjects *prometheus.Desc
-	// The sync rules' figures; scheduler is nil without rules.
-	scheduler                                                             *schedule.Scheduler
+	idleEvictions, pinnedObjects                                          *prometheus.Desc
 	syncRuns, syncBytes, syncLastRun, syncNextRun, syncPaused, syncImages *prometheus.Desc
 }
 
-// newCacheCollector describes the metrics of the cache in storage.
-func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, upstreams []*upstream.Client, sched *schedule.Scheduler) *cacheCollector {
+// newCacheCollector describes the metrics of the cache in storage, whose
+// figures are taken with take.
+func newCacheCollector(storage string, take func() figures) *cacheCollector {
 	constLabels := prometheus.Labels{"storage": storage}
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(metricsNamespace, metricsSubsystem, name), help, labels, constLabels)
 	}
 	return &cacheCollector{
-		store: store, mirror: m, upstreams: upstreams, scheduler: sched,
+		figures:       take,
 		idleEvictions: desc("idle_evictions_total", "Objects evicted for going unread longer than max_idle."),
 		pinnedObjects: desc("pinned_objects", "Objects (manifests and blobs) that sync rules keep from eviction."),
 		// The rule label is a rule of the config (its image as
@@ -159,6 +156,12 @@ func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, ups
 			"Verified downloads that could not be uploaded to the shared bucket."),
 		sharedUnavailable: desc("shared_unavailable",
 			"1 while the shared bucket is bypassed after it was found unreachable."),
+		corrupt: desc("corrupt_objects_total",
+			"Objects found corrupt at rest (content not matching the digest) and removed, by the scrub, a verify with repair, or a read."),
+		corruptBytes:  desc("corrupt_bytes_total", "Bytes of the objects found corrupt at rest and removed."),
+		scrubbedBytes: desc("scrubbed_bytes_total", "Bytes the background scrub hashed."),
+		lastPass: desc("scrub_last_pass_timestamp_seconds",
+			"When the last complete scrub pass finished (Unix time); 0 when none did."),
 	}
 }
 
@@ -171,20 +174,28 @@ func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.loginThrottled, c.internalRefusals,
 		c.sharedFills, c.sharedTakeOvers, c.sharedUploadFailures, c.sharedUnavailable,
 		c.idleEvictions, c.pinnedObjects, c.syncRuns, c.syncBytes, c.syncLastRun, c.syncNextRun,
-		c.syncPaused, c.syncImages} {
+		c.syncPaused, c.syncImages, c.corrupt, c.corruptBytes, c.scrubbedBytes, c.lastPass} {
 		ch <- d
 	}
 }
 
-// Collect reads the figures of the cache, the mirror and the upstreams.
+// Collect takes the figures once and renders them.
 func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	f := c.figures()
 	counter := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
 	}
-	ms := c.mirror.Stats()
+	flag := func(d *prometheus.Desc, on bool, labels ...string) {
+		v := int64(0)
+		if on {
+			v = 1
+		}
+		gauge(d, v, labels...)
+	}
+	ms := f.Mirror
 	for _, rc := range ms.Requests {
 		counter(c.requests, rc.Count, rc.Kind, rc.Result)
 	}
@@ -193,14 +204,14 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.staleServes, ms.StaleServes)
 	counter(c.rateLimitHolds, ms.RateLimitHolds)
 	counter(c.negativeHits, ms.NegativeHits)
-	for _, rs := range c.mirror.PolicyStats() {
+	for _, rs := range f.Policy {
 		counter(c.policyRefusals, rs.Refused, rs.ID, "denied")
 		if rs.Kind == "verify" {
 			counter(c.policyRefusals, rs.Audited, rs.ID, "audited")
 		}
 	}
 	counter(c.loginThrottled, ms.LoginThrottled)
-	st := c.store.Stats()
+	st := f.Cache
 	gauge(c.fills, int64(st.Fills))
 	gauge(c.fillReaders, int64(st.FillReaders))
 	counter(c.fillResumes, st.FillResumes)
@@ -215,53 +226,47 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.diskBudget, st.BudgetBytes)
 	gauge(c.objects, st.Objects)
 	counter(c.notStored, st.NotStored)
-	unwritable := int64(0)
-	if st.Unwritable {
-		unwritable = 1
-	}
-	gauge(c.unwritable, unwritable)
+	flag(c.unwritable, st.Unwritable)
 	counter(c.idleEvictions, st.IdleEvictions)
 	gauge(c.pinnedObjects, int64(st.PinnedObjects))
-	if c.scheduler != nil {
-		for _, rs := range c.scheduler.Status() {
-			for _, res := range []schedule.Result{schedule.ResultOK, schedule.ResultPaused, schedule.ResultFailed} {
-				counter(c.syncRuns, rs.Runs[res], rs.Rule, string(res))
-			}
-			counter(c.syncBytes, rs.TotalBytes, rs.Rule)
-			last := int64(0)
-			if !rs.LastRun.IsZero() {
-				last = rs.LastRun.Unix()
-			}
-			gauge(c.syncLastRun, last, rs.Rule)
-			gauge(c.syncNextRun, rs.NextRun.Unix(), rs.Rule)
-			paused := int64(0)
-			if rs.Result == schedule.ResultPaused {
-				paused = 1
-			}
-			gauge(c.syncPaused, paused, rs.Rule)
-			gauge(c.syncImages, int64(rs.Images), rs.Rule)
-		}
+	is := f.Integrity
+	counter(c.corrupt, is.CorruptObjects)
+	counter(c.corruptBytes, is.CorruptBytes)
+	counter(c.scrubbedBytes, is.Scrub.CheckedBytes)
+	last := 0.0
+	if !is.Scrub.LastPassFinished.IsZero() {
+		last = float64(is.Scrub.LastPassFinished.UnixNano()) / 1e9
 	}
-	for _, u := range c.upstreams {
-		if rl, ok := u.RateLimit(); ok {
-			gauge(c.rateLimitRemaining, int64(rl.Remaining), u.Name())
+	ch <- prometheus.MustNewConstMetric(c.lastPass, prometheus.GaugeValue, last)
+	for _, rs := range f.Sync {
+		for _, res := range []schedule.Result{schedule.ResultOK, schedule.ResultPaused, schedule.ResultFailed} {
+			counter(c.syncRuns, rs.Runs[res], rs.Rule, string(res))
 		}
-		counter(c.internalRefusals, u.InternalRefusals(), u.Name())
+		counter(c.syncBytes, rs.TotalBytes, rs.Rule)
+		lastRun := int64(0)
+		if !rs.LastRun.IsZero() {
+			lastRun = rs.LastRun.Unix()
+		}
+		gauge(c.syncLastRun, lastRun, rs.Rule)
+		gauge(c.syncNextRun, rs.NextRun.Unix(), rs.Rule)
+		flag(c.syncPaused, rs.Result == schedule.ResultPaused, rs.Rule)
+		gauge(c.syncImages, int64(rs.Images), rs.Rule)
+	}
+	for _, u := range f.Upstreams {
+		if u.HasRateLimit {
+			gauge(c.rateLimitRemaining, int64(u.RateLimit.Remaining), u.Name)
+		}
+		counter(c.internalRefusals, u.InternalRefusals, u.Name)
 	}
 	// Only a cache with a shared bucket has these.
-	if tier, ok := c.store.Shared().(*s3tier.Tier); ok {
-		ss := tier.Stats()
+	if ss := f.Shared; ss != nil {
 		counter(c.sharedFills, ss.FromBucket, "bucket")
 		counter(c.sharedFills, ss.Followed, "node")
 		counter(c.sharedFills, ss.Published, "upstream")
 		counter(c.sharedFills, ss.Alone, "alone")
 		counter(c.sharedTakeOvers, ss.TakeOvers)
 		counter(c.sharedUploadFailures, ss.UploadFailures)
-		unavailable := int64(0)
-		if ss.Unavailable {
-			unavailable = 1
-		}
-		gauge(c.sharedUnavailable, unavailable)
+		flag(c.sharedUnavailable, ss.Unavailable)
 	}
 }
 

@@ -1,13 +1,10 @@
 package caddymodule
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -31,14 +28,15 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("registry_cache", httpcaddyfile.Before, "reverse_proxy")
 }
 
-// Defaults of the Handler's fields.
+// Defaults of the Handler's fields, as the packages that own them define
+// them.
 const (
 	// DefaultMaxSize is the disk budget when max_size is not set.
-	DefaultMaxSize int64 = 10 << 30
+	DefaultMaxSize = cache.DefaultMaxBytes
 	// DefaultMemory is the hot index budget when memory is not set.
-	DefaultMemory int64 = 64 << 20
+	DefaultMemory int64 = cache.DefaultMemoryBytes
 	// DefaultTagTTL is how long a tag is trusted when tag_ttl is not set.
-	DefaultTagTTL = 5 * time.Minute
+	DefaultTagTTL = mirror.DefaultTagTTL
 	// DefaultNegativeTTL is how long an upstream's 404 for a manifest is
 	// remembered when negative_ttl is not set.
 	DefaultNegativeTTL = mirror.DefaultNegativeTTL
@@ -85,7 +83,9 @@ type Handler struct {
 	Sync []SyncRule `json:"sync,omitempty"`
 
 	// Memory is the budget of the in-memory hot index in bytes, which holds
-	// manifests and blob metadata. Default: 64 MiB.
+	// manifests and blob metadata. It applies when the cache directory is
+	// first opened: a reload that changes it logs, at Warn, that the open
+	// cache keeps its running value. Default: 64 MiB.
 	Memory int64 `json:"memory,omitempty"`
 
 	// TagTTL is how long a tag -> digest answer is trusted before it is
@@ -202,7 +202,8 @@ type Handler struct {
 	// requests can take. A download beyond it waits up to a minute for a
 	// slot, then its client gets 503 with a Retry-After; clients of a blob
 	// already downloading join it without a slot. It applies when the cache
-	// directory is first opened. Default: 64.
+	// directory is first opened (a reload that changes it says so at Warn,
+	// as for every such setting). Default: 64.
 	MaxDownloads int `json:"max_downloads,omitempty"`
 
 	// FillRetries is how many attempts in a row a blob download makes
@@ -325,6 +326,7 @@ type Handler struct {
 
 	mirror      *mirror.Mirror
 	store       *cache.Store
+	tier        *s3tier.Tier // nil: no shared bucket
 	clients     []*upstream.Client
 	dir         string
 	provisioned time.Time
@@ -337,44 +339,6 @@ type Handler struct {
 	budgetOnce *sync.Once
 }
 
-// Upstream is one registry the mirror serves.
-type Upstream struct {
-	// Name is the registry's name as clients know it: "docker.io",
-	// "ghcr.io", "registry.example.com:5000". Required.
-	Name string `json:"name"`
-
-	// URLs are the endpoints that serve this registry's API, tried in
-	// order: a dead endpoint is skipped for a while. Default: the
-	// registry's well-known endpoint (https://registry-1.docker.io for
-	// docker.io), or https://<name> for any other registry. http:// is
-	// allowed for private registries and tests.
-	URLs []string `json:"urls,omitempty"`
-
-	// Username for the upstream (its token realm, or Basic auth). Accepts
-	// placeholders such as {env.HUB_USER}. Default: anonymous.
-	Username string `json:"username,omitempty"`
-
-	// Password or access token for the upstream. Accepts placeholders such
-	// as {env.HUB_TOKEN}; never logged. Default: none.
-	Password string `json:"password,omitempty"`
-
-	// Allow, Deny and Verify are policy rules as at the top level, with
-	// patterns relative to this registry ("library/*"). Allow governs this
-	// registry only: when given, a repository of it must match one of its
-	// patterns or a top-level allow; other registries are not affected.
-	// Default: none.
-	Allow  []string `json:"allow,omitempty"`
-	Deny   []string `json:"deny,omitempty"`
-	Verify []Verify `json:"verify,omitempty"`
-
-	// TrustedRealms are further host names that may receive the
-	// credentials as the registry's token realm. Without them, credentials
-	// go only to a realm on the endpoint's own host or its registrable
-	// domain (auth.docker.io for registry-1.docker.io); a realm anywhere
-	// else gets an anonymous token request. Default: none.
-	TrustedRealms []string `json:"trusted_realms,omitempty"`
-}
-
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
@@ -383,42 +347,15 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision fills defaults, resolves placeholders, builds the upstream
-// clients and opens (or reuses) the cache of the storage directory.
+// Provision checks the configuration, then builds the upstream clients
+// and opens (or reuses) the cache of the storage directory. Every value is
+// checked before anything opens: a bad one fails the load with no
+// directory created, no cache opened and no goroutine started.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	if h.ScrubRate < 0 {
-		// Checked before the cache opens with it.
-		return fmt.Errorf("scrub_rate must not be negative, got %d", h.ScrubRate)
-	}
-	if err := h.checkSync(); err != nil {
-		return err
-	}
-	repl := caddy.NewReplacer()
-	if h.Storage == "" {
-		h.Storage = filepath.Join(caddy.AppDataDir(), "registry_cache")
-	}
-	dir, err := filepath.Abs(repl.ReplaceAll(h.Storage, ""))
+	s, err := h.settings()
 	if err != nil {
-		return fmt.Errorf("resolving storage directory %q: %w", h.Storage, err)
-	}
-	if h.MaxSize == 0 {
-		h.MaxSize = DefaultMaxSize
-	}
-	if h.Memory == 0 {
-		h.Memory = DefaultMemory
-	}
-	if h.TagTTL == 0 {
-		h.TagTTL = caddy.Duration(DefaultTagTTL)
-	}
-	if h.NegativeTTL == 0 {
-		h.NegativeTTL = caddy.Duration(DefaultNegativeTTL)
-	}
-	ups := h.Upstreams
-	if len(ups) == 0 {
-		for _, name := range mirror.KnownRegistries() {
-			ups = append(ups, Upstream{Name: name})
-		}
+		return err
 	}
 	// Metrics go into the config's registry, on Caddy's admin /metrics and
 	// on any site's metrics handler.
@@ -426,130 +363,44 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("registering upstream metrics: %w", err)
 	}
-	allowed, err := parseNetworks(h.AllowedNetworks)
-	if err != nil {
-		return err
-	}
-	clients := make([]*upstream.Client, 0, len(ups))
-	for _, u := range ups {
-		name := mirror.CanonicalRegistry(u.Name)
-		cfg := upstream.Config{
-			Name:      name,
-			Endpoints: upstreamURLs(u),
-			Username:  repl.ReplaceAll(u.Username, ""),
-			Password:  repl.ReplaceAll(u.Password, ""),
-
-			TrustedRealmHosts: u.TrustedRealms,
-		}
-		// An endpoint that is not the registry itself is a mirror of it
-		// (another regcache, say): tell it the registry, as containerd does.
-		if origin, ok := mirror.RegistryOrigin(name); ok {
-			cfg.Namespace, cfg.Origin = name, origin
-		}
-		c, err := upstream.New(cfg, upstream.Options{
-			Logger:                h.logger.Named("upstream"),
-			OnResponse:            um.observe,
-			DialTimeout:           time.Duration(h.ConnectTimeout),
-			ResponseHeaderTimeout: time.Duration(h.ResponseTimeout),
-			StallTimeout:          time.Duration(h.StallTimeout),
-			RateLimitReserve:      h.RateLimitReserve,
-			AllowedNetworks:       allowed,
-			PublicEndpoints:       knownEndpointsOnly(name, cfg.Endpoints),
-		})
+	for _, us := range s.upstreams {
+		opts := us.options
+		opts.Logger, opts.OnResponse = h.logger.Named("upstream"), um.observe
+		c, err := upstream.New(us.config, opts)
 		if err != nil {
-			return fmt.Errorf("upstream %s: %w", u.Name, err)
+			return fmt.Errorf("upstream %s: %w", us.config.Name, err)
 		}
-		clients = append(clients, c)
+		// Cleanup closes them, after a failed Provision too.
+		h.clients = append(h.clients, c)
 	}
-	opts := cache.Options{
-		Dir:         dir,
-		MemoryBytes: h.Memory,
-		MaxBytes:    h.MaxSize,
-		MaxIdle:     time.Duration(h.MaxIdle),
-		MaxFills:    h.MaxDownloads,
-		Logger:      h.logger.Named("cache"),
-
-		FillRetries:     h.FillRetries,
-		FillConnections: h.FillConnections,
-		FillSplitSize:   h.FillSplitSize,
-		IngestMaxBytes:  h.IngestMaxSize,
-		IngestMaxAge:    time.Duration(h.IngestMaxAge),
-	}
-	opts.ScrubInterval, opts.ScrubRate = h.scrubOptions()
-	if h.S3 != nil {
-		tier, err := s3tier.New(h.S3.tierConfig(repl, h.logger.Named("s3")))
-		if err != nil {
-			return err
-		}
-		opts.Shared = tier
-		logger := h.logger
-		go func() {
-			// A report only: the cache serves without the bucket meanwhile.
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := tier.Probe(ctx); err != nil {
-				logger.Error("shared bucket not usable", zap.Error(err))
-			}
-		}()
-	}
-	// The policy is checked before the cache opens: a bad pattern, key or
-	// trusted root fails the load.
-	policy, err := h.buildPolicy()
-	if err != nil {
-		return fmt.Errorf("policy: %w", err)
-	}
-	store, err := openStore(dir, opts)
+	pooled, loaded, err := openStore(s, h.logger)
 	if err != nil {
 		return err
 	}
 	// From here on the handler holds one use of the cache, which Cleanup
 	// releases (Caddy calls Cleanup when Provision fails, too).
-	h.dir = dir
-	h.noteScrubSettings(store)
-	if err := registerIntegrityMetrics(ctx.GetMetricsRegistry(), dir, store); err != nil {
-		return fmt.Errorf("registering cache integrity metrics: %w", err)
+	h.dir = s.dir
+	if loaded {
+		noteKept(h.logger, s.dir, pooled.kept, keptSettings(s))
 	}
-	m, err := mirror.New(mirror.Config{
-		Upstreams:           clients,
-		Default:             h.Default,
-		Store:               store,
-		TagTTL:              time.Duration(h.TagTTL),
-		StaleIfError:        time.Duration(h.StaleIfError),
-		NegativeTTL:         time.Duration(h.NegativeTTL),
-		AccessTTL:           time.Duration(h.AccessTTL),
-		MaxUpstreamRequests: h.MaxUpstreamRequests,
-		Policy:              policy,
-		LoginLimits:         h.LoginLimit.limits(),
-		ClientAddress:       clientAddress,
-		Logger:              h.logger,
-		// http.handlers.registry_cache.audit: a log block can send it
-		// to its own file.
-		Audit: h.logger.Named("audit"),
-
-		IgnoreClientCredentials: h.DisableClientLogin,
-		DisablePrefetch:         h.DisablePrefetch,
-		TokenRealm:              h.TokenRealm,
-	})
+	store := pooled.store
+	mc := s.mirror
+	mc.Upstreams, mc.Store, mc.Logger = h.clients, store, h.logger
+	// http.handlers.registry_cache.audit: a log block can send it to its
+	// own file.
+	mc.Audit = h.logger.Named("audit")
+	m, err := mirror.New(mc)
 	if err != nil {
 		return err
 	}
 	h.mirror = m
 	h.store = store
-	h.clients = clients
+	h.tier = pooled.tier
 	h.provisioned = time.Now()
 	h.budgetOnce = new(sync.Once)
-	for _, r := range h.Sync {
-		ref, err := mirror.ParseImageRef(r.Image, m.DefaultUpstream(), true)
-		if err != nil {
-			return fmt.Errorf("sync %s: %w", r.Image, err)
-		}
-		if !m.Mirrors(ref.Registry) {
-			return fmt.Errorf("sync %s: registry %s is not among the upstreams", r.Image, ref.Registry)
-		}
-	}
-	if len(h.Sync) > 0 {
+	if len(s.sync) > 0 {
 		h.scheduler, err = schedule.New(schedule.Config{
-			Rules: h.syncRules(), Source: m, Pins: store,
+			Rules: s.sync, Source: m, Pins: store,
 			// Each config's scheduler keeps its own pins during a reload.
 			Owner:     fmt.Sprintf("sync %p", h),
 			BeforeRun: h.applyBudget,
@@ -563,126 +414,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.history = startHistory(h)
 	addLive(h)
-	err = ctx.GetMetricsRegistry().Register(newCacheCollector(dir, store, m, clients, h.scheduler))
+	err = ctx.GetMetricsRegistry().Register(newCacheCollector(s.dir, h.figures))
 	var are prometheus.AlreadyRegisteredError
 	if errors.As(err, &are) {
 		// Another handler of this config serves the same directory and
 		// already reports it.
-		h.logger.Debug("cache metrics already registered for this storage", zap.String("storage", dir))
+		h.logger.Debug("cache metrics already registered for this storage", zap.String("storage", s.dir))
 	} else if err != nil {
 		return fmt.Errorf("registering cache metrics: %w", err)
 	}
-	h.logger.Info("registry cache ready", zap.String("storage", dir), zap.Bool("shared", h.S3 != nil),
-		zap.Int("upstreams", len(clients)), zap.Duration("tag_ttl", time.Duration(h.TagTTL)))
+	h.logger.Info("registry cache ready", zap.String("storage", s.dir), zap.Bool("shared", h.tier != nil),
+		zap.Int("upstreams", len(h.clients)), zap.Duration("tag_ttl", time.Duration(h.TagTTL)))
 	return nil
 }
 
-// upstreamURLs returns an upstream's endpoints, defaulting to the
-// registry's well-known endpoint.
-func upstreamURLs(u Upstream) []string {
-	if len(u.URLs) > 0 {
-		return u.URLs
-	}
-	if known, ok := mirror.KnownEndpoint(u.Name); ok {
-		return []string{known}
-	}
-	return []string{"https://" + mirror.CanonicalRegistry(u.Name)}
-}
-
-// knownEndpointsOnly reports whether every endpoint of the upstream name
-// is the well-known public endpoint of that registry, whose network the
-// dial guard need not learn by resolving its name.
-func knownEndpointsOnly(name string, endpoints []string) bool {
-	known, ok := mirror.KnownEndpoint(name)
-	if !ok {
-		return false
-	}
-	for _, e := range endpoints {
-		if strings.TrimSuffix(e, "/") != known {
-			return false
-		}
-	}
-	return true
-}
-
-// Validate checks the configuration without any I/O.
+// Validate checks the configuration without any I/O. Provision has run
+// the same checks before it opened anything; Caddy calls Validate after.
 func (h *Handler) Validate() error {
-	if h.MaxSize < 0 {
-		return fmt.Errorf("max_size must not be negative, got %d", h.MaxSize)
-	}
-	if h.Memory < 0 {
-		return fmt.Errorf("memory must not be negative, got %d", h.Memory)
-	}
-	if h.TagTTL < 0 {
-		return fmt.Errorf("tag_ttl must not be negative, got %s", time.Duration(h.TagTTL))
-	}
-	if h.StaleIfError < 0 {
-		return fmt.Errorf("stale_if_error must not be negative, got %s", time.Duration(h.StaleIfError))
-	}
-	if h.FillRetries < 0 || h.IngestMaxSize < 0 || h.IngestMaxAge < 0 || h.FillConnections < 0 || h.FillSplitSize < 0 {
-		return fmt.Errorf("fill_retries, fill_connections, fill_split_size, ingest_max_size and ingest_max_age must not be negative, got %d, %d, %d, %d and %s",
-			h.FillRetries, h.FillConnections, h.FillSplitSize, h.IngestMaxSize, time.Duration(h.IngestMaxAge))
-	}
-	if h.MaxDownloads < 0 || h.MaxUpstreamRequests < 0 {
-		return fmt.Errorf("max_downloads and max_upstream_requests must not be negative, got %d and %d", h.MaxDownloads, h.MaxUpstreamRequests)
-	}
-	if h.AccessTTL < 0 {
-		return fmt.Errorf("access_ttl must not be negative, got %s", time.Duration(h.AccessTTL))
-	}
-	if h.TokenRealm != "" {
-		p, err := url.Parse(h.TokenRealm)
-		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return fmt.Errorf("token_realm %q must be an absolute http or https URL", h.TokenRealm)
-		}
-	}
-	if h.S3 != nil {
-		if err := h.S3.validate(); err != nil {
-			return err
-		}
-	}
-	if h.ScrubRate < 0 {
-		return fmt.Errorf("scrub_rate must not be negative, got %d", h.ScrubRate)
-	}
-	if err := h.LoginLimit.validate(); err != nil {
-		return err
-	}
-	if _, err := parseNetworks(h.AllowedNetworks); err != nil {
-		return err
-	}
-	if err := h.checkSync(); err != nil {
-		return err
-	}
-	if h.RateLimitReserve < 0 {
-		return fmt.Errorf("rate_limit_reserve must not be negative, got %d", h.RateLimitReserve)
-	}
-	for name, d := range map[string]caddy.Duration{
-		"connect_timeout": h.ConnectTimeout, "response_timeout": h.ResponseTimeout, "stall_timeout": h.StallTimeout,
-	} {
-		if d < 0 {
-			return fmt.Errorf("%s must not be negative, got %s", name, time.Duration(d))
-		}
-	}
-	seen := make(map[string]bool, len(h.Upstreams))
-	for _, u := range h.Upstreams {
-		name := mirror.CanonicalRegistry(u.Name)
-		if name == "" || strings.ContainsAny(name, "/ ") {
-			return fmt.Errorf("upstream name %q is not a registry name", u.Name)
-		}
-		if seen[name] {
-			return fmt.Errorf("upstream %s is configured twice", name)
-		}
-		seen[name] = true
-		for _, raw := range u.URLs {
-			p, err := url.Parse(raw)
-			if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-				return fmt.Errorf("upstream %s: URL %q must be an absolute http or https URL", name, raw)
-			}
-		}
-	}
-	if h.Default != "" && len(h.Upstreams) > 0 && !seen[mirror.CanonicalRegistry(h.Default)] {
-		return fmt.Errorf("default upstream %q is not among the configured upstreams", h.Default)
-	}
-	return nil
+	return h.check()
 }
 
 // Cleanup releases this handler's use of the shared cache; the cache

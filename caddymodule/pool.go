@@ -1,11 +1,15 @@
 package caddymodule
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/s3tier"
 )
 
 // stores holds the open cache of each storage directory across config
@@ -14,19 +18,55 @@ import (
 // its fills in flight survive. This is the only package-level state.
 var stores = caddy.NewUsagePool()
 
-// openStore returns the open cache of dir, opening it on first use.
-func openStore(dir string, opts cache.Options) (*cache.Store, error) {
-	v, _, err := stores.LoadOrNew(dir, func() (caddy.Destructor, error) {
-		s, err := cache.Open(opts)
-		if err != nil {
-			return nil, fmt.Errorf("opening cache in %s: %w", dir, err)
+// pooledStore is an open cache with what it was opened with.
+type pooledStore struct {
+	store *cache.Store
+	// tier is the shared bucket behind it; nil without one.
+	tier *s3tier.Tier
+	// kept are the settings it opened with and keeps until it closes.
+	kept []keptSetting
+}
+
+// Destruct closes the cache when its last user is gone.
+func (p *pooledStore) Destruct() error { return p.store.Close() }
+
+// openStore returns the open cache of s.dir, opening it (and its shared
+// bucket) with s on first use; loaded reports that it was open already,
+// with the settings it opened with.
+func openStore(s settings, logger *zap.Logger) (p *pooledStore, loaded bool, err error) {
+	v, loaded, err := stores.LoadOrNew(s.dir, func() (caddy.Destructor, error) {
+		opts := s.cache
+		opts.Logger = logger.Named("cache")
+		var tier *s3tier.Tier
+		if s.s3 != nil {
+			tc := *s.s3
+			tc.Logger = logger.Named("s3")
+			t, err := s3tier.New(tc)
+			if err != nil {
+				return nil, err
+			}
+			tier, opts.Shared = t, t
 		}
-		return storeDestructor{s}, nil
+		st, err := cache.Open(opts)
+		if err != nil {
+			return nil, fmt.Errorf("opening cache in %s: %w", s.dir, err)
+		}
+		if tier != nil {
+			go func() {
+				// A report only: the cache serves without the bucket meanwhile.
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := tier.Probe(ctx); err != nil {
+					logger.Error("shared bucket not usable", zap.Error(err))
+				}
+			}()
+		}
+		return &pooledStore{store: st, tier: tier, kept: keptSettings(s)}, nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return v.(storeDestructor).Store, nil
+	return v.(*pooledStore), loaded, nil
 }
 
 // releaseStore drops one use of dir's cache, closing it after the last.
@@ -35,11 +75,5 @@ func releaseStore(dir string) error {
 	return err
 }
 
-// storeDestructor closes a cache when its last user is gone.
-type storeDestructor struct{ *cache.Store }
-
-// Destruct closes the cache.
-func (d storeDestructor) Destruct() error { return d.Close() }
-
 // Interface guards
-var _ caddy.Destructor = storeDestructor{}
+var _ caddy.Destructor = (*pooledStore)(nil)

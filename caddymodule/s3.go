@@ -6,7 +6,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"go.uber.org/zap"
 
 	"github.com/regcache/regcache/s3tier"
 )
@@ -25,7 +24,8 @@ import (
 // each node's own read-through tier, bounded by max_size. While the bucket
 // is unreachable, nodes serve from their disks and fill from the upstream
 // on their own. Changing these settings takes a restart: a reload keeps
-// the storage directory's open cache.
+// the storage directory's open cache, and logs at Warn each setting it
+// keeps (the keys' values are not logged).
 type S3Storage struct {
 	// Endpoint is the object store's URL: http://host:port,
 	// https://host, or host[:port] (https). Required.
@@ -69,8 +69,9 @@ type S3Storage struct {
 	ChunkSize int64 `json:"chunk_size,omitempty"`
 }
 
-// tierConfig resolves placeholders and returns the tier's configuration.
-func (s *S3Storage) tierConfig(repl *caddy.Replacer, logger *zap.Logger) s3tier.Config {
+// tierConfig resolves placeholders and returns the tier's configuration
+// (without its logger).
+func (s *S3Storage) tierConfig(repl *caddy.Replacer) s3tier.Config {
 	return s3tier.Config{
 		Endpoint:  repl.ReplaceAll(s.Endpoint, ""),
 		Bucket:    repl.ReplaceAll(s.Bucket, ""),
@@ -81,7 +82,6 @@ func (s *S3Storage) tierConfig(repl *caddy.Replacer, logger *zap.Logger) s3tier.
 		PathStyle: s.PathStyle,
 		LeaseTTL:  time.Duration(s.LeaseTTL),
 		ChunkSize: s.ChunkSize,
-		Logger:    logger,
 	}
 }
 

@@ -159,12 +159,13 @@ func (a *AdminAPI) serveStatusPage(w http.ResponseWriter, r *http.Request) error
 	}
 	var views []statusView
 	for _, h := range liveHandlers() {
-		v := statusView{CacheStats: h.stats()}
+		f := h.figures()
+		v := statusView{CacheStats: f.cacheStats()}
 		if v.BudgetBytes > 0 {
 			v.DiskPercent = min(100, 100*float64(v.UsedBytes)/float64(v.BudgetBytes))
 			v.Full = v.DiskPercent >= 95
 		}
-		samples := h.history.all(h.sample())
+		samples := h.history.all(f.sample())
 		v.RatioPoints, v.SavedPoints = chartPoints(samples)
 		v.Since = humanize.Time(samples[0].At)
 		repos, err := h.mirror.Repositories()

@@ -48,7 +48,7 @@ func WithAuditClient(ctx context.Context, c AuditClient) context.Context {
 // write none. The user is the site's authenticated user, else the name
 // the client logged in to the mirror with; never a credential.
 func (m *Mirror) auditPull(r *http.Request, route oci.Route, t target, cl client, cw *countingWriter) {
-	if m.audit == nil || route.Kind != oci.KindManifest || cw.status != http.StatusOK || internal(r.Context()) {
+	if m.audit == nil || route.Kind != oci.KindManifest || cw.status != http.StatusOK {
 		return
 	}
 	byDigest := strings.Contains(route.Reference, ":")

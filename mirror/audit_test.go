@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/regcache/regcache/oci"
 	"github.com/regcache/regcache/upstream"
 )
 
@@ -99,7 +98,11 @@ func TestAuditOnePerPull(t *testing.T) {
 		}
 	}
 	// The mirror's own requests (warm, sync) are not pulls.
-	if _, _, err := mt.m.internalGet(context.Background(), "/v2/app/manifests/"+d.String(), oci.AcceptHeader(digestAccept), true); err != nil {
+	target, err := mt.m.refTarget(ImageRef{Registry: DockerHub, Repository: "library/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mt.m.pullManifest(context.Background(), target, d.String()); err != nil {
 		t.Fatal(err)
 	}
 	if n := audit.Len(); n != 0 {

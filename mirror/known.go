@@ -43,6 +43,24 @@ func KnownRegistries() []string {
 		"mcr.microsoft.com", "public.ecr.aws", "nvcr.io"}
 }
 
+// DefaultRegistry returns the upstream that serves requests naming no
+// registry, as Config.Default documents it: configured (when not empty),
+// else docker.io when it is among registries, else the first of them.
+func DefaultRegistry(configured string, registries []string) string {
+	if configured != "" {
+		return CanonicalRegistry(configured)
+	}
+	for _, r := range registries {
+		if CanonicalRegistry(r) == DockerHub {
+			return DockerHub
+		}
+	}
+	if len(registries) == 0 {
+		return ""
+	}
+	return CanonicalRegistry(registries[0])
+}
+
 // CanonicalRegistry lower-cases a registry name and maps aliases (such as
 // registry-1.docker.io) to the name regcache knows the registry by.
 func CanonicalRegistry(name string) string {

@@ -62,7 +62,20 @@ type resolvedTag struct {
 
 // serveManifest answers GET and HEAD of /v2/<name>/manifests/<reference>.
 func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, t target, ref string) error {
-	clientAccept := r.Header.Values("Accept")
+	mc, err := m.manifest(r.Context(), t, ref, r.Header.Values("Accept"))
+	if err != nil {
+		return err
+	}
+	markSource(w, mc.source)
+	writeManifest(w, r, mc)
+	return nil
+}
+
+// manifest is the pull of a manifest by tag or digest, for a client that
+// accepts the media types of clientAccept (Accept header values): resolved
+// from the cache or the upstream, admitted by the policy, and with the
+// image's blobs prefetched when the manifest came from the upstream.
+func (m *Mirror) manifest(ctx context.Context, t target, ref string, clientAccept []string) (manifestContent, error) {
 	var (
 		mc  manifestContent
 		err error
@@ -70,26 +83,24 @@ func (m *Mirror) serveManifest(w http.ResponseWriter, r *http.Request, t target,
 	if strings.Contains(ref, ":") {
 		d, perr := oci.ParseDigest(ref)
 		if perr != nil {
-			return perr
+			return manifestContent{}, perr
 		}
-		mc, err = m.manifestByDigest(r.Context(), t, d)
+		mc, err = m.manifestByDigest(ctx, t, d)
 	} else {
-		mc, err = m.manifestByTag(r.Context(), t, ref, clientAccept)
+		mc, err = m.manifestByTag(ctx, t, ref, clientAccept)
 	}
 	if err != nil {
-		return err
+		return manifestContent{}, err
 	}
-	if err := m.admitManifest(r.Context(), t, ref, mc); err != nil {
-		return err
+	if err := m.admitManifest(ctx, t, ref, mc); err != nil {
+		return manifestContent{}, err
 	}
 	if mc.source == sourceUpstream {
 		// Only once the policy admitted it: a refused image costs no
 		// layer download.
 		m.prefetch(t, mc)
 	}
-	markSource(w, mc.source)
-	writeManifest(w, r, mc)
-	return nil
+	return mc, nil
 }
 
 // writeManifest sends a manifest's exact bytes with its digest and media

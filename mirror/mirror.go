@@ -162,14 +162,11 @@ func New(cfg Config) (*Mirror, error) {
 		}
 		m.upstreams[name] = c
 	}
-	m.defaultName = CanonicalRegistry(cfg.Default)
-	if m.defaultName == "" {
-		if _, ok := m.upstreams[DockerHub]; ok {
-			m.defaultName = DockerHub
-		} else {
-			m.defaultName = CanonicalRegistry(cfg.Upstreams[0].Name())
-		}
+	names := make([]string, 0, len(cfg.Upstreams))
+	for _, c := range cfg.Upstreams {
+		names = append(names, c.Name())
 	}
+	m.defaultName = DefaultRegistry(cfg.Default, names)
 	if _, ok := m.upstreams[m.defaultName]; !ok {
 		return nil, fmt.Errorf("mirror: default upstream %q is not configured", m.defaultName)
 	}

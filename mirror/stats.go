@@ -37,6 +37,34 @@ type Stats struct {
 	BytesFromCache, BytesFromUpstream int64
 }
 
+// Pulls returns the manifest and blob requests answered from the cache
+// (hits, and stale tags) and those whose content came from the upstream
+// (misses); tag lists, referrers and errors are not counted.
+func (s Stats) Pulls() (fromCache, fromUpstream int64) {
+	for _, rc := range s.Requests {
+		if rc.Kind != "manifest" && rc.Kind != "blob" {
+			continue
+		}
+		switch rc.Result {
+		case "hit", "stale":
+			fromCache += rc.Count
+		case "miss":
+			fromUpstream += rc.Count
+		}
+	}
+	return fromCache, fromUpstream
+}
+
+// HitRatio is the share of the manifest and blob requests answered from
+// the cache (see Pulls); 0 before any.
+func (s Stats) HitRatio() float64 {
+	hits, misses := s.Pulls()
+	if hits+misses == 0 {
+		return 0
+	}
+	return float64(hits) / float64(hits+misses)
+}
+
 // statCounters are the live counters behind Stats.
 type statCounters struct {
 	staleServes    atomic.Int64

@@ -81,3 +81,25 @@ func TestCountingWriterKeepsReadFrom(t *testing.T) {
 		t.Error("Flush through the counting writer failed")
 	}
 }
+
+func TestStatsPulls(t *testing.T) {
+	tests := []struct {
+		name              string
+		requests          []RequestCount
+		fromCache, fromUp int64
+		ratio             float64
+	}{
+		{"none", nil, 0, 0, 0},
+		{"hits and stale tags count as the cache's", []RequestCount{{"manifest", "hit", 3}, {"blob", "stale", 1}, {"blob", "miss", 4}}, 4, 4, 0.5},
+		{"lists and errors are not pulls", []RequestCount{{"tags", "hit", 7}, {"referrers", "miss", 2}, {"blob", "error", 9}, {"manifest", "hit", 1}}, 1, 0, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := Stats{Requests: tc.requests}
+			fromCache, fromUp := s.Pulls()
+			if fromCache != tc.fromCache || fromUp != tc.fromUp || s.HitRatio() != tc.ratio {
+				t.Errorf("Pulls() = %d, %d, HitRatio() = %v; want %d, %d, %v", fromCache, fromUp, s.HitRatio(), tc.fromCache, tc.fromUp, tc.ratio)
+			}
+		})
+	}
+}

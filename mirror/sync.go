@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/oci"
 )
 
 // maxTagPages bounds the pages of one tag listing (registries that
@@ -28,38 +31,81 @@ func mustConfirm(ctx context.Context) bool {
 
 // ListTags lists the tags of a repository (docker.io/library/alpine,
 // ghcr.io/owner/app) at its upstream, through the mirror's own handling of
-// a tag list request: one upstream request, more only when the upstream
-// paginates.
+// a tag list request (the policy's rules included): one upstream request,
+// more only when the upstream paginates. A failed request is a
+// *PullError.
 func (m *Mirror) ListTags(ctx context.Context, repository string) ([]string, error) {
 	ref, err := ParseImageRef(repository, m.defaultName, true)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := m.upstreams[ref.Registry]; !ok {
-		return nil, fmt.Errorf("registry %q is not mirrored here", ref.Registry)
+	t, err := m.refTarget(ref)
+	if err != nil {
+		return nil, err
 	}
-	path := "/v2/" + m.pathName(ref) + "/tags/list"
+	if err := m.checkPolicy(t, oci.KindTags, ""); err != nil {
+		m.stats.requests.count(oci.KindTags, sourceUpstream, true, 0)
+		return nil, fmt.Errorf("listing the tags of %s: %w", ref, pullError(ctx, t, oci.KindTags, "", err))
+	}
 	var tags []string
+	q := url.Values{}
 	for range maxTagPages {
-		body, hdr, err := m.internalGet(ctx, path, "application/json", true)
+		page, next, err := m.tagPage(ctx, t, q)
 		if err != nil {
-			return nil, fmt.Errorf("listing the tags of %s: %w", ref, err)
+			return nil, fmt.Errorf("listing the tags of %s: %w", ref, pullError(ctx, t, oci.KindTags, "", err))
 		}
-		var page struct {
-			Tags []string `json:"tags"`
-		}
-		if err := json.Unmarshal(body, &page); err != nil {
-			return nil, fmt.Errorf("listing the tags of %s: the answer is not a tag list: %w", ref, err)
-		}
-		tags = append(tags, page.Tags...)
-		link := hdr.Get("Link")
-		start, end := strings.IndexByte(link, '<'), strings.IndexByte(link, '>')
-		if start < 0 || end < start || !strings.Contains(link[end:], `rel="next"`) {
+		tags = append(tags, page...)
+		if next == nil {
 			return tags, nil
 		}
-		path = link[start+1 : end]
+		q = next
 	}
 	return tags, fmt.Errorf("listing the tags of %s: more than %d pages", ref, maxTagPages)
+}
+
+// tagPage returns one page of t's tags as the policy lets clients see
+// them, and the query (n and last) of the next page; nil when it is the
+// last.
+func (m *Mirror) tagPage(ctx context.Context, t target, q url.Values) (tags []string, next url.Values, err error) {
+	failed := true
+	var body []byte
+	defer func() {
+		// Counted as a client's tag list request would be.
+		m.stats.requests.count(oci.KindTags, sourceUpstream, failed, int64(len(body)))
+	}()
+	resp, err := m.tagList(ctx, t, q)
+	if err != nil {
+		return nil, nil, err
+	}
+	link := resp.Header.Get("Link")
+	if body, err = readList(resp); err != nil {
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, badUpstream("tag list of %s answered status %d", t.repo, resp.StatusCode)
+	}
+	failed = false
+	var page struct {
+		Tags []string `json:"tags"`
+	}
+	if err := json.Unmarshal(m.filterTags(t, body), &page); err != nil {
+		return nil, nil, badUpstream("the tag list of %s is not a tag list: %v", t.repo, err)
+	}
+	start, end := strings.IndexByte(link, '<'), strings.IndexByte(link, '>')
+	if start < 0 || end < start || !strings.Contains(link[end:], `rel="next"`) {
+		return page.Tags, nil, nil
+	}
+	u, err := url.Parse(link[start+1 : end])
+	if err != nil {
+		return nil, nil, badUpstream("the tag list of %s links to %q: %v", t.repo, link, err)
+	}
+	next = url.Values{}
+	for _, k := range []string{"n", "last"} {
+		if v := u.Query().Get(k); v != "" {
+			next.Set(k, v)
+		}
+	}
+	return page.Tags, next, nil
 }
 
 // Sync brings an image into the cache the way Warm does, but asks the

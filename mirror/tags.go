@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -30,13 +31,9 @@ func (m *Mirror) serveTags(w http.ResponseWriter, r *http.Request, t target) err
 			return oci.Errorf(http.StatusBadRequest, oci.CodeUnsupported, "n must be a non-negative integer")
 		}
 	}
-	resp, err := m.upstreamDo(r.Context(), t, upstream.Request{
-		// Always a GET: a HEAD would tell the client no length.
-		Method: http.MethodGet, Repository: t.repo, Path: "tags/list", Query: q,
-		Header: http.Header{"Accept": {"application/json"}},
-	})
+	resp, err := m.tagList(r.Context(), t, q)
 	if err != nil {
-		return fmt.Errorf("listing tags of %s: %w", t.repo, err)
+		return err
 	}
 	defer resp.Body.Close()
 	if link := resp.Header.Get("Link"); link != "" {
@@ -45,22 +42,48 @@ func (m *Mirror) serveTags(w http.ResponseWriter, r *http.Request, t target) err
 	return relayJSON(w, r, resp, func(body []byte) []byte { return m.filterTags(t, body) })
 }
 
-// relayJSON copies an upstream JSON answer (status, type, length, body)
-// to the client, refusing bodies larger than maxListBody. transform, when
-// set, rewrites the body of a 200 answer.
-func relayJSON(w http.ResponseWriter, r *http.Request, resp *http.Response, transform func([]byte) []byte) error {
+// tagList asks the upstream for a page of t's tag list (q has its n and
+// last). The caller closes the answer's body, which holds an upstream
+// slot.
+func (m *Mirror) tagList(ctx context.Context, t target, q url.Values) (*http.Response, error) {
+	resp, err := m.upstreamDo(ctx, t, upstream.Request{
+		// Always a GET: a HEAD would tell the client no length.
+		Method: http.MethodGet, Repository: t.repo, Path: "tags/list", Query: q,
+		Header: http.Header{"Accept": {"application/json"}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing tags of %s: %w", t.repo, err)
+	}
+	return resp, nil
+}
+
+// readList reads an upstream JSON list answer whole, refusing bodies
+// larger than maxListBody, and closes it.
+func readList(resp *http.Response) ([]byte, error) {
 	if resp.ContentLength > maxListBody {
-		return badUpstream("list of %d bytes is larger than the %d allowed", resp.ContentLength, maxListBody)
+		_ = resp.Body.Close()
+		return nil, badUpstream("list of %d bytes is larger than the %d allowed", resp.ContentLength, maxListBody)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxListBody+1))
 	// Closed before a slow client is written to: the body holds an
 	// upstream slot.
 	_ = resp.Body.Close()
 	if err != nil {
-		return fmt.Errorf("reading upstream list: %w", err)
+		return nil, fmt.Errorf("reading upstream list: %w", err)
 	}
 	if len(body) > maxListBody {
-		return badUpstream("list is larger than the %d bytes allowed", maxListBody)
+		return nil, badUpstream("list is larger than the %d bytes allowed", maxListBody)
+	}
+	return body, nil
+}
+
+// relayJSON copies an upstream JSON answer (status, type, length, body)
+// to the client, refusing bodies larger than maxListBody. transform, when
+// set, rewrites the body of a 200 answer.
+func relayJSON(w http.ResponseWriter, r *http.Request, resp *http.Response, transform func([]byte) []byte) error {
+	body, err := readList(resp)
+	if err != nil {
+		return err
 	}
 	if transform != nil && resp.StatusCode == http.StatusOK {
 		body = transform(body)

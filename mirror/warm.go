@@ -2,9 +2,9 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,7 +12,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/oci"
+	"github.com/regcache/regcache/upstream"
 )
 
 // WarmProgress reports how far the warming of one image is.
@@ -38,11 +40,11 @@ type WarmProgress struct {
 }
 
 // Warm fills the cache with every manifest and blob of an image, through
-// the mirror's own request handling (the same fills, checks and
-// accounting as a client's pull), for the given platforms ("linux/amd64",
-// "linux/arm/v7"; all when none). progress is called after every manifest
-// and blob, and once more with Done or Error set. A failed request is a
-// *PullError.
+// the mirror's own pull path (the same policy, access checks, fills and
+// prefetch as a client's pull with no credentials of its own), for the
+// given platforms ("linux/amd64", "linux/arm/v7"; all when none). progress
+// is called after every manifest and blob, and once more with Done or
+// Error set. A failed pull is a *PullError.
 func (m *Mirror) Warm(ctx context.Context, image string, platforms []string, progress func(WarmProgress)) error {
 	_, err := m.pull(ctx, image, platforms, progress)
 	return err
@@ -65,10 +67,10 @@ func (m *Mirror) pull(ctx context.Context, image string, platforms []string, pro
 	if err != nil {
 		return nil, report(err)
 	}
-	if _, ok := m.upstreams[ref.Registry]; !ok {
-		return nil, report(fmt.Errorf("registry %q is not mirrored here", ref.Registry))
+	t, err := m.refTarget(ref)
+	if err != nil {
+		return nil, report(err)
 	}
-	name := m.pathName(ref)
 	reference := ref.Tag
 	if ref.Digest != "" {
 		reference = ref.Digest.String()
@@ -78,16 +80,14 @@ func (m *Mirror) pull(ctx context.Context, image string, platforms []string, pro
 	seen := map[string]bool{}
 	var walk func(reference string, depth int) error
 	walk = func(reference string, depth int) error {
-		body, hdr, err := m.internalGet(ctx, "/v2/"+name+"/manifests/"+reference, oci.AcceptHeader(digestAccept), true)
+		mc, err := m.pullManifest(ctx, t, reference)
 		if err != nil {
 			return err
 		}
-		if d, err := digest.Parse(hdr.Get(oci.ContentDigestHeader)); err == nil {
-			walked = append(walked, d)
-		}
+		walked = append(walked, mc.digest)
 		p.Manifests++
 		progress(p)
-		children, layers, _, err := oci.ManifestRefs(body)
+		children, layers, _, err := oci.ManifestRefs(mc.data)
 		if err != nil {
 			return fmt.Errorf("manifest %s: %w", reference, err)
 		}
@@ -120,7 +120,7 @@ func (m *Mirror) pull(ctx context.Context, image string, platforms []string, pro
 		}
 		// A blob already cached need not be read.
 		if _, err := m.store.Inspect(d); err != nil {
-			if _, _, err := m.internalGet(ctx, "/v2/"+name+"/blobs/"+b.Digest, "", false); err != nil {
+			if err := m.pullBlob(ctx, t, d); err != nil {
 				return nil, report(err)
 			}
 			p.FetchedBytes += b.Size
@@ -133,13 +133,99 @@ func (m *Mirror) pull(ctx context.Context, image string, platforms []string, pro
 	return walked, report(nil)
 }
 
-// pathName is the repository of ref as a request path names it: with its
-// registry in front unless it is the default upstream.
-func (m *Mirror) pathName(ref ImageRef) string {
-	if ref.Registry != m.defaultName {
-		return ref.Registry + "/" + ref.Repository
+// refTarget returns the target of an image reference, as a request naming
+// it by path would resolve it.
+func (m *Mirror) refTarget(ref ImageRef) (target, error) {
+	if _, ok := m.upstreams[ref.Registry]; !ok {
+		return target{}, fmt.Errorf("registry %q is not mirrored here", ref.Registry)
 	}
-	return ref.Repository
+	name := ref.Repository
+	if ref.Registry != m.defaultName {
+		name = ref.Registry + "/" + ref.Repository
+	}
+	return target{upstream: m.upstreams[ref.Registry], registry: ref.Registry, repo: ref.Repository, clientName: name}, nil
+}
+
+// pullManifest pulls a manifest by tag or digest the way a client's GET
+// does (asking for every manifest type), checked by the policy first; a
+// failure is a *PullError.
+func (m *Mirror) pullManifest(ctx context.Context, t target, reference string) (manifestContent, error) {
+	err := m.checkPolicy(t, oci.KindManifest, reference)
+	if err == nil {
+		var mc manifestContent
+		mc, err = m.manifest(ctx, t, reference, []string{oci.AcceptHeader(digestAccept)})
+		if err == nil {
+			m.stats.requests.count(oci.KindManifest, mc.source, false, int64(len(mc.data)))
+			return mc, nil
+		}
+	}
+	m.stats.requests.count(oci.KindManifest, sourceUpstream, true, 0)
+	return manifestContent{}, pullError(ctx, t, oci.KindManifest, reference, err)
+}
+
+// pullBlob brings blob d into the cache the way a client's GET does: a
+// cached blob is checked as a hit is (access, and the signature rules when
+// it is a manifest), else the one fill of d is started or joined and
+// waited for until the blob verified and was stored. A blob the cache
+// cannot store (the disk is full, or it is larger than the budget) is an
+// error: a client would have been streamed it past the cache. A failure
+// is a *PullError.
+func (m *Mirror) pullBlob(ctx context.Context, t target, d digest.Digest) error {
+	err := m.checkPolicy(t, oci.KindBlob, d.String())
+	if err == nil {
+		var src source
+		var size int64
+		src, size, err = m.fillAndWait(ctx, t, d)
+		if err == nil {
+			// Counted as a client's GET of the blob would be.
+			m.stats.requests.count(oci.KindBlob, src, false, size)
+			return nil
+		}
+	}
+	m.stats.requests.count(oci.KindBlob, sourceUpstream, true, 0)
+	return pullError(ctx, t, oci.KindBlob, d.String(), err)
+}
+
+// fillAndWait is pullBlob past the policy's first check. It returns where
+// the blob came from and its size.
+func (m *Mirror) fillAndWait(ctx context.Context, t target, d digest.Digest) (source, int64, error) {
+	if cached, err := m.store.Open(ctx, d); err == nil {
+		defer cached.Close()
+		if err := m.mayServe(ctx, t, oci.KindBlob, d); err != nil {
+			return 0, 0, err
+		}
+		return sourceCache, cached.Size(), m.admitBlob(ctx, t, d, cached.MediaType(), cached.Size())
+	}
+	rd, err := m.fillBlob(ctx, t, d)
+	if passesCache(err) {
+		return 0, 0, fmt.Errorf("blob %s@%s could not be stored: %w", t.repo, d, err)
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rd.Close()
+	src := sourceUpstream
+	if rd.File() != nil || isManifestMediaType(rd.MediaType()) {
+		if err := m.admitBlob(ctx, t, d, rd.MediaType(), rd.Size()); err != nil {
+			return 0, 0, err
+		}
+	}
+	if rd.File() != nil {
+		src = sourceCache // stored meanwhile
+	} else if m.signaturesGuard(t) && rd.Size() <= MaxManifestSize {
+		if err := m.admitFilledBlob(ctx, t, rd, d); err != nil {
+			return 0, 0, err
+		}
+	}
+	if err := rd.Wait(ctx); err != nil {
+		return 0, 0, err
+	}
+	if _, err := m.store.Inspect(d); err != nil {
+		// Verified, but not stored: the disk filled up, or the blob
+		// outgrew the budget, meanwhile.
+		return 0, 0, fmt.Errorf("blob %s@%s could not be stored: %w", t.repo, d, cache.ErrUnwritable)
+	}
+	return src, rd.Size(), nil
 }
 
 // platformWanted reports whether an index entry's platform is among the
@@ -157,25 +243,27 @@ func platformWanted(p *oci.Platform, wanted []string) bool {
 	})
 }
 
-// PullError is a request of Warm or Sync that the mirror did not answer
-// with 200.
+// PullError is a manifest or blob that Warm or Sync could not pull, with
+// the answer a client's GET of it would have had.
 type PullError struct {
-	// Path is the request's path.
+	// Path is the path of that request.
 	Path string
-	// Status is the mirror's answer; 0 when the response was aborted.
+	// Status is the status of the answer.
 	Status int
 	// Code and Message are the first OCI error of the answer, if any.
 	Code    oci.Code
 	Message string
 	// RetryAfter is the answer's Retry-After, when it has one.
 	RetryAfter time.Duration
+	// Err is the failure itself.
+	Err error
 }
+
+// Unwrap returns the failure.
+func (e *PullError) Unwrap() error { return e.Err }
 
 // Error implements error.
 func (e *PullError) Error() string {
-	if e.Status == 0 {
-		return fmt.Sprintf("GET %s: the response was aborted: the upstream sent bad content", e.Path)
-	}
 	msg := ""
 	if e.Code != "" {
 		msg = ": " + string(e.Code) + " " + e.Message
@@ -183,92 +271,31 @@ func (e *PullError) Error() string {
 	return fmt.Sprintf("GET %s: status %d%s", e.Path, e.Status, msg)
 }
 
-// internalKey marks the requests that Warm and Sync send through the
-// mirror, which are not a client's pulls.
-type internalKey struct{}
-
-// internal reports whether ctx is that of a request of Warm or Sync.
-func internal(ctx context.Context) bool {
-	v, _ := ctx.Value(internalKey{}).(bool)
-	return v
-}
-
-// internalGet sends a GET through the mirror as a client would and
-// returns the answer's body (nil unless keepBody: a blob's body is
-// discarded as it streams) and headers. An answer other than 200, or a
-// response the mirror aborts (a bad upstream body), is a *PullError.
-func (m *Mirror) internalGet(ctx context.Context, path, accept string, keepBody bool) (body []byte, hdr http.Header, err error) {
-	req, err := http.NewRequestWithContext(context.WithValue(ctx, internalKey{}, true), http.MethodGet, path, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	if accept != "" {
-		req.Header.Set("Accept", accept)
-	}
-	var w http.ResponseWriter
-	rec := httptest.NewRecorder()
-	discard := &discardWriter{header: http.Header{}}
-	if keepBody {
-		w = rec
-	} else {
-		w = discard
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			if r != http.ErrAbortHandler {
-				panic(r)
-			}
-			err = &PullError{Path: path}
-		}
-	}()
-	m.ServeHTTP(w, req)
-	status, hdr := rec.Code, rec.Header()
-	if !keepBody {
-		status, hdr = discard.status, discard.header
-	}
-	if status != http.StatusOK {
-		e := &PullError{Path: path, Status: status}
-		if items := oci.ParseErrorBody(rec.Body.Bytes()); keepBody && len(items) > 0 {
-			e.Code, e.Message = items[0].Code, items[0].Message
-		}
-		if secs, perr := strconv.Atoi(hdr.Get("Retry-After")); perr == nil && secs > 0 {
-			e.RetryAfter = time.Duration(secs) * time.Second
-		}
-		return nil, hdr, e
-	}
+// pullError is the *PullError of err, which a pull of kind at reference
+// in t met: the answer a client's GET would have had. The end of ctx is
+// returned as it is.
+func pullError(ctx context.Context, t target, kind oci.Kind, reference string, err error) error {
 	if ctx.Err() != nil {
-		return nil, hdr, ctx.Err()
+		return ctx.Err()
 	}
-	if keepBody {
-		return rec.Body.Bytes(), hdr, nil
+	path := "/v2/" + t.clientName + "/manifests/" + reference
+	if kind == oci.KindBlob {
+		path = "/v2/" + t.clientName + "/blobs/" + reference
 	}
-	return nil, hdr, nil
-}
-
-// discardWriter is the ResponseWriter of a warming blob request: it keeps
-// the status and drops the body.
-type discardWriter struct {
-	header http.Header
-	status int
-}
-
-func (d *discardWriter) Header() http.Header { return d.header }
-
-func (d *discardWriter) WriteHeader(status int) {
-	if d.status == 0 {
-		d.status = status
+	var ue *upstream.Error
+	if errors.As(err, &ue) && ue.Status == http.StatusNotFound && len(ue.Items) == 0 {
+		err = oci.Errorf(http.StatusNotFound, unknownCode(kind), "%s unknown to the upstream registry %s", kind, ue.Upstream)
 	}
-}
-
-func (d *discardWriter) Write(p []byte) (int, error) {
-	if d.status == 0 {
-		d.status = http.StatusOK
+	oe := toOCI(err)
+	e := &PullError{Path: path, Status: oe.Status, Err: err}
+	if len(oe.Items) > 0 {
+		e.Code, e.Message = oe.Items[0].Code, oe.Items[0].Message
 	}
-	return len(p), nil
+	if secs, perr := strconv.Atoi(oe.RetryAfter); perr == nil && secs > 0 {
+		e.RetryAfter = time.Duration(secs) * time.Second
+	}
+	return e
 }
-
-// Flush does nothing; it lets the mirror flush as it would to a client.
-func (d *discardWriter) Flush() {}
 
 // Interface guards
 var _ error = (*PullError)(nil)

@@ -17,7 +17,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -119,13 +118,13 @@ func run(size int64, statePath, static string, layers int, layerSize int64) erro
 	srv := &http.Server{Handler: control(hub), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(l) }()
 	defer srv.Close()
-	joined, err := serveJoined(hub)
+	joined, joinedURL, err := serveJoined(hub)
 	if err != nil {
 		return err
 	}
 	defer joined.Close()
 	st := state{
-		Front: hub.URL, JoinedFront: joined.URL, Realm: hub.RealmURL, Service: hub.Service, CDN: hub.CDNURL, CDNPort: cdn.Port(),
+		Front: hub.URL, JoinedFront: joinedURL, Realm: hub.RealmURL, Service: hub.Service, CDN: hub.CDNURL, CDNPort: cdn.Port(),
 		Control: "http://" + l.Addr().String(), BigRepo: bigRepo, BigDigest: layer, BigSize: size,
 		SmallRepo: smallRepo, SmallManifest: small, SmallType: "application/vnd.oci.image.manifest.v1+json",
 		Token: token, BadlinkRepo: badlinkRepo, BadlinkTag: "latest", BadlinkManifest: badlink, BadlinkBytes: badlinkBytes,
@@ -285,17 +284,23 @@ func imageBytes(registryURL, repo, digest string) (int64, error) {
 // cannot follow the hub's challenge to the realm's separate loopback
 // port. Blob GETs still redirect to the CDN, and the hub counts every
 // request as usual.
-func serveJoined(hub *hubtest.Hub) (*httptest.Server, error) {
+// It returns the server and its URL.
+func serveJoined(hub *hubtest.Hub) (*http.Server, string, error) {
 	front, err := url.Parse(hub.URL)
 	if err != nil {
-		return nil, fmt.Errorf("parsing the front URL: %w", err)
+		return nil, "", fmt.Errorf("parsing the front URL: %w", err)
 	}
 	realm, err := url.Parse(hub.RealmURL)
 	if err != nil {
-		return nil, fmt.Errorf("parsing the realm URL: %w", err)
+		return nil, "", fmt.Errorf("parsing the realm URL: %w", err)
 	}
-	srv := httptest.NewUnstartedServer(nil)
-	self := "http://" + srv.Listener.Addr().String() + "/token"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", fmt.Errorf("listening for the joined front: %w", err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: time.Minute}
+	base := "http://" + l.Addr().String()
+	self := base + "/token"
 	toFront := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(front) },
 		ModifyResponse: func(resp *http.Response) error {
@@ -308,13 +313,13 @@ func serveJoined(hub *hubtest.Hub) (*httptest.Server, error) {
 	toRealm := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
 		pr.SetURL(&url.URL{Scheme: realm.Scheme, Host: realm.Host})
 	}}
-	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/token" {
 			toRealm.ServeHTTP(w, r)
 			return
 		}
 		toFront.ServeHTTP(w, r)
 	})
-	srv.Start()
-	return srv, nil
+	go func() { _ = srv.Serve(l) }()
+	return srv, base, nil
 }
