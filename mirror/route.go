@@ -80,11 +80,21 @@ func (m *Mirror) resolve(r *http.Request, name string) (target, error) {
 	if err := oci.ValidateName(repo); err != nil {
 		return t, err
 	}
-	t.upstream = m.upstreams[registry]
-	t.who = access.NewPrincipal(t.upstream.DefaultCredentialID(), t.upstream.DefaultCredentialID())
-	t.registry = registry
-	t.repo = repo
-	return t, nil
+	return newTarget(m.upstreams[registry], registry, repo, name), nil
+}
+
+// newTarget returns the target of repo at registry's client u, as the
+// mirror's default identity asks for it (forClient makes it a client's).
+// Every target is made here, so none goes without its identity.
+func newTarget(u *upstream.Client, registry, repo, clientName string) target {
+	def := u.DefaultCredentialID()
+	return target{
+		upstream:   u,
+		registry:   registry,
+		repo:       repo,
+		clientName: clientName,
+		who:        access.NewPrincipal(def, def),
+	}
 }
 
 // notMirrored is the answer for a registry this mirror does not serve.

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
@@ -84,5 +85,51 @@ func TestNewDefaults(t *testing.T) {
 	}
 	if m := newTestMirror(t, "quay.io", "ghcr.io", "quay.io"); m.defaultName != "quay.io" {
 		t.Errorf("default = %s, want the configured one", m.defaultName)
+	}
+}
+
+// TestTargetsCarryTheDefaultIdentity checks that a target resolved from a
+// request and one made for a warm or sync run both carry the upstream's
+// default identity (its configured credentials), so their decisions and
+// grants are recorded for that identity, not for anonymous.
+func TestTargetsCarryTheDefaultIdentity(t *testing.T) {
+	store, err := cache.Open(cache.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	tests := []struct{ name, user, password string }{
+		{"anonymous", "", ""},
+		{"configured credentials", "robot", "s3cret"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			u, err := upstream.New(upstream.Config{Name: "docker.io", Endpoints: []string{"http://127.0.0.1:1"},
+				Username: tc.user, Password: tc.password}, upstream.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := New(Config{Upstreams: []*upstream.Client{u}, Default: "docker.io", Store: store})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := u.DefaultCredentialID()
+			if (want == "") != (tc.user == "") {
+				t.Fatalf("DefaultCredentialID = %q for user %q", want, tc.user)
+			}
+			fromRequest, err := m.resolve(httptest.NewRequest(http.MethodGet, "/v2/library/x/manifests/1", nil), "library/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			fromRef, err := m.refTarget(ImageRef{Registry: "docker.io", Repository: "library/x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, tg := range map[string]target{"request": fromRequest, "warm": fromRef} {
+				if tg.who.ID() != want || !tg.who.IsDefault() {
+					t.Errorf("%s target: identity %q (default %v), want the default %q", name, tg.who.ID(), tg.who.IsDefault(), want)
+				}
+			}
+		})
 	}
 }

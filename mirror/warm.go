@@ -143,7 +143,7 @@ func (m *Mirror) refTarget(ref ImageRef) (target, error) {
 	if ref.Registry != m.defaultName {
 		name = ref.Registry + "/" + ref.Repository
 	}
-	return target{upstream: m.upstreams[ref.Registry], registry: ref.Registry, repo: ref.Repository, clientName: name}, nil
+	return newTarget(m.upstreams[ref.Registry], ref.Registry, ref.Repository, name), nil
 }
 
 // pullManifest pulls a manifest by tag or digest the way a client's GET
