@@ -98,10 +98,10 @@ func (s *Store) readShared(d digest.Digest, limit int64) ([]byte, Object, error)
 	return data, obj, nil
 }
 
-// StatShared returns the metadata of d in the shared tier, or
+// StatElsewhere returns the metadata of d in the shared tier, or
 // ErrNotFound (also without a shared tier, or while it fails). It does
 // not look at the local disk.
-func (s *Store) StatShared(d digest.Digest) (Object, error) {
+func (s *Store) StatElsewhere(d digest.Digest) (Object, error) {
 	if s.shared == nil {
 		return Object{}, ErrNotFound
 	}
@@ -117,11 +117,11 @@ func (s *Store) StatShared(d digest.Digest) (Object, error) {
 	return obj, nil
 }
 
-// SharedOnce runs run once across the nodes sharing the tier (see
+// Once runs run once across the nodes sharing the tier (see
 // Shared.Once): a node that finds the task running elsewhere waits until
 // ready reports true and returns nil without running it. Without a shared
 // tier it simply runs it.
-func (s *Store) SharedOnce(ctx context.Context, name string, ready func() bool, run func() error) error {
+func (s *Store) Once(ctx context.Context, name string, ready func() bool, run func() error) error {
 	if s.shared == nil {
 		return run()
 	}

@@ -513,6 +513,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Upstreams:           clients,
 		Default:             h.Default,
 		Store:               store,
+		Records:             store,
+		Coordinator:         store,
 		TagTTL:              time.Duration(h.TagTTL),
 		StaleIfError:        time.Duration(h.StaleIfError),
 		NegativeTTL:         time.Duration(h.NegativeTTL),

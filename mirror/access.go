@@ -124,7 +124,7 @@ func (m *Mirror) noteAccess(ctx context.Context, t target, err error) {
 	if err == nil {
 		prev, had := m.access.set(key, accessDecision{allowed: true, at: now}, m.accessTTL)
 		if isDefault && (!had || !prev.allowed || now.Sub(prev.at) >= m.accessTTL/2) {
-			if err := m.store.SetGrant(t.registry, t.repo, cache.Grant{Identity: key.identity, At: now}); err != nil {
+			if err := m.records.SetGrant(t.registry, t.repo, cache.Grant{Identity: key.identity, At: now}); err != nil {
 				m.log.Warn("recording access grant", zap.String("upstream", t.registry), zap.String("repository", t.repo), zap.Error(err))
 			}
 		}
@@ -135,10 +135,10 @@ func (m *Mirror) noteAccess(ctx context.Context, t target, err error) {
 	}
 	prev, had := m.access.set(key, accessDecision{err: err, at: now}, m.accessTTL)
 	if isDefault && (!had || prev.allowed) {
-		if _, gerr := m.store.GrantOf(t.registry, t.repo); gerr != nil {
+		if _, gerr := m.records.GrantOf(t.registry, t.repo); gerr != nil {
 			return // nothing to forget (a read costs less than a write)
 		}
-		if err := m.store.DeleteGrant(t.registry, t.repo); err != nil {
+		if err := m.records.DeleteGrant(t.registry, t.repo); err != nil {
 			m.log.Warn("deleting access grant", zap.String("upstream", t.registry), zap.String("repository", t.repo), zap.Error(err))
 		}
 	}
@@ -184,7 +184,7 @@ func (m *Mirror) link(t target, d digest.Digest) {
 	if m.links.has(k) {
 		return
 	}
-	if err := m.store.Link(t.registry, t.repo, d); err != nil {
+	if err := m.records.Link(t.registry, t.repo, d); err != nil {
 		if !errors.Is(err, cache.ErrClosed) {
 			m.log.Warn("recording link", zap.String("upstream", t.registry), zap.String("repository", t.repo),
 				zap.String("digest", d.String()), zap.Error(err))
@@ -200,7 +200,7 @@ func (m *Mirror) linked(t target, d digest.Digest) bool {
 	if m.links.has(k) {
 		return true
 	}
-	if !m.store.Linked(t.registry, t.repo, d) {
+	if !m.records.Linked(t.registry, t.repo, d) {
 		return false
 	}
 	m.links.add(k)
@@ -217,10 +217,10 @@ func (m *Mirror) decided(t target, key accessKey, now time.Time) (accessDecision
 	if key.identity != t.upstream.DefaultCredentialID() {
 		return accessDecision{}, false
 	}
-	g, err := m.store.GrantOf(t.registry, t.repo)
+	g, err := m.records.GrantOf(t.registry, t.repo)
 	if err == nil && now.Sub(g.At) >= m.accessTTL {
 		// Another node sharing the cache may have renewed it.
-		g = m.store.RefreshGrant(t.registry, t.repo, g)
+		g = m.records.RefreshGrant(t.registry, t.repo, g)
 	}
 	if err != nil || g.Identity != key.identity || now.Sub(g.At) >= m.accessTTL {
 		return accessDecision{}, false
@@ -252,7 +252,7 @@ func (m *Mirror) lastKnownAllowed(t target, key accessKey, now time.Time) bool {
 			return true
 		}
 	}
-	g, err := m.store.GrantOf(t.registry, t.repo)
+	g, err := m.records.GrantOf(t.registry, t.repo)
 	return err == nil && g.Identity == t.upstream.DefaultCredentialID() && within(g.At)
 }
 

@@ -75,7 +75,7 @@ func (m *Mirror) serveCatalog(w http.ResponseWriter, r *http.Request) {
 func (m *Mirror) cachedRepositories() ([]string, error) {
 	type repoKey struct{ registry, repo string }
 	seen := map[repoKey]bool{}
-	err := m.store.EachTag(func(registry, repo, _ string, _ cache.Tag) bool {
+	err := m.records.EachTag(func(registry, repo, _ string, _ cache.Tag) bool {
 		if _, ok := m.upstreams[registry]; ok {
 			seen[repoKey{registry, repo}] = true
 		}
@@ -86,9 +86,9 @@ func (m *Mirror) cachedRepositories() ([]string, error) {
 	}
 	names := make([]string, 0, len(seen))
 	for k := range seen {
-		// This node's own records only: one shared lookup per repository
+		// This node's own records only: one lookup elsewhere per repository
 		// would make a listing as slow as the bucket times the catalog.
-		g, err := m.store.LocalGrant(k.registry, k.repo)
+		g, err := m.records.LocalGrant(k.registry, k.repo)
 		if err != nil || g.Identity != m.upstreams[k.registry].DefaultCredentialID() || !m.allowedInCatalog(k.registry, k.repo) {
 			continue
 		}

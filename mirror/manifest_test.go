@@ -220,7 +220,7 @@ func newManifestTest(t *testing.T, cfg Config, opts upstream.Options) *manifestT
 	}
 	core, logs := observer.New(zapcore.DebugLevel)
 	mt.logs = logs
-	cfg.Upstreams, cfg.Store, cfg.Now, cfg.Logger = []*upstream.Client{c}, store, mt.clk.Now, zap.New(core)
+	cfg.Upstreams, cfg.Store, cfg.Records, cfg.Now, cfg.Logger = []*upstream.Client{c}, store, store, mt.clk.Now, zap.New(core)
 	if mt.m, err = New(cfg); err != nil {
 		t.Fatal(err)
 	}

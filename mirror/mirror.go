@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/regcache/regcache/access"
-	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/episode"
 	"github.com/regcache/regcache/oci"
 	"github.com/regcache/regcache/upstream"
@@ -34,8 +33,13 @@ type Config struct {
 	// parameter or path prefix). Default: docker.io when configured, else
 	// the first upstream.
 	Default string
-	// Store is the cache. Required.
-	Store *cache.Store
+	// Store is the content store. Required.
+	Store Content
+	// Records holds the tag records, links and grants. Required.
+	Records Records
+	// Coordinator runs the manifest fetches of nodes sharing the cache
+	// once among them. Default: none, every fetch runs here.
+	Coordinator Coordinator
 	// TagTTL is how long a tag -> digest answer is trusted before it is
 	// revalidated with a HEAD. Default: DefaultTagTTL.
 	TagTTL time.Duration
@@ -83,7 +87,7 @@ type Config struct {
 	// fetches an image manifest from the upstream for a client, it starts
 	// the fills of the image's config and layers with that client's
 	// credentials, within the cache's download slots and below the fills
-	// clients wait for (see cache.Store.Prefetch).
+	// clients wait for (see Content.Prefetch).
 	DisablePrefetch bool
 	// Logger receives the mirror's logs. Default: a no-op logger.
 	Logger *zap.Logger
@@ -98,7 +102,9 @@ type Config struct {
 type Mirror struct {
 	upstreams   map[string]*upstream.Client
 	defaultName string
-	store       *cache.Store
+	store       Content
+	records     Records
+	coordinator Coordinator
 	tagTTL      time.Duration
 	staleLimit  time.Duration
 	log         *zap.Logger
@@ -137,23 +143,31 @@ func New(cfg Config) (*Mirror, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("mirror: a cache store is required")
 	}
+	if cfg.Records == nil {
+		return nil, errors.New("mirror: a record store is required")
+	}
 	if len(cfg.Upstreams) == 0 {
 		return nil, errors.New("mirror: at least one upstream is required")
 	}
 	m := &Mirror{
-		upstreams:  make(map[string]*upstream.Client, len(cfg.Upstreams)),
-		store:      cfg.Store,
-		tagTTL:     cfg.TagTTL,
-		staleLimit: cfg.StaleIfError,
-		log:        cfg.Logger,
-		audit:      cfg.Audit,
-		now:        cfg.Now,
+		upstreams:   make(map[string]*upstream.Client, len(cfg.Upstreams)),
+		store:       cfg.Store,
+		records:     cfg.Records,
+		coordinator: cfg.Coordinator,
+		tagTTL:      cfg.TagTTL,
+		staleLimit:  cfg.StaleIfError,
+		log:         cfg.Logger,
+		audit:       cfg.Audit,
+		now:         cfg.Now,
 
 		accessTTL:               cfg.AccessTTL,
 		ignoreClientCredentials: cfg.IgnoreClientCredentials,
 		tokenRealm:              cfg.TokenRealm,
 		policy:                  cfg.Policy,
 		noPrefetch:              cfg.DisablePrefetch,
+	}
+	if m.coordinator == nil {
+		m.coordinator = soloCoordinator{}
 	}
 	if m.accessTTL <= 0 {
 		m.accessTTL = DefaultAccessTTL

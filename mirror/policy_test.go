@@ -234,7 +234,7 @@ func TestUncachedManifestAsBlobGetsAdmission(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg := Config{Upstreams: []*upstream.Client{c}, Store: store, Logger: zap.NewNop()}
+			cfg := Config{Upstreams: []*upstream.Client{c}, Store: store, Records: store, Logger: zap.NewNop()}
 			if tc.policy {
 				cfg.Policy = testVerifyPolicy(t, access.ModeEnforce)
 			}

@@ -27,7 +27,7 @@ func newTestMirror(t testing.TB, defaultName string, names ...string) *Mirror {
 		}
 		clients = append(clients, c)
 	}
-	m, err := New(Config{Upstreams: clients, Default: defaultName, Store: store})
+	m, err := New(Config{Upstreams: clients, Default: defaultName, Store: store, Records: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,4 +85,14 @@ func TestNewDefaults(t *testing.T) {
 	if m := newTestMirror(t, "quay.io", "ghcr.io", "quay.io"); m.defaultName != "quay.io" {
 		t.Errorf("default = %s, want the configured one", m.defaultName)
 	}
+}
+
+// testStore returns the cache store the test mirror m was built on.
+func testStore(t *testing.T, m *Mirror) *cache.Store {
+	t.Helper()
+	s, ok := m.store.(*cache.Store)
+	if !ok {
+		t.Fatalf("the mirror's store is a %T, not a *cache.Store", m.store)
+	}
+	return s
 }

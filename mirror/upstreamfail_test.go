@@ -263,7 +263,7 @@ func TestUpstreamFailuresMapRight(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := New(Config{Upstreams: []*upstream.Client{c}, Store: store, Now: clk.Now, NegativeTTL: -1})
+			m, err := New(Config{Upstreams: []*upstream.Client{c}, Store: store, Records: store, Now: clk.Now, NegativeTTL: -1})
 			if err != nil {
 				t.Fatal(err)
 			}

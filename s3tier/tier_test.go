@@ -184,8 +184,8 @@ func testSharedBlobServedByEveryNode(t *testing.T, srv *s3test.Server) {
 	}
 	// The upload follows the verdict; wait until the fill has finished.
 	waitFor(t, func() bool { return len(srv.Keys("test/blobs/")) == 1 && len(srv.Keys("test/fills/")) == 0 })
-	if obj, err := b.StatShared(d); err != nil || obj.Size != int64(len(body)) || obj.MediaType != "application/octet-stream" {
-		t.Errorf("StatShared on node B = %+v, %v; want %d bytes of application/octet-stream", obj, err, len(body))
+	if obj, err := b.StatElsewhere(d); err != nil || obj.Size != int64(len(body)) || obj.MediaType != "application/octet-stream" {
+		t.Errorf("StatElsewhere on node B = %+v, %v; want %d bytes of application/octet-stream", obj, err, len(body))
 	}
 	if got := readAll(t, b, d, counted(body, &calls)); !bytes.Equal(got, body) {
 		t.Fatal("node B served other bytes")

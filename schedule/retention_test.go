@@ -62,7 +62,7 @@ func TestMaxIdleKeepsSyncedAndPulled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := mirror.New(mirror.Config{Upstreams: []*upstream.Client{up}, Store: store, Now: clk.Now})
+	m, err := mirror.New(mirror.Config{Upstreams: []*upstream.Client{up}, Store: store, Records: store, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
