@@ -22,10 +22,10 @@ var ErrSharedUnavailable = errors.New("shared tier unavailable")
 const sharedTimeout = 10 * time.Second
 
 // Shared is a tier behind the local disk that the stores of several nodes
-// share, such as an object store bucket: verified content by digest and
-// tag records live there, so that what one node fetched every node
-// serves. The store asks it on a local miss before the upstream and
-// writes what it verified through to it. Its errors never fail a request
+// share, such as an object store bucket: verified content by digest
+// lives there, so that what one node fetched every node serves. The
+// store asks it on a local miss before the upstream and writes what it
+// verified through to it. Its errors never fail a request
 // that the disk or the upstream can answer. Implementations are safe for
 // concurrent use.
 type Shared interface {
@@ -45,19 +45,6 @@ type Shared interface {
 	Stat(ctx context.Context, d digest.Digest) (Object, error)
 	// Put shares small verified content (a manifest).
 	Put(ctx context.Context, obj Object, data []byte) error
-	// Tag returns the shared record of upstream/repo:tag, or an error
-	// wrapping ErrNotFound.
-	Tag(ctx context.Context, upstream, repo, tag string) (Tag, error)
-	// SetTag shares the record of upstream/repo:tag.
-	SetTag(ctx context.Context, upstream, repo, tag string, t Tag) error
-	// Record returns the shared record name (a small value: a link, a
-	// grant), or an error wrapping ErrNotFound.
-	Record(ctx context.Context, name string) ([]byte, error)
-	// SetRecord shares the record name.
-	SetRecord(ctx context.Context, name string, value []byte) error
-	// DeleteRecord removes the shared record name; a missing one is not
-	// an error.
-	DeleteRecord(ctx context.Context, name string) error
 	// Once runs run unless ready reports the work done: of the nodes
 	// calling it with one name at once, one runs it while the others wait
 	// for ready, or take over when it stops. While the tier is
@@ -135,56 +122,6 @@ func (s *Store) putShared(obj Object, data []byte) {
 	defer cancel()
 	if err := s.shared.Put(ctx, obj, data); err != nil {
 		s.logShared("writing to the shared tier", err, zap.String("digest", obj.Digest.String()))
-	}
-}
-
-// tagShared is Tag's fallback on a local miss: the shared record, kept in
-// the local metadata too.
-func (s *Store) tagShared(upstream, repo, tag string) (Tag, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, sharedTimeout)
-	defer cancel()
-	t, err := s.shared.Tag(ctx, upstream, repo, tag)
-	if errors.Is(err, ErrNotFound) {
-		return Tag{}, ErrNotFound
-	}
-	if err != nil {
-		s.logShared("reading a tag from the shared tier", err, zap.String("upstream", upstream),
-			zap.String("repository", repo), zap.String("tag", tag))
-		return Tag{}, ErrNotFound
-	}
-	if err := s.setTagLocal(upstream, repo, tag, t); err != nil {
-		s.log.Warn("keeping a shared tag record", zap.Error(err))
-	}
-	return t, nil
-}
-
-// RefreshTag returns the shared record of upstream/repo:tag when it is
-// newer than rec (another node revalidated the tag), keeping it locally;
-// otherwise rec. Without a shared tier it returns rec.
-func (s *Store) RefreshTag(upstream, repo, tag string, rec Tag) Tag {
-	if s.shared == nil {
-		return rec
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, sharedTimeout)
-	defer cancel()
-	t, err := s.shared.Tag(ctx, upstream, repo, tag)
-	if err != nil || !t.FetchedAt.After(rec.FetchedAt) {
-		return rec
-	}
-	if err := s.setTagLocal(upstream, repo, tag, t); err != nil {
-		s.log.Warn("keeping a shared tag record", zap.Error(err))
-	}
-	return t
-}
-
-// setTagShared writes a tag record through to the shared tier, logging a
-// failure.
-func (s *Store) setTagShared(upstream, repo, tag string, t Tag) {
-	ctx, cancel := context.WithTimeout(s.ctx, sharedTimeout)
-	defer cancel()
-	if err := s.shared.SetTag(ctx, upstream, repo, tag, t); err != nil {
-		s.logShared("writing a tag to the shared tier", err, zap.String("upstream", upstream),
-			zap.String("repository", repo), zap.String("tag", tag))
 	}
 }
 

@@ -287,6 +287,9 @@ type Store struct {
 
 	// integ is what is known of the content at rest: see integrity.go.
 	integ integrity
+
+	// dependent keeps records about the objects: see Attach.
+	dependent atomic.Pointer[Dependent]
 }
 
 // Open opens (creating if needed) the cache in opts.Dir, removes leftovers

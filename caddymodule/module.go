@@ -476,8 +476,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		IngestMaxAge:    time.Duration(h.IngestMaxAge),
 	}
 	opts.ScrubInterval, opts.ScrubRate = h.scrubOptions()
+	var tier *s3tier.Tier
 	if h.S3 != nil {
-		tier, err := s3tier.New(h.S3.tierConfig(repl, h.logger.Named("s3")))
+		var err error
+		tier, err = s3tier.New(h.S3.tierConfig(repl, h.logger.Named("s3")))
 		if err != nil {
 			return err
 		}
@@ -498,10 +500,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("policy: %w", err)
 	}
-	store, err := openStore(dir, opts)
+	oc, err := openStore(dir, opts, tier)
 	if err != nil {
 		return err
 	}
+	store := oc.store
 	// From here on the handler holds one use of the cache, which Cleanup
 	// releases (Caddy calls Cleanup when Provision fails, too).
 	h.dir = dir
@@ -513,7 +516,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Upstreams:           clients,
 		Default:             h.Default,
 		Store:               store,
-		Records:             store,
+		Records:             oc.records,
 		Coordinator:         store,
 		TagTTL:              time.Duration(h.TagTTL),
 		StaleIfError:        time.Duration(h.StaleIfError),

@@ -6,6 +6,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/mirror"
+	"github.com/regcache/regcache/records"
+	"github.com/regcache/regcache/s3tier"
 )
 
 // stores holds the open cache of each storage directory across config
@@ -14,19 +17,37 @@ import (
 // its fills in flight survive. This is the only package-level state.
 var stores = caddy.NewUsagePool()
 
-// openStore returns the open cache of dir, opening it on first use.
-func openStore(dir string, opts cache.Options) (*cache.Store, error) {
+// openCache is a storage directory's content store with its records, as
+// the mirror uses them: the records wrapped by the shared tier when the
+// cache has one.
+type openCache struct {
+	store   *cache.Store
+	records mirror.Records
+}
+
+// openStore returns the open cache of dir, opening it on first use; tier
+// (nil: none) shares it with other nodes.
+func openStore(dir string, opts cache.Options, tier *s3tier.Tier) (openCache, error) {
 	v, _, err := stores.LoadOrNew(dir, func() (caddy.Destructor, error) {
 		s, err := cache.Open(opts)
 		if err != nil {
 			return nil, fmt.Errorf("opening cache in %s: %w", dir, err)
 		}
-		return storeDestructor{s}, nil
+		rec, err := records.Open(s)
+		if err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("opening cache in %s: %w", dir, err)
+		}
+		oc := openCache{store: s, records: rec}
+		if tier != nil {
+			oc.records = tier.Records(rec)
+		}
+		return storeDestructor{oc}, nil
 	})
 	if err != nil {
-		return nil, err
+		return openCache{}, err
 	}
-	return v.(storeDestructor).Store, nil
+	return v.(storeDestructor).openCache, nil
 }
 
 // releaseStore drops one use of dir's cache, closing it after the last.
@@ -36,10 +57,17 @@ func releaseStore(dir string) error {
 }
 
 // storeDestructor closes a cache when its last user is gone.
-type storeDestructor struct{ *cache.Store }
+type storeDestructor struct{ openCache }
 
 // Destruct closes the cache.
-func (d storeDestructor) Destruct() error { return d.Close() }
+func (d storeDestructor) Destruct() error { return d.store.Close() }
 
 // Interface guards
-var _ caddy.Destructor = storeDestructor{}
+var (
+	_ caddy.Destructor    = storeDestructor{}
+	_ mirror.Content      = (*cache.Store)(nil)
+	_ mirror.Coordinator  = (*cache.Store)(nil)
+	_ mirror.Records      = (*records.Store)(nil)
+	_ mirror.Records      = (*s3tier.Records)(nil)
+	_ s3tier.LocalRecords = (*records.Store)(nil)
+)

@@ -17,11 +17,12 @@ func TestOnlyCaddymoduleImportsCaddy(t *testing.T) {
 	}{
 		{"oci", []string{"github.com/caddyserver/", module + "cache", module + "upstream", module + "mirror", module + "access", module + "caddymodule"}},
 		{"access", []string{"github.com/caddyserver/", "github.com/minio/", module + "cache", module + "upstream", module + "mirror", module + "s3tier", module + "caddymodule"}},
-		{"cache", []string{"github.com/caddyserver/", "github.com/minio/", module + "upstream", module + "mirror", module + "access", module + "s3tier", module + "caddymodule"}},
+		{"cache", []string{"github.com/caddyserver/", "github.com/minio/", module + "upstream", module + "mirror", module + "access", module + "records", module + "s3tier", module + "caddymodule"}},
+		{"records", []string{"github.com/caddyserver/", "github.com/minio/", module + "upstream", module + "mirror", module + "access", module + "s3tier", module + "caddymodule"}},
 		{"upstream", []string{"github.com/caddyserver/", module + "cache", module + "mirror", module + "access", module + "caddymodule"}},
 		{"mirror", []string{"github.com/caddyserver/", "github.com/minio/", module + "s3tier", module + "caddymodule"}},
 		{"episode", []string{"github.com/caddyserver/", module + "oci", module + "cache", module + "upstream", module + "mirror", module + "s3tier", module + "caddymodule"}},
-		{"s3tier", []string{"github.com/caddyserver/", module + "upstream", module + "mirror", module + "caddymodule"}},
+		{"s3tier", []string{"github.com/caddyserver/", module + "upstream", module + "mirror", module + "access", module + "caddymodule"}},
 		{"schedule", []string{"github.com/caddyserver/", "github.com/minio/", module + "s3tier", module + "caddymodule"}},
 	}
 	goTool, err := exec.LookPath("go")

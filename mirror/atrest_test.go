@@ -137,12 +137,7 @@ func reopenStore(t *testing.T, m *Mirror) {
 	if err := testStore(t, m).Close(); err != nil {
 		t.Fatal(err)
 	}
-	store, err := cache.Open(cache.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	m.store, m.records = store, store
+	m.store, m.records = openCache(t, cache.Options{Dir: dir})
 }
 
 func TestRangeOfUnverifiedBlobIsCheckedSoon(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/oci"
+	"github.com/regcache/regcache/records"
 	"github.com/regcache/regcache/upstream"
 )
 
@@ -14,11 +15,7 @@ import (
 // routing never connects).
 func newTestMirror(t testing.TB, defaultName string, names ...string) *Mirror {
 	t.Helper()
-	store, err := cache.Open(cache.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	store, rec := openCache(t, cache.Options{Dir: t.TempDir()})
 	var clients []*upstream.Client
 	for _, n := range names {
 		c, err := upstream.New(upstream.Config{Name: n, Endpoints: []string{"http://127.0.0.1:1"}}, upstream.Options{})
@@ -27,7 +24,7 @@ func newTestMirror(t testing.TB, defaultName string, names ...string) *Mirror {
 		}
 		clients = append(clients, c)
 	}
-	m, err := New(Config{Upstreams: clients, Default: defaultName, Store: store, Records: store})
+	m, err := New(Config{Upstreams: clients, Default: defaultName, Store: store, Records: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +82,22 @@ func TestNewDefaults(t *testing.T) {
 	if m := newTestMirror(t, "quay.io", "ghcr.io", "quay.io"); m.defaultName != "quay.io" {
 		t.Errorf("default = %s, want the configured one", m.defaultName)
 	}
+}
+
+// openCache opens a content store with opts and its records, closed at
+// the test's end.
+func openCache(t testing.TB, opts cache.Options) (*cache.Store, *records.Store) {
+	t.Helper()
+	store, err := cache.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	rec, err := records.Open(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, rec
 }
 
 // testStore returns the cache store the test mirror m was built on.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/mirror"
+	"github.com/regcache/regcache/records"
 	"github.com/regcache/regcache/schedule"
 	"github.com/regcache/regcache/upstream"
 )
@@ -58,11 +59,15 @@ func TestMaxIdleKeepsSyncedAndPulled(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
+	rec, err := records.Open(store)
+	if err != nil {
+		t.Fatal(err)
+	}
 	up, err := upstream.New(upstream.Config{Name: mirror.DockerHub, Endpoints: []string{reg.URL}}, upstream.Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := mirror.New(mirror.Config{Upstreams: []*upstream.Client{up}, Store: store, Records: store, Now: clk.Now})
+	m, err := mirror.New(mirror.Config{Upstreams: []*upstream.Client{up}, Store: store, Records: rec, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +111,7 @@ func TestMaxIdleKeepsSyncedAndPulled(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, statErr := store.Inspect(digest.Digest(d.String()))
-		_, tagErr := store.Tag(mirror.DockerHub, "library/app", tag)
+		_, tagErr := rec.Tag(mirror.DockerHub, "library/app", tag)
 		if kept := tag != "3.0"; kept != (statErr == nil) || kept != (tagErr == nil) {
 			t.Errorf("%s: manifest %v, tag %v; want kept %v", tag, statErr, tagErr, kept)
 		}
