@@ -73,6 +73,7 @@ func registerOrExisting[C prometheus.Collector](reg prometheus.Registerer, c C) 
 // their series. No metric carries a repository, tag or digest.
 type cacheCollector struct {
 	store     *cache.Store
+	tier      *s3tier.Tier // nil: no shared bucket
 	mirror    *mirror.Mirror
 	upstreams []*upstream.Client
 
@@ -90,13 +91,13 @@ type cacheCollector struct {
 }
 
 // newCacheCollector describes the metrics of the cache in storage.
-func newCacheCollector(storage string, store *cache.Store, m *mirror.Mirror, upstreams []*upstream.Client, sched *schedule.Scheduler) *cacheCollector {
+func newCacheCollector(storage string, store *cache.Store, tier *s3tier.Tier, m *mirror.Mirror, upstreams []*upstream.Client, sched *schedule.Scheduler) *cacheCollector {
 	constLabels := prometheus.Labels{"storage": storage}
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(metricsNamespace, metricsSubsystem, name), help, labels, constLabels)
 	}
 	return &cacheCollector{
-		store: store, mirror: m, upstreams: upstreams, scheduler: sched,
+		store: store, tier: tier, mirror: m, upstreams: upstreams, scheduler: sched,
 		idleEvictions: desc("idle_evictions_total", "Objects evicted for going unread longer than max_idle."),
 		pinnedObjects: desc("pinned_objects", "Objects (manifests and blobs) that sync rules keep from eviction."),
 		// The rule label is a rule of the config (its image as
@@ -249,8 +250,8 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.internalRefusals, u.InternalRefusals(), u.Name())
 	}
 	// Only a cache with a shared bucket has these.
-	if tier, ok := c.store.Shared().(*s3tier.Tier); ok {
-		ss := tier.Stats()
+	if c.tier != nil {
+		ss := c.tier.Stats()
 		counter(c.sharedFills, ss.FromBucket, "bucket")
 		counter(c.sharedFills, ss.Followed, "node")
 		counter(c.sharedFills, ss.Published, "upstream")

@@ -483,7 +483,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return err
 		}
-		opts.Shared = tier
 		logger := h.logger
 		go func() {
 			// A report only: the cache serves without the bucket meanwhile.
@@ -515,9 +514,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	m, err := mirror.New(mirror.Config{
 		Upstreams:           clients,
 		Default:             h.Default,
-		Store:               store,
+		Store:               oc.content,
 		Records:             oc.records,
-		Coordinator:         store,
+		Peers:               oc.peers,
 		TagTTL:              time.Duration(h.TagTTL),
 		StaleIfError:        time.Duration(h.StaleIfError),
 		NegativeTTL:         time.Duration(h.NegativeTTL),
@@ -568,7 +567,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.history = startHistory(h)
 	addLive(h)
-	err = ctx.GetMetricsRegistry().Register(newCacheCollector(dir, store, m, clients, h.scheduler))
+	err = ctx.GetMetricsRegistry().Register(newCacheCollector(dir, store, oc.tier, m, clients, h.scheduler))
 	var are prometheus.AlreadyRegisteredError
 	if errors.As(err, &are) {
 		// Another handler of this config serves the same directory and

@@ -18,17 +18,23 @@ import (
 var stores = caddy.NewUsagePool()
 
 // openCache is a storage directory's content store with its records, as
-// the mirror uses them: the records wrapped by the shared tier when the
-// cache has one.
+// the mirror uses them: wrapped by the shared tier when the cache has
+// one, which then also brings the fills' sources and the peers.
 type openCache struct {
 	store   *cache.Store
+	content mirror.Content
 	records mirror.Records
+	peers   mirror.Peers // nil: none
+	tier    *s3tier.Tier // nil: none
 }
 
 // openStore returns the open cache of dir, opening it on first use; tier
 // (nil: none) shares it with other nodes.
 func openStore(dir string, opts cache.Options, tier *s3tier.Tier) (openCache, error) {
 	v, _, err := stores.LoadOrNew(dir, func() (caddy.Destructor, error) {
+		if tier != nil {
+			opts.Sources = tier
+		}
 		s, err := cache.Open(opts)
 		if err != nil {
 			return nil, fmt.Errorf("opening cache in %s: %w", dir, err)
@@ -38,9 +44,10 @@ func openStore(dir string, opts cache.Options, tier *s3tier.Tier) (openCache, er
 			_ = s.Close()
 			return nil, fmt.Errorf("opening cache in %s: %w", dir, err)
 		}
-		oc := openCache{store: s, records: rec}
+		oc := openCache{store: s, content: s, records: rec}
 		if tier != nil {
-			oc.records = tier.Records(rec)
+			shared := tier.Content(s)
+			oc.content, oc.records, oc.peers, oc.tier = shared, tier.Records(rec), shared, tier
 		}
 		return storeDestructor{oc}, nil
 	})
@@ -66,7 +73,8 @@ func (d storeDestructor) Destruct() error { return d.store.Close() }
 var (
 	_ caddy.Destructor    = storeDestructor{}
 	_ mirror.Content      = (*cache.Store)(nil)
-	_ mirror.Coordinator  = (*cache.Store)(nil)
+	_ mirror.Content      = (*s3tier.Content)(nil)
+	_ mirror.Peers        = (*s3tier.Content)(nil)
 	_ mirror.Records      = (*records.Store)(nil)
 	_ mirror.Records      = (*s3tier.Records)(nil)
 	_ s3tier.LocalRecords = (*records.Store)(nil)

@@ -37,9 +37,10 @@ type Config struct {
 	Store Content
 	// Records holds the tag records, links and grants. Required.
 	Records Records
-	// Coordinator runs the manifest fetches of nodes sharing the cache
-	// once among them. Default: none, every fetch runs here.
-	Coordinator Coordinator
+	// Peers are the nodes sharing the cache: a HEAD of a blob they hold
+	// is answered from it, and the manifest fetches run once among them.
+	// Default: none.
+	Peers Peers
 	// TagTTL is how long a tag -> digest answer is trusted before it is
 	// revalidated with a HEAD. Default: DefaultTagTTL.
 	TagTTL time.Duration
@@ -104,7 +105,7 @@ type Mirror struct {
 	defaultName string
 	store       Content
 	records     Records
-	coordinator Coordinator
+	peers       Peers
 	tagTTL      time.Duration
 	staleLimit  time.Duration
 	log         *zap.Logger
@@ -150,15 +151,15 @@ func New(cfg Config) (*Mirror, error) {
 		return nil, errors.New("mirror: at least one upstream is required")
 	}
 	m := &Mirror{
-		upstreams:   make(map[string]*upstream.Client, len(cfg.Upstreams)),
-		store:       cfg.Store,
-		records:     cfg.Records,
-		coordinator: cfg.Coordinator,
-		tagTTL:      cfg.TagTTL,
-		staleLimit:  cfg.StaleIfError,
-		log:         cfg.Logger,
-		audit:       cfg.Audit,
-		now:         cfg.Now,
+		upstreams:  make(map[string]*upstream.Client, len(cfg.Upstreams)),
+		store:      cfg.Store,
+		records:    cfg.Records,
+		peers:      cfg.Peers,
+		tagTTL:     cfg.TagTTL,
+		staleLimit: cfg.StaleIfError,
+		log:        cfg.Logger,
+		audit:      cfg.Audit,
+		now:        cfg.Now,
 
 		accessTTL:               cfg.AccessTTL,
 		ignoreClientCredentials: cfg.IgnoreClientCredentials,
@@ -166,8 +167,8 @@ func New(cfg Config) (*Mirror, error) {
 		policy:                  cfg.Policy,
 		noPrefetch:              cfg.DisablePrefetch,
 	}
-	if m.coordinator == nil {
-		m.coordinator = soloCoordinator{}
+	if m.peers == nil {
+		m.peers = noPeers{}
 	}
 	if m.accessTTL <= 0 {
 		m.accessTTL = DefaultAccessTTL

@@ -14,7 +14,7 @@ import (
 func (m *Mirror) fetchTagOnce(ctx context.Context, t target, tag string, accept, clientAccept []string) (resolvedTag, error) {
 	var mc manifestContent
 	ran := false
-	err := m.coordinator.Once(ctx, "manifest "+t.registry+"/"+t.repo+":"+tag,
+	err := m.peers.Once(ctx, "manifest "+t.registry+"/"+t.repo+":"+tag,
 		func() bool {
 			_, _, fresh := m.tagRecord(t, tag, clientAccept)
 			return fresh
@@ -41,9 +41,9 @@ func (m *Mirror) fetchTagOnce(ctx context.Context, t target, tag string, accept,
 func (m *Mirror) fetchDigestOnce(ctx context.Context, t target, d digest.Digest) (manifestContent, error) {
 	var mc manifestContent
 	ran := false
-	err := m.coordinator.Once(ctx, "manifest "+d.String(),
+	err := m.peers.Once(ctx, "manifest "+d.String(),
 		func() bool {
-			_, err := m.store.StatElsewhere(d)
+			_, err := m.peers.StatElsewhere(d)
 			return err == nil
 		},
 		func() error {

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"time"
 
@@ -38,10 +39,6 @@ type Content interface {
 	Stat(d digest.Digest) (cache.Object, error)
 	// Inspect returns the metadata of d without counting an access.
 	Inspect(d digest.Digest) (cache.Object, error)
-	// StatElsewhere returns the metadata of d where the cache holds it
-	// beyond the local disk (the nodes that share it), or an error
-	// wrapping cache.ErrNotFound.
-	StatElsewhere(d digest.Digest) (cache.Object, error)
 	// LastAccess returns when d was last served, if it is stored.
 	LastAccess(d digest.Digest) (time.Time, bool)
 	// Delete removes d.
@@ -92,22 +89,30 @@ type Records interface {
 	DeleteGrant(upstream, repo string) error
 }
 
-// Coordinator runs a task once among the nodes that share the cache.
-type Coordinator interface {
+// Peers are the other nodes that share the cache with this one: what
+// they hold, and the tasks that run once among them.
+type Peers interface {
+	// StatElsewhere returns the metadata of d where the peers hold it
+	// (not on the local disk), or an error wrapping cache.ErrNotFound.
+	StatElsewhere(d digest.Digest) (cache.Object, error)
 	// Once runs run unless ready reports the work done: of the callers
 	// naming one task at once, one runs it while the others wait for
-	// ready, or take over when it stops. With nothing shared, it is a
-	// plain call of run.
+	// ready, or take over when it stops.
 	Once(ctx context.Context, name string, ready func() bool, run func() error) error
 }
 
-// soloCoordinator is the Coordinator of a mirror that shares nothing.
-type soloCoordinator struct{}
+// noPeers are the Peers of a node that shares its cache with none.
+type noPeers struct{}
 
-// Once runs run.
-func (soloCoordinator) Once(_ context.Context, _ string, _ func() bool, run func() error) error {
+// StatElsewhere finds nothing: no other node holds anything.
+func (noPeers) StatElsewhere(d digest.Digest) (cache.Object, error) {
+	return cache.Object{}, fmt.Errorf("checking %s elsewhere: %w", d, cache.ErrNotFound)
+}
+
+// Once runs run: no other node can.
+func (noPeers) Once(_ context.Context, _ string, _ func() bool, run func() error) error {
 	return run()
 }
 
 // Interface guards
-var _ Coordinator = soloCoordinator{}
+var _ Peers = noPeers{}

@@ -55,7 +55,7 @@ func newTierWith(t *testing.T, srv *s3test.Server, change func(*s3tier.Config)) 
 // node is one node's content store and records, both shared through
 // the tier, as the server wires them.
 type node struct {
-	*cache.Store
+	*s3tier.Content
 	*s3tier.Records
 }
 
@@ -68,7 +68,7 @@ func newNode(t *testing.T, srv *s3test.Server) node {
 // nodeOf returns a node in a new directory backed by tier.
 func nodeOf(t *testing.T, tier *s3tier.Tier) node {
 	t.Helper()
-	s, err := cache.Open(cache.Options{Dir: t.TempDir(), Shared: tier})
+	s, err := cache.Open(cache.Options{Dir: t.TempDir(), Sources: tier})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func nodeOf(t *testing.T, tier *s3tier.Tier) node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return node{s, tier.Records(rec)}
+	return node{tier.Content(s), tier.Records(rec)}
 }
 
 // filler is what readAll reads from.
