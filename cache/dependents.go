@@ -10,28 +10,17 @@ import (
 // per object, tag records pointing at manifests. The store tells it when
 // objects go, so that nothing it keeps outlives the content.
 type Dependent interface {
+	// Attach is called once by Open (Options.Dependent), after meta.db
+	// opened and before any object can be removed: the Dependent keeps s
+	// to reach the database, and prepares its part of it.
+	Attach(s *Store) error
 	// Forget drops what it keeps about d, inside tx: the transaction that
 	// removes d's metadata, so that both go at once.
 	Forget(tx *bolt.Tx, d digest.Digest) error
 	// Prune drops the records that point at objects that are no longer
-	// stored (stored reports false for them, and reads no lock of the
+	// stored (stored reports false for them; it takes no lock of the
 	// Dependent), after a pass of idle eviction, and reports how many.
 	Prune(stored func(digest.Digest) bool) (int, error)
-}
-
-// Attach makes dep the store's Dependent: removals of objects call its
-// Forget, passes of idle eviction its Prune. Attach it once, right after
-// Open.
-func (s *Store) Attach(dep Dependent) {
-	s.dependent.Store(&dep)
-}
-
-// dependentOf returns the attached Dependent, nil without one.
-func (s *Store) dependentOf() Dependent {
-	if p := s.dependent.Load(); p != nil {
-		return *p
-	}
-	return nil
 }
 
 // WithMeta runs fn with the store's metadata database, which the records

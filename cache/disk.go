@@ -138,7 +138,7 @@ func (s *Store) removeIf(d digest.Digest, match func(os.FileInfo) bool) (int64, 
 		if err := tx.Bucket(objectsBucket).Delete([]byte(d)); err != nil {
 			return err
 		}
-		if dep := s.dependentOf(); dep != nil {
+		if dep := s.dependent; dep != nil {
 			return dep.Forget(tx, d)
 		}
 		return nil

@@ -114,7 +114,7 @@ func (s *Store) EvictIdle() (IdleEviction, error) {
 	}
 	res, err := s.evictIdleObjects(s.now().Add(-idle).UnixNano())
 	if err == nil {
-		if dep := s.dependentOf(); dep != nil {
+		if dep := s.dependent; dep != nil {
 			res.Tags, err = dep.Prune(s.storedOrBusy)
 		}
 	}

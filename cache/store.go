@@ -126,6 +126,11 @@ type Options struct {
 	// FillQueueTimeout is how long a new fill waits for a slot before Fill
 	// gives up with ErrBusy. Default: 1m.
 	FillQueueTimeout time.Duration
+	// Dependent keeps records about the stored objects in meta.db (see
+	// Dependent): Open attaches it before any object can go, and every
+	// removal drops its records of the object with the object. Default:
+	// none.
+	Dependent Dependent
 	// Sources opens the bodies of fills in place of their fetch (see
 	// SourceProvider), for a tier that several nodes share. Fills through
 	// it start from the first byte (no partial download is kept for a
@@ -298,8 +303,8 @@ type Store struct {
 	// integ is what is known of the content at rest: see integrity.go.
 	integ integrity
 
-	// dependent keeps records about the objects: see Attach.
-	dependent atomic.Pointer[Dependent]
+	// dependent keeps records about the objects (nil: none); set by Open.
+	dependent Dependent
 }
 
 // Open opens (creating if needed) the cache in opts.Dir, removes leftovers
@@ -371,15 +376,11 @@ func Open(opts Options) (*Store, error) {
 		log:         opts.Logger,
 		now:         opts.Now,
 		sources:     opts.Sources,
-
-		keepPartials: opts.Sources == nil,
-		wholeFirst:   opts.Sources != nil,
-		paced:        opts.Sources != nil,
-		fills:        make(map[digest.Digest]*fill),
-		writeRetry:   opts.WriteRetryInterval,
-		evictWake:    make(chan struct{}, 1),
-		fillSlots:    make(chan struct{}, opts.MaxFills),
-		slotFreed:    make(chan struct{}),
+		fills:       make(map[digest.Digest]*fill),
+		writeRetry:  opts.WriteRetryInterval,
+		evictWake:   make(chan struct{}, 1),
+		fillSlots:   make(chan struct{}, opts.MaxFills),
+		slotFreed:   make(chan struct{}),
 
 		fillQueueTimeout: opts.FillQueueTimeout,
 		fillRetries:      opts.FillRetries,
@@ -394,6 +395,10 @@ func Open(opts Options) (*Store, error) {
 		inUse:            make(map[digest.Digest]int),
 		pins:             make(map[string]map[digest.Digest]struct{}),
 		idleWake:         make(chan struct{}, 1),
+
+		keepPartials: opts.Sources == nil,
+		wholeFirst:   opts.Sources != nil,
+		paced:        opts.Sources != nil,
 	}
 	s.overBudget = episode.New(opts.Logger, zapcore.WarnLevel, "cache over budget: what remains is being read, filled or pinned by sync rules",
 		episode.Options{Now: opts.Now})
@@ -406,6 +411,14 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.db = db
+	// Before any background work can remove an object.
+	if opts.Dependent != nil {
+		if err := opts.Dependent.Attach(s); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("opening cache: %w", err)
+		}
+		s.dependent = opts.Dependent
+	}
 	// Only the holder of meta.db's lock may sweep the ingest area: it
 	// keeps the partial downloads a later fill continues.
 	if err := os.MkdirAll(s.ingestDir, 0o755); err != nil {

@@ -35,13 +35,10 @@ func openStore(dir string, opts cache.Options, tier *s3tier.Tier) (openCache, er
 		if tier != nil {
 			opts.Sources = tier
 		}
+		rec := records.New()
+		opts.Dependent = rec
 		s, err := cache.Open(opts)
 		if err != nil {
-			return nil, fmt.Errorf("opening cache in %s: %w", dir, err)
-		}
-		rec, err := records.Open(s)
-		if err != nil {
-			_ = s.Close()
 			return nil, fmt.Errorf("opening cache in %s: %w", dir, err)
 		}
 		oc := openCache{store: s, content: s, records: rec}

@@ -88,15 +88,13 @@ func TestNewDefaults(t *testing.T) {
 // the test's end.
 func openCache(t testing.TB, opts cache.Options) (*cache.Store, *records.Store) {
 	t.Helper()
+	rec := records.New()
+	opts.Dependent = rec
 	store, err := cache.Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	rec, err := records.Open(store)
-	if err != nil {
-		t.Fatal(err)
-	}
 	return store, rec
 }
 

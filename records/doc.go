@@ -8,9 +8,12 @@
 // versions.
 //
 // Links are keyed by digest first, and the content store tells the
-// records when an object goes (cache.Dependent): its links go in the same
-// transaction, so a link never outlives its object, and a pass of idle
-// eviction drops the tag records whose manifest is gone.
+// records when an object goes (they are its cache.Dependent, attached as
+// it opens, before anything can be removed): the object's links go in the
+// same transaction, so a link never outlives its object and a later copy
+// of the content is served to a repository only on the upstream's word
+// again; a pass of idle eviction drops the tag records whose manifest is
+// gone.
 //
 // The package stores records; it does not decide who may pull what.
 package records

@@ -20,27 +20,20 @@ var (
 	grantsBucket = []byte("grants")
 )
 
-// Meta is the content store whose metadata database the records share
-// (*cache.Store).
-type Meta interface {
-	// WithMeta runs fn with the metadata database while the store is
-	// open, or returns cache.ErrClosed.
-	WithMeta(fn func(db *bolt.DB) error) error
-	// Attach makes dep the store's cache.Dependent.
-	Attach(dep cache.Dependent)
-}
-
 // Store holds the tag records, links and grants of one cache directory.
-// It is safe for concurrent use, and fails with cache.ErrClosed once its
-// content store is closed.
+// It is safe for concurrent use. Its content store attaches it when it
+// opens (cache.Options.Dependent = New()); until then, and once the
+// content store is closed, it fails with cache.ErrClosed.
 type Store struct {
-	meta Meta
+	meta *cache.Store // set by Attach, before the store is shared
 }
 
-// Open returns the records kept in meta's database, creating their
-// buckets, and attaches them to meta so that removed objects drop their
-// links.
-func Open(meta Meta) (*Store, error) {
+// New returns records to be attached to a content store as it opens.
+func New() *Store { return &Store{} }
+
+// Attach keeps the records in meta's database, creating their buckets;
+// cache.Open calls it.
+func (s *Store) Attach(meta *cache.Store) error {
 	err := meta.WithMeta(func(db *bolt.DB) error {
 		return db.Update(func(tx *bolt.Tx) error {
 			for _, b := range [][]byte{tagsBucket, linksBucket, grantsBucket} {
@@ -52,27 +45,35 @@ func Open(meta Meta) (*Store, error) {
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening the cache records: %w", err)
+		return fmt.Errorf("opening the cache records: %w", err)
 	}
-	s := &Store{meta: meta}
-	meta.Attach(s)
-	return s, nil
+	s.meta = meta
+	return nil
+}
+
+// withMeta runs fn with the records' database, or fails with
+// cache.ErrClosed before Attach and after the content store closed.
+func (s *Store) withMeta(fn func(db *bolt.DB) error) error {
+	if s.meta == nil {
+		return cache.ErrClosed
+	}
+	return s.meta.WithMeta(fn)
 }
 
 // view runs fn in a read transaction of the records' database.
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
-	return s.meta.WithMeta(func(db *bolt.DB) error { return db.View(fn) })
+	return s.withMeta(func(db *bolt.DB) error { return db.View(fn) })
 }
 
 // update runs fn in a write transaction of the records' database.
 func (s *Store) update(fn func(tx *bolt.Tx) error) error {
-	return s.meta.WithMeta(func(db *bolt.DB) error { return db.Update(fn) })
+	return s.withMeta(func(db *bolt.DB) error { return db.Update(fn) })
 }
 
 // batch runs fn in a write transaction that bbolt may share with
 // concurrent writers.
 func (s *Store) batch(fn func(tx *bolt.Tx) error) error {
-	return s.meta.WithMeta(func(db *bolt.DB) error { return db.Batch(fn) })
+	return s.withMeta(func(db *bolt.DB) error { return db.Batch(fn) })
 }
 
 // readRecord decodes the JSON record of key in bucket into v;
@@ -94,7 +95,4 @@ func (s *Store) Forget(tx *bolt.Tx, d digest.Digest) error {
 }
 
 // Interface guards
-var (
-	_ cache.Dependent = (*Store)(nil)
-	_ Meta            = (*cache.Store)(nil)
-)
+var _ cache.Dependent = (*Store)(nil)

@@ -35,6 +35,8 @@ func openTest(t testing.TB, dir string) testStore {
 // openTestWith is openTest with opts.
 func openTestWith(t testing.TB, opts cache.Options) testStore {
 	t.Helper()
+	r := New()
+	opts.Dependent = r
 	c, err := cache.Open(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -44,10 +46,6 @@ func openTestWith(t testing.TB, opts cache.Options) testStore {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	r, err := Open(c)
-	if err != nil {
-		t.Fatal(err)
-	}
 	return testStore{c, r}
 }
 
@@ -75,11 +73,8 @@ func stored(t *testing.T, s testStore, ds []digest.Digest) []int {
 
 func TestRestartKeepsTags(t *testing.T) {
 	dir := t.TempDir()
-	c, err := cache.Open(cache.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(c)
+	s := New()
+	c, err := cache.Open(cache.Options{Dir: dir, Dependent: s})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,11 +100,8 @@ func TestRestartKeepsTags(t *testing.T) {
 }
 
 func TestClosedStore(t *testing.T) {
-	c, err := cache.Open(cache.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(c)
+	s := New()
+	c, err := cache.Open(cache.Options{Dir: t.TempDir(), Dependent: s})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,5 +191,15 @@ func TestEvictIdle(t *testing.T) {
 				t.Errorf("Stats().IdleEvictions = %d, want %d", st.IdleEvictions, res.Objects)
 			}
 		})
+	}
+}
+
+func TestUnattachedStore(t *testing.T) {
+	s := New()
+	if _, err := s.Tag("u", "r", "t"); !errors.Is(err, cache.ErrClosed) {
+		t.Errorf("Tag before a content store attached the records = %v, want ErrClosed", err)
+	}
+	if s.Linked("u", "r", digest.FromString("x")) {
+		t.Error("Linked before a content store attached the records = true")
 	}
 }

@@ -68,15 +68,12 @@ func newNode(t *testing.T, srv *s3test.Server) node {
 // nodeOf returns a node in a new directory backed by tier.
 func nodeOf(t *testing.T, tier *s3tier.Tier) node {
 	t.Helper()
-	s, err := cache.Open(cache.Options{Dir: t.TempDir(), Sources: tier})
+	rec := records.New()
+	s, err := cache.Open(cache.Options{Dir: t.TempDir(), Sources: tier, Dependent: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	rec, err := records.Open(s)
-	if err != nil {
-		t.Fatal(err)
-	}
 	return node{tier.Content(s), tier.Records(rec)}
 }
 

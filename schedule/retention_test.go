@@ -54,15 +54,12 @@ func TestMaxIdleKeepsSyncedAndPulled(t *testing.T) {
 
 	day := 24 * time.Hour
 	clk := &clock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
-	store, err := cache.Open(cache.Options{Dir: t.TempDir(), Now: clk.Now, MaxIdle: 30 * day})
+	rec := records.New()
+	store, err := cache.Open(cache.Options{Dir: t.TempDir(), Now: clk.Now, MaxIdle: 30 * day, Dependent: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	rec, err := records.Open(store)
-	if err != nil {
-		t.Fatal(err)
-	}
 	up, err := upstream.New(upstream.Config{Name: mirror.DockerHub, Endpoints: []string{reg.URL}}, upstream.Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
