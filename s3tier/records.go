@@ -20,14 +20,24 @@ const requestTimeout = 10 * time.Second
 // LocalRecords are the records of one node that Records wraps
 // (*records.Store).
 type LocalRecords interface {
+	// Tag returns the record of upstream/repo:tag, or cache.ErrNotFound.
 	Tag(upstream, repo, tag string) (cache.Tag, error)
+	// SetTag records upstream/repo:tag.
 	SetTag(upstream, repo, tag string, t cache.Tag) error
+	// DeleteTag removes the record of upstream/repo:tag.
 	DeleteTag(upstream, repo, tag string) error
+	// EachTag calls fn for every tag record until fn returns false.
 	EachTag(fn func(upstream, repo, tag string, t cache.Tag) bool) error
+	// AddLink links d to upstream/repo, reporting whether it is new.
 	AddLink(upstream, repo string, d digest.Digest) (bool, error)
+	// Linked reports whether d is linked to upstream/repo.
 	Linked(upstream, repo string, d digest.Digest) bool
+	// LocalGrant returns the grant of upstream/repo, or
+	// cache.ErrNotFound.
 	LocalGrant(upstream, repo string) (cache.Grant, error)
+	// SetGrant records the grant of upstream/repo.
 	SetGrant(upstream, repo string, g cache.Grant) error
+	// DeleteGrant removes the grant of upstream/repo.
 	DeleteGrant(upstream, repo string) error
 }
 
