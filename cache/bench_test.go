@@ -24,10 +24,6 @@ func BenchmarkIndexLookup(b *testing.B) {
 	if err := s.Put(d, manifestType, data); err != nil {
 		b.Fatal(err)
 	}
-	if err := s.SetTag("docker.io", "library/alpine", "3.19", Tag{Digest: d, MediaType: manifestType,
-		Size: int64(len(data)), FetchedAt: time.Now()}); err != nil {
-		b.Fatal(err)
-	}
 	s.index.Wait()
 	if _, ok := s.lookup(d); !ok {
 		b.Fatal("the object is not in the hot index")
@@ -40,14 +36,6 @@ func BenchmarkIndexLookup(b *testing.B) {
 				b.Fatal(err)
 			}
 			_ = r.Close()
-		}
-	})
-	b.Run("tag", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if tg, err := s.Tag("docker.io", "library/alpine", "3.19"); err != nil || tg.Digest != d {
-				b.Fatalf("Tag = %v, %v", tg, err)
-			}
 		}
 	})
 	b.Run("stat parallel", func(b *testing.B) {

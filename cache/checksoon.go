@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"errors"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -70,7 +71,7 @@ func (s *Store) checkQueueLoop(rate int64) {
 			s.integ.mu.Lock()
 			delete(s.integ.soon.queued, d)
 			s.integ.mu.Unlock()
-			if err != nil && s.ctx.Err() == nil && !isNotFound(err) {
+			if err != nil && s.ctx.Err() == nil && !errors.Is(err, ErrNotFound) {
 				s.log.Error("checking a cached object", zap.String("digest", d.String()), zap.Error(err))
 			}
 			if c := s.log.Check(zap.DebugLevel, "object checked after a partial read"); c != nil {

@@ -138,7 +138,10 @@ func (s *Store) removeIf(d digest.Digest, match func(os.FileInfo) bool) (int64, 
 		if err := tx.Bucket(objectsBucket).Delete([]byte(d)); err != nil {
 			return err
 		}
-		return deleteLinks(tx, d)
+		if dep := s.dependent; dep != nil {
+			return dep.Forget(tx, d)
+		}
+		return nil
 	})
 	// The figures change only after the record is gone, so whoever sees
 	// the cache within its budget also sees the evicted object unlisted.

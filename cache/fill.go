@@ -388,7 +388,7 @@ func (s *Store) runFill(fl *fill, tmp *os.File, fetch FetchFunc) {
 	// The verdict first, then the file: a reader joining in between finds
 	// the file, then the verdict.
 	fl.finish(err)
-	s.finishShared(fl, stored, err)
+	s.finishSource(fl, stored, err)
 	switch {
 	case err == nil:
 		if c := s.log.Check(zapcore.DebugLevel, "fill verified"); c != nil {

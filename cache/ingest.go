@@ -123,9 +123,9 @@ func removePartial(dataPath string) {
 // partial download a previous fill left, when its sidecar describes d and
 // the file is not longer than the content, else an empty file. It returns
 // the file, how many first bytes of the content it holds, and the
-// sidecar's size and media type (-1 and "" for an empty file). With a
-// shared tier, which continues downloads across nodes itself, every fill
-// starts from the first byte.
+// sidecar's size and media type (-1 and "" for an empty file). Through a
+// SourceProvider, which continues downloads across nodes itself, every
+// fill starts from the first byte.
 func (s *Store) openPartial(d digest.Digest) (*os.File, int64, partialMeta, error) {
 	path := s.partialPath(d)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
@@ -135,7 +135,7 @@ func (s *Store) openPartial(d digest.Digest) (*os.File, int64, partialMeta, erro
 	fresh := partialMeta{Digest: d, Size: -1}
 	m, merr := readSidecar(path)
 	fi, serr := f.Stat()
-	if s.shared == nil && merr == nil && serr == nil && m.Digest == d &&
+	if s.keepPartials && merr == nil && serr == nil && m.Digest == d &&
 		fi.Size() > 0 && (m.Size < 0 || fi.Size() <= m.Size) {
 		// The data file may hold more than the sidecar's offset (a crash
 		// before the sidecar was rewritten): the bytes are verified with
@@ -283,7 +283,7 @@ func hashRange(f *os.File, off, n int64, h io.Writer) error {
 // hold bytes beyond offset that are not part of a whole prefix; extents
 // are those of them written in full.
 func (s *Store) recordPartial(fl *fill, offset int64, segmented bool, extents []extent) {
-	if s.shared != nil {
+	if !s.keepPartials {
 		return
 	}
 	err := writeSidecar(fl.tmpPath, partialMeta{Digest: fl.d, Size: fl.size, MediaType: fl.mediaType,
@@ -302,7 +302,7 @@ func (s *Store) recordPartial(fl *fill, offset int64, segmented bool, extents []
 // reports whether the download was kept.
 func (s *Store) keepPartial(fl *fill, tmp *os.File, written int64, keep bool) bool {
 	extents := trimExtents(fl.extents, written, max(fl.size, 0))
-	if keep && (written > 0 || len(extents) > 0) && s.shared == nil {
+	if keep && (written > 0 || len(extents) > 0) && s.keepPartials {
 		// Bytes of later ranges beyond the prefix go, but for the extents
 		// written in full: a later fill fetches only the gaps.
 		end := written

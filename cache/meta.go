@@ -14,8 +14,6 @@ import (
 var (
 	// objectsBucket maps a digest to its objectMeta.
 	objectsBucket = []byte("objects")
-	// tagsBucket maps tagKey(upstream, repo, tag) to a Tag.
-	tagsBucket = []byte("tags")
 )
 
 // metaOpenTimeout bounds the wait for meta.db's file lock.
@@ -52,7 +50,7 @@ func openMeta(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("opening cache metadata %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{objectsBucket, tagsBucket, linksBucket, grantsBucket} {
+		for _, b := range [][]byte{objectsBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -2,14 +2,10 @@ package cache
 
 import (
 	"cmp"
-	"encoding/json"
-	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 )
 
@@ -118,7 +114,9 @@ func (s *Store) EvictIdle() (IdleEviction, error) {
 	}
 	res, err := s.evictIdleObjects(s.now().Add(-idle).UnixNano())
 	if err == nil {
-		res.Tags, err = s.pruneTags()
+		if dep := s.dependent; dep != nil {
+			res.Tags, err = dep.Prune(s.storedOrBusy)
+		}
 	}
 	if res.Objects > 0 || res.Tags > 0 {
 		s.log.Info("evicted content unused for max_idle", zap.Int64("objects", res.Objects),
@@ -153,49 +151,6 @@ func (s *Store) evictIdleObjects(cutoff int64) (IdleEviction, error) {
 		s.evictedBytes.Add(size)
 	}
 	return res, nil
-}
-
-// pruneTags removes the local tag records whose manifest is not stored,
-// and reports how many. The mirror's own records (tags beginning with
-// ":") are left alone.
-func (s *Store) pruneTags() (int, error) {
-	var keys [][]byte
-	var ds []digest.Digest
-	err := s.EachTag(func(upstream, repo, tag string, t Tag) bool {
-		if !strings.HasPrefix(tag, ":") {
-			keys = append(keys, tagKey(upstream, repo, tag))
-			ds = append(ds, t.Digest)
-		}
-		return true
-	})
-	if err != nil {
-		return 0, err
-	}
-	if !s.enter() {
-		return 0, ErrClosed
-	}
-	defer s.leave()
-	n := 0
-	for i, key := range keys {
-		if _, ok := s.readObjectMeta(ds[i]); ok || s.busy(ds[i]) {
-			continue
-		}
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(tagsBucket)
-			// Only if it still points at the missing manifest: a fill
-			// may have moved it meanwhile.
-			var cur Tag
-			if v := b.Get(key); v == nil || json.Unmarshal(v, &cur) != nil || cur.Digest != ds[i] {
-				return nil
-			}
-			n++
-			return b.Delete(key)
-		})
-		if err != nil {
-			return n, fmt.Errorf("pruning tags: %w", err)
-		}
-	}
-	return n, nil
 }
 
 // Entry is a stored object as Oldest reports it.

@@ -220,11 +220,11 @@ func (t *transfer) endOwnRange() bool {
 }
 
 // SplitSize is the size from which fills are fetched in ranges, 0 when
-// they never are (FillConnections 1, or a shared tier, which streams each
-// fill in one piece to every node): a FetchFunc asked for a content from
+// they never are (FillConnections 1, or a SourceProvider, such as a tier
+// that streams each fill in one piece to every node): a FetchFunc asked for a content from
 // its first byte may ask for only that many bytes (see FetchFunc).
 func (s *Store) SplitSize() int64 {
-	if s.fillConnections < 2 || s.shared != nil {
+	if s.fillConnections < 2 || s.wholeFirst {
 		return 0
 	}
 	return s.fillSplitSize

@@ -6,8 +6,9 @@ package cache
 // source, from the byte it reached, when the current one fails, sends
 // nothing for a while, or sends slowly: under Options.SlowSourceRate while
 // a source it has not tried is there, or under a quarter of the best rate
-// any source showed. With a shared tier only failures and silence count,
-// as the tier paces what it streams from another node.
+// any source showed. Through a SourceProvider only failures and silence
+// count, as the provider paces what it streams (a shared tier, from
+// another node).
 
 import (
 	"fmt"
@@ -77,10 +78,11 @@ func (t *transfer) watch(src Source, done <-chan struct{}, tried int) {
 			for len(samples) > 2 && now.Sub(samples[1].at) >= rateWindow {
 				samples = samples[1:]
 			}
-			if t.s.shared != nil {
-				// The shared tier streams another node's download as it
-				// lands, in pauses: its rate says nothing of the link, and
-				// leaving it would take the fill past the bucket.
+			if t.s.paced {
+				// The provider (a shared tier) streams another node's
+				// download as it lands, in pauses: its rate says nothing
+				// of the link, and leaving it would take the fill past the
+				// bucket.
 				continue
 			}
 			rate, ok := t.rate(samples)

@@ -129,9 +129,18 @@ type Options struct {
 	// FillQueueTimeout is how long a new fill waits for a slot before Fill
 	// gives up with ErrBusy. Default: 1m.
 	FillQueueTimeout time.Duration
-	// Shared is a tier that the stores of several nodes share (see
-	// Shared), asked on a local miss before the upstream. Default: none.
-	Shared Shared
+	// Dependent keeps records about the stored objects in meta.db (see
+	// Dependent): Open attaches it before any object can go, and every
+	// removal drops its records of the object with the object. Default:
+	// none.
+	Dependent Dependent
+	// Sources opens the bodies of fills in place of their fetch (see
+	// SourceProvider), for a tier that several nodes share. Fills through
+	// it start from the first byte (no partial download is kept for a
+	// later fill), are asked for in one piece (SplitSize is 0) and are not
+	// judged by their rate (the provider paces them). Default: none, a
+	// fill's fetch brings its body.
+	Sources SourceProvider
 	// ScrubInterval is how often a background pass hashes every stored
 	// object against its digest, removing the corrupt ones (logged at
 	// Error, counted); a pass interrupted by a restart resumes where it
@@ -184,8 +193,9 @@ type Options struct {
 	// counts against FillRetries. The default, 2 MiB/s, is about a 16
 	// Mbit/s line: far below what a registry or CDN serves one connection
 	// on a working path, while a link slower than that throughout finds
-	// every endpoint slow and costs one extra request. Not applied with a
-	// shared tier, which paces what it streams from another node.
+	// every endpoint slow and costs one extra request. Not applied through
+	// Sources, which paces what it streams (a shared tier, from another
+	// node).
 	// Default: 2 MiB/s.
 	SlowSourceRate int64
 	// IngestMaxBytes bounds the partial downloads kept for a later fill
@@ -217,7 +227,12 @@ type Store struct {
 	inlineLimit              int64
 	log                      *zap.Logger
 	now                      func() time.Time
-	shared                   Shared // nil: none
+	// sources opens fills' bodies (nil: their fetch does); through it,
+	// downloads are neither kept for a later fill (keepPartials false)
+	// nor split from their first range (wholeFirst), and their rate is
+	// not judged (paced).
+	sources                         SourceProvider
+	keepPartials, wholeFirst, paced bool
 	// overBudget logs the passes that cannot bring the cache within its
 	// budget, once per episode; fillFailed the fills whose body broke off
 	// or did not verify (a flaky upstream).
@@ -290,6 +305,9 @@ type Store struct {
 
 	// integ is what is known of the content at rest: see integrity.go.
 	integ integrity
+
+	// dependent keeps records about the objects (nil: none); set by Open.
+	dependent Dependent
 }
 
 // Open opens (creating if needed) the cache in opts.Dir, removes leftovers
@@ -360,7 +378,7 @@ func Open(opts Options) (*Store, error) {
 		inlineLimit: opts.InlineLimit,
 		log:         opts.Logger,
 		now:         opts.Now,
-		shared:      opts.Shared,
+		sources:     opts.Sources,
 		fills:       make(map[digest.Digest]*fill),
 		writeRetry:  opts.WriteRetryInterval,
 		evictWake:   make(chan struct{}, 1),
@@ -380,6 +398,10 @@ func Open(opts Options) (*Store, error) {
 		inUse:            make(map[digest.Digest]int),
 		pins:             make(map[string]map[digest.Digest]struct{}),
 		idleWake:         make(chan struct{}, 1),
+
+		keepPartials: opts.Sources == nil,
+		wholeFirst:   opts.Sources != nil,
+		paced:        opts.Sources != nil,
 	}
 	s.overBudget = episode.New(opts.Logger, zapcore.WarnLevel, "cache over budget: what remains is being read, filled or pinned by sync rules",
 		episode.Options{Now: opts.Now})
@@ -392,6 +414,14 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.db = db
+	// Before any background work can remove an object.
+	if opts.Dependent != nil {
+		if err := opts.Dependent.Attach(s); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("opening cache: %w", err)
+		}
+		s.dependent = opts.Dependent
+	}
 	// Only the holder of meta.db's lock may sweep the ingest area: it
 	// keeps the partial downloads a later fill continues.
 	if err := os.MkdirAll(s.ingestDir, 0o755); err != nil {
@@ -550,15 +580,8 @@ func (s *Store) open(d digest.Digest) (*os.File, Object, error) {
 // (and then keeps them in the index). An object larger than limit is
 // ErrTooLarge. The returned bytes are shared: the caller must not modify
 // them.
-//
-// With a shared tier, a local miss reads the shared copy, verifies it and
-// keeps it on disk.
 func (s *Store) ReadAll(d digest.Digest, limit int64) ([]byte, Object, error) {
-	data, obj, err := s.readAll(d, limit, true)
-	if s.shared != nil && errors.Is(err, ErrNotFound) {
-		return s.readShared(d, limit)
-	}
-	return data, obj, err
+	return s.readAll(d, limit, true)
 }
 
 // InspectContent is ReadAll for reports: it does not count as a use.
@@ -621,21 +644,21 @@ func (s *Store) readAll(d digest.Digest, limit int64, touch bool) ([]byte, Objec
 // Put stores small content (a manifest) after verifying it against d
 // (ErrDigestMismatch). It does nothing when d is already stored, except
 // record mediaType when the stored one is empty. While the disk is full or
-// unwritable it fails with an error wrapping ErrUnwritable. With a shared
-// tier, content new to the disk (or that the disk could not take) is
-// written through to it.
+// unwritable it fails with an error wrapping ErrUnwritable.
 func (s *Store) Put(d digest.Digest, mediaType string, data []byte) error {
+	_, err := s.Add(d, mediaType, data)
+	return err
+}
+
+// Add is Put that also reports whether the content was new to the disk.
+func (s *Store) Add(d digest.Digest, mediaType string, data []byte) (bool, error) {
 	if err := d.Validate(); err != nil {
-		return fmt.Errorf("storing %q: %w: %w", d, ErrDigestMismatch, err)
+		return false, fmt.Errorf("storing %q: %w: %w", d, ErrDigestMismatch, err)
 	}
 	if got := d.Algorithm().FromBytes(data); got != d {
-		return fmt.Errorf("storing %s: content hashes to %s: %w", d, got, ErrDigestMismatch)
+		return false, fmt.Errorf("storing %s: content hashes to %s: %w", d, got, ErrDigestMismatch)
 	}
-	added, err := s.putLocal(d, mediaType, data)
-	if s.shared != nil && (added || errors.Is(err, ErrUnwritable)) {
-		s.putShared(Object{Digest: d, Size: int64(len(data)), MediaType: mediaType}, data)
-	}
-	return err
+	return s.putLocal(d, mediaType, data)
 }
 
 // putLocal is Put on the local disk, for verified data; it reports

@@ -221,7 +221,7 @@ func TestReadAllLimit(t *testing.T) {
 	}
 }
 
-func TestRestartKeepsObjectsAndTags(t *testing.T) {
+func TestRestartKeepsObjects(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(Options{Dir: dir})
 	if err != nil {
@@ -230,12 +230,7 @@ func TestRestartKeepsObjectsAndTags(t *testing.T) {
 	data := []byte(`{"mediaType":"x"}`)
 	d := digest.FromBytes(data)
 	const mt = "application/vnd.docker.distribution.manifest.v2+json"
-	fetched := time.Unix(1_700_000_000, 0).UTC()
 	if err := s.Put(d, mt, data); err != nil {
-		t.Fatal(err)
-	}
-	tag := Tag{Digest: d, MediaType: mt, Size: int64(len(data)), FetchedAt: fetched}
-	if err := s.SetTag("docker.io", "library/alpine", "3.19", tag); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -254,10 +249,6 @@ func TestRestartKeepsObjectsAndTags(t *testing.T) {
 	s2 := openTest(t, dir)
 	if obj, err := s2.Stat(d); err != nil || obj != (Object{Digest: d, Size: int64(len(data)), MediaType: mt}) {
 		t.Errorf("after restart Stat = %+v, %v", obj, err)
-	}
-	got, err := s2.Tag("docker.io", "library/alpine", "3.19")
-	if err != nil || got.Digest != d || got.MediaType != mt || got.Size != tag.Size || !got.FetchedAt.Equal(fetched) {
-		t.Errorf("after restart Tag = %+v, %v", got, err)
 	}
 	if names := dirEntries(t, filepath.Join(dir, "ingest")); len(names) != 0 {
 		t.Errorf("ingest/ leftovers not removed at Open: %v", names)
@@ -335,8 +326,6 @@ func TestClosedStore(t *testing.T) {
 	_, checks["Open"] = s.Open(context.Background(), d)
 	_, _, checks["ReadAll"] = s.ReadAll(d, 10)
 	checks["Put"] = s.Put(d, "", data)
-	checks["SetTag"] = s.SetTag("u", "r", "t", Tag{})
-	_, checks["Tag"] = s.Tag("u", "r", "t")
 	checks["Delete"] = s.Delete(d)
 	_, checks["Fill"] = s.Fill(t.Context(), d, fetchOf(data, 1, nil))
 	for op, err := range checks {

@@ -385,7 +385,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	store := pooled.store
 	mc := s.mirror
-	mc.Upstreams, mc.Store, mc.Logger = h.clients, store, h.logger
+	mc.Upstreams, mc.Logger = h.clients, h.logger
+	mc.Store, mc.Records, mc.Peers = pooled.content, pooled.records, pooled.peers
 	// http.handlers.registry_cache.audit: a log block can send it to its
 	// own file.
 	mc.Audit = h.logger.Named("audit")

@@ -9,6 +9,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/mirror"
+	"github.com/regcache/regcache/records"
 	"github.com/regcache/regcache/s3tier"
 )
 
@@ -18,9 +20,15 @@ import (
 // its fills in flight survive. This is the only package-level state.
 var stores = caddy.NewUsagePool()
 
-// pooledStore is an open cache with what it was opened with.
+// pooledStore is an open cache with what it was opened with: the content
+// store with its records, as the mirror uses them (wrapped by the shared
+// tier when the cache has one, which then also brings the fills' sources
+// and the peers).
 type pooledStore struct {
-	store *cache.Store
+	store   *cache.Store
+	content mirror.Content
+	records mirror.Records
+	peers   mirror.Peers // nil: none
 	// tier is the shared bucket behind it; nil without one.
 	tier *s3tier.Tier
 	// kept are the settings it opened with and keeps until it closes.
@@ -45,13 +53,18 @@ func openStore(s settings, logger *zap.Logger) (p *pooledStore, loaded bool, err
 			if err != nil {
 				return nil, err
 			}
-			tier, opts.Shared = t, t
+			tier, opts.Sources = t, t
 		}
+		rec := records.New()
+		opts.Dependent = rec
 		st, err := cache.Open(opts)
 		if err != nil {
 			return nil, fmt.Errorf("opening cache in %s: %w", s.dir, err)
 		}
+		p := &pooledStore{store: st, content: st, records: rec, tier: tier, kept: keptSettings(s)}
 		if tier != nil {
+			shared := tier.Content(st)
+			p.content, p.records, p.peers = shared, tier.Records(rec), shared
 			go func() {
 				// A report only: the cache serves without the bucket meanwhile.
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -61,7 +74,7 @@ func openStore(s settings, logger *zap.Logger) (p *pooledStore, loaded bool, err
 				}
 			}()
 		}
-		return &pooledStore{store: st, tier: tier, kept: keptSettings(s)}, nil
+		return p, nil
 	})
 	if err != nil {
 		return nil, false, err
@@ -76,4 +89,12 @@ func releaseStore(dir string) error {
 }
 
 // Interface guards
-var _ caddy.Destructor = (*pooledStore)(nil)
+var (
+	_ caddy.Destructor    = (*pooledStore)(nil)
+	_ mirror.Content      = (*cache.Store)(nil)
+	_ mirror.Content      = (*s3tier.Content)(nil)
+	_ mirror.Peers        = (*s3tier.Content)(nil)
+	_ mirror.Records      = (*records.Store)(nil)
+	_ mirror.Records      = (*s3tier.Records)(nil)
+	_ s3tier.LocalRecords = (*records.Store)(nil)
+)

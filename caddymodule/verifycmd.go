@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/records"
 )
 
 // runVerify is `caddy registry-cache verify`: through the admin API of a
@@ -78,7 +79,9 @@ func verifyDirectory(ctx context.Context, req VerifyRequest) (VerifyResponse, er
 	defer stop()
 	// Caddy's default logger (stderr): the corrupt objects are logged as
 	// a running mirror logs them.
-	store, err := cache.Open(cache.Options{Dir: req.Storage, ScrubInterval: -1, Logger: caddy.Log().Named("registry_cache.cache")})
+	// With its records attached, so that a removed object's links go too.
+	store, err := cache.Open(cache.Options{Dir: req.Storage, ScrubInterval: -1, Logger: caddy.Log().Named("registry_cache.cache"),
+		Dependent: records.New()})
 	if err != nil {
 		return VerifyResponse{}, err
 	}

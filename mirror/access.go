@@ -93,36 +93,36 @@ func (m *Mirror) probe(ctx context.Context, t target, kind oci.Kind, d digest.Di
 	return nil
 }
 
-// storeRecords are the cache's links and grants as access.Records.
-type storeRecords struct{ s *cache.Store }
+// accessRecords are the mirror's links and grants as access.Records.
+type accessRecords struct{ s Records }
 
-func (r storeRecords) Link(upstream, repo string, d digest.Digest) error {
+func (r accessRecords) Link(upstream, repo string, d digest.Digest) error {
 	return closedAsAccess(r.s.Link(upstream, repo, d))
 }
 
-func (r storeRecords) Linked(upstream, repo string, d digest.Digest) bool {
+func (r accessRecords) Linked(upstream, repo string, d digest.Digest) bool {
 	return r.s.Linked(upstream, repo, d)
 }
 
-func (r storeRecords) GrantOf(upstream, repo string) (access.Grant, error) {
+func (r accessRecords) GrantOf(upstream, repo string) (access.Grant, error) {
 	g, err := r.s.GrantOf(upstream, repo)
 	return access.Grant(g), closedAsAccess(err)
 }
 
-func (r storeRecords) LocalGrant(upstream, repo string) (access.Grant, error) {
+func (r accessRecords) LocalGrant(upstream, repo string) (access.Grant, error) {
 	g, err := r.s.LocalGrant(upstream, repo)
 	return access.Grant(g), closedAsAccess(err)
 }
 
-func (r storeRecords) SetGrant(upstream, repo string, g access.Grant) error {
+func (r accessRecords) SetGrant(upstream, repo string, g access.Grant) error {
 	return closedAsAccess(r.s.SetGrant(upstream, repo, cache.Grant(g)))
 }
 
-func (r storeRecords) RefreshGrant(upstream, repo string, g access.Grant) access.Grant {
+func (r accessRecords) RefreshGrant(upstream, repo string, g access.Grant) access.Grant {
 	return access.Grant(r.s.RefreshGrant(upstream, repo, cache.Grant(g)))
 }
 
-func (r storeRecords) DeleteGrant(upstream, repo string) error {
+func (r accessRecords) DeleteGrant(upstream, repo string) error {
 	return closedAsAccess(r.s.DeleteGrant(upstream, repo))
 }
 
@@ -135,4 +135,4 @@ func closedAsAccess(err error) error {
 }
 
 // Interface guards
-var _ access.Records = storeRecords{}
+var _ access.Records = accessRecords{}

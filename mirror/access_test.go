@@ -89,7 +89,7 @@ func TestAccessGrantOutlivesRestart(t *testing.T) {
 	mt := newManifestTest(t, Config{AccessTTL: time.Minute}, upstream.Options{})
 	d := mt.reg.push("library/app", "1")
 	wantManifest(t, "cold", mt.get("/v2/app/manifests/1"), d)
-	restarted, err := New(Config{Upstreams: []*upstream.Client{mt.m.upstreams[DockerHub]}, Store: mt.m.store, Now: mt.clk.Now, AccessTTL: time.Minute})
+	restarted, err := New(Config{Upstreams: []*upstream.Client{mt.m.upstreams[DockerHub]}, Store: mt.m.store, Records: mt.m.records, Now: mt.clk.Now, AccessTTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

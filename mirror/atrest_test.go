@@ -67,10 +67,10 @@ func TestServeCachedNeverEndsCleanOnCorruptBytes(t *testing.T) {
 				reopenStore(t, m)
 			}
 			if tc.damage {
-				flipStored(t, m.store, d)
+				flipStored(t, testStore(t, m), d)
 			}
 			if tc.truncate {
-				path := filepath.Join(m.store.Dir(), "blobs", string(d.Algorithm()), d.Encoded())
+				path := filepath.Join(testStore(t, m).Dir(), "blobs", string(d.Algorithm()), d.Encoded())
 				if err := os.Truncate(path, int64(len(blob)/2)); err != nil {
 					t.Fatal(err)
 				}
@@ -99,7 +99,7 @@ func TestServeCachedNeverEndsCleanOnCorruptBytes(t *testing.T) {
 			if got := m.store.Verified(d); got != tc.wantVerified {
 				t.Errorf("Verified = %v, want %v", got, tc.wantVerified)
 			}
-			if want := int64(0); (tc.damage || tc.truncate) && m.store.IntegrityStats().CorruptObjects == want {
+			if want := int64(0); (tc.damage || tc.truncate) && testStore(t, m).IntegrityStats().CorruptObjects == want {
 				t.Errorf("the corrupt blob was not counted")
 			}
 		})
@@ -119,7 +119,7 @@ func cachedBlobServer(t *testing.T, m *Mirror, d digest.Digest, condemn bool) *h
 		}
 		defer rd.Close()
 		if condemn {
-			if _, err := m.store.Verify(context.Background(), cache.VerifyOptions{Repair: true}); err != nil {
+			if _, err := testStore(t, m).Verify(context.Background(), cache.VerifyOptions{Repair: true}); err != nil {
 				t.Errorf("Verify: %v", err)
 			}
 		}
@@ -133,16 +133,11 @@ func cachedBlobServer(t *testing.T, m *Mirror, d digest.Digest, condemn bool) *h
 // directory, as a restart does.
 func reopenStore(t *testing.T, m *Mirror) {
 	t.Helper()
-	dir := m.store.Dir()
-	if err := m.store.Close(); err != nil {
+	dir := testStore(t, m).Dir()
+	if err := testStore(t, m).Close(); err != nil {
 		t.Fatal(err)
 	}
-	store, err := cache.Open(cache.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	m.store = store
+	m.store, m.records = openCache(t, cache.Options{Dir: dir})
 }
 
 func TestRangeOfUnverifiedBlobIsCheckedSoon(t *testing.T) {
@@ -155,7 +150,7 @@ func TestRangeOfUnverifiedBlobIsCheckedSoon(t *testing.T) {
 		}
 		reopenStore(t, m)
 		if damaged {
-			flipStored(t, m.store, d)
+			flipStored(t, testStore(t, m), d)
 		}
 		rd, err := m.store.Open(context.Background(), d)
 		if err != nil {
@@ -228,7 +223,7 @@ func TestServeCachedWholeAnswerIsChecked(t *testing.T) {
 					reopenStore(t, m)
 				}
 				if state != "intact" {
-					flipStored(t, m.store, d)
+					flipStored(t, testStore(t, m), d)
 				}
 				srv := cachedBlobServer(t, m, d, state == "verified, condemned")
 				req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)

@@ -31,15 +31,15 @@ func BenchmarkManifestHit(b *testing.B) {
 	if err := m.store.Put(d, oci.MediaTypeOCIManifest, body); err != nil {
 		b.Fatal(err)
 	}
-	if err := m.store.SetTag("docker.io", "library/alpine", "3.19", cache.Tag{Digest: d, MediaType: oci.MediaTypeOCIManifest,
+	if err := m.records.SetTag("docker.io", "library/alpine", "3.19", cache.Tag{Digest: d, MediaType: oci.MediaTypeOCIManifest,
 		Size: int64(len(body)), FetchedAt: time.Now()}); err != nil {
 		b.Fatal(err)
 	}
 	// The upstream served it under this repository to anonymous clients.
-	if err := m.store.Link("docker.io", "library/alpine", d); err != nil {
+	if err := m.records.Link("docker.io", "library/alpine", d); err != nil {
 		b.Fatal(err)
 	}
-	if err := m.store.SetGrant("docker.io", "library/alpine", cache.Grant{At: time.Now()}); err != nil {
+	if err := m.records.SetGrant("docker.io", "library/alpine", cache.Grant{At: time.Now()}); err != nil {
 		b.Fatal(err)
 	}
 	// The audit log as Caddy writes it: JSON lines, here to nowhere.

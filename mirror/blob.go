@@ -49,7 +49,7 @@ func (m *Mirror) serveBlob(w http.ResponseWriter, r *http.Request, t target, ref
 		m.log.Error("opening cached blob", zap.String("digest", d.String()), zap.Error(err))
 	}
 	if r.Method == http.MethodHead {
-		if obj, err := m.store.StatShared(d); err == nil {
+		if obj, err := m.peers.StatElsewhere(d); err == nil {
 			// Another node sharing the cache has it; the client may see
 			// it only if the upstream lets it pull the repository.
 			if err := m.mayServe(r.Context(), t, oci.KindBlob, d); err != nil {

@@ -76,7 +76,7 @@ func (m *Mirror) serveCatalog(w http.ResponseWriter, r *http.Request) {
 func (m *Mirror) cachedRepositories() ([]string, error) {
 	type repoKey struct{ registry, repo string }
 	seen := map[repoKey]bool{}
-	err := m.store.EachTag(func(registry, repo, _ string, _ cache.Tag) bool {
+	err := m.records.EachTag(func(registry, repo, _ string, _ cache.Tag) bool {
 		if _, ok := m.upstreams[registry]; ok {
 			seen[repoKey{registry, repo}] = true
 		}

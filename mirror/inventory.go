@@ -119,7 +119,7 @@ func (m *Mirror) Repositories() ([]RepositoryInfo, error) {
 	type key struct{ upstream, repo string }
 	byRepo := map[key]*RepositoryInfo{}
 	var order []key
-	err := m.store.EachTag(func(upstream, repo, tag string, t cache.Tag) bool {
+	err := m.records.EachTag(func(upstream, repo, tag string, t cache.Tag) bool {
 		if strings.HasPrefix(tag, ":") {
 			return true // the mirror's own bookkeeping
 		}
@@ -230,7 +230,7 @@ func (m *Mirror) Purge(ref ImageRef) (PurgeResult, error) {
 	var targets, kept []digest.Digest
 	type tagRec struct{ upstream, repo, tag string }
 	var drop []tagRec
-	err := m.store.EachTag(func(upstream, repo, tag string, t cache.Tag) bool {
+	err := m.records.EachTag(func(upstream, repo, tag string, t cache.Tag) bool {
 		if strings.HasPrefix(tag, ":") {
 			return true
 		}
@@ -251,7 +251,7 @@ func (m *Mirror) Purge(ref ImageRef) (PurgeResult, error) {
 		targets = append(targets, ref.Digest)
 	}
 	for _, t := range drop {
-		if err := m.store.DeleteTag(t.upstream, t.repo, t.tag); err != nil {
+		if err := m.records.DeleteTag(t.upstream, t.repo, t.tag); err != nil {
 			return res, err
 		}
 		res.Tags++

@@ -83,7 +83,7 @@ func TestPurgeKeepsWhatOtherTagsReach(t *testing.T) {
 			desc(oci.MediaTypeOCIManifest, subject, 100)+`}`)
 	}
 	for tag, d := range map[string]digest.Digest{"latest": index, "v1": index, "aaa-chain": subject} {
-		if err := m.store.SetTag("docker.io", "library/app", tag, cache.Tag{Digest: d}); err != nil {
+		if err := m.records.SetTag("docker.io", "library/app", tag, cache.Tag{Digest: d}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -185,7 +185,7 @@ func (m *Mirror) cachedManifest(ctx context.Context, t target, d digest.Digest) 
 // tagRecord returns the cached record of a tag, whether the client accepts
 // its media type (known), and whether it is also within the TTL (fresh).
 func (m *Mirror) tagRecord(t target, tag string, clientAccept []string) (rec cache.Tag, known, fresh bool) {
-	rec, err := m.store.Tag(t.registry, t.repo, tag)
+	rec, err := m.records.Tag(t.registry, t.repo, tag)
 	if err != nil && !errors.Is(err, cache.ErrNotFound) {
 		m.log.Error("reading tag record", zap.String("upstream", t.registry),
 			zap.String("repository", t.repo), zap.String("tag", tag), zap.Error(err))
@@ -193,7 +193,7 @@ func (m *Mirror) tagRecord(t target, tag string, clientAccept []string) (rec cac
 	known = err == nil && oci.Accepts(clientAccept, rec.MediaType)
 	if known && m.now().Sub(rec.FetchedAt) >= m.tagTTL {
 		// Another node sharing the cache may have revalidated it.
-		rec = m.store.RefreshTag(t.registry, t.repo, tag, rec)
+		rec = m.records.RefreshTag(t.registry, t.repo, tag, rec)
 		known = oci.Accepts(clientAccept, rec.MediaType)
 	}
 	return rec, known, known && m.now().Sub(rec.FetchedAt) < m.tagTTL
@@ -343,7 +343,7 @@ func (m *Mirror) revalidate(ctx context.Context, t target, tag string, accept []
 // recordTag stores what a tag points at now. A failure to record costs
 // only a later revalidation, so it is logged, not returned.
 func (m *Mirror) recordTag(t target, tag string, d digest.Digest, mediaType string, size int64) {
-	err := m.store.SetTag(t.registry, t.repo, tag, cache.Tag{Digest: d, MediaType: mediaType, Size: size, FetchedAt: m.now()})
+	err := m.records.SetTag(t.registry, t.repo, tag, cache.Tag{Digest: d, MediaType: mediaType, Size: size, FetchedAt: m.now()})
 	if err != nil {
 		m.log.Error("recording tag", zap.String("upstream", t.registry), zap.String("repository", t.repo),
 			zap.String("tag", tag), zap.Error(err))

@@ -208,11 +208,7 @@ type manifestTest struct {
 func newManifestTest(t *testing.T, cfg Config, opts upstream.Options) *manifestTest {
 	t.Helper()
 	mt := &manifestTest{reg: newFakeRegistry(t), clk: newTestClock()}
-	store, err := cache.Open(cache.Options{Dir: t.TempDir(), Now: mt.clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	store, rec := openCache(t, cache.Options{Dir: t.TempDir(), Now: mt.clk.Now})
 	opts.Now = mt.clk.Now
 	c, err := upstream.New(upstream.Config{Name: DockerHub, Endpoints: []string{mt.reg.srv.URL}}, opts)
 	if err != nil {
@@ -220,7 +216,7 @@ func newManifestTest(t *testing.T, cfg Config, opts upstream.Options) *manifestT
 	}
 	core, logs := observer.New(zapcore.DebugLevel)
 	mt.logs = logs
-	cfg.Upstreams, cfg.Store, cfg.Now, cfg.Logger = []*upstream.Client{c}, store, mt.clk.Now, zap.New(core)
+	cfg.Upstreams, cfg.Store, cfg.Records, cfg.Now, cfg.Logger = []*upstream.Client{c}, store, rec, mt.clk.Now, zap.New(core)
 	if mt.m, err = New(cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/regcache/regcache/access"
-	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/episode"
 	"github.com/regcache/regcache/oci"
 	"github.com/regcache/regcache/upstream"
@@ -33,8 +32,14 @@ type Config struct {
 	// parameter or path prefix). Default: docker.io when configured, else
 	// the first upstream.
 	Default string
-	// Store is the cache. Required.
-	Store *cache.Store
+	// Store is the content store. Required.
+	Store Content
+	// Records holds the tag records, links and grants. Required.
+	Records Records
+	// Peers are the nodes sharing the cache: a HEAD of a blob they hold
+	// is answered from it, and the manifest fetches run once among them.
+	// Default: none.
+	Peers Peers
 	// TagTTL is how long a tag -> digest answer is trusted before it is
 	// revalidated with a HEAD. Default: DefaultTagTTL.
 	TagTTL time.Duration
@@ -82,7 +87,7 @@ type Config struct {
 	// fetches an image manifest from the upstream for a client, it starts
 	// the fills of the image's config and layers with that client's
 	// credentials, within the cache's download slots and below the fills
-	// clients wait for (see cache.Store.Prefetch).
+	// clients wait for (see Content.Prefetch).
 	DisablePrefetch bool
 	// Logger receives the mirror's logs. Default: a no-op logger.
 	Logger *zap.Logger
@@ -97,7 +102,9 @@ type Config struct {
 type Mirror struct {
 	upstreams   map[string]*upstream.Client
 	defaultName string
-	store       *cache.Store
+	store       Content
+	records     Records
+	peers       Peers
 	tagTTL      time.Duration
 	staleLimit  time.Duration
 	log         *zap.Logger
@@ -132,12 +139,17 @@ func New(cfg Config) (*Mirror, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("mirror: a cache store is required")
 	}
+	if cfg.Records == nil {
+		return nil, errors.New("mirror: a record store is required")
+	}
 	if len(cfg.Upstreams) == 0 {
 		return nil, errors.New("mirror: at least one upstream is required")
 	}
 	m := &Mirror{
 		upstreams:  make(map[string]*upstream.Client, len(cfg.Upstreams)),
 		store:      cfg.Store,
+		records:    cfg.Records,
+		peers:      cfg.Peers,
 		tagTTL:     cfg.TagTTL,
 		staleLimit: cfg.StaleIfError,
 		log:        cfg.Logger,
@@ -148,6 +160,9 @@ func New(cfg Config) (*Mirror, error) {
 		tokenRealm:              cfg.TokenRealm,
 		policy:                  cfg.Policy,
 		noPrefetch:              cfg.DisablePrefetch,
+	}
+	if m.peers == nil {
+		m.peers = noPeers{}
 	}
 	m.clientTokens = newClientTokens()
 	maxUpstream := cfg.MaxUpstreamRequests
@@ -185,7 +200,7 @@ func New(cfg Config) (*Mirror, error) {
 		m.now = time.Now
 	}
 	m.decisions = access.NewDecisions(access.DecisionsConfig{
-		Records: storeRecords{m.store}, TTL: cfg.AccessTTL, StaleLimit: m.staleLimit,
+		Records: accessRecords{m.records}, TTL: cfg.AccessTTL, StaleLimit: m.staleLimit,
 		Refused: refused, Failed: checkFailed, Now: m.now, Log: m.log,
 	})
 	m.loginLimit = newLoginLimiter(cfg.LoginLimits, m.now())

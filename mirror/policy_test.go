@@ -225,16 +225,12 @@ func TestUncachedManifestAsBlobGetsAdmission(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := newFakeRegistry(t)
-			store, err := cache.Open(cache.Options{Dir: t.TempDir(), MaxBytes: tc.maxBytes})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = store.Close() })
+			store, rec := openCache(t, cache.Options{Dir: t.TempDir(), MaxBytes: tc.maxBytes})
 			c, err := upstream.New(upstream.Config{Name: DockerHub, Endpoints: []string{reg.srv.URL}}, upstream.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg := Config{Upstreams: []*upstream.Client{c}, Store: store, Logger: zap.NewNop()}
+			cfg := Config{Upstreams: []*upstream.Client{c}, Store: store, Records: rec, Logger: zap.NewNop()}
 			if tc.policy {
 				cfg.Policy = testVerifyPolicy(t, access.ModeEnforce)
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/oci"
+	"github.com/regcache/regcache/records"
 	"github.com/regcache/regcache/upstream"
 )
 
@@ -15,11 +16,7 @@ import (
 // routing never connects).
 func newTestMirror(t testing.TB, defaultName string, names ...string) *Mirror {
 	t.Helper()
-	store, err := cache.Open(cache.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	store, rec := openCache(t, cache.Options{Dir: t.TempDir()})
 	var clients []*upstream.Client
 	for _, n := range names {
 		c, err := upstream.New(upstream.Config{Name: n, Endpoints: []string{"http://127.0.0.1:1"}}, upstream.Options{})
@@ -28,7 +25,7 @@ func newTestMirror(t testing.TB, defaultName string, names ...string) *Mirror {
 		}
 		clients = append(clients, c)
 	}
-	m, err := New(Config{Upstreams: clients, Default: defaultName, Store: store})
+	m, err := New(Config{Upstreams: clients, Default: defaultName, Store: store, Records: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,16 +85,36 @@ func TestNewDefaults(t *testing.T) {
 	}
 }
 
+// openCache opens a content store with opts and its records, closed at
+// the test's end.
+func openCache(t testing.TB, opts cache.Options) (*cache.Store, *records.Store) {
+	t.Helper()
+	rec := records.New()
+	opts.Dependent = rec
+	store, err := cache.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return store, rec
+}
+
+// testStore returns the cache store the test mirror m was built on.
+func testStore(t *testing.T, m *Mirror) *cache.Store {
+	t.Helper()
+	s, ok := m.store.(*cache.Store)
+	if !ok {
+		t.Fatalf("the mirror's store is a %T, not a *cache.Store", m.store)
+	}
+	return s
+}
+
 // TestTargetsCarryTheDefaultIdentity checks that a target resolved from a
 // request and one made for a warm or sync run both carry the upstream's
 // default identity (its configured credentials), so their decisions and
 // grants are recorded for that identity, not for anonymous.
 func TestTargetsCarryTheDefaultIdentity(t *testing.T) {
-	store, err := cache.Open(cache.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	store, rec := openCache(t, cache.Options{Dir: t.TempDir()})
 	tests := []struct{ name, user, password string }{
 		{"anonymous", "", ""},
 		{"configured credentials", "robot", "s3cret"},
@@ -109,7 +126,7 @@ func TestTargetsCarryTheDefaultIdentity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := New(Config{Upstreams: []*upstream.Client{u}, Default: "docker.io", Store: store})
+			m, err := New(Config{Upstreams: []*upstream.Client{u}, Default: "docker.io", Store: store, Records: rec})
 			if err != nil {
 				t.Fatal(err)
 			}

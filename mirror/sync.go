@@ -128,7 +128,7 @@ func (m *Mirror) CachedTags(repository string) ([]string, error) {
 		return nil, err
 	}
 	var tags []string
-	err = m.store.EachTag(func(upstream, repo, tag string, _ cache.Tag) bool {
+	err = m.records.EachTag(func(upstream, repo, tag string, _ cache.Tag) bool {
 		if upstream == ref.Registry && repo == ref.Repository && !strings.HasPrefix(tag, ":") {
 			tags = append(tags, tag)
 		}
@@ -147,7 +147,7 @@ func (m *Mirror) CachedImage(image string) ([]digest.Digest, error) {
 	}
 	root := ref.Digest
 	if root == "" {
-		rec, err := m.store.Tag(ref.Registry, ref.Repository, ref.Tag)
+		rec, err := m.records.Tag(ref.Registry, ref.Repository, ref.Tag)
 		if errors.Is(err, cache.ErrNotFound) {
 			return nil, nil
 		}

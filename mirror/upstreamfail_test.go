@@ -252,18 +252,14 @@ func TestUpstreamFailuresMapRight(t *testing.T) {
 		t.Run(string(tc.mode), func(t *testing.T) {
 			f := newFlakyRegistry(t)
 			clk := newTestClock()
-			store, err := cache.Open(cache.Options{Dir: t.TempDir(), Now: clk.Now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = store.Close() })
+			store, rec := openCache(t, cache.Options{Dir: t.TempDir(), Now: clk.Now})
 			c, err := upstream.New(upstream.Config{Name: DockerHub, Endpoints: []string{f.srv.URL}}, upstream.Options{
 				Now: clk.Now, StallTimeout: 500 * time.Millisecond, ResponseHeaderTimeout: time.Second,
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := New(Config{Upstreams: []*upstream.Client{c}, Store: store, Now: clk.Now, NegativeTTL: -1})
+			m, err := New(Config{Upstreams: []*upstream.Client{c}, Store: store, Records: rec, Now: clk.Now, NegativeTTL: -1})
 			if err != nil {
 				t.Fatal(err)
 			}

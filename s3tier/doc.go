@@ -1,6 +1,14 @@
 // Package s3tier owns the bucket that several regcache nodes share: the
-// shared tier of cache.Store on an S3-compatible object store (MinIO, Ceph
+// shared tier of a cache on an S3-compatible object store (MinIO, Ceph
 // RGW, the Versity S3 Gateway, AWS S3).
+//
+// The tier wraps what it shares instead of the cache branching on it:
+// Content wraps the content store (a local miss of a manifest reads the
+// bucket, new content is written through, tasks run once among the
+// nodes), Records wraps the records (tags, links, grants), and the Tier
+// itself is the source of the content store's fills
+// (cache.Options.Sources): the shared copy, another node's download as it
+// lands, or the upstream's body published as it arrives (stream.go).
 //
 // Layout under the configured prefix:
 //

@@ -99,7 +99,7 @@ func (t *Tier) openShared(ctx context.Context, d digest.Digest, off int64) (cach
 // a read that fails midway (the store died, or the object expired) goes on
 // from the bucket again or from the upstream, where it stopped.
 func (t *Tier) sharedCopy(ctx context.Context, d digest.Digest, fetch cache.FetchFunc, src cache.Source) cache.Source {
-	s := t.newStream(ctx, d, fetch, src.Size)
+	s := t.newStream(ctx, d, fetch, src.Size, streamBucket)
 	s.cur, s.curFinal, s.readShared = src.Body, true, true
 	return cache.Source{Body: s, Size: src.Size, MediaType: src.MediaType, Done: s.done}
 }
@@ -115,7 +115,7 @@ func (t *Tier) publish(ctx context.Context, d digest.Digest, l *lease, fetch cac
 	}
 	l.started(src.Size, src.MediaType, t.cfg.ChunkSize)
 	t.counters.published.Add(1)
-	s := t.newStream(ctx, d, fetch, src.Size)
+	s := t.newStream(ctx, d, fetch, src.Size, streamLeading)
 	s.up, s.lease, s.publishing = src.Body, l, true
 	if c := t.log.Check(zapcore.DebugLevel, "filling from the upstream for every node"); c != nil {
 		c.Write(zap.String("digest", d.String()), zap.Int64("bytes", src.Size))
@@ -149,7 +149,7 @@ func (t *Tier) follow(ctx context.Context, d digest.Digest, rec leaseRecord, fet
 		c.Write(zap.String("digest", d.String()), zap.String("node", rec.Node), zap.Int64("bytes", rec.Size))
 	}
 	t.counters.followed.Add(1)
-	s := t.newStream(ctx, d, fetch, rec.Size)
+	s := t.newStream(ctx, d, fetch, rec.Size, streamBucket)
 	s.follow(rec)
 	return cache.Source{Body: s, Size: rec.Size, MediaType: rec.MediaType, Done: s.done}, true, nil
 }

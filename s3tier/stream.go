@@ -24,12 +24,13 @@ var errStreamClosed = errors.New("shared fill stream closed")
 // follower stops following and fetches from the upstream itself.
 const maxChunkFailures = 3
 
-// stream is the body of a fill that goes through the bucket. It follows
-// another node's fill chunk by chunk (then the shared copy once the chunks
-// are gone); when that node's lease expires it takes the lease over (or,
-// without the bucket, goes alone) and reads the upstream from the start,
-// skipping what it already returned. While it holds the lease it
-// publishes what it reads in chunks.
+// stream is the body of a fill that goes through the bucket, a state
+// machine (see streamState and next). It follows another node's fill
+// chunk by chunk (then the shared copy once the chunks are gone); when
+// that node's lease expires it takes the lease over (or, without the
+// bucket, goes alone) and reads the upstream from the start, skipping
+// what it already returned. While it holds the lease it publishes what it
+// reads in chunks.
 type stream struct {
 	t     *Tier
 	d     digest.Digest
@@ -38,7 +39,8 @@ type stream struct {
 	chunk int64 // the chunk size
 	size  int64 // -1: unknown
 	off   int64 // bytes returned
-	eof   bool
+	// state is where the bytes come from; only Read changes it.
+	state streamState
 
 	mu     sync.Mutex
 	cur    io.ReadCloser // the open chunk or shared copy; under mu
@@ -46,7 +48,7 @@ type stream struct {
 	closed chan struct{}
 	once   sync.Once
 
-	// Following.
+	// Reading the bucket.
 	leaseID   string
 	curFinal  bool  // cur is the shared copy
 	curLast   bool  // cur is the last chunk
@@ -56,8 +58,8 @@ type stream struct {
 	skipBuf   []byte
 	published int64 // chunks published
 
-	// Publishing.
-	lease      *lease // held; nil when following or alone
+	// Leading.
+	lease      *lease // held; nil but when leading (kept for the verdict)
 	publishing bool   // chunks are being published
 	buf        []byte // the chunk being gathered
 	// readShared is set once bytes came from the shared copy: a verdict
@@ -74,9 +76,19 @@ func (s *stream) follow(rec leaseRecord) {
 	}
 }
 
-// newStream returns a stream of d with the given size.
-func (t *Tier) newStream(ctx context.Context, d digest.Digest, fetch cache.FetchFunc, size int64) *stream {
-	return &stream{t: t, d: d, ctx: ctx, fetch: fetch, chunk: t.cfg.ChunkSize, size: size, closed: make(chan struct{})}
+// newStream returns a stream of d with the given size, in state st.
+func (t *Tier) newStream(ctx context.Context, d digest.Digest, fetch cache.FetchFunc, size int64, st streamState) *stream {
+	return &stream{t: t, d: d, ctx: ctx, fetch: fetch, chunk: t.cfg.ChunkSize, size: size, state: st, closed: make(chan struct{})}
+}
+
+// to moves the stream to the state that ev leads to.
+func (s *stream) to(ev streamEvent) error {
+	st, err := next(s.state, ev)
+	if err != nil {
+		return fmt.Errorf("shared fill of %s: %w", s.d, err)
+	}
+	s.state = st
+	return nil
 }
 
 // Read returns the next bytes of the content.
@@ -87,13 +99,16 @@ func (s *stream) Read(p []byte) (int, error) {
 			return 0, errStreamClosed
 		default:
 		}
-		if s.eof {
-			return 0, io.EOF
-		}
 		s.mu.Lock()
 		up, cur := s.up, s.cur
 		s.mu.Unlock()
-		if up != nil {
+		switch s.state {
+		case streamDone:
+			return 0, io.EOF
+		case streamLeading, streamAlone:
+			if up == nil {
+				return 0, errStreamClosed
+			}
 			return s.readUpstream(up, p)
 		}
 		if s.size >= 0 && s.off >= s.size {
@@ -106,7 +121,9 @@ func (s *stream) Read(p []byte) (int, error) {
 				s.setCur(nil)
 				s.failures = 0
 				if s.curFinal || s.curLast {
-					s.eof = true
+					if err := s.to(evEnd); err != nil {
+						return n, err
+					}
 				}
 				err = nil
 			} else if err != nil {
@@ -183,7 +200,7 @@ func (s *stream) openNext() error {
 		// Another node took the fill over; its chunks sit at the offsets
 		// of its chunk size.
 		s.follow(rec)
-		return nil
+		return s.to(evFollow)
 	case err != nil && !errors.Is(err, cache.ErrNotFound):
 		s.lastErr = err
 		return s.goUpstream(nil)
@@ -197,7 +214,7 @@ func (s *stream) openNext() error {
 		return s.goUpstream(nil)
 	case holder != nil:
 		s.follow(*holder)
-		return nil
+		return s.to(evFollow)
 	}
 	return s.goUpstream(l)
 }
@@ -213,6 +230,17 @@ func (s *stream) failed(err error) {
 func (s *stream) goUpstream(l *lease) error {
 	src, err := s.fetch(s.ctx, 0)
 	if err != nil {
+		if l != nil {
+			s.releaseLease(l)
+		}
+		return err
+	}
+	ev := evGiveUp
+	if l != nil {
+		ev = evTakeOver
+	}
+	if err := s.to(ev); err != nil {
+		_ = src.Body.Close()
 		if l != nil {
 			s.releaseLease(l)
 		}
@@ -261,6 +289,9 @@ func (s *stream) readUpstream(up io.ReadCloser, p []byte) (int, error) {
 	s.off += int64(n)
 	if err == io.EOF {
 		s.flush(true)
+		if terr := s.to(evEnd); terr != nil {
+			return n, terr
+		}
 	}
 	return n, err
 }

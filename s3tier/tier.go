@@ -22,10 +22,12 @@ import (
 
 // ErrUnavailable means the object store did not answer, or refused the
 // configuration, now or a moment ago: the caller goes on without the
-// shared tier. It is cache.ErrSharedUnavailable.
-var ErrUnavailable = cache.ErrSharedUnavailable
+// shared tier.
+var ErrUnavailable = errors.New("shared tier unavailable")
 
-// Tier is the shared tier of cache.Store on one bucket.
+// Tier is the shared tier of a cache on one bucket: the source of its
+// fills (cache.SourceProvider), and the bucket under its content
+// (Content) and records (Records).
 type Tier struct {
 	cfg    Config
 	client *minio.Client
@@ -275,4 +277,4 @@ func isConflict(err error) bool {
 }
 
 // Interface guards
-var _ cache.Shared = (*Tier)(nil)
+var _ cache.SourceProvider = (*Tier)(nil)

@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regcache/regcache/cache"
+	"github.com/regcache/regcache/records"
 	"github.com/regcache/regcache/s3tier"
 	"github.com/regcache/regcache/s3tier/s3test"
 )
@@ -51,25 +52,38 @@ func newTierWith(t *testing.T, srv *s3test.Server, change func(*s3tier.Config)) 
 	return tier
 }
 
-// newNode returns a store in a new directory backed by a tier on srv.
-func newNode(t *testing.T, srv *s3test.Server) *cache.Store {
+// node is one node's content store and records, both shared through
+// the tier, as the server wires them.
+type node struct {
+	*s3tier.Content
+	*s3tier.Records
+}
+
+// newNode returns a node in a new directory backed by a tier on srv.
+func newNode(t *testing.T, srv *s3test.Server) node {
 	t.Helper()
 	return nodeOf(t, newTier(t, srv))
 }
 
-// nodeOf returns a store in a new directory backed by tier.
-func nodeOf(t *testing.T, tier *s3tier.Tier) *cache.Store {
+// nodeOf returns a node in a new directory backed by tier.
+func nodeOf(t *testing.T, tier *s3tier.Tier) node {
 	t.Helper()
-	s, err := cache.Open(cache.Options{Dir: t.TempDir(), Shared: tier})
+	rec := records.New()
+	s, err := cache.Open(cache.Options{Dir: t.TempDir(), Sources: tier, Dependent: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	return s
+	return node{tier.Content(s), tier.Records(rec)}
+}
+
+// filler is what readAll reads from.
+type filler interface {
+	Fill(ctx context.Context, d digest.Digest, fetch cache.FetchFunc) (*cache.Reader, error)
 }
 
 // readAll reads a Fill of d from s with a bound on the wait.
-func readAll(t *testing.T, s *cache.Store, d digest.Digest, fetch cache.FetchFunc) []byte {
+func readAll(t *testing.T, s filler, d digest.Digest, fetch cache.FetchFunc) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -184,8 +198,8 @@ func testSharedBlobServedByEveryNode(t *testing.T, srv *s3test.Server) {
 	}
 	// The upload follows the verdict; wait until the fill has finished.
 	waitFor(t, func() bool { return len(srv.Keys("test/blobs/")) == 1 && len(srv.Keys("test/fills/")) == 0 })
-	if obj, err := b.StatShared(d); err != nil || obj.Size != int64(len(body)) || obj.MediaType != "application/octet-stream" {
-		t.Errorf("StatShared on node B = %+v, %v; want %d bytes of application/octet-stream", obj, err, len(body))
+	if obj, err := b.StatElsewhere(d); err != nil || obj.Size != int64(len(body)) || obj.MediaType != "application/octet-stream" {
+		t.Errorf("StatElsewhere on node B = %+v, %v; want %d bytes of application/octet-stream", obj, err, len(body))
 	}
 	if got := readAll(t, b, d, counted(body, &calls)); !bytes.Equal(got, body) {
 		t.Fatal("node B served other bytes")

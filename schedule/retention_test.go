@@ -16,6 +16,7 @@ import (
 
 	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/mirror"
+	"github.com/regcache/regcache/records"
 	"github.com/regcache/regcache/schedule"
 	"github.com/regcache/regcache/upstream"
 )
@@ -53,7 +54,8 @@ func TestMaxIdleKeepsSyncedAndPulled(t *testing.T) {
 
 	day := 24 * time.Hour
 	clk := &clock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
-	store, err := cache.Open(cache.Options{Dir: t.TempDir(), Now: clk.Now, MaxIdle: 30 * day})
+	rec := records.New()
+	store, err := cache.Open(cache.Options{Dir: t.TempDir(), Now: clk.Now, MaxIdle: 30 * day, Dependent: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +64,7 @@ func TestMaxIdleKeepsSyncedAndPulled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := mirror.New(mirror.Config{Upstreams: []*upstream.Client{up}, Store: store, Now: clk.Now})
+	m, err := mirror.New(mirror.Config{Upstreams: []*upstream.Client{up}, Store: store, Records: rec, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +108,7 @@ func TestMaxIdleKeepsSyncedAndPulled(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, statErr := store.Inspect(digest.Digest(d.String()))
-		_, tagErr := store.Tag(mirror.DockerHub, "library/app", tag)
+		_, tagErr := rec.Tag(mirror.DockerHub, "library/app", tag)
 		if kept := tag != "3.0"; kept != (statErr == nil) || kept != (tagErr == nil) {
 			t.Errorf("%s: manifest %v, tag %v; want kept %v", tag, statErr, tagErr, kept)
 		}

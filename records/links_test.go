@@ -1,4 +1,4 @@
-package cache
+package records
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/regcache/regcache/cache"
 )
 
 func TestLinks(t *testing.T) {
@@ -59,22 +61,22 @@ func TestLinks(t *testing.T) {
 func TestGrants(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-	if _, err := s.GrantOf("docker.io", "library/a"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("GrantOf before any = %v, want ErrNotFound", err)
+	if _, err := s.GrantOf("docker.io", "library/a"); !errors.Is(err, cache.ErrNotFound) {
+		t.Errorf("GrantOf before any = %v, want cache.ErrNotFound", err)
 	}
-	if err := s.SetGrant("docker.io", "library/a", Grant{Identity: "abc", At: at}); err != nil {
+	if err := s.SetGrant("docker.io", "library/a", cache.Grant{Identity: "abc", At: at}); err != nil {
 		t.Fatal(err)
 	}
 	if g, err := s.GrantOf("docker.io", "library/a"); err != nil || g.Identity != "abc" || !g.At.Equal(at) {
 		t.Errorf("GrantOf = %+v, %v; want identity abc at %s", g, err, at)
 	}
-	if _, err := s.GrantOf("docker.io", "library/b"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("GrantOf of another repository = %v, want ErrNotFound", err)
+	if _, err := s.GrantOf("docker.io", "library/b"); !errors.Is(err, cache.ErrNotFound) {
+		t.Errorf("GrantOf of another repository = %v, want cache.ErrNotFound", err)
 	}
 	if err := s.DeleteGrant("docker.io", "library/a"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.GrantOf("docker.io", "library/a"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("GrantOf after DeleteGrant = %v, want ErrNotFound", err)
+	if _, err := s.GrantOf("docker.io", "library/a"); !errors.Is(err, cache.ErrNotFound) {
+		t.Errorf("GrantOf after DeleteGrant = %v, want cache.ErrNotFound", err)
 	}
 }

@@ -1,4 +1,4 @@
-package cache
+package records
 
 import (
 	"errors"
@@ -7,13 +7,15 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/regcache/regcache/cache"
 )
 
 func TestTags(t *testing.T) {
 	s := openTest(t, t.TempDir())
 	at := time.Date(2025, 3, 1, 12, 0, 0, 123, time.UTC)
-	a := Tag{Digest: digest.FromString("a"), MediaType: manifestType, Size: 10, FetchedAt: at}
-	b := Tag{Digest: digest.FromString("b"), MediaType: "application/vnd.oci.image.index.v1+json", Size: 20, FetchedAt: at.Add(time.Hour)}
+	a := cache.Tag{Digest: digest.FromString("a"), MediaType: manifestType, Size: 10, FetchedAt: at}
+	b := cache.Tag{Digest: digest.FromString("b"), MediaType: "application/vnd.oci.image.index.v1+json", Size: 20, FetchedAt: at.Add(time.Hour)}
 	sets := []struct{ upstream, repo, tag string }{
 		{"docker.io", "library/alpine", "3"},
 		{"ghcr.io", "library/alpine", "3"},
@@ -44,16 +46,16 @@ func TestTags(t *testing.T) {
 	tests := []struct {
 		name                string
 		upstream, repo, tag string
-		want                Tag
+		want                cache.Tag
 		wantErr             error
 	}{
 		{"stored", "docker.io", "library/alpine", "3", a, nil},
 		{"other upstream, overwritten", "ghcr.io", "library/alpine", "3", b, nil},
 		{"other tag", "docker.io", "library/alpine", "latest", b, nil},
-		{"unknown tag", "docker.io", "library/alpine", "edge", Tag{}, ErrNotFound},
-		{"deleted tag", "docker.io", "library/alpine", "gone", Tag{}, ErrNotFound},
-		{"unknown repository", "docker.io", "library/nginx", "3", Tag{}, ErrNotFound},
-		{"parts do not run together", "docker.io", "library", "alpine\x003", Tag{}, ErrNotFound},
+		{"unknown tag", "docker.io", "library/alpine", "edge", cache.Tag{}, cache.ErrNotFound},
+		{"deleted tag", "docker.io", "library/alpine", "gone", cache.Tag{}, cache.ErrNotFound},
+		{"unknown repository", "docker.io", "library/nginx", "3", cache.Tag{}, cache.ErrNotFound},
+		{"parts do not run together", "docker.io", "library", "alpine\x003", cache.Tag{}, cache.ErrNotFound},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,7 +72,7 @@ func TestTags(t *testing.T) {
 
 func TestEachTag(t *testing.T) {
 	s := openTest(t, t.TempDir())
-	rec := Tag{Digest: digest.FromString("a"), MediaType: manifestType, Size: 10}
+	rec := cache.Tag{Digest: digest.FromString("a"), MediaType: manifestType, Size: 10}
 	for _, k := range [][3]string{
 		{"ghcr.io", "o/app", "1"},
 		{"docker.io", "library/alpine", "latest"},
@@ -91,7 +93,7 @@ func TestEachTag(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
-			err := s.EachTag(func(upstream, repo, tag string, got1 Tag) bool {
+			err := s.EachTag(func(upstream, repo, tag string, got1 cache.Tag) bool {
 				if got1.Digest != rec.Digest {
 					t.Errorf("record of %s/%s:%s = %+v", upstream, repo, tag, got1)
 				}

@@ -8,13 +8,13 @@ import (
 
 // fetchTagOnce fetches the manifest of a tag no node knows, once across
 // the nodes sharing the cache: a node that finds another node fetching it
-// waits for that node's tag record and answers from it. Without a shared
-// tier it is a plain fetch. The client accepts every manifest type
+// waits for that node's tag record and answers from it. With nothing
+// shared it is a plain fetch. The client accepts every manifest type
 // (canonical), so the record answers it.
 func (m *Mirror) fetchTagOnce(ctx context.Context, t target, tag string, accept, clientAccept []string) (resolvedTag, error) {
 	var mc manifestContent
 	ran := false
-	err := m.store.SharedOnce(ctx, "manifest "+t.registry+"/"+t.repo+":"+tag,
+	err := m.peers.Once(ctx, "manifest "+t.registry+"/"+t.repo+":"+tag,
 		func() bool {
 			_, _, fresh := m.tagRecord(t, tag, clientAccept)
 			return fresh
@@ -37,13 +37,13 @@ func (m *Mirror) fetchTagOnce(ctx context.Context, t target, tag string, accept,
 
 // fetchDigestOnce fetches a manifest by digest once across the nodes
 // sharing the cache: a node that finds another node fetching it waits
-// until the manifest is shared and reads it from there.
+// until the cache holds the manifest and reads it from there.
 func (m *Mirror) fetchDigestOnce(ctx context.Context, t target, d digest.Digest) (manifestContent, error) {
 	var mc manifestContent
 	ran := false
-	err := m.store.SharedOnce(ctx, "manifest "+d.String(),
+	err := m.peers.Once(ctx, "manifest "+d.String(),
 		func() bool {
-			_, err := m.store.StatShared(d)
+			_, err := m.peers.StatElsewhere(d)
 			return err == nil
 		},
 		func() error {
@@ -60,6 +60,6 @@ func (m *Mirror) fetchDigestOnce(ctx context.Context, t target, d digest.Digest)
 	if mc, found, err := m.cachedManifest(ctx, t, d); found {
 		return mc, err
 	}
-	// Shared as something else, or unreadable now: fetch it here.
+	// Held as something else, or unreadable now: fetch it here.
 	return m.fetchManifest(ctx, t, d.String(), digestAccept, d)
 }
