@@ -117,22 +117,23 @@ func identityInContext(fset *token.FileSet, f *ast.File) []string {
 }
 
 // upstreamCallsBesideTarget returns the places where the mirror's Go file
-// f calls an upstream client's Do (x.upstream.Do) anywhere but in the
-// target's do method, which adds the client's credentials.
+// f calls an upstream client's Do or MayGet (x.upstream.Do, whose
+// budget HEAD is a request too) anywhere but in the target's do and
+// mayGet methods, which add the client's credentials.
 func upstreamCallsBesideTarget(fset *token.FileSet, f *ast.File) []string {
 	var found []string
 	for _, decl := range f.Decls {
 		fn, ok := decl.(*ast.FuncDecl)
-		if ok && fn.Name.Name == "do" && fn.Recv != nil {
+		if ok && (fn.Name.Name == "do" || fn.Name.Name == "mayGet") && fn.Recv != nil {
 			continue
 		}
 		ast.Inspect(decl, func(n ast.Node) bool {
 			sel, ok := n.(*ast.SelectorExpr)
-			if !ok || sel.Sel.Name != "Do" {
+			if !ok || (sel.Sel.Name != "Do" && sel.Sel.Name != "MayGet") {
 				return true
 			}
 			if x, ok := sel.X.(*ast.SelectorExpr); ok && x.Sel.Name == "upstream" {
-				found = append(found, fset.Position(sel.Pos()).String()+": calls the upstream without the target's credentials (use the target's do)")
+				found = append(found, fset.Position(sel.Pos()).String()+": calls the upstream without the target's credentials (use the target's do or mayGet)")
 			}
 			return true
 		})

@@ -361,7 +361,7 @@ func (m *Mirror) fetchManifest(ctx context.Context, t target, ref string, accept
 		Header: http.Header{"Accept": {oci.AcceptHeader(accept)}},
 	}
 	// A manifest GET is what Docker Hub counts against the pull limit.
-	err := t.upstream.MayGet(ctx, req)
+	err := t.mayGet(ctx, req)
 	if err == nil {
 		var resp *http.Response
 		resp, err = m.upstreamDo(ctx, t, req)

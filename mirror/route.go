@@ -48,6 +48,15 @@ func (t target) do(ctx context.Context, req upstream.Request) (*http.Response, e
 	return t.upstream.Do(ctx, req)
 }
 
+// mayGet asks t's upstream whether req, a request counted against its
+// pull budget, may be sent now (see upstream.Client.MayGet), with the
+// credentials of t's client: the HEAD that learns the budget is refused
+// as the GET would be, by the same identity.
+func (t target) mayGet(ctx context.Context, req upstream.Request) error {
+	req.Credentials = t.cred
+	return t.upstream.MayGet(ctx, req)
+}
+
 // resolve picks the upstream and repository for a request: containerd's ns
 // query parameter first, then a leading registry host in the path, then the
 // default upstream. Only configured upstreams are reachable: naming any
