@@ -442,12 +442,13 @@ func (h *Handler) Cleanup() error {
 	if h.history != nil {
 		h.history.stopHistory()
 	}
-	if h.dir == "" {
-		return nil
+	var err error
+	if h.dir != "" {
+		err = releaseStore(h.dir)
 	}
-	err := releaseStore(h.dir)
 	// After the store: its fills, cancelled when it closes, hand back no
-	// connection to reuse.
+	// connection to reuse. A Provision that failed before the store
+	// opened may have made clients already.
 	for _, c := range h.clients {
 		c.Close()
 	}
