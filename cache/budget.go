@@ -474,7 +474,14 @@ func (s *Store) reconcileOnce() (dropped, adopted int, err error) {
 			var m objectMeta
 			_ = json.Unmarshal(v, &m)
 			size, gone = m.Size, true
-			return b.Delete([]byte(d))
+			if err := b.Delete([]byte(d)); err != nil {
+				return err
+			}
+			// Like any removal: what is kept about the object goes with it.
+			if dep := s.dependent; dep != nil {
+				return dep.Forget(tx, d)
+			}
+			return nil
 		})
 		s.removeMu.Unlock()
 		if err != nil {

@@ -2,6 +2,8 @@ package records
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -78,5 +80,50 @@ func TestGrants(t *testing.T) {
 	}
 	if _, err := s.GrantOf("docker.io", "library/a"); !errors.Is(err, cache.ErrNotFound) {
 		t.Errorf("GrantOf after DeleteGrant = %v, want cache.ErrNotFound", err)
+	}
+}
+
+// TestLinksGoWithAFileLostInACrash checks that when a restart finds an
+// object's record without its file (a crash between removing the two),
+// dropping the record drops the object's links too, as any removal does.
+func TestLinksGoWithAFileLostInACrash(t *testing.T) {
+	dir := t.TempDir()
+	r := New()
+	c, err := cache.Open(cache.Options{Dir: dir, Dependent: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost, dl := seeded(200, 7)
+	kept, dk := seeded(100, 8)
+	for _, o := range []struct {
+		data []byte
+		d    digest.Digest
+	}{{lost, dl}, {kept, dk}} {
+		if err := c.Put(o.d, manifestType, o.data); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Link("docker.io", "library/a", o.d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "blobs", "sha256", dl.Encoded())); err != nil {
+		t.Fatal(err)
+	}
+	s := openTest(t, dir)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Linked("docker.io", "library/a", dl) {
+		if time.Now().After(deadline) {
+			t.Fatal("the link of an object whose file was lost outlived the reconciliation at start")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := s.Stat(dl); !errors.Is(err, cache.ErrNotFound) {
+		t.Errorf("Stat of the lost object = %v, want not found", err)
+	}
+	if !s.Linked("docker.io", "library/a", dk) {
+		t.Error("the reconciliation dropped the link of an object still stored")
 	}
 }
