@@ -159,14 +159,19 @@ func (t *transfer) startSplit() {
 
 // startGaps starts the workers of a split that continues a partial
 // download which kept ranges beyond its prefix: a worker fetches each gap
-// between them, from the prefix on, and the kept ranges are hashed from
-// the file as the prefix reaches them. The main stream stops where it
-// is: its body, asked from the prefix to the content's end, would bring
-// bytes of the kept ranges with it when closed later.
+// between them, and the kept ranges are hashed from the file as the
+// prefix reaches them. The main stream keeps the first gap when its body
+// was asked for exactly that (FetchEnd); otherwise it stops where it is,
+// as its body, asked to the content's end, would bring bytes of the kept
+// ranges with it when closed later, and a worker fetches the first gap
+// too.
 func (t *transfer) startGaps() {
 	fl := t.fl
 	sg := &segments{wake: make(chan struct{}, 1)}
 	limit := t.pos
+	if t.bodyEnd > t.pos && t.bodyEnd <= t.extents[0].First {
+		limit = t.bodyEnd
+	}
 	cur := limit
 	add := func(first, end int64) *segment {
 		g := &segment{first: first, end: end, failed: make(chan struct{})}
