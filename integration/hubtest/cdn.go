@@ -85,7 +85,7 @@ func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
 		w = &countingWriter{ResponseWriter: w, ns: []*atomic.Int64{&h.Counters.CDNBytes, &b.bytes}}
 		w = &expiryWriter{ResponseWriter: w, now: h.now, expires: expires, expired: func() { h.Counters.CDNExpired.Add(1) }}
 	}
-	w, _, answered := h.applyFaults(w, r, faultPoint{target: TargetBlob, body: get, digest: digest})
+	w, _, answered := h.applyFaults(w, r, faultPoint{target: TargetBlob, body: get, digest: digest, rangeFirst: rangeFirst(r)})
 	if answered {
 		return
 	}
