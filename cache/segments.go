@@ -42,16 +42,29 @@ type segment struct {
 	// (SegmentFunc), another the fetch of a source added to the fill.
 	// Only the worker uses it.
 	source int
-	// mu guards body, the body being read, which the watcher closes.
-	mu   sync.Mutex
-	body io.Closer
+	// mu guards body, the body being read, which the watcher closes,
+	// and bodies, how many the worker opened.
+	mu     sync.Mutex
+	body   io.Closer
+	bodies int
 }
 
 // setBody records the body the worker reads (nil when none).
 func (g *segment) setBody(b io.Closer) {
 	g.mu.Lock()
 	g.body = b
+	if b != nil {
+		g.bodies++
+	}
 	g.mu.Unlock()
+}
+
+// current returns how many bodies the worker opened, and whether it is
+// reading one.
+func (g *segment) current() (bodies int, reading bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.bodies, g.body != nil
 }
 
 // drop closes the body the worker reads, marking the range slow; false
@@ -479,6 +492,7 @@ func (t *transfer) watchSegments(ctx context.Context, sg *segments) {
 	tick := time.NewTicker(rateWindow / 4)
 	defer tick.Stop()
 	meters := make([]rateMeter, len(sg.list))
+	bodies := make([]int, len(sg.list))
 	var main rateMeter
 	for {
 		select {
@@ -492,9 +506,14 @@ func (t *transfer) watchSegments(ctx context.Context, sg *segments) {
 			ok := make([]bool, len(sg.list))
 			for i, g := range sg.list {
 				done := g.done.Load()
-				if g.first+done >= g.end {
-					meters[i] = rateMeter{}
-					continue
+				n, reading := g.current()
+				if g.first+done >= g.end || !reading || n != bodies[i] {
+					// Finished, between bodies (a pause after a break),
+					// or on a new body: judged afresh from here.
+					meters[i], bodies[i] = rateMeter{}, n
+					if !reading || g.first+done >= g.end {
+						continue
+					}
 				}
 				rates[i], ok[i] = meters[i].add(now, done)
 			}
@@ -512,10 +531,7 @@ func (t *transfer) watchSegments(ctx context.Context, sg *segments) {
 					t.slowSwitches.Load() >= maxSlowSwitches {
 					continue
 				}
-				if g.drop() {
-					// Judged afresh on the new body.
-					meters[i] = rateMeter{}
-				}
+				g.drop()
 			}
 		}
 	}
