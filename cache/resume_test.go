@@ -828,3 +828,52 @@ func TestPartialKeepsOnlyRecordedExtents(t *testing.T) {
 		})
 	}
 }
+
+func TestContinueEnd(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		name        string
+		connections int
+		size, pos   int64
+		extents     []extent
+		want        int64
+	}{
+		{"kept ranges: up to the first", 4, 64 * mib, 10 * mib, []extent{{First: 20 * mib, End: 30 * mib}, {First: 40 * mib, End: 50 * mib}}, 20 * mib},
+		{"prefix only, a large rest: a first part", 4, 256 * mib, 10 * mib, nil, 10*mib + 32*mib},
+		{"prefix only, a rest within a part: to the end", 4, 40 * mib, 10 * mib, nil, 0},
+		{"one connection: to the end", 1, 256 * mib, 10 * mib, nil, 0},
+		{"size unknown: to the end", 4, -1, 10 * mib, nil, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openTestWith(t, Options{Dir: t.TempDir(), FillConnections: tc.connections})
+			fl := &fill{partialMeta: partialMeta{Size: tc.size}}
+			tr := &transfer{s: s, fl: fl, pos: tc.pos, extents: tc.extents}
+			if got := tr.continueEnd(); got != tc.want {
+				t.Errorf("continueEnd() = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestFetchEnd(t *testing.T) {
+	tests := []struct {
+		name string
+		end  int64
+		want int64
+	}{
+		{"an end", 4096, 4096},
+		{"none", 0, 0},
+		{"negative: none", -1, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := FetchEnd(withFetchEnd(t.Context(), tc.end)); got != tc.want {
+				t.Errorf("FetchEnd(withFetchEnd(ctx, %d)) = %d, want %d", tc.end, got, tc.want)
+			}
+		})
+	}
+	if got := BoundedRangeHeader(100, 200); got != "bytes=100-199" {
+		t.Errorf("BoundedRangeHeader(100, 200) = %q, want bytes=100-199", got)
+	}
+}
