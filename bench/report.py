@@ -136,6 +136,32 @@ ratio_row("Manifest by digest, distribution proxy", med("manifest", "regcache", 
 row("Warm runs: upstream fetches", fmt(worst("warm", "all", "upstream_fetches")), "", "", "", "0",
     None if worst("warm", "all", "upstream_fetches") is None else worst("warm", "all", "upstream_fetches") == 0)
 
+# Before and after: an earlier build run beside this one (BASE_CADDY).
+if any(k[1] == "regcache-base" for k in values):
+    for scen, metric, name, unit in (("cold1", "wall_s", "Cold blob, 1 client: time", " s"),
+                                     ("cold20", "wall_s", f"Cold blob, {clients} clients verifying the digest: wall time", " s"),
+                                     ("cold20count", "wall_s", f"Cold blob, {clients} clients counting bytes only: wall time", " s"),
+                                     ("warm", "mb_s", "Warm blob, 1 client, HTTP/1.1", " MB/s")):
+        ratio_row(f"{name}, against the earlier build", med(scen, "regcache", metric), med(scen, "regcache-base", metric),
+                  "earlier build", unit, "(measured)", lambda r: None)
+    ratio_row("Cold blob, 1 client: time, earlier build", med("cold1", "regcache-base", "wall_s"),
+              med("cold1", "upstream", "wall_s"), "straight from the upstream", " s", "≤ 1.1×", lambda r: r <= 1.1)
+    ratio_row("Cold blob, 1 client: time, earlier build", med("cold1", "regcache-base", "wall_s"),
+              med("cold1", "nginx", "wall_s"), "nginx proxy_cache", " s", "≤ 1.0×", lambda r: r <= 1.0)
+    ratio_row("Warm blob, 1 client, HTTP/1.1, earlier build", med("warm", "regcache-base", "mb_s"),
+              med("warm", "nginx", "mb_s"), "nginx proxy_cache hit", " MB/s", "≥ 1.0×", lambda r: r >= 1.0)
+# CPU seconds of one cold pull: the server's, the upstream's and the
+# client's, which share the machine's cores.
+for srv, label in (("regcache", "regcache"), ("regcache-base", "earlier build"), ("nginx", "nginx proxy_cache"),
+                   ("upstream", "straight from the upstream")):
+    parts = [med("cold1", srv, m) for m in ("server_cpu_s", "upstream_cpu_s", "client_cpu_s")]
+    if all(p is None for p in parts):
+        continue
+    total = sum(p for p in parts if p is not None)
+    row(f"Cold blob, 1 client: CPU seconds, {label} (server + upstream + client)",
+        f"{fmt(parts[0], ' s')} + {fmt(parts[1], ' s')} + {fmt(parts[2], ' s')} = {fmt(total, ' s')}",
+        fmt(med("cold1", srv, "wall_s"), " s wall"), "", "", "(measured)", None)
+
 header = ("Scenario", "regcache", "Peer", "Ratio", "Target", "Result")
 lines = [f"Blob {mib:.0f} MiB, {clients} clients, {rounds} round(s), medians; ratio = regcache ÷ peer", "",
          "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

@@ -7,6 +7,11 @@
 #                                a 4x40 MiB bad-link image cut every 12 MiB
 #   SIZE=268435456 ROUNDS=5 ...  another blob size (bytes) or number of rounds
 #   BADLINK_ONLY=1 bench/run.sh  the bad-link scenarios only
+#   ONLY=cold1,warm bench/run.sh only these scenarios (of cold20, cold20count,
+#                                cold1, badlink, warm, manifest, startup)
+#   BASE_CADDY=/path/caddy ...   also run an earlier build of regcache, as
+#                                "regcache-base", beside this one in the
+#                                cold and warm blob scenarios (before/after)
 #   LAYER_SIZE=... CUT=... CAP=... the bad-link image's layer size, the bytes
 #                                after which every transfer is cut, and the
 #                                cap of each connection in bytes per second
@@ -50,6 +55,9 @@ else
 fi
 CAP="${CAP:-20000000}"
 BADLINK_ONLY="${BADLINK_ONLY:-0}" # 1: only the bad-link scenarios
+ONLY="${ONLY:-}"                 # comma-separated scenarios; empty: all
+[ "$BADLINK_ONLY" = 1 ] && ONLY=badlink
+BASE_CADDY="${BASE_CADDY:-}"     # an earlier ./caddy, run beside this one
 CLIENTS="${CLIENTS:-20}"
 WARM_REPEAT="${WARM_REPEAT:-3}" # warm downloads per round and server: each is short
 OUT="${OUT:-$ROOT/bench/out}"
@@ -64,16 +72,17 @@ P_NGX=18483       # nginx proxy_cache
 P_NGX_STATIC=18484 # nginx static files
 P_DIST=18485      # distribution registry, proxy mode
 P_RC_CHUNK=18486  # regcache, HTTP, write idle timeout kept, 4 MiB write chunks
+P_RC_BASE=18487   # the earlier build of regcache (BASE_CADDY), recommended options
 
 mkdir -p "$OUT" "$WORK"
 RESULTS="$OUT/results.tsv"
 : >"$RESULTS"
 
 # The processes this script started, by id; each is cleared when stopped.
-UP_PID="" RC_PID="" NGINX_PID="" DIST_PID=""
+UP_PID="" RC_PID="" BASE_PID="" NGINX_PID="" DIST_PID=""
 cleanup() {
 	set +e
-	for p in "$RC_PID" "$NGINX_PID" "$DIST_PID" "$UP_PID"; do
+	for p in "$RC_PID" "$BASE_PID" "$NGINX_PID" "$DIST_PID" "$UP_PID"; do
 		[ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
 	done
 	rm -rf "$WORK"
@@ -127,6 +136,18 @@ field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]
 record() { # scenario server metric value
 	printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RESULTS"
 }
+# want scenario: whether ONLY selects it.
+want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
+# cpu_ticks pid...: the user and system CPU time of the processes so far,
+# in clock ticks.
+cpu_ticks() {
+	local p t=0
+	for p in "$@"; do
+		[ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+	done
+	echo "$t"
+}
+TICKS=$(getconf CLK_TCK)
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
@@ -218,6 +239,46 @@ stop_regcache() {
 	RC_PID=""
 }
 cold_regcache() { stop_regcache; rm -rf "$WORK/regcache"; start_regcache; }
+
+# The earlier build (BASE_CADDY), on one plain-HTTP site with the
+# recommended options and a cache of its own.
+start_base() {
+	[ -n "$BASE_CADDY" ] || return 0
+	cat >"$WORK/Caddyfile.base" <<EOF
+{
+	admin off
+	skip_install_trust
+	storage file_system $WORK/caddy-data-base
+	log {
+		output file $OUT/caddy-base.log
+		level WARN
+	}
+	servers 127.0.0.1:$P_RC_BASE {
+		timeouts {
+			write_idle -1s
+		}
+	}
+}
+http://127.0.0.1:$P_RC_BASE {
+	bind 127.0.0.1
+	registry_cache {
+		storage $WORK/regcache-base
+		max_size 64GiB
+		upstream docker.io http://${FRONT#http://}
+	}
+}
+EOF
+	"$BASE_CADDY" run --config "$WORK/Caddyfile.base" --adapter caddyfile >>"$OUT/caddy-base.out" 2>&1 &
+	BASE_PID=$!
+	wait_http "http://127.0.0.1:$P_RC_BASE/v2/"
+}
+stop_base() {
+	[ -n "$BASE_PID" ] || return 0
+	kill "$BASE_PID" 2>/dev/null || true
+	wait "$BASE_PID" 2>/dev/null || true
+	BASE_PID=""
+}
+cold_base() { stop_base; rm -rf "$WORK/regcache-base"; start_base; }
 
 # ---------------------------------------------------------------- nginx
 start_nginx() {
@@ -327,8 +388,12 @@ stop_dist() {
 cold_dist() { stop_dist; rm -rf "$WORK/dist"; start_dist; }
 
 start_regcache
+start_base
 start_nginx
 start_dist
+# The servers of the cold and warm blob scenarios that are regcache.
+REGCACHES="regcache"
+[ -n "$BASE_CADDY" ] && REGCACHES="regcache regcache-base"
 
 url_of() { # server path
 	case "$1" in
@@ -336,6 +401,7 @@ url_of() { # server path
 	regcache-defaults) echo "http://127.0.0.1:$P_RC_DEFAULT$2" ;;
 	regcache-chunk) echo "http://127.0.0.1:$P_RC_CHUNK$2" ;;
 	regcache-tls) echo "https://127.0.0.1:$P_RC_TLS$2" ;;
+	regcache-base) echo "http://127.0.0.1:$P_RC_BASE$2" ;;
 	nginx) echo "http://127.0.0.1:$P_NGX$2" ;;
 	nginx-static) echo "http://127.0.0.1:$P_NGX_STATIC$2" ;;
 	distribution) echo "http://127.0.0.1:$P_DIST$2" ;;
@@ -344,6 +410,7 @@ url_of() { # server path
 }
 pid_of() {
 	case "$1" in
+	regcache-base) echo "$BASE_PID" ;;
 	regcache*) echo "$RC_PID" ;;
 	distribution) echo "$DIST_PID" ;;
 	*) echo "" ;; # nginx: several processes; not measured
@@ -369,6 +436,7 @@ cold_many() { # server [scenario]: every client verifies the digest, or
 	[ "$scen" = cold20count ] && verify=()
 	case "$server" in
 	regcache) cold_regcache ;;
+	regcache-base) cold_base ;;
 	nginx) cold_nginx ;;
 	distribution) cold_dist ;;
 	esac
@@ -398,14 +466,25 @@ cold_many() { # server [scenario]: every client verifies the digest, or
 }
 
 cold_one() { # server
-	local server=$1 out url token=()
+	local server=$1 out url token=() procs=() c0 u0 c1 u1
 	case "$server" in
-	regcache) cold_regcache; url=$(url_of regcache "$BLOB_PATH") ;;
-	nginx) cold_nginx; url=$(url_of nginx "$BLOB_PATH") ;;
+	regcache) cold_regcache; url=$(url_of regcache "$BLOB_PATH"); procs=("$RC_PID") ;;
+	regcache-base) cold_base; url=$(url_of regcache-base "$BLOB_PATH"); procs=("$BASE_PID") ;;
+	nginx) cold_nginx; url=$(url_of nginx "$BLOB_PATH"); mapfile -t procs < <(echo "$NGINX_PID"; pgrep -P "$NGINX_PID") ;;
 	upstream) url=$(url_of upstream "$BLOB_PATH"); token=(-token "$TOKEN") ;;
 	esac
 	reset_counters
-	out=$("$WORK/load" -url "$url" -n 1 -digest "$BIG" -size "$SIZE" "${token[@]}") || echo "cold $server: $out" >&2
+	c0=$(cpu_ticks "${procs[@]}") u0=$(cpu_ticks "$UP_PID")
+	out=$(/usr/bin/time -f '%U %S' -o "$WORK/client.time" "$WORK/load" -url "$url" -n 1 -digest "$BIG" -size "$SIZE" "${token[@]}") ||
+		echo "cold $server: $out" >&2
+	c1=$(cpu_ticks "${procs[@]}") u1=$(cpu_ticks "$UP_PID")
+	# CPU seconds of the server, the upstream and the client: on two cores
+	# shared by all three, their sum bounds the wall time from below.
+	if [ "${#procs[@]}" -gt 0 ]; then
+		record cold1 "$server" server_cpu_s "$(python3 -c "print(($c1 - $c0) / $TICKS)")"
+	fi
+	record cold1 "$server" upstream_cpu_s "$(python3 -c "print(($u1 - $u0) / $TICKS)")"
+	record cold1 "$server" client_cpu_s "$(awk '{print $1 + $2}' "$WORK/client.time")"
 	record cold1 "$server" wall_s "$(field "$out" wall_s)"
 	record cold1 "$server" upstream_bytes "$(counter cdn_bytes)"
 	record cold1 "$server" mb_s "$(field "$out" mb_s)"
@@ -430,20 +509,22 @@ for u, f in (('us', 1e-3), ('ms', 1), ('s', 1e3)):
 }
 
 # ---------------------------------------------------------------- run
-if [ "$BADLINK_ONLY" != 1 ]; then
-	log "cold, $CLIENTS clients at once (regcache, nginx, distribution)"
+if want cold20; then
+	log "cold, $CLIENTS clients at once ($REGCACHES, nginx, distribution)"
 	for r in $(seq 1 "$ROUNDS"); do
-		for s in regcache nginx distribution; do cold_many "$s"; done
+		for s in $REGCACHES nginx distribution; do cold_many "$s"; done
 	done
-
-	log "cold, $CLIENTS clients at once, counting bytes only (regcache, nginx)"
+fi
+if want cold20count; then
+	log "cold, $CLIENTS clients at once, counting bytes only ($REGCACHES, nginx)"
 	for r in $(seq 1 "$ROUNDS"); do
-		for s in regcache nginx; do cold_many "$s" cold20count; done
+		for s in $REGCACHES nginx; do cold_many "$s" cold20count; done
 	done
-
-	log "cold, one client (regcache, straight from the upstream, nginx)"
+fi
+if want cold1; then
+	log "cold, one client ($REGCACHES, straight from the upstream, nginx)"
 	for r in $(seq 1 "$ROUNDS"); do
-		for s in regcache upstream nginx; do cold_one "$s"; done
+		for s in $REGCACHES upstream nginx; do cold_one "$s"; done
 	done
 fi
 
@@ -465,43 +546,48 @@ badlink_pull() { # scenario fault-json server
 	record "$scen" "$server" upstream_bytes "$(counter cdn_bytes)"
 	record "$scen" "$server" upstream_fetches "$(counter cdn_get)"
 }
-record meta badlink image_bytes "$BADLINK_BYTES"
-record meta badlink cut "$CUT"
-record meta badlink cap "$CAP"
-log "bad link: every connection capped at $CAP bytes/s, first pull of 4 layers (regcache, nginx, distribution, straight from the upstream)"
-for r in $(seq 1 "$ROUNDS"); do
-	for s in regcache nginx distribution upstream; do
-		badlink_pull badcap "{\"kind\": \"conn-bandwidth\", \"bytes_per_second\": $CAP}" "$s"
+if want badlink; then
+	record meta badlink image_bytes "$BADLINK_BYTES"
+	record meta badlink cut "$CUT"
+	record meta badlink cap "$CAP"
+	log "bad link: every connection capped at $CAP bytes/s, first pull of 4 layers (regcache, nginx, distribution, straight from the upstream)"
+	for r in $(seq 1 "$ROUNDS"); do
+		for s in regcache nginx distribution upstream; do
+			badlink_pull badcap "{\"kind\": \"conn-bandwidth\", \"bytes_per_second\": $CAP}" "$s"
+		done
 	done
-done
-log "bad link: every transfer cut after $CUT bytes, first pull of 4 layers (regcache, nginx, distribution, straight from the upstream)"
-for r in $(seq 1 "$ROUNDS"); do
-	for s in regcache nginx distribution upstream; do
-		badlink_pull baddrops "{\"kind\": \"cut\", \"after\": $CUT}" "$s"
+	log "bad link: every transfer cut after $CUT bytes, first pull of 4 layers (regcache, nginx, distribution, straight from the upstream)"
+	for r in $(seq 1 "$ROUNDS"); do
+		for s in regcache nginx distribution upstream; do
+			badlink_pull baddrops "{\"kind\": \"cut\", \"after\": $CUT}" "$s"
+		done
 	done
-done
+fi
 
-if [ "$BADLINK_ONLY" != 1 ]; then
+if want warm || want manifest; then
 	log "warming every server"
-	for s in regcache nginx distribution; do
+	for s in $REGCACHES nginx distribution; do
 		"$WORK/load" -url "$(url_of "$s" "$BLOB_PATH")" -n 1 -digest "$BIG" >/dev/null || echo "warming $s failed" >&2
 		curl -fsS -o /dev/null -H "Accept: $SMALL_TYPE" "$(url_of "$s" "$MANIFEST_PATH")" || echo "warming $s failed" >&2
 	done
 	reset_counters
-
+fi
+if want warm; then
 	log "warm blob, one client"
 	for r in $(seq 1 $((ROUNDS * WARM_REPEAT))); do
-		for s in regcache nginx nginx-static regcache-defaults regcache-chunk regcache-tls regcache-h2 distribution; do
+		for s in $REGCACHES nginx nginx-static regcache-defaults regcache-chunk regcache-tls regcache-h2 distribution; do
 			warm_blob "$s"
 		done
 	done
 	record warm all upstream_fetches "$(counter cdn_get)"
-
+fi
+if want manifest; then
 	log "warm manifest by digest, 32 connections"
 	for r in $(seq 1 "$ROUNDS"); do
 		for s in regcache nginx distribution; do manifest "$s"; done
 	done
-
+fi
+if want startup; then
 	log "start-up with 100,000 cached objects (cache.Open to the first object served)"
 	startup=$(go test ./cache/ -run '^$' -bench '^BenchmarkOpenLargeCache$' -benchtime 3x -count 1 |
 		awk '/^BenchmarkOpenLargeCache/ {print $3 / 1e9}')
@@ -515,11 +601,12 @@ if [ "$BADLINK_ONLY" != 1 ]; then
 fi
 
 stop_regcache
+stop_base
 stop_nginx
 stop_dist
 
 # ---------------------------------------------------------------- report
 python3 "$ROOT/bench/report.py" "$RESULTS" "$OUT" "$SIZE" "$CLIENTS" "$ROUNDS"
-if [ "$BADLINK_ONLY" != 1 ] && command -v gnuplot >/dev/null; then
+if want warm && want cold20 && want cold1 && command -v gnuplot >/dev/null; then
 	gnuplot -e "out='$OUT'" "$ROOT/bench/chart.gp" && log "chart: $OUT/chart.svg"
 fi

@@ -55,8 +55,11 @@ type transfer struct {
 	cmp []byte
 	// segs are the workers fetching later ranges, nil in one stream; the
 	// main stream then stops at limit.
-	segs       *segments
-	limit      int64
+	segs  *segments
+	limit int64
+	// bodyEnd is where the current body stops short of the content's
+	// end (Source.End), 0 when it runs to the end.
+	bodyEnd    int64
 	splitTried bool
 	// splitPending is set while a planned split waits for splitAt.
 	splitPending bool
@@ -132,7 +135,7 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, bool, 
 		// only to verify.
 		src = Source{Body: io.NopCloser(bytes.NewReader(nil)), Size: t.pos, MediaType: fl.partialMeta.MediaType, Offset: t.pos}
 	default:
-		src, err = fetch(s.ctx, t.pos)
+		src, err = fetch(withFetchEnd(s.ctx, t.continueEnd()), t.pos)
 	}
 	if err == nil && src.Body == nil {
 		err = fmt.Errorf("filling %s: the upstream returned no body", fl.d)
@@ -179,6 +182,23 @@ func (s *Store) download(fl *fill, tmp *os.File, fetch FetchFunc) (int64, bool, 
 	return t.run(src)
 }
 
+// continueEnd is where the first body of a fill that continues a partial
+// download should stop, 0 for the content's end: at the first range the
+// partial download kept beyond its prefix (the split fetches the other
+// gaps), or after a first part as a cold fill's first body does when the
+// store splits large fills. A body asked to the content's end would push
+// bytes the fill does not need into the connection before it is closed.
+func (t *transfer) continueEnd() int64 {
+	s, size := t.s, t.fl.partialMeta.Size
+	switch {
+	case len(t.extents) > 0:
+		return t.extents[0].First
+	case s.SplitSize() > 0 && size-t.pos > s.SplitSize():
+		return t.pos + s.SplitSize()
+	}
+	return 0
+}
+
 // run copies the bodies of the fill's attempts until the content is whole,
 // verified, or the attempts are spent.
 func (t *transfer) run(src Source) (int64, bool, error) {
@@ -191,6 +211,7 @@ func (t *transfer) run(src Source) (int64, bool, error) {
 			if t.segs == nil && t.pos == src.Offset {
 				t.planSplit(src.Segment, src.End)
 			}
+			t.bodyEnd = src.End
 			before := t.high
 			err = t.copy(src)
 			if err == nil && t.segs != nil {

@@ -63,7 +63,9 @@ type Source struct {
 // Called with off 0 by a store that splits large fills (SplitSize > 0),
 // it may ask for only the first SplitSize bytes (FirstRangeHeader) and
 // mark where the body stops in Source.End: the store fetches the rest in
-// ranges, and no byte is sent twice.
+// ranges, and no byte is sent twice. Called with off > 0 and a context
+// that carries an end (FetchEnd), it may likewise ask for only the bytes
+// before that end (BoundedRangeHeader).
 type FetchFunc func(ctx context.Context, off int64) (Source, error)
 
 // fill is the one download in progress of a digest.

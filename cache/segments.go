@@ -33,6 +33,52 @@ type segment struct {
 	done       atomic.Int64 // bytes written from first
 	err        error        // why the worker gave up; set before failed closes
 	failed     chan struct{}
+	// slow is set when the range ran far slower than its siblings and its
+	// body was dropped (see watchSegments): the worker fetches the rest
+	// again, from source, without counting a failure.
+	slow atomic.Bool
+	// source is the fill's source the worker fetches from (see
+	// fill.source): 0 is the range fetch of the first body's source
+	// (SegmentFunc), another the fetch of a source added to the fill.
+	// Only the worker uses it.
+	source int
+	// mu guards body, the body being read, which the watcher closes,
+	// and bodies, how many the worker opened.
+	mu     sync.Mutex
+	body   io.Closer
+	bodies int
+}
+
+// setBody records the body the worker reads (nil when none).
+func (g *segment) setBody(b io.Closer) {
+	g.mu.Lock()
+	g.body = b
+	if b != nil {
+		g.bodies++
+	}
+	g.mu.Unlock()
+}
+
+// current returns how many bodies the worker opened, and whether it is
+// reading one.
+func (g *segment) current() (bodies int, reading bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.bodies, g.body != nil
+}
+
+// drop closes the body the worker reads, marking the range slow; false
+// when it has none.
+func (g *segment) drop() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.body == nil {
+		return false
+	}
+	g.slow.Store(true)
+	_ = g.body.Close()
+	g.body = nil
+	return true
 }
 
 // segments are the workers of a fill fetched in several ranges: the main
@@ -159,14 +205,19 @@ func (t *transfer) startSplit() {
 
 // startGaps starts the workers of a split that continues a partial
 // download which kept ranges beyond its prefix: a worker fetches each gap
-// between them, from the prefix on, and the kept ranges are hashed from
-// the file as the prefix reaches them. The main stream stops where it
-// is: its body, asked from the prefix to the content's end, would bring
-// bytes of the kept ranges with it when closed later.
+// between them, and the kept ranges are hashed from the file as the
+// prefix reaches them. The main stream keeps the first gap when its body
+// was asked for exactly that (FetchEnd); otherwise it stops where it is,
+// as its body, asked to the content's end, would bring bytes of the kept
+// ranges with it when closed later, and a worker fetches the first gap
+// too.
 func (t *transfer) startGaps() {
 	fl := t.fl
 	sg := &segments{wake: make(chan struct{}, 1)}
 	limit := t.pos
+	if t.bodyEnd > t.pos && t.bodyEnd <= t.extents[0].First {
+		limit = t.bodyEnd
+	}
 	cur := limit
 	add := func(first, end int64) *segment {
 		g := &segment{first: first, end: end, failed: make(chan struct{})}
@@ -201,6 +252,10 @@ func (t *transfer) launch(sg *segments, limit int64) {
 		}
 	}
 	t.segs, t.limit = sg, limit
+	if !s.paced {
+		sg.wg.Add(1)
+		go t.watchSegments(ctx, sg)
+	}
 	s.fillSplits.Add(1)
 	if c := s.log.Check(zapcore.DebugLevel, "fill split into ranges"); c != nil {
 		c.Write(zap.String("digest", fl.d.String()), zap.Int64("bytes", fl.size), zap.Int("ranges", len(sg.list)+1))
@@ -266,7 +321,25 @@ func (t *transfer) fetchSegment(ctx context.Context, sg *segments, g *segment, s
 		if err == nil {
 			return
 		}
-		if ctx.Err() != nil || errors.Is(err, ErrRangeMismatch) {
+		if ctx.Err() != nil {
+			break
+		}
+		if g.slow.Swap(false) {
+			// Dropped for its slowness: the rest comes again, from the
+			// fill's next source when it has several, else over a new
+			// connection; no failure.
+			if t.fl.hasOtherSources() {
+				g.source = (g.source + 1) % t.fl.sourceCount()
+			}
+			t.slowSwitches.Add(1)
+			s.sourceSwitches.Add(1)
+			if c := s.log.Check(zapcore.DebugLevel, "fill range too slow; fetching it again"); c != nil {
+				c.Write(zap.String("digest", t.fl.d.String()), zap.Int64("offset", g.first+g.done.Load()),
+					zap.Int64("end", g.end), zap.Int("source", g.source))
+			}
+			continue
+		}
+		if errors.Is(err, ErrRangeMismatch) {
 			break
 		}
 		if g.done.Load() > before {
@@ -289,14 +362,40 @@ func (t *transfer) fetchSegment(ctx context.Context, sg *segments, g *segment, s
 	}
 }
 
+// openSegment opens g's rest, from off: with seg from the first body's
+// source, or with the fetch of the fill's source g.source, asked to stop at
+// the range's end (FetchEnd); a body that goes on past it is closed there.
+func (t *transfer) openSegment(ctx context.Context, g *segment, seg SegmentFunc, off int64) (io.ReadCloser, error) {
+	fl := t.fl
+	fetch, i := fl.source(t.fetch, g.source)
+	if i == 0 {
+		g.source = 0
+		return seg(ctx, off, g.end-1)
+	}
+	src, err := fetch(withFetchEnd(ctx, g.end), off)
+	if err != nil {
+		return nil, err
+	}
+	if src.Body == nil {
+		return nil, errors.New("the upstream returned no body")
+	}
+	if src.Offset != off || src.Size >= 0 && fl.size >= 0 && src.Size != fl.size {
+		_ = src.Body.Close()
+		return nil, fmt.Errorf("asked for bytes %d- of %d and got a body from byte %d of %d: %w", off, fl.size, src.Offset, src.Size, ErrRangeMismatch)
+	}
+	return src.Body, nil
+}
+
 // copySegment fetches the rest of g and writes it at its offset.
 func (t *transfer) copySegment(ctx context.Context, sg *segments, g *segment, seg SegmentFunc, buf []byte) error {
 	off := g.first + g.done.Load()
-	body, err := seg(ctx, off, g.end-1)
+	body, err := t.openSegment(ctx, g, seg, off)
 	if err != nil {
 		return err
 	}
 	defer body.Close()
+	g.setBody(body)
+	defer g.setBody(nil)
 	stop := context.AfterFunc(ctx, func() { _ = body.Close() })
 	defer stop()
 	flushed, recorded := off, off
@@ -379,4 +478,61 @@ func (t *transfer) catchUp() error {
 	}
 	t.stopSegments()
 	return nil
+}
+
+// watchSegments drops the body of a range that runs far slower than its
+// siblings: under a quarter of the fastest rate another stream of the
+// fill (a range, or the main stream in its own range) showed over the
+// same window, each judged over rateWindow; its worker then fetches the
+// rest again (see fetchSegment). A range with less than minSegment left
+// is let finish, and the fill turns away from slow streams at most
+// maxSlowSwitches times in all. It returns when ctx ends.
+func (t *transfer) watchSegments(ctx context.Context, sg *segments) {
+	defer sg.wg.Done()
+	tick := time.NewTicker(rateWindow / 4)
+	defer tick.Stop()
+	meters := make([]rateMeter, len(sg.list))
+	bodies := make([]int, len(sg.list))
+	var main rateMeter
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			// Done with its own range, the main stream moves nothing and
+			// raises no bar.
+			mainRate, mainOK := main.add(now, t.moved.Load())
+			rates := make([]int64, len(sg.list))
+			ok := make([]bool, len(sg.list))
+			for i, g := range sg.list {
+				done := g.done.Load()
+				n, reading := g.current()
+				if g.first+done >= g.end || !reading || n != bodies[i] {
+					// Finished, between bodies (a pause after a break),
+					// or on a new body: judged afresh from here.
+					meters[i], bodies[i] = rateMeter{}, n
+					if !reading || g.first+done >= g.end {
+						continue
+					}
+				}
+				rates[i], ok[i] = meters[i].add(now, done)
+			}
+			for i, g := range sg.list {
+				best := int64(0)
+				if mainOK {
+					best = mainRate
+				}
+				for j := range sg.list {
+					if j != i && ok[j] {
+						best = max(best, rates[j])
+					}
+				}
+				if !ok[i] || rates[i] >= best/4 || g.end-(g.first+g.done.Load()) < minSegment ||
+					t.slowSwitches.Load() >= maxSlowSwitches {
+					continue
+				}
+				g.drop()
+			}
+		}
+	}
 }

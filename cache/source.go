@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,39 @@ func RangeHeader(off int64) string {
 	return "bytes=" + strconv.FormatInt(off, 10) + "-"
 }
 
+// BoundedRangeHeader is the Range header value asking for the content
+// from byte off up to end (end excluded), for a FetchFunc called with a
+// context that carries an end (FetchEnd).
+func BoundedRangeHeader(off, end int64) string {
+	return "bytes=" + strconv.FormatInt(off, 10) + "-" + strconv.FormatInt(end-1, 10)
+}
+
+// fetchEndKey is the context key of the end a fill wants a body to stop at.
+type fetchEndKey struct{}
+
+// withFetchEnd returns ctx carrying end, the byte (excluded) at which the
+// fill wants the body of a FetchFunc call to stop; ctx itself when end is
+// not positive.
+func withFetchEnd(ctx context.Context, end int64) context.Context {
+	if end <= 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, fetchEndKey{}, end)
+}
+
+// FetchEnd returns the byte (excluded) at which the fill that called a
+// FetchFunc with ctx wants the body to stop, or 0 when it wants the content
+// to its end. A fill continuing a partial download asks this way for only
+// the bytes before the first range it kept, or for a first part when the
+// store splits large fills; a FetchFunc may ignore it (the fill then closes
+// the body where it needs no more), or ask for exactly that range with
+// BoundedRangeHeader and mark where the body stops in Source.End
+// (ResponseSource does with end).
+func FetchEnd(ctx context.Context) int64 {
+	end, _ := ctx.Value(fetchEndKey{}).(int64)
+	return end
+}
+
 // FirstRangeHeader is the Range header value asking for only the first
 // end bytes of the content, for a first fetch when the store splits
 // large fills (Store.SplitSize): the rest is fetched in ranges.
@@ -30,7 +64,8 @@ func FirstRangeHeader(end int64) string {
 
 // ResponseSource makes the Source of a fill from an upstream's answer to a
 // GET of the content from byte off (with RangeHeader(off) when off > 0),
-// or of only the bytes before end when end > 0 (with FirstRangeHeader). A
+// or of only the bytes before end when end > 0 (with FirstRangeHeader, or
+// BoundedRangeHeader from off). A
 // 200 is the whole content (Offset 0: the upstream ignored the range); a
 // 206 must carry a Content-Range of exactly off to the end (or to end,
 // or to the content's end when it is shorter), with the total size, else

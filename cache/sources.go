@@ -62,7 +62,8 @@ type rateSample struct {
 func (t *transfer) watch(src Source, done <-chan struct{}, tried int) {
 	tick := time.NewTicker(min(t.s.slowSource, rateWindow) / 4)
 	defer tick.Stop()
-	samples := []rateSample{{at: time.Now(), moved: t.moved.Load()}}
+	var meter rateMeter
+	meter.add(time.Now(), t.moved.Load())
 	for {
 		select {
 		case <-done:
@@ -74,10 +75,7 @@ func (t *transfer) watch(src Source, done <-chan struct{}, tried int) {
 				_ = src.Body.Close()
 				return
 			}
-			samples = append(samples, rateSample{at: now, moved: t.moved.Load()})
-			for len(samples) > 2 && now.Sub(samples[1].at) >= rateWindow {
-				samples = samples[1:]
-			}
+			rate, ok := meter.add(now, t.moved.Load())
 			if t.s.paced {
 				// The provider (a shared tier) streams another node's
 				// download as it lands, in pauses: its rate says nothing
@@ -85,7 +83,9 @@ func (t *transfer) watch(src Source, done <-chan struct{}, tried int) {
 				// bucket.
 				continue
 			}
-			rate, ok := t.rate(samples)
+			if ok {
+				t.raiseBest(rate)
+			}
 			if !ok || t.slowSwitches.Load() >= maxSlowSwitches {
 				continue
 			}
@@ -113,20 +113,31 @@ func (t *transfer) watch(src Source, done <-chan struct{}, tried int) {
 	}
 }
 
-// rate returns the rate of the body in bytes per second over samples,
-// which span at least rateWindow (else ok is false), and raises the best
-// rate of the fill.
-func (t *transfer) rate(samples []rateSample) (rate int64, ok bool) {
-	first, last := samples[0], samples[len(samples)-1]
+// rateMeter measures the rate of one stream over the last rateWindow
+// from samples of the bytes it moved.
+type rateMeter struct{ samples []rateSample }
+
+// add takes a sample and returns the rate over the window, in bytes per
+// second; ok is false until the samples span rateWindow.
+func (m *rateMeter) add(now time.Time, moved int64) (rate int64, ok bool) {
+	m.samples = append(m.samples, rateSample{at: now, moved: moved})
+	for len(m.samples) > 2 && now.Sub(m.samples[1].at) >= rateWindow {
+		m.samples = m.samples[1:]
+	}
+	first, last := m.samples[0], m.samples[len(m.samples)-1]
 	span := last.at.Sub(first.at)
 	if span < rateWindow {
 		return 0, false
 	}
-	rate = int64(float64(last.moved-first.moved) / span.Seconds())
+	return int64(float64(last.moved-first.moved) / span.Seconds()), true
+}
+
+// raiseBest raises the best rate the fill's main stream showed to rate.
+func (t *transfer) raiseBest(rate int64) {
 	for {
 		best := t.best.Load()
 		if rate <= best || t.best.CompareAndSwap(best, rate) {
-			return rate, true
+			return
 		}
 	}
 }

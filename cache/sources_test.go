@@ -176,3 +176,33 @@ func TestFillLeavesSlowSource(t *testing.T) {
 		})
 	}
 }
+
+func TestRateMeter(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	tests := []struct {
+		name     string
+		samples  []rateSample
+		wantRate int64
+		wantOK   bool
+	}{
+		{"one sample", []rateSample{{at(0), 0}}, 0, false},
+		{"under a window", []rateSample{{at(0), 0}, {at(500), 1 << 20}}, 0, false},
+		{"one window", []rateSample{{at(0), 0}, {at(500), 1 << 20}, {at(1000), 2 << 20}}, 2 << 20, true},
+		{"older samples dropped", []rateSample{{at(0), 0}, {at(1000), 100}, {at(2000), 100 + 4<<20}}, 4 << 20, true},
+		{"stalled", []rateSample{{at(0), 5}, {at(750), 5}, {at(1500), 5}}, 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var m rateMeter
+			var rate int64
+			var ok bool
+			for _, s := range tc.samples {
+				rate, ok = m.add(s.at, s.moved)
+			}
+			if rate != tc.wantRate || ok != tc.wantOK {
+				t.Errorf("rate = %d, %v; want %d, %v", rate, ok, tc.wantRate, tc.wantOK)
+			}
+		})
+	}
+}

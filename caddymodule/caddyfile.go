@@ -49,6 +49,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		fill_retries     <n>
 //		fill_connections <n>
 //		fill_split_size  <size>
+//		slow_source_rate <size>[/s]
 //		ingest_max_size  <size>
 //		ingest_max_age   <duration>
 //		max_upstream_requests <n>
@@ -105,8 +106,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // (max_idle 30d). sync may be repeated, once per image or repository;
 // tags, semver and platforms may be repeated inside its block.
 // scrub_interval off turns the
-// background scrub of content at rest off; scrub_rate is in bytes per
-// second (50MiB or 50MiB/s).
+// background scrub of content at rest off; scrub_rate and
+// slow_source_rate are in bytes per second (50MiB or 50MiB/s).
 //
 // allow, deny and verify patterns use `*` within one path component (or
 // tag) and `**` across components; at the top level they start with the
@@ -256,6 +257,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := h.unmarshalScrub(d); err != nil {
 				return err
 			}
+		case "slow_source_rate":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			rate, err := parseRate(d.Val())
+			if err != nil {
+				return d.Errf("slow_source_rate: %v", err)
+			}
+			h.SlowSourceRate = rate
 		case "client_login":
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -394,6 +404,16 @@ func unmarshalUpstream(d *caddyfile.Dispenser) (Upstream, error) {
 	return u, nil
 }
 
+// parseRate reads a positive size per second: a size (50MiB), optionally
+// followed by /s (50MiB/s).
+func parseRate(v string) (int64, error) {
+	rate, err := parseSize(strings.TrimSuffix(v, "/s"))
+	if err != nil || rate == 0 {
+		return 0, fmt.Errorf("%q is not a positive size per second", v)
+	}
+	return rate, nil
+}
+
 // unmarshalScrub reads `scrub_interval <duration>|off` and
 // `scrub_rate <size>[/s]`.
 func (h *Handler) unmarshalScrub(d *caddyfile.Dispenser) error {
@@ -402,9 +422,9 @@ func (h *Handler) unmarshalScrub(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	if opt == "scrub_rate" {
-		rate, err := parseSize(strings.TrimSuffix(d.Val(), "/s"))
-		if err != nil || rate == 0 {
-			return d.Errf("scrub_rate: %q is not a positive size per second", d.Val())
+		rate, err := parseRate(d.Val())
+		if err != nil {
+			return d.Errf("scrub_rate: %v", err)
 		}
 		h.ScrubRate = rate
 		return nil

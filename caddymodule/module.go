@@ -231,6 +231,24 @@ type Handler struct {
 	// opened. Default: 32 MiB.
 	FillSplitSize int64 `json:"fill_split_size,omitempty"`
 
+	// SlowSourceRate is the rate, in bytes per second over the last
+	// second, under which a blob download counts as slow when it has
+	// another source to try (another endpoint of the upstream not in its
+	// failure cooldown, or the upstream of another client waiting for the
+	// same blob) that it has not tried yet: the download then continues
+	// from that source at the byte it reached. Whatever this rate, a
+	// download is also slow under a quarter of the best rate any of its
+	// sources showed, and a range of a download split over
+	// fill_connections under a quarter of its fastest sibling's rate (that
+	// range is then fetched again from where it stopped, over a new
+	// connection or from another source). A download is first judged after
+	// a full second, turns away from slow sources at most a few times, and
+	// such a switch never counts against fill_retries. Not applied with a
+	// shared bucket (storage s3), whose downloads are judged by failures
+	// and silence only. It applies when the cache directory is first
+	// opened. Default: 2 MiB/s (about a 16 Mbit/s line).
+	SlowSourceRate int64 `json:"slow_source_rate,omitempty"`
+
 	// DisablePrefetch turns prefetch off. By default, when the mirror
 	// fetches an image manifest (not an index) from an upstream for a
 	// client, it starts the downloads of the image's config and layers

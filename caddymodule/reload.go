@@ -38,6 +38,7 @@ func keptSettings(s settings) []keptSetting {
 		{name: "fill_retries", value: strconv.Itoa(orDefault(o.FillRetries, cache.DefaultFillRetries))},
 		{name: "fill_connections", value: strconv.Itoa(orDefault(o.FillConnections, cache.DefaultFillConnections))},
 		{name: "fill_split_size", value: strconv.FormatInt(orDefault(o.FillSplitSize, cache.DefaultFillSplitSize), 10)},
+		{name: "slow_source_rate", value: strconv.FormatInt(orDefault(o.SlowSourceRate, cache.DefaultSlowSourceRate), 10)},
 		{name: "ingest_max_size", value: strconv.FormatInt(orDefault(o.IngestMaxBytes, cache.DefaultIngestMaxBytes), 10)},
 		{name: "ingest_max_age", value: durationText(orDefault(o.IngestMaxAge, cache.DefaultIngestMaxAge))},
 		{name: "scrub_interval", value: scrubInterval},

@@ -58,7 +58,7 @@ func (h *Handler) check() error {
 		{"fill_connections", int64(h.FillConnections)}, {"fill_split_size", h.FillSplitSize},
 		{"ingest_max_size", h.IngestMaxSize}, {"max_downloads", int64(h.MaxDownloads)},
 		{"max_upstream_requests", int64(h.MaxUpstreamRequests)}, {"scrub_rate", h.ScrubRate},
-		{"rate_limit_reserve", int64(h.RateLimitReserve)},
+		{"rate_limit_reserve", int64(h.RateLimitReserve)}, {"slow_source_rate", h.SlowSourceRate},
 	} {
 		if c.v < 0 {
 			return fmt.Errorf("%s must not be negative, got %d", c.name, c.v)
@@ -184,6 +184,7 @@ func (h *Handler) settings() (settings, error) {
 		FillRetries:     h.FillRetries,
 		FillConnections: h.FillConnections,
 		FillSplitSize:   h.FillSplitSize,
+		SlowSourceRate:  h.SlowSourceRate,
 		IngestMaxBytes:  h.IngestMaxSize,
 		IngestMaxAge:    time.Duration(h.IngestMaxAge),
 		ScrubInterval:   time.Duration(h.ScrubInterval),

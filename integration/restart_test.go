@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -48,6 +49,7 @@ func TestRestartsContinueFill(t *testing.T) {
 		moved = hub.Counters.Blob(layer).Bytes
 	}
 	hub.SetFault(hubtest.Fault{})
+	before := len(hub.Counters.CDNRanges(layer))
 	startChildCaddy(t, port, cfg)
 	checkCacheIntegrity(t, storage)
 	resp, err := http.Get(blobURL(port, "library/restarted", layer))
@@ -59,6 +61,13 @@ func TestRestartsContinueFill(t *testing.T) {
 	if err != nil || got != layer || n != size {
 		t.Fatalf("the blob after two restarts: %s, %d bytes, %v; want %s, %d bytes", got, n, err, layer, size)
 	}
+	// The continued fill's first request asks for only the bytes before
+	// the first range it kept (the fill was split into ranges), not from
+	// its prefix to the blob's end, which would push bytes it has into
+	// the connection.
+	if after := hub.Counters.CDNRanges(layer)[before:]; len(after) == 0 || !boundedRange(after[0], size) {
+		t.Errorf("after the last restart the fill asked for %q; want a first range that ends before the blob does", after)
+	}
 	tr := hub.Counters.Blob(layer)
 	// In flight at each kill: what the mirror had received but not yet
 	// written, a few MiB at most.
@@ -67,4 +76,12 @@ func TestRestartsContinueFill(t *testing.T) {
 		t.Errorf("%s crossed the link in all, %d after the last restart, with %d sent before it; want only the missing bytes again (margin %d)",
 			tr, last, moved, margin)
 	}
+}
+
+// boundedRange reports whether a Range header asks for one range that
+// starts past the first byte and ends before the last of size bytes.
+func boundedRange(v string, size int64) bool {
+	var first, last int64
+	n, _ := fmt.Sscanf(v, "bytes=%d-%d", &first, &last)
+	return n == 2 && first > 0 && last >= first && last < size-1
 }

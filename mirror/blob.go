@@ -289,12 +289,18 @@ func (m *Mirror) serveUncachedSmall(w http.ResponseWriter, r *http.Request, t ta
 // signed redirect is renewed, and the next endpoint answers when the
 // first fails. From the first byte, with a cache that splits large fills,
 // it asks for the first part only: the cache fetches the rest in ranges,
-// so no byte crosses the link twice.
+// so no byte crosses the link twice; a fill that continues a partial
+// download likewise asks for only the bytes it wants (cache.FetchEnd).
 func (m *Mirror) blobFetch(t target, d digest.Digest) cache.FetchFunc {
 	return func(ctx context.Context, off int64) (cache.Source, error) {
 		var end int64
 		var hdr http.Header
 		switch {
+		case off > 0 && cache.FetchEnd(ctx) > off:
+			// A fill continuing a partial download wants only the bytes
+			// up to the first range it kept (or a first part).
+			end = cache.FetchEnd(ctx)
+			hdr = http.Header{"Range": {cache.BoundedRangeHeader(off, end)}}
 		case off > 0:
 			hdr = http.Header{"Range": {cache.RangeHeader(off)}}
 		case m.store.SplitSize() > 0:
@@ -303,8 +309,13 @@ func (m *Mirror) blobFetch(t target, d digest.Digest) cache.FetchFunc {
 		}
 		src, err := m.getBlob(ctx, t, d, off, end, hdr)
 		if end > 0 && errors.Is(err, cache.ErrRangeMismatch) {
-			// An upstream that botches ranges: the whole blob in one go.
-			src, err = m.getBlob(ctx, t, d, 0, 0, nil)
+			// An upstream that botches ranges: from off to the end in one
+			// go (the whole blob from the first byte).
+			var rest http.Header
+			if off > 0 {
+				rest = http.Header{"Range": {cache.RangeHeader(off)}}
+			}
+			src, err = m.getBlob(ctx, t, d, off, 0, rest)
 		}
 		if err != nil {
 			return cache.Source{}, err

@@ -80,11 +80,12 @@ func (h *Hub) serveCDN(w http.ResponseWriter, r *http.Request) {
 	if get {
 		h.Counters.CDNGET.Add(1)
 		b := h.Counters.countBlobGET(digest, r)
+		b.noteCDNRange(r)
 		defer b.start()()
 		w = &countingWriter{ResponseWriter: w, ns: []*atomic.Int64{&h.Counters.CDNBytes, &b.bytes}}
 		w = &expiryWriter{ResponseWriter: w, now: h.now, expires: expires, expired: func() { h.Counters.CDNExpired.Add(1) }}
 	}
-	w, _, answered := h.applyFaults(w, r, faultPoint{target: TargetBlob, body: get, digest: digest})
+	w, _, answered := h.applyFaults(w, r, faultPoint{target: TargetBlob, body: get, digest: digest, rangeFirst: rangeFirst(r)})
 	if answered {
 		return
 	}

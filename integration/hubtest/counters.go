@@ -3,6 +3,7 @@ package hubtest
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -142,6 +143,10 @@ type BlobTraffic struct {
 type blobCounters struct {
 	requests, ranges, redirects, bytes atomic.Int64
 	active, peak                       atomic.Int64
+	// mu guards cdnRanges.
+	mu sync.Mutex
+	// cdnRanges are the Range headers of the CDN's GETs, in order.
+	cdnRanges []string
 }
 
 // blob returns the counters of digest, creating them on first use.
@@ -181,6 +186,24 @@ func (b *blobCounters) start() (done func()) {
 		}
 	}
 	return func() { b.active.Add(-1) }
+}
+
+// noteCDNRange records the Range header of a CDN GET of the blob ("" for
+// none).
+func (b *blobCounters) noteCDNRange(r *http.Request) {
+	b.mu.Lock()
+	b.cdnRanges = append(b.cdnRanges, r.Header.Get("Range"))
+	b.mu.Unlock()
+}
+
+// CDNRanges returns the Range headers of the CDN's GETs of one blob digest
+// since the last Reset, in the order they came ("" for a GET without one):
+// what a client asked the link for.
+func (c *Counters) CDNRanges(digest string) []string {
+	b := c.blob(digest)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.cdnRanges)
 }
 
 // Blob returns the traffic of one blob digest since the last Reset: how

@@ -3,6 +3,7 @@ package hubtest
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -164,6 +165,11 @@ type Fault struct {
 	// Announce is the Content-Length FaultOversize announces; 0 or less
 	// sends the body chunked, without one.
 	Announce int64
+	// RangeFrom, when positive, narrows the fault to GETs whose Range
+	// header asks for bytes from at least RangeFrom (one range of a
+	// download split over several connections, say). With Count, the
+	// first such ranges only.
+	RangeFrom int64
 }
 
 // SetFault replaces the active faults by f; the zero Fault clears them.
@@ -202,6 +208,21 @@ type faultPoint struct {
 	redirect bool
 	// digest is the digest a manifest or blob request names, if any.
 	digest string
+	// rangeFirst is the first byte the request's Range asks for, -1
+	// without a Range of bytes.
+	rangeFirst int64
+}
+
+// rangeFirst returns the first byte of a "bytes=first-..." Range header,
+// -1 for anything else.
+func rangeFirst(r *http.Request) int64 {
+	v, ok := strings.CutPrefix(r.Header.Get("Range"), "bytes=")
+	a, _, ok2 := strings.Cut(v, "-")
+	first, err := strconv.ParseInt(a, 10, 64)
+	if !ok || !ok2 || err != nil {
+		return -1
+	}
+	return first
 }
 
 // applies reports whether f acts on a request at p.
@@ -212,6 +233,8 @@ func (f Fault) applies(p faultPoint) bool {
 	case f.Target != TargetAll && f.Target != p.target:
 		return false
 	case f.Digest != "" && f.Digest != p.digest:
+		return false
+	case f.RangeFrom > 0 && p.rangeFirst < f.RangeFrom:
 		return false
 	case f.Kind == FaultExpiry:
 		return p.redirect

@@ -103,7 +103,7 @@ func (h *Hub) serveFront(w http.ResponseWriter, r *http.Request) {
 			w = &countingWriter{ResponseWriter: w, ns: []*atomic.Int64{&b.bytes}}
 		}
 	}
-	w, faults, answered := h.applyFaults(w, r, faultPoint{target: target, body: get && !redirect, redirect: redirect, digest: rt.ref})
+	w, faults, answered := h.applyFaults(w, r, faultPoint{target: target, body: get && !redirect, redirect: redirect, digest: rt.ref, rangeFirst: rangeFirst(r)})
 	if answered {
 		return
 	}

@@ -41,7 +41,7 @@ func (h *Hub) serveToken(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"details": "only GET is served"})
 		return
 	}
-	w, _, answered := h.applyFaults(w, r, faultPoint{target: TargetToken, body: true})
+	w, _, answered := h.applyFaults(w, r, faultPoint{target: TargetToken, body: true, rangeFirst: -1})
 	if answered {
 		return
 	}
