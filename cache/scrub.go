@@ -111,17 +111,12 @@ func (st *scrubState) update(f func(*ScrubStats)) {
 	st.mu.Unlock()
 }
 
-// startScrub starts the background scrub unless interval is negative.
+// startScrub starts the background scrub unless interval is negative
+// (Options.WithDefaults gave the zero values theirs).
 func (s *Store) startScrub(interval time.Duration, rate int64) {
 	s.integ.scrub.wake = make(chan struct{}, 1)
 	if interval < 0 {
 		return
-	}
-	if interval == 0 {
-		interval = DefaultScrubInterval
-	}
-	if rate == 0 {
-		rate = DefaultScrubRate
 	}
 	s.startCheckQueue(rate)
 	rec, _ := s.readScrubRecord()
