@@ -138,15 +138,14 @@ func (h *Handler) upstreamList() []Upstream {
 }
 
 // fillDefaults fills in the defaults that are the handler's own: the
-// storage directory, under Caddy's data directory, and the disk budget
-// (the cache's own zero budget means none; a handler's means
-// cache.DefaultMaxBytes).
+// storage directory, under Caddy's data directory, and the disk budget,
+// DefaultMaxSize (the cache's own zero budget means none).
 func (h *Handler) fillDefaults() {
 	if h.Storage == "" {
 		h.Storage = filepath.Join(caddy.AppDataDir(), "registry_cache")
 	}
 	if h.MaxSize == 0 {
-		h.MaxSize = cache.DefaultMaxBytes
+		h.MaxSize = DefaultMaxSize
 	}
 }
 
