@@ -37,6 +37,7 @@ func keptSettings(s settings) []keptSetting {
 		{name: "fill_retries", value: strconv.Itoa(o.FillRetries)},
 		{name: "fill_connections", value: strconv.Itoa(o.FillConnections)},
 		{name: "fill_split_size", value: strconv.FormatInt(o.FillSplitSize, 10)},
+		{name: "slow_source_rate", value: strconv.FormatInt(o.SlowSourceRate, 10)},
 		{name: "ingest_max_size", value: strconv.FormatInt(o.IngestMaxBytes, 10)},
 		{name: "ingest_max_age", value: durationText(o.IngestMaxAge)},
 		{name: "scrub_interval", value: scrubInterval},
