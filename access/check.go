@@ -91,10 +91,10 @@ func (a *Decisions) Ask(ctx context.Context, c Check, probe func(context.Context
 		a.Link(c.registry, c.repo, c.d)
 		return nil
 	}
-	if a.refused(err) {
+	if a.cfg.Refused(err) {
 		return err
 	}
-	failed := a.failed(err)
+	failed := a.cfg.Failed(err)
 	if failed {
 		a.noteUpstreamDown(c.registry, c.now)
 	}

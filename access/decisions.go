@@ -85,17 +85,32 @@ type DecisionsConfig struct {
 	Log *zap.Logger
 }
 
+// WithDefaults returns c with the default of every field left zero (or,
+// for TTL, less) filled in: the values NewDecisions runs with. StaleLimit
+// has none: zero is no bound.
+func (c DecisionsConfig) WithDefaults() DecisionsConfig {
+	if c.TTL <= 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Log == nil {
+		c.Log = zap.NewNop()
+	}
+	return c
+}
+
 // Decisions are the upstreams' decisions on what each identity may pull:
 // kept in memory for the TTL, links and the default identity's grants in
 // Records.
 type Decisions struct {
-	records    Records
-	ttl        time.Duration
-	staleLimit time.Duration
-	refused    func(error) bool
-	failed     func(error) bool
-	now        func() time.Time
-	log        *zap.Logger
+	// cfg is the configuration, with its defaults; records, now and log
+	// are its Records, Now and Log.
+	cfg     DecisionsConfig
+	records Records
+	now     func() time.Time
+	log     *zap.Logger
 
 	mem       decisionMemory
 	links     linkMemo
@@ -105,18 +120,8 @@ type Decisions struct {
 
 // NewDecisions returns the Decisions of cfg.
 func NewDecisions(cfg DecisionsConfig) *Decisions {
-	d := &Decisions{records: cfg.Records, ttl: cfg.TTL, staleLimit: cfg.StaleLimit,
-		refused: cfg.Refused, failed: cfg.Failed, now: cfg.Now, log: cfg.Log}
-	if d.ttl <= 0 {
-		d.ttl = DefaultTTL
-	}
-	if d.now == nil {
-		d.now = time.Now
-	}
-	if d.log == nil {
-		d.log = zap.NewNop()
-	}
-	return d
+	cfg = cfg.WithDefaults()
+	return &Decisions{cfg: cfg, records: cfg.Records, now: cfg.Now, log: cfg.Log}
 }
 
 // repoKey names a repository at an upstream.
@@ -183,18 +188,18 @@ func (a *Decisions) Note(who Principal, registry, repo string, err error) {
 	now := a.now()
 	isDefault := who.IsDefault()
 	if err == nil {
-		prev, had := a.mem.set(key, decision{allowed: true, at: now}, a.ttl)
-		if isDefault && (!had || !prev.allowed || now.Sub(prev.at) >= a.ttl/2) {
+		prev, had := a.mem.set(key, decision{allowed: true, at: now}, a.cfg.TTL)
+		if isDefault && (!had || !prev.allowed || now.Sub(prev.at) >= a.cfg.TTL/2) {
 			if err := a.records.SetGrant(registry, repo, Grant{Identity: who.ID(), At: now}); err != nil {
 				a.log.Warn("recording access grant", zap.String("upstream", registry), zap.String("repository", repo), zap.Error(err))
 			}
 		}
 		return
 	}
-	if !a.refused(err) {
+	if !a.cfg.Refused(err) {
 		return
 	}
-	prev, had := a.mem.set(key, decision{err: err, at: now}, a.ttl)
+	prev, had := a.mem.set(key, decision{err: err, at: now}, a.cfg.TTL)
 	if isDefault && (!had || prev.allowed) {
 		if _, gerr := a.records.GrantOf(registry, repo); gerr != nil {
 			return // nothing to forget (a read costs less than a write)
@@ -210,22 +215,22 @@ func (a *Decisions) Note(who Principal, registry, repo string, err error) {
 // restart) counts when its grant is recent enough.
 func (a *Decisions) decided(who Principal, registry, repo string, now time.Time) (decision, bool) {
 	key := KeyOf(who, repoKey{registry, repo})
-	if d, ok := a.mem.get(key); ok && now.Sub(d.at) < a.ttl {
+	if d, ok := a.mem.get(key); ok && now.Sub(d.at) < a.cfg.TTL {
 		return d, true
 	}
 	if !who.IsDefault() {
 		return decision{}, false
 	}
 	g, err := a.records.GrantOf(registry, repo)
-	if err == nil && now.Sub(g.At) >= a.ttl {
+	if err == nil && now.Sub(g.At) >= a.cfg.TTL {
 		// Another node sharing the cache may have renewed it.
 		g = a.records.RefreshGrant(registry, repo, g)
 	}
-	if err != nil || g.Identity != who.ID() || now.Sub(g.At) >= a.ttl {
+	if err != nil || g.Identity != who.ID() || now.Sub(g.At) >= a.cfg.TTL {
 		return decision{}, false
 	}
 	d := decision{allowed: true, at: g.At}
-	a.mem.set(key, d, a.ttl)
+	a.mem.set(key, d, a.cfg.TTL)
 	return d, true
 }
 
@@ -241,7 +246,7 @@ func (a *Decisions) openToDefault(who Principal, registry, repo string, now time
 // old, let it pull, or, for any identity, whether the default identity
 // had a grant: what an outage falls back on, within the stale limit.
 func (a *Decisions) lastKnownAllowed(who Principal, registry, repo string, now time.Time) bool {
-	within := func(at time.Time) bool { return a.staleLimit <= 0 || now.Sub(at) < a.ttl+a.staleLimit }
+	within := func(at time.Time) bool { return a.cfg.StaleLimit <= 0 || now.Sub(at) < a.cfg.TTL+a.cfg.StaleLimit }
 	if d, ok := a.mem.get(KeyOf(who, repoKey{registry, repo})); ok {
 		if !d.allowed {
 			return false

@@ -241,3 +241,29 @@ func TestListed(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigsWithDefaults(t *testing.T) {
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"decisions ttl", DecisionsConfig{}.WithDefaults().TTL, DefaultTTL},
+		{"decisions ttl negative", DecisionsConfig{TTL: -1}.WithDefaults().TTL, DefaultTTL},
+		{"decisions ttl set", DecisionsConfig{TTL: time.Minute}.WithDefaults().TTL, time.Minute},
+		{"decisions stale limit: none", DecisionsConfig{}.WithDefaults().StaleLimit, time.Duration(0)},
+		{"decisions stale limit set", DecisionsConfig{StaleLimit: time.Hour}.WithDefaults().StaleLimit, time.Hour},
+		{"decisions clock", DecisionsConfig{}.WithDefaults().Now != nil, true},
+		{"decisions log", DecisionsConfig{}.WithDefaults().Log != nil, true},
+		{"verdict ttl", VerifyConfig{}.WithDefaults().VerdictTTL, DefaultVerdictTTL},
+		{"verdict ttl negative", VerifyConfig{VerdictTTL: -1}.WithDefaults().VerdictTTL, DefaultVerdictTTL},
+		{"verdict ttl set", VerifyConfig{VerdictTTL: time.Second}.WithDefaults().VerdictTTL, time.Second},
+		{"verify mode kept", VerifyConfig{Mode: ModeAudit}.WithDefaults().Mode, ModeAudit},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.got != tc.want {
+				t.Errorf("WithDefaults() gave %v, want %v", tc.got, tc.want)
+			}
+		})
+	}
+}

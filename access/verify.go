@@ -63,6 +63,15 @@ type VerifyConfig struct {
 	VerdictTTL time.Duration
 }
 
+// WithDefaults returns vc with VerdictTTL's default filled in when it is
+// zero or less: the values a rule runs with.
+func (vc VerifyConfig) WithDefaults() VerifyConfig {
+	if vc.VerdictTTL <= 0 {
+		vc.VerdictTTL = DefaultVerdictTTL
+	}
+	return vc
+}
+
 // VerifyRule is one parsed signature rule with its verdict cache.
 type VerifyRule struct {
 	Rule
@@ -91,11 +100,9 @@ type VerifyRule struct {
 
 // newVerifyRule parses one signature rule.
 func newVerifyRule(id string, vc VerifyConfig) (*VerifyRule, error) {
+	vc = vc.WithDefaults()
 	v := &VerifyRule{Rule: Rule{ID: id, Kind: "verify", Text: strings.Join(vc.Patterns, " ")},
 		mode: vc.Mode, ttl: vc.VerdictTTL}
-	if v.ttl <= 0 {
-		v.ttl = DefaultVerdictTTL
-	}
 	if len(vc.Patterns) == 0 {
 		return nil, fmt.Errorf("%s: a verify rule needs a repository pattern", id)
 	}

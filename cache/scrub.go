@@ -111,17 +111,12 @@ func (st *scrubState) update(f func(*ScrubStats)) {
 	st.mu.Unlock()
 }
 
-// startScrub starts the background scrub unless interval is negative.
+// startScrub starts the background scrub unless interval is negative
+// (Options.WithDefaults gave the zero values theirs).
 func (s *Store) startScrub(interval time.Duration, rate int64) {
 	s.integ.scrub.wake = make(chan struct{}, 1)
 	if interval < 0 {
 		return
-	}
-	if interval == 0 {
-		interval = DefaultScrubInterval
-	}
-	if rate == 0 {
-		rate = DefaultScrubRate
 	}
 	s.startCheckQueue(rate)
 	rec, _ := s.readScrubRecord()
@@ -130,13 +125,14 @@ func (s *Store) startScrub(interval time.Duration, rate int64) {
 		st.LastPassStarted, st.LastPassFinished = rec.PassStarted, rec.PassFinished
 	})
 	s.wg.Add(1)
-	go s.scrubLoop(interval, rate)
+	// The time of the start, read here: the goroutine may run later.
+	go s.scrubLoop(s.now(), interval, rate)
 }
 
-// scrubLoop runs scrub passes on their schedule until the store closes.
-func (s *Store) scrubLoop(interval time.Duration, rate int64) {
+// scrubLoop runs scrub passes on their schedule until the store closes;
+// opened is when the store opened.
+func (s *Store) scrubLoop(opened time.Time, interval time.Duration, rate int64) {
 	defer s.wg.Done()
-	opened := s.now()
 	for {
 		rec, err := s.readScrubRecord()
 		if err != nil {

@@ -206,6 +206,71 @@ type Options struct {
 	IngestMaxAge time.Duration
 }
 
+// WithDefaults returns o with the default of every field left zero (or,
+// where the field says so, zero or less) filled in: the values Open runs
+// with. MaxBytes, MaxIdle, Dependent and Sources have no default; a
+// negative ScrubInterval (no scrub) or ScrubRate (no bound) is kept.
+func (o Options) WithDefaults() Options {
+	if o.MemoryBytes <= 0 {
+		o.MemoryBytes = DefaultMemoryBytes
+	}
+	if o.InlineLimit <= 0 {
+		o.InlineLimit = DefaultInlineLimit
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.AccessFlushInterval <= 0 {
+		o.AccessFlushInterval = DefaultAccessFlushInterval
+	}
+	if o.WriteRetryInterval <= 0 {
+		o.WriteRetryInterval = DefaultWriteRetryInterval
+	}
+	if o.MaxFills <= 0 {
+		o.MaxFills = DefaultMaxFills
+	}
+	if o.FillQueueTimeout <= 0 {
+		o.FillQueueTimeout = DefaultFillQueueTimeout
+	}
+	if o.FillRetries <= 0 {
+		o.FillRetries = DefaultFillRetries
+	}
+	if o.FillRetryBackoff <= 0 {
+		o.FillRetryBackoff = DefaultFillRetryBackoff
+	}
+	if o.FillConnections <= 0 {
+		o.FillConnections = DefaultFillConnections
+	}
+	if o.FillSplitSize <= 0 {
+		o.FillSplitSize = DefaultFillSplitSize
+	}
+	if o.FillSplitAfter <= 0 {
+		o.FillSplitAfter = DefaultFillSplitAfter
+	}
+	if o.SlowSourceAfter <= 0 {
+		o.SlowSourceAfter = DefaultSlowSourceAfter
+	}
+	if o.SlowSourceRate <= 0 {
+		o.SlowSourceRate = DefaultSlowSourceRate
+	}
+	if o.IngestMaxBytes <= 0 {
+		o.IngestMaxBytes = DefaultIngestMaxBytes
+	}
+	if o.IngestMaxAge <= 0 {
+		o.IngestMaxAge = DefaultIngestMaxAge
+	}
+	if o.ScrubInterval == 0 {
+		o.ScrubInterval = DefaultScrubInterval
+	}
+	if o.ScrubRate == 0 {
+		o.ScrubRate = DefaultScrubRate
+	}
+	return o
+}
+
 // Object is the metadata of one verified object.
 type Object struct {
 	// Digest identifies the content.
@@ -320,57 +385,7 @@ func Open(opts Options) (*Store, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("opening cache: a directory is required")
 	}
-	if opts.MemoryBytes <= 0 {
-		opts.MemoryBytes = DefaultMemoryBytes
-	}
-	if opts.InlineLimit <= 0 {
-		opts.InlineLimit = DefaultInlineLimit
-	}
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.AccessFlushInterval <= 0 {
-		opts.AccessFlushInterval = DefaultAccessFlushInterval
-	}
-	if opts.WriteRetryInterval <= 0 {
-		opts.WriteRetryInterval = DefaultWriteRetryInterval
-	}
-	if opts.MaxFills <= 0 {
-		opts.MaxFills = DefaultMaxFills
-	}
-	if opts.FillQueueTimeout <= 0 {
-		opts.FillQueueTimeout = DefaultFillQueueTimeout
-	}
-	if opts.FillRetries <= 0 {
-		opts.FillRetries = DefaultFillRetries
-	}
-	if opts.FillRetryBackoff <= 0 {
-		opts.FillRetryBackoff = DefaultFillRetryBackoff
-	}
-	if opts.FillConnections <= 0 {
-		opts.FillConnections = DefaultFillConnections
-	}
-	if opts.FillSplitSize <= 0 {
-		opts.FillSplitSize = DefaultFillSplitSize
-	}
-	if opts.FillSplitAfter <= 0 {
-		opts.FillSplitAfter = DefaultFillSplitAfter
-	}
-	if opts.SlowSourceAfter <= 0 {
-		opts.SlowSourceAfter = DefaultSlowSourceAfter
-	}
-	if opts.SlowSourceRate <= 0 {
-		opts.SlowSourceRate = DefaultSlowSourceRate
-	}
-	if opts.IngestMaxBytes <= 0 {
-		opts.IngestMaxBytes = DefaultIngestMaxBytes
-	}
-	if opts.IngestMaxAge <= 0 {
-		opts.IngestMaxAge = DefaultIngestMaxAge
-	}
+	opts = opts.WithDefaults()
 	s := &Store{
 		dir:         opts.Dir,
 		blobsDir:    filepath.Join(opts.Dir, "blobs"),

@@ -2,11 +2,9 @@ package caddymodule
 
 import (
 	"strconv"
-	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/regcache/regcache/cache"
 	"github.com/regcache/regcache/s3tier"
 )
 
@@ -24,23 +22,24 @@ type keptSetting struct {
 }
 
 // keptSettings returns the settings of s that an open cache keeps, in a
-// fixed order, with the defaults of the packages that own them filled in.
+// fixed order, with the values the packages that own them run with (their
+// WithDefaults).
 func keptSettings(s settings) []keptSetting {
-	o := s.cache
+	o := s.cache.WithDefaults()
 	scrubInterval, scrubRate := "off", "off"
 	if o.ScrubInterval >= 0 {
-		scrubInterval = durationText(orDefault(o.ScrubInterval, cache.DefaultScrubInterval))
-		scrubRate = strconv.FormatInt(orDefault(o.ScrubRate, cache.DefaultScrubRate), 10)
+		scrubInterval = durationText(o.ScrubInterval)
+		scrubRate = strconv.FormatInt(o.ScrubRate, 10)
 	}
 	kept := []keptSetting{
-		{name: "memory", value: strconv.FormatInt(orDefault(o.MemoryBytes, cache.DefaultMemoryBytes), 10)},
-		{name: "max_downloads", value: strconv.Itoa(orDefault(o.MaxFills, cache.DefaultMaxFills))},
-		{name: "fill_retries", value: strconv.Itoa(orDefault(o.FillRetries, cache.DefaultFillRetries))},
-		{name: "fill_connections", value: strconv.Itoa(orDefault(o.FillConnections, cache.DefaultFillConnections))},
-		{name: "fill_split_size", value: strconv.FormatInt(orDefault(o.FillSplitSize, cache.DefaultFillSplitSize), 10)},
-		{name: "slow_source_rate", value: strconv.FormatInt(orDefault(o.SlowSourceRate, cache.DefaultSlowSourceRate), 10)},
-		{name: "ingest_max_size", value: strconv.FormatInt(orDefault(o.IngestMaxBytes, cache.DefaultIngestMaxBytes), 10)},
-		{name: "ingest_max_age", value: durationText(orDefault(o.IngestMaxAge, cache.DefaultIngestMaxAge))},
+		{name: "memory", value: strconv.FormatInt(o.MemoryBytes, 10)},
+		{name: "max_downloads", value: strconv.Itoa(o.MaxFills)},
+		{name: "fill_retries", value: strconv.Itoa(o.FillRetries)},
+		{name: "fill_connections", value: strconv.Itoa(o.FillConnections)},
+		{name: "fill_split_size", value: strconv.FormatInt(o.FillSplitSize, 10)},
+		{name: "slow_source_rate", value: strconv.FormatInt(o.SlowSourceRate, 10)},
+		{name: "ingest_max_size", value: strconv.FormatInt(o.IngestMaxBytes, 10)},
+		{name: "ingest_max_age", value: durationText(o.IngestMaxAge)},
 		{name: "scrub_interval", value: scrubInterval},
 		{name: "scrub_rate", value: scrubRate},
 	}
@@ -48,33 +47,24 @@ func keptSettings(s settings) []keptSetting {
 }
 
 // keptS3 returns the shared bucket's settings: "s3" (on or off), then,
-// with a bucket, each of its settings.
-func keptS3(c *s3tier.Config) []keptSetting {
-	if c == nil {
+// with a bucket, each of its settings as the tier runs with them.
+func keptS3(bucket *s3tier.Config) []keptSetting {
+	if bucket == nil {
 		return []keptSetting{{name: "s3", value: "off"}}
 	}
+	c := bucket.WithDefaults()
 	return []keptSetting{
 		{name: "s3", value: "on"},
 		{name: "s3.endpoint", value: c.Endpoint},
 		{name: "s3.bucket", value: c.Bucket},
-		{name: "s3.region", value: orDefault(c.Region, s3tier.DefaultRegion)},
+		{name: "s3.region", value: c.Region},
 		{name: "s3.prefix", value: c.Prefix},
 		{name: "s3.path_style", value: strconv.FormatBool(c.PathStyle)},
-		{name: "s3.lease_ttl", value: durationText(orDefault(c.LeaseTTL, s3tier.DefaultLeaseTTL))},
-		{name: "s3.chunk_size", value: strconv.FormatInt(orDefault(c.ChunkSize, s3tier.DefaultChunkSize), 10)},
+		{name: "s3.lease_ttl", value: durationText(c.LeaseTTL)},
+		{name: "s3.chunk_size", value: strconv.FormatInt(c.ChunkSize, 10)},
 		{name: "s3.access_key", value: c.AccessKey, secret: true},
 		{name: "s3.secret_key", value: c.SecretKey, secret: true},
 	}
-}
-
-// orDefault returns v, or def when v is zero or less (how the packages
-// read their options).
-func orDefault[T int | int64 | time.Duration | string](v, def T) T {
-	var zero T
-	if v <= zero {
-		return def
-	}
-	return v
 }
 
 // noteKept logs, at Warn and once per setting, each setting of next that

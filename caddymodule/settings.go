@@ -137,25 +137,25 @@ func (h *Handler) upstreamList() []Upstream {
 	return ups
 }
 
-// fillDefaults writes the effective values of the main settings into the
-// handler, as the config API shows them; the values are the defaults of
-// the packages that own them.
+// fillDefaults fills in the defaults that are the handler's own: the
+// storage directory, under Caddy's data directory, and the disk budget,
+// DefaultMaxSize (the cache's own zero budget means none).
 func (h *Handler) fillDefaults() {
 	if h.Storage == "" {
 		h.Storage = filepath.Join(caddy.AppDataDir(), "registry_cache")
 	}
 	if h.MaxSize == 0 {
-		h.MaxSize = cache.DefaultMaxBytes
+		h.MaxSize = DefaultMaxSize
 	}
-	if h.Memory == 0 {
-		h.Memory = cache.DefaultMemoryBytes
-	}
-	if h.TagTTL == 0 {
-		h.TagTTL = caddy.Duration(mirror.DefaultTagTTL)
-	}
-	if h.NegativeTTL == 0 {
-		h.NegativeTTL = caddy.Duration(mirror.DefaultNegativeTTL)
-	}
+}
+
+// showEffective writes the effective values of the other main settings of
+// s back into the handler, as the config API shows them: the values the
+// packages that own them run with (their WithDefaults).
+func (h *Handler) showEffective(s settings) {
+	h.Memory = s.cache.WithDefaults().MemoryBytes
+	mc := s.mirror.WithDefaults()
+	h.TagTTL, h.NegativeTTL = caddy.Duration(mc.TagTTL), caddy.Duration(mc.NegativeTTL)
 }
 
 // settings checks the handler, resolves its placeholders and maps its
@@ -251,6 +251,7 @@ func (h *Handler) settings() (settings, error) {
 		DisablePrefetch:         h.DisablePrefetch,
 		TokenRealm:              h.TokenRealm,
 	}
+	h.showEffective(s)
 	defaultName := mirror.DefaultRegistry(h.Default, names)
 	for _, r := range h.Sync {
 		ref, err := mirror.ParseImageRef(r.Image, defaultName, true)

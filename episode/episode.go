@@ -22,13 +22,24 @@ type Options struct {
 	Now func() time.Time
 }
 
+// WithDefaults returns o with the default of every field left zero (or,
+// for Interval, less) filled in: the values New runs with.
+func (o Options) WithDefaults() Options {
+	if o.Interval <= 0 {
+		o.Interval = DefaultInterval
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
 // Log reports one lasting condition. It is safe for concurrent use.
 type Log struct {
-	log      *zap.Logger
-	level    zapcore.Level
-	msg      string
-	interval time.Duration
-	now      func() time.Time
+	log   *zap.Logger
+	level zapcore.Level
+	msg   string
+	opts  Options // with its defaults
 
 	mu       sync.Mutex
 	active   bool
@@ -42,15 +53,9 @@ type Log struct {
 // New returns a Log that writes msg to log at level (the end of an
 // episode at Info).
 func New(log *zap.Logger, level zapcore.Level, msg string, opts Options) *Log {
-	l := &Log{log: log, level: level, msg: msg, interval: opts.Interval, now: opts.Now}
+	l := &Log{log: log, level: level, msg: msg, opts: opts.WithDefaults()}
 	if l.log == nil {
 		l.log = zap.NewNop()
-	}
-	if l.interval <= 0 {
-		l.interval = DefaultInterval
-	}
-	if l.now == nil {
-		l.now = time.Now
 	}
 	return l
 }
@@ -67,10 +72,10 @@ type line struct {
 // message with the latest details, the count since the last line and the
 // time since the episode began) at most once per interval.
 func (l *Log) Event(fields ...zap.Field) {
-	now := l.now()
+	now := l.opts.Now()
 	var lines []line
 	l.mu.Lock()
-	if l.active && now.Sub(l.lastSeen) >= l.interval {
+	if l.active && now.Sub(l.lastSeen) >= l.opts.Interval {
 		// Quiet for an interval: that episode ended unnoticed.
 		lines = append(lines, l.endLocked(l.lastSeen, nil))
 	}
@@ -82,7 +87,7 @@ func (l *Log) Event(fields ...zap.Field) {
 	default:
 		l.total++
 		l.unlogged++
-		if now.Sub(l.lastLine) >= l.interval {
+		if now.Sub(l.lastLine) >= l.opts.Interval {
 			lines = append(lines, line{l.level, l.msg, append(fields,
 				zap.Int64("count", l.unlogged), zap.Duration("since_start", now.Sub(l.started)))})
 			l.unlogged, l.lastLine = 0, now
@@ -100,7 +105,7 @@ func (l *Log) End(fields ...zap.Field) {
 		l.mu.Unlock()
 		return
 	}
-	ln := l.endLocked(l.now(), fields)
+	ln := l.endLocked(l.opts.Now(), fields)
 	l.mu.Unlock()
 	l.write([]line{ln})
 }

@@ -82,3 +82,22 @@ func TestEpisode(t *testing.T) {
 		})
 	}
 }
+
+func TestOptionsWithDefaults(t *testing.T) {
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"interval", Options{}.WithDefaults().Interval, DefaultInterval},
+		{"interval negative", Options{Interval: -1}.WithDefaults().Interval, DefaultInterval},
+		{"interval set", Options{Interval: time.Second}.WithDefaults().Interval, time.Second},
+		{"clock", Options{}.WithDefaults().Now != nil, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.got != tc.want {
+				t.Errorf("WithDefaults() gave %v, want %v", tc.got, tc.want)
+			}
+		})
+	}
+}

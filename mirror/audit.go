@@ -48,7 +48,7 @@ func WithAuditClient(ctx context.Context, c AuditClient) context.Context {
 // write none. The user is the site's authenticated user, else the name
 // the client logged in to the mirror with; never a credential.
 func (m *Mirror) auditPull(r *http.Request, route oci.Route, t target, cl client, cw *countingWriter) {
-	if m.audit == nil || route.Kind != oci.KindManifest || cw.status != http.StatusOK {
+	if m.cfg.Audit == nil || route.Kind != oci.KindManifest || cw.status != http.StatusOK {
 		return
 	}
 	byDigest := strings.Contains(route.Reference, ":")
@@ -73,7 +73,7 @@ func (m *Mirror) auditPull(r *http.Request, route oci.Route, t target, cl client
 	case byDigest && m.auditedHeads.take(key, m.now()):
 		return // the GET that follows the HEAD of this pull
 	}
-	m.audit.Info("pull",
+	m.cfg.Audit.Info("pull",
 		zap.String("client_ip", who.Address),
 		zap.String("user", who.User),
 		zap.String("upstream", t.registry),

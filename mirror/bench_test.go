@@ -54,8 +54,8 @@ func BenchmarkManifestHit(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			if bc.audited {
-				m.audit = audit
-				defer func() { m.audit = nil }()
+				m.cfg.Audit = audit
+				defer func() { m.cfg.Audit = nil }()
 			}
 			req, err := http.NewRequest(http.MethodGet, bc.path, nil)
 			if err != nil {

@@ -61,7 +61,7 @@ type client struct {
 // header; an error (a 401 asking for a new token) when it presents a token
 // the mirror does not know or that expired.
 func (m *Mirror) clientOf(r *http.Request) (client, error) {
-	if m.ignoreClientCredentials || siteAuthenticated(r.Context()) {
+	if m.cfg.IgnoreClientCredentials || siteAuthenticated(r.Context()) {
 		return client{}, nil
 	}
 	auth := r.Header.Get("Authorization")
@@ -105,7 +105,7 @@ func (m *Mirror) clientOf(r *http.Request) (client, error) {
 // reaches it, with the ns parameter of the request (so that credentials
 // asked for there are bound to that registry).
 func (m *Mirror) realm(r *http.Request) string {
-	base := m.tokenRealm
+	base := m.cfg.TokenRealm
 	if base == "" {
 		scheme := "http"
 		if r.TLS != nil {
@@ -140,7 +140,7 @@ func (m *Mirror) bearerChallenge(r *http.Request, scope, errCode string) string 
 // name, or nil when the client cannot be challenged: the mirror ignores
 // client credentials, or the site authenticated the client itself.
 func (m *Mirror) challenges(r *http.Request, name string) []string {
-	if m.ignoreClientCredentials || siteAuthenticated(r.Context()) {
+	if m.cfg.IgnoreClientCredentials || siteAuthenticated(r.Context()) {
 		return nil
 	}
 	scope := ""
@@ -160,7 +160,7 @@ func (m *Mirror) serveBaseAuth(w http.ResponseWriter, r *http.Request) {
 		m.writeError(w, r, err)
 		return
 	}
-	if !c.authenticated && !m.ignoreClientCredentials && !siteAuthenticated(r.Context()) {
+	if !c.authenticated && !m.cfg.IgnoreClientCredentials && !siteAuthenticated(r.Context()) {
 		e := oci.Errorf(http.StatusUnauthorized, oci.CodeUnauthorized, "authentication required: get a token (anonymous tokens are free)")
 		e.Challenges = []string{m.bearerChallenge(r, "", "")}
 		m.writeError(w, r, e)
@@ -178,7 +178,7 @@ func (m *Mirror) serveBaseAuth(w http.ResponseWriter, r *http.Request) {
 // all get the same token.
 func (m *Mirror) serveToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(oci.APIVersionHeader, oci.APIVersion)
-	if m.ignoreClientCredentials {
+	if m.cfg.IgnoreClientCredentials {
 		m.writeError(w, r, oci.Errorf(http.StatusNotFound, oci.CodeUnsupported, "this mirror does not take client credentials"))
 		return
 	}
@@ -267,7 +267,7 @@ func (m *Mirror) checkCredentials(r *http.Request, cred clientCredentials) (bool
 	if accepted, known := m.clientTokens.verdictOf(cred, now); known {
 		return accepted, nil
 	}
-	addr := clientPrefix(m.clientAddress(r))
+	addr := clientPrefix(m.cfg.ClientAddress(r))
 	if wait, ok := m.loginLimit.take(addr, now); !ok {
 		m.stats.loginThrottled.Add(1)
 		m.throttleLog.Event(zap.String("client", addr.String()))

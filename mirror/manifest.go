@@ -191,12 +191,12 @@ func (m *Mirror) tagRecord(t target, tag string, clientAccept []string) (rec cac
 			zap.String("repository", t.repo), zap.String("tag", tag), zap.Error(err))
 	}
 	known = err == nil && oci.Accepts(clientAccept, rec.MediaType)
-	if known && m.now().Sub(rec.FetchedAt) >= m.tagTTL {
+	if known && m.now().Sub(rec.FetchedAt) >= m.cfg.TagTTL {
 		// Another node sharing the cache may have revalidated it.
 		rec = m.records.RefreshTag(t.registry, t.repo, tag, rec)
 		known = oci.Accepts(clientAccept, rec.MediaType)
 	}
-	return rec, known, known && m.now().Sub(rec.FetchedAt) < m.tagTTL
+	return rec, known, known && m.now().Sub(rec.FetchedAt) < m.cfg.TagTTL
 }
 
 // manifestByTag resolves a tag remote-first within the TTL: a fresh record
@@ -274,7 +274,7 @@ func (m *Mirror) revalidateTag(ctx context.Context, t target, tag string, accept
 		m.staleLog.End()
 		return res, nil
 	}
-	withinLimit := m.staleLimit <= 0 || m.now().Sub(rec.FetchedAt) < m.tagTTL+m.staleLimit
+	withinLimit := m.cfg.StaleIfError <= 0 || m.now().Sub(rec.FetchedAt) < m.cfg.TagTTL+m.cfg.StaleIfError
 	if !staleAllowed(err) || !withinLimit || mustConfirm(ctx) {
 		return resolvedTag{}, err
 	}

@@ -98,19 +98,54 @@ type Config struct {
 	Now func() time.Time
 }
 
+// WithDefaults returns c with the default of every field left zero
+// filled in: the values New runs with. TagTTL and MaxUpstreamRequests take
+// theirs when zero or less, NegativeTTL when zero (negative disables it);
+// AccessTTL takes the access package's (see access.DecisionsConfig), and
+// LoginLimits theirs (see LoginLimits). StaleIfError, Default, Policy and
+// Audit have none: zero means no limit, the upstreams' default (see
+// DefaultRegistry), no policy, no audit log.
+func (c Config) WithDefaults() Config {
+	if c.Peers == nil {
+		c.Peers = noPeers{}
+	}
+	if c.TagTTL <= 0 {
+		c.TagTTL = DefaultTagTTL
+	}
+	if c.NegativeTTL == 0 {
+		c.NegativeTTL = DefaultNegativeTTL
+	}
+	c.AccessTTL = access.DecisionsConfig{TTL: c.AccessTTL}.WithDefaults().TTL
+	if c.MaxUpstreamRequests <= 0 {
+		c.MaxUpstreamRequests = DefaultMaxUpstreamRequests
+	}
+	c.LoginLimits = c.LoginLimits.withDefaults()
+	if c.ClientAddress == nil {
+		c.ClientAddress = func(r *http.Request) string { return r.RemoteAddr }
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
 // Mirror is the pull-through cache as an http.Handler for /v2/ requests.
 type Mirror struct {
+	// cfg is the configuration, with its defaults. The store, records,
+	// peers, logger and clock, which nearly every request uses, are also
+	// fields of their own.
+	cfg         Config
 	upstreams   map[string]*upstream.Client
 	defaultName string
 	store       Content
 	records     Records
 	peers       Peers
-	tagTTL      time.Duration
-	staleLimit  time.Duration
 	log         *zap.Logger
 	now         func() time.Time
 
-	audit        *zap.Logger // nil: no audit log
 	auditedHeads recentHeads // the HEADs by tag of pulls, for the audit log
 
 	tagFlight      access.Flight[tagKey, resolvedTag]
@@ -118,20 +153,15 @@ type Mirror struct {
 	negative       *negativeCache // nil: disabled
 	stats          statCounters
 
-	decisions               *access.Decisions
-	clientTokens            *clientTokens
-	ignoreClientCredentials bool
-	tokenRealm              string
-	upstreamSlots           *limiter
-	policy                  *access.Policy
-	verdicts                access.Flight[verdictKey, access.Verdict]
-	loginLimit              *loginLimiter // nil: off
-	clientAddress           func(r *http.Request) string
+	decisions     *access.Decisions
+	clientTokens  *clientTokens
+	upstreamSlots *limiter
+	verdicts      access.Flight[verdictKey, access.Verdict]
+	loginLimit    *loginLimiter // nil: off
 
 	// Lasting conditions, logged once per episode with a count (see
 	// package episode), not once per request.
 	staleLog, failLog, abortLog, credCheckLog, throttleLog *episode.Log
-	noPrefetch                                             bool
 }
 
 // New returns a Mirror for cfg.
@@ -145,31 +175,18 @@ func New(cfg Config) (*Mirror, error) {
 	if len(cfg.Upstreams) == 0 {
 		return nil, errors.New("mirror: at least one upstream is required")
 	}
+	cfg = cfg.WithDefaults()
 	m := &Mirror{
-		upstreams:  make(map[string]*upstream.Client, len(cfg.Upstreams)),
-		store:      cfg.Store,
-		records:    cfg.Records,
-		peers:      cfg.Peers,
-		tagTTL:     cfg.TagTTL,
-		staleLimit: cfg.StaleIfError,
-		log:        cfg.Logger,
-		audit:      cfg.Audit,
-		now:        cfg.Now,
-
-		ignoreClientCredentials: cfg.IgnoreClientCredentials,
-		tokenRealm:              cfg.TokenRealm,
-		policy:                  cfg.Policy,
-		noPrefetch:              cfg.DisablePrefetch,
-	}
-	if m.peers == nil {
-		m.peers = noPeers{}
+		cfg:       cfg,
+		upstreams: make(map[string]*upstream.Client, len(cfg.Upstreams)),
+		store:     cfg.Store,
+		records:   cfg.Records,
+		peers:     cfg.Peers,
+		log:       cfg.Logger,
+		now:       cfg.Now,
 	}
 	m.clientTokens = newClientTokens()
-	maxUpstream := cfg.MaxUpstreamRequests
-	if maxUpstream <= 0 {
-		maxUpstream = DefaultMaxUpstreamRequests
-	}
-	m.upstreamSlots = newLimiter(maxUpstream, upstreamQueueTimeout)
+	m.upstreamSlots = newLimiter(cfg.MaxUpstreamRequests, upstreamQueueTimeout)
 	for _, c := range cfg.Upstreams {
 		name := CanonicalRegistry(c.Name())
 		if _, dup := m.upstreams[name]; dup {
@@ -185,29 +202,12 @@ func New(cfg Config) (*Mirror, error) {
 	if _, ok := m.upstreams[m.defaultName]; !ok {
 		return nil, fmt.Errorf("mirror: default upstream %q is not configured", m.defaultName)
 	}
-	if m.tagTTL <= 0 {
-		m.tagTTL = DefaultTagTTL
-	}
-	negativeTTL := cfg.NegativeTTL
-	if negativeTTL == 0 {
-		negativeTTL = DefaultNegativeTTL
-	}
-	m.negative = newNegativeCache(negativeTTL, maxNegativeEntries)
-	if m.log == nil {
-		m.log = zap.NewNop()
-	}
-	if m.now == nil {
-		m.now = time.Now
-	}
+	m.negative = newNegativeCache(cfg.NegativeTTL, maxNegativeEntries)
 	m.decisions = access.NewDecisions(access.DecisionsConfig{
-		Records: accessRecords{m.records}, TTL: cfg.AccessTTL, StaleLimit: m.staleLimit,
+		Records: accessRecords{m.records}, TTL: cfg.AccessTTL, StaleLimit: cfg.StaleIfError,
 		Refused: refused, Failed: checkFailed, Now: m.now, Log: m.log,
 	})
 	m.loginLimit = newLoginLimiter(cfg.LoginLimits, m.now())
-	m.clientAddress = cfg.ClientAddress
-	if m.clientAddress == nil {
-		m.clientAddress = func(r *http.Request) string { return r.RemoteAddr }
-	}
 	eo := episode.Options{Now: m.now}
 	m.staleLog = episode.New(m.log, zapcore.WarnLevel, "serving stale tags: the upstream failed to revalidate them", eo)
 	m.failLog = episode.New(m.log, zapcore.WarnLevel, "requests failed", eo)

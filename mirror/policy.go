@@ -25,7 +25,7 @@ import (
 
 // PolicyStats returns the counters of every rule of the edge policy, in
 // configuration order; none without a policy.
-func (m *Mirror) PolicyStats() []access.RuleStats { return m.policy.Stats() }
+func (m *Mirror) PolicyStats() []access.RuleStats { return m.cfg.Policy.Stats() }
 
 // checkPolicy applies the allow, deny and deny_digest rules to a request
 // of a repository, before any upstream request: ref is the route's tag or
@@ -34,7 +34,7 @@ func (m *Mirror) checkPolicy(t target, kind oci.Kind, ref string) error {
 	if kind == oci.KindTags {
 		ref = ""
 	}
-	dec := m.policy.Check(t.registry, t.repo, ref)
+	dec := m.cfg.Policy.Check(t.registry, t.repo, ref)
 	if dec.Allowed {
 		return nil
 	}
@@ -53,13 +53,13 @@ func (m *Mirror) refuse(t target, ref string, dec access.Decision) error {
 // digest must not be blocked (a tag may lead to a blocked digest), and
 // every signature rule of its repository must pass, or be in audit mode.
 func (m *Mirror) admitManifest(ctx context.Context, t target, ref string, mc manifestContent) error {
-	if m.policy == nil {
+	if m.cfg.Policy == nil {
 		return nil
 	}
-	if dec := m.policy.CheckDigest(mc.digest); !dec.Allowed {
+	if dec := m.cfg.Policy.CheckDigest(mc.digest); !dec.Allowed {
 		return m.refuse(t, ref, dec)
 	}
-	rules := m.policy.VerifyRules(t.registry, t.repo)
+	rules := m.cfg.Policy.VerifyRules(t.registry, t.repo)
 	if len(rules) == 0 || isSignatureArtifact(ref, mc) {
 		return nil
 	}
@@ -100,7 +100,7 @@ func (m *Mirror) admitManifest(ctx context.Context, t target, ref string, mc man
 // its manifests are served only once admitted, and their layers are not
 // fetched ahead before.
 func (m *Mirror) signaturesGuard(t target) bool {
-	return len(m.policy.VerifyRules(t.registry, t.repo)) > 0
+	return len(m.cfg.Policy.VerifyRules(t.registry, t.repo)) > 0
 }
 
 // admitBlob applies the signature rules to a blob request whose object is
@@ -164,7 +164,7 @@ func (m *Mirror) admitFilledBlob(ctx context.Context, t target, rd *cache.Reader
 // filterTags removes from a tag list answer the tags the policy refuses.
 // The body is returned unchanged when nothing is refused.
 func (m *Mirror) filterTags(t target, body []byte) []byte {
-	if m.policy == nil {
+	if m.cfg.Policy == nil {
 		return body
 	}
 	var list struct {
@@ -176,7 +176,7 @@ func (m *Mirror) filterTags(t target, body []byte) []byte {
 	}
 	kept := list.Tags[:0:0]
 	for _, tag := range list.Tags {
-		if m.policy.Check(t.registry, t.repo, tag).Allowed {
+		if m.cfg.Policy.Check(t.registry, t.repo, tag).Allowed {
 			kept = append(kept, tag)
 		}
 	}
@@ -193,7 +193,7 @@ func (m *Mirror) filterTags(t target, body []byte) []byte {
 
 // allowedInCatalog reports whether the catalog may list a repository.
 func (m *Mirror) allowedInCatalog(registry, repo string) bool {
-	return m.policy.Check(registry, repo, "").Allowed
+	return m.cfg.Policy.Check(registry, repo, "").Allowed
 }
 
 // isSignatureArtifact reports whether a manifest is a signature or an

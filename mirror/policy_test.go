@@ -75,7 +75,7 @@ func TestFilterTags(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := &Mirror{policy: tc.policy}
+			m := &Mirror{cfg: Config{Policy: tc.policy}}
 			if got := string(m.filterTags(tg, []byte(tc.body))); got != tc.want {
 				t.Errorf("filterTags(%s) = %s, want %s", tc.body, got, tc.want)
 			}

@@ -17,7 +17,7 @@ import (
 // a prefetch only while enough download slots stay free for the fills
 // clients wait for.
 func (m *Mirror) prefetch(t target, mc manifestContent) {
-	if m.noPrefetch {
+	if m.cfg.DisablePrefetch {
 		return
 	}
 	children, blobs, _, err := oci.ManifestRefs(mc.data)

@@ -68,8 +68,9 @@ type Config struct {
 	Now func() time.Time
 }
 
-// withDefaults returns c with its defaults filled in.
-func (c Config) withDefaults() Config {
+// WithDefaults returns c with the default of every field left zero (or
+// less) filled in, and its prefix normalized: the values New runs with.
+func (c Config) WithDefaults() Config {
 	if c.Region == "" {
 		c.Region = DefaultRegion
 	}

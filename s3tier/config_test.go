@@ -2,6 +2,7 @@ package s3tier
 
 import (
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -79,5 +80,41 @@ func TestKeys(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("%s key with prefix %q = %q, want %q", tc.name, tc.prefix, tc.got, tc.want)
 		}
+	}
+}
+
+func TestConfigWithDefaults(t *testing.T) {
+	tests := []struct {
+		name string
+		in   Config
+		get  func(Config) any
+		want any
+	}{
+		{"region", Config{}, func(c Config) any { return c.Region }, DefaultRegion},
+		{"region set", Config{Region: "eu-west-1"}, func(c Config) any { return c.Region }, "eu-west-1"},
+		{"lease ttl", Config{}, func(c Config) any { return c.LeaseTTL }, DefaultLeaseTTL},
+		{"lease ttl set", Config{LeaseTTL: 5 * time.Second}, func(c Config) any { return c.LeaseTTL }, 5 * time.Second},
+		{"chunk size", Config{}, func(c Config) any { return c.ChunkSize }, int64(DefaultChunkSize)},
+		{"chunk size set", Config{ChunkSize: 6 << 20}, func(c Config) any { return c.ChunkSize }, int64(6 << 20)},
+		{"poll interval", Config{}, func(c Config) any { return c.PollInterval }, DefaultPollInterval},
+		{"poll interval set", Config{PollInterval: time.Second}, func(c Config) any { return c.PollInterval }, time.Second},
+		{"timeout", Config{}, func(c Config) any { return c.Timeout }, DefaultTimeout},
+		{"timeout set", Config{Timeout: time.Minute}, func(c Config) any { return c.Timeout }, time.Minute},
+		{"retry interval", Config{}, func(c Config) any { return c.RetryInterval }, DefaultRetryInterval},
+		{"retry interval set", Config{RetryInterval: time.Hour}, func(c Config) any { return c.RetryInterval }, time.Hour},
+		{"logger", Config{}, func(c Config) any { return c.Logger != nil }, true},
+		{"clock", Config{}, func(c Config) any { return c.Now != nil }, true},
+		{"prefix", Config{Prefix: "/a/b"}, func(c Config) any { return c.Prefix }, "a/b/"},
+		{"no prefix", Config{}, func(c Config) any { return c.Prefix }, ""},
+		{"kept as is", Config{Endpoint: "h:1", Bucket: "b", AccessKey: "k", SecretKey: "s", PathStyle: true},
+			func(c Config) any { return [5]any{c.Endpoint, c.Bucket, c.AccessKey, c.SecretKey, c.PathStyle} },
+			[5]any{"h:1", "b", "k", "s", true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.get(tc.in.WithDefaults()); got != tc.want {
+				t.Errorf("WithDefaults() = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

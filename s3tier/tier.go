@@ -44,7 +44,7 @@ func New(cfg Config) (*Tier, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	host, secure, _ := ParseEndpoint(cfg.Endpoint) // checked
 	var creds *credentials.Credentials
 	if cfg.AccessKey != "" {

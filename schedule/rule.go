@@ -46,6 +46,14 @@ type Rule struct {
 	Every time.Duration
 }
 
+// WithDefaults returns r with Every's default filled in when it is zero.
+func (r Rule) WithDefaults() Rule {
+	if r.Every == 0 {
+		r.Every = DefaultEvery
+	}
+	return r
+}
+
 // repository returns the rule's repository and, when the rule names one
 // image (by tag or digest), that image; otherwise image is empty.
 func (r Rule) repository() (repo, image string) {

@@ -38,6 +38,10 @@ type Pinner interface {
 	Pin(owner string, ds []digest.Digest)
 }
 
+// DefaultOwner prefixes the pin owners of a scheduler when Config.Owner is
+// empty.
+const DefaultOwner = "sync"
+
 // Config configures a Scheduler.
 type Config struct {
 	// Rules are the sync rules. They must pass Check.
@@ -48,7 +52,7 @@ type Config struct {
 	Pins Pinner
 	// Owner prefixes the pin owners of this scheduler's rules, so that the
 	// schedulers of two configs of one cache (during a reload) keep their
-	// own pins. Default: "sync".
+	// own pins. Default: DefaultOwner.
 	Owner string
 	// BeforeRun is called before every run (to apply the cache's budget
 	// once the handler serves, say). Default: none.
@@ -60,6 +64,30 @@ type Config struct {
 	// Jitter returns a number in [0, n) for spreading runs. Default:
 	// math/rand/v2's Int64N.
 	Jitter func(n int64) int64
+}
+
+// WithDefaults returns c with the default of every field left zero filled
+// in, its rules' too (see Rule.WithDefaults): the values New runs with.
+// BeforeRun has none. The rules are copied, never changed in place.
+func (c Config) WithDefaults() Config {
+	if c.Owner == "" {
+		c.Owner = DefaultOwner
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Jitter == nil {
+		c.Jitter = rand.Int64N
+	}
+	rules := make([]Rule, len(c.Rules))
+	for i, r := range c.Rules {
+		rules[i] = r.WithDefaults()
+	}
+	c.Rules = rules
+	return c
 }
 
 // Result is the outcome of a rule's last run.
@@ -152,25 +180,11 @@ func New(cfg Config) (*Scheduler, error) {
 	if err := Check(cfg.Rules); err != nil {
 		return nil, err
 	}
-	if cfg.Owner == "" {
-		cfg.Owner = "sync"
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Jitter == nil {
-		cfg.Jitter = rand.Int64N
-	}
+	cfg = cfg.WithDefaults()
 	s := &Scheduler{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1)}
 	now := cfg.Now()
 	for _, r := range cfg.Rules {
 		sel, _ := r.check()
-		if r.Every == 0 {
-			r.Every = DefaultEvery
-		}
 		first := firstDelay + s.jitter(min(r.Every/10, maxFirstJitter))
 		s.rules = append(s.rules, &rule{Rule: r, sel: sel, owner: cfg.Owner + " " + r.Name,
 			status: Status{Rule: r.Name, NextRun: now.Add(first), Runs: map[Result]int64{}}})

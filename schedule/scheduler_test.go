@@ -330,3 +330,30 @@ func TestRunAcrossStopLeavesNoPins(t *testing.T) {
 		t.Errorf("pins of the stopped scheduler's rule after its run ended: %v, want none", got)
 	}
 }
+
+func TestConfigWithDefaults(t *testing.T) {
+	rules := []Rule{{Name: "docker.io/library/alpine"}, {Name: "docker.io/library/nginx", Every: time.Hour}}
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"owner", Config{}.WithDefaults().Owner, DefaultOwner},
+		{"owner set", Config{Owner: "sync 0x1"}.WithDefaults().Owner, "sync 0x1"},
+		{"logger", Config{}.WithDefaults().Logger != nil, true},
+		{"clock", Config{}.WithDefaults().Now != nil, true},
+		{"jitter", Config{}.WithDefaults().Jitter != nil, true},
+		{"before run: none", Config{}.WithDefaults().BeforeRun == nil, true},
+		{"rule interval", Config{Rules: rules}.WithDefaults().Rules[0].Every, DefaultEvery},
+		{"rule interval set", Config{Rules: rules}.WithDefaults().Rules[1].Every, time.Hour},
+		{"rules copied, not changed", func() time.Duration { Config{Rules: rules}.WithDefaults(); return rules[0].Every }(), time.Duration(0)},
+		{"rule", Rule{}.WithDefaults().Every, DefaultEvery},
+		{"rule set", Rule{Every: 2 * time.Minute}.WithDefaults().Every, 2 * time.Minute},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.got != tc.want {
+				t.Errorf("WithDefaults() gave %v, want %v", tc.got, tc.want)
+			}
+		})
+	}
+}

@@ -19,6 +19,21 @@ import (
 	"github.com/regcache/regcache/episode"
 )
 
+// Defaults of Options.
+const (
+	// DefaultDialTimeout bounds connecting to an endpoint by default: 10s.
+	DefaultDialTimeout = 10 * time.Second
+	// DefaultResponseHeaderTimeout bounds the wait for response headers by
+	// default: 30s.
+	DefaultResponseHeaderTimeout = 30 * time.Second
+	// DefaultStallTimeout is how long a body may send no byte by default:
+	// 30s.
+	DefaultStallTimeout = 30 * time.Second
+	// DefaultFailureCooldown is how long a failed endpoint is skipped by
+	// default: 30s.
+	DefaultFailureCooldown = 30 * time.Second
+)
+
 // Config describes one upstream registry.
 type Config struct {
 	// Name is the registry's name as clients know it ("docker.io"); used in
@@ -79,15 +94,18 @@ type Options struct {
 	// well-known registries): their names are not resolved to learn the
 	// classes of networks they live in (see AllowedNetworks).
 	PublicEndpoints bool
-	// DialTimeout bounds connecting (default transport only). Default: 10s.
+	// DialTimeout bounds connecting (default transport only). Default:
+	// DefaultDialTimeout (10s).
 	DialTimeout time.Duration
 	// ResponseHeaderTimeout bounds the wait for response headers (default
-	// transport only). Default: 30s.
+	// transport only). Default: DefaultResponseHeaderTimeout (30s).
 	ResponseHeaderTimeout time.Duration
 	// StallTimeout fails a response body read that waits this long for a
-	// byte, with an error wrapping ErrStalled. Default: 30s.
+	// byte, with an error wrapping ErrStalled. Default:
+	// DefaultStallTimeout (30s).
 	StallTimeout time.Duration
-	// FailureCooldown is how long a failed endpoint is skipped. Default: 30s.
+	// FailureCooldown is how long a failed endpoint is skipped. Default:
+	// DefaultFailureCooldown (30s).
 	FailureCooldown time.Duration
 	// Now is the clock used for token lifetimes, cooldowns and health.
 	// Default: time.Now.
@@ -106,6 +124,36 @@ type Options struct {
 	// longer Retry-After or a newer answer reports budget sooner. Default:
 	// DefaultBudgetProbe.
 	BudgetProbe time.Duration
+}
+
+// WithDefaults returns o with the default of every field left zero (or
+// less) filled in: the values New runs with. A negative RateLimitReserve
+// counts as 0. Transport has no default here: New builds its own
+// transport around the dial guard when it is nil.
+func (o Options) WithDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.ResponseHeaderTimeout <= 0 {
+		o.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.FailureCooldown <= 0 {
+		o.FailureCooldown = DefaultFailureCooldown
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	o.RateLimitReserve = max(o.RateLimitReserve, 0)
+	if o.BudgetProbe <= 0 {
+		o.BudgetProbe = DefaultBudgetProbe
+	}
+	return o
 }
 
 // Exchange describes one HTTP exchange with an upstream host, for metrics.
@@ -128,17 +176,17 @@ type Exchange struct {
 
 // Client is a client of one upstream registry, safe for concurrent use.
 type Client struct {
-	cfg          Config
-	log          *zap.Logger
-	http         *http.Client
-	endpoints    []*endpoint
-	tokens       tokenCache
-	stallTimeout time.Duration
-	cooldown     time.Duration
-	now          func() time.Time
-	onResponse   func(Exchange)
-	budget       budget
-	guard        *dialGuard
+	cfg Config
+	// opts are the options, with their defaults; log and now are its
+	// Logger and Now.
+	opts      Options
+	log       *zap.Logger
+	now       func() time.Time
+	http      *http.Client
+	endpoints []*endpoint
+	tokens    tokenCache
+	budget    budget
+	guard     *dialGuard
 	// defaultID is the identity of the configured credentials.
 	defaultID string
 }
@@ -150,16 +198,13 @@ func New(cfg Config, opts Options) (*Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, fmt.Errorf("upstream %s: no endpoint", cfg.Name)
 	}
+	opts = opts.WithDefaults()
+	opts.AllowedNetworks = slices.Clone(opts.AllowedNetworks)
 	c := &Client{
-		log:          opts.Logger,
-		stallTimeout: opts.StallTimeout,
-		cooldown:     opts.FailureCooldown,
-		now:          opts.Now,
-		onResponse:   opts.OnResponse,
-		budget:       budget{reserve: max(opts.RateLimitReserve, 0), probe: opts.BudgetProbe},
-	}
-	if c.budget.probe <= 0 {
-		c.budget.probe = DefaultBudgetProbe
+		opts:   opts,
+		log:    opts.Logger,
+		now:    opts.Now,
+		budget: budget{reserve: opts.RateLimitReserve, probe: opts.BudgetProbe},
 	}
 	for _, raw := range cfg.Endpoints {
 		u, err := url.Parse(strings.TrimRight(raw, "/"))
@@ -184,18 +229,6 @@ func New(cfg Config, opts Options) (*Client, error) {
 	cfg.TrustedRealmHosts = slices.Clone(cfg.TrustedRealmHosts)
 	c.cfg = cfg
 	c.defaultID = credentials{cfg.Username, cfg.Password}.id()
-	if c.log == nil {
-		c.log = zap.NewNop()
-	}
-	if c.stallTimeout <= 0 {
-		c.stallTimeout = 30 * time.Second
-	}
-	if c.cooldown <= 0 {
-		c.cooldown = 30 * time.Second
-	}
-	if c.now == nil {
-		c.now = time.Now
-	}
 	for _, ep := range c.endpoints {
 		ep.down = episode.New(c.log, zapcore.WarnLevel, "upstream endpoint failed", episode.Options{Now: c.now})
 	}
@@ -205,7 +238,7 @@ func New(cfg Config, opts Options) (*Client, error) {
 	if opts.Transport == nil {
 		lookup = lookupIP
 	}
-	c.guard = newDialGuard(cfg.Name, c.endpoints, slices.Clone(opts.AllowedNetworks), lookup, opts.PublicEndpoints, c.log, episode.Options{Now: c.now})
+	c.guard = newDialGuard(cfg.Name, c.endpoints, opts.AllowedNetworks, lookup, opts.PublicEndpoints, c.log, episode.Options{Now: c.now})
 	base := opts.Transport
 	if base == nil {
 		base = defaultTransport(opts.DialTimeout, opts.ResponseHeaderTimeout, c.guard)
@@ -222,12 +255,6 @@ func New(cfg Config, opts Options) (*Client, error) {
 // speaks HTTP/1.1 (each request of a large download on a connection of its
 // own), and guard checks every connection it makes.
 func defaultTransport(dial, header time.Duration, guard *dialGuard) *http.Transport {
-	if dial <= 0 {
-		dial = 10 * time.Second
-	}
-	if header <= 0 {
-		header = 30 * time.Second
-	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.DialContext = guard.dialContext(&net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second})
 	t.Proxy = guard.proxy(t.Proxy)
@@ -329,7 +356,7 @@ func (c *Client) Do(ctx context.Context, req Request) (*http.Response, error) {
 			}
 			lastAnswer = ue
 		}
-		ep.failed(c.now(), c.cooldown, err)
+		ep.failed(c.now(), c.opts.FailureCooldown, err)
 		// Once per episode: an upstream that is down fails every request.
 		ep.down.Event(zap.String("upstream", c.cfg.Name), zap.String("endpoint", ep.base.String()), zap.Error(err))
 		lastErr = err
@@ -403,9 +430,9 @@ func (c *Client) doEndpoint(ctx context.Context, ep *endpoint, req Request) (*ht
 			// A body that stalls puts its endpoint in cooldown, so that the
 			// request that continues it (a fill resumes from its last byte)
 			// goes to the next endpoint.
-			body := newStallBody(resp.Body, c.cfg.Name, c.stallTimeout, cancel, func() {
-				err := fmt.Errorf("%w: no byte for %s", ErrStalled, c.stallTimeout)
-				ep.failed(c.now(), c.cooldown, err)
+			body := newStallBody(resp.Body, c.cfg.Name, c.opts.StallTimeout, cancel, func() {
+				err := fmt.Errorf("%w: no byte for %s", ErrStalled, c.opts.StallTimeout)
+				ep.failed(c.now(), c.opts.FailureCooldown, err)
 				c.log.Warn("upstream endpoint failed", zap.String("upstream", c.cfg.Name),
 					zap.String("endpoint", ep.base.String()), zap.Error(err))
 			})
@@ -440,7 +467,7 @@ func (c *Client) Demote(resp *http.Response, why string) bool {
 		return false
 	}
 	err := fmt.Errorf("%w: %s", ErrSlow, why)
-	body.ep.failed(now, c.cooldown, err)
+	body.ep.failed(now, c.opts.FailureCooldown, err)
 	// Once per episode, which the endpoint's next success ends.
 	body.ep.down.Event(zap.String("upstream", c.cfg.Name), zap.String("endpoint", body.ep.base.String()), zap.Error(err))
 	return true

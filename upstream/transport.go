@@ -83,7 +83,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err == nil && kind == kindRegistry {
 		t.client.noteRateLimit(resp.StatusCode, resp.Header)
 	}
-	if t.client.onResponse != nil {
+	if t.client.opts.OnResponse != nil {
 		ex := Exchange{
 			Upstream: t.client.cfg.Name,
 			Endpoint: h.endpoint,
@@ -95,7 +95,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if resp != nil {
 			ex.Status = resp.StatusCode
 		}
-		t.client.onResponse(ex)
+		t.client.opts.OnResponse(ex)
 	}
 	return resp, err
 }
