@@ -493,6 +493,8 @@ func (t *transfer) watchSegments(ctx context.Context, sg *segments) {
 	defer tick.Stop()
 	meters := make([]rateMeter, len(sg.list))
 	bodies := make([]int, len(sg.list))
+	rates := make([]int64, len(sg.list))
+	ok := make([]bool, len(sg.list))
 	var main rateMeter
 	for {
 		select {
@@ -502,18 +504,17 @@ func (t *transfer) watchSegments(ctx context.Context, sg *segments) {
 			// Done with its own range, the main stream moves nothing and
 			// raises no bar.
 			mainRate, mainOK := main.add(now, t.moved.Load())
-			rates := make([]int64, len(sg.list))
-			ok := make([]bool, len(sg.list))
 			for i, g := range sg.list {
 				done := g.done.Load()
 				n, reading := g.current()
-				if g.first+done >= g.end || !reading || n != bodies[i] {
-					// Finished, between bodies (a pause after a break),
-					// or on a new body: judged afresh from here.
+				if n != bodies[i] || !reading || g.first+done >= g.end {
+					// On a new body, between bodies (a pause after a
+					// break) or finished: judged afresh from here.
 					meters[i], bodies[i] = rateMeter{}, n
-					if !reading || g.first+done >= g.end {
-						continue
-					}
+				}
+				if !reading || g.first+done >= g.end {
+					ok[i] = false
+					continue
 				}
 				rates[i], ok[i] = meters[i].add(now, done)
 			}
