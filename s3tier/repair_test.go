@@ -78,8 +78,18 @@ func testFollowerUsesTheHolderChunkSize(t *testing.T, srv *s3test.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ra.Close()
-	go func() { _, _ = io.Copy(io.Discard, ra) }()
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = io.Copy(io.Discard, ra)
+	}()
+	// Closed only once its reader stopped: a Reader is not closed under a
+	// Read in progress.
+	defer func() {
+		cancel()
+		<-copied
+		_ = ra.Close()
+	}()
 	if _, err := pw.Write(body[:2<<20]); err != nil {
 		t.Fatal(err)
 	}
